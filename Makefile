@@ -1,0 +1,70 @@
+# sphere-jitr: Azure Sphere MT3620 fleets on AWS IoT Core with just-in-time registration.
+# `make demo` and `make test` do all the set-up they need on a fresh machine (idempotently).
+# Parts of the product add their own targets in mk/*.mk and hook into SETUP_TARGETS, TEST_TARGETS, BENCH_TARGETS.
+
+SHELL        := /bin/bash
+.SHELLFLAGS  := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO          ?= go
+VENV        := .venv
+PY          := $(VENV)/bin/python
+CDK         := npx --no-install cdk
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_VERSION_CHECK := 1
+# The local twin and tests start moto from the project venv.
+export MOTO_PYTHON := $(CURDIR)/$(PY)
+
+SETUP_TARGETS :=
+TEST_TARGETS  :=
+BENCH_TARGETS :=
+
+.PHONY: help setup synth deploy destroy test lint bench
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+# --- set-up (stamp files make every step idempotent and cheap the second time) -----------------------------------
+.stamps:
+	@mkdir -p $@
+
+.stamps/go: go.mod go.sum | .stamps
+	$(GO) mod download
+	@touch $@
+
+.stamps/npm: package.json package-lock.json | .stamps
+	npm ci --no-audit --no-fund
+	@touch $@
+
+.stamps/venv: requirements.txt | .stamps
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
+$(STATICCHECK):
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+setup: .stamps/go .stamps/npm .stamps/venv $(SETUP_TARGETS) ## install everything the project needs (idempotent)
+
+-include mk/*.mk
+
+# --- CDK -------------------------------------------------------------------------------------------------------
+synth: .stamps/go .stamps/npm ## synthesize the stack (pass context with CDK_ARGS='-c tenantCaCerts=...')
+	$(CDK) synth $(CDK_ARGS)
+
+deploy: .stamps/go .stamps/npm ## deploy the stack to your AWS account (CDK_ARGS='-c ...')
+	$(CDK) deploy --outputs-file cdk-outputs.json $(CDK_ARGS)
+
+destroy: .stamps/go .stamps/npm ## remove the stack, its devices and certificates (see README)
+	$(CDK) destroy $(CDK_ARGS)
+
+# --- quality ---------------------------------------------------------------------------------------------------
+test: setup $(TEST_TARGETS) ## run every test: Go (CDK assertions, snapshot, cdk-nag, Lambda, moto), cfn-lint, device
+	@echo "make test: all suites passed"
+
+lint: .stamps/go $(STATICCHECK) ## gofmt, go vet, staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+bench: setup $(BENCH_TARGETS) ## print the benchmark tables
