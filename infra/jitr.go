@@ -1,0 +1,178 @@
+package infra
+
+import (
+	"strings"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiot"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdadestinations"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+)
+
+// Environment variables of the JITR Lambda (the contract with internal/jitr).
+const (
+	EnvCACertificateIDs  = "CA_CERTIFICATE_IDS"
+	EnvCACertificatesPEM = "CA_CERTIFICATES_PEM"
+	EnvDevicePolicyName  = "DEVICE_POLICY_NAME"
+	EnvProvisionedBy     = "PROVISIONED_BY"
+)
+
+// RegisteredEventTopicPrefix is the topic AWS IoT publishes a certificate-registered event on, followed by the
+// CA certificate id.
+const RegisteredEventTopicPrefix = "$aws/events/certificates/registered/"
+
+// JitrIoTActions are the AWS IoT actions the JITR handler calls, by the resource type IAM scopes them to.
+var JitrIoTActions = map[string][]string{
+	"cert/*": {"iot:DescribeCertificate", "iot:UpdateCertificate", "iot:DeleteCertificate",
+		"iot:AttachPolicy", "iot:DetachPolicy", "iot:ListPrincipalThings", "iot:ListAttachedPolicies"},
+	"thing/*": {"iot:CreateThing", "iot:DescribeThing", "iot:ListThingPrincipals",
+		"iot:AttachThingPrincipal", "iot:DetachThingPrincipal"},
+}
+
+// JitrProvisioningProps configures JitrProvisioning.
+type JitrProvisioningProps struct {
+	CAs        []*TenantCA
+	Policy     *DevicePolicy
+	ModuleRoot string // directory holding go.mod; the handler is built from <ModuleRoot>/lambda/jitr
+	// ProvisionedBy marks the things the handler creates (thing attribute provisionedBy), so teardown deletes
+	// only those.
+	ProvisionedBy *string
+}
+
+// JitrProvisioning is the just-in-time registration pipeline: one topic rule per own tenant CA on its
+// certificate-registered event, invoking the JITR Lambda asynchronously; what still fails after Lambda's retries,
+// and what the rule cannot deliver, lands in a dead-letter queue watched by an alarm.
+type JitrProvisioning struct {
+	constructs.Construct
+	Function        awslambda.Function
+	Role            awsiam.Role
+	LogGroup        awslogs.LogGroup
+	DeadLetterQueue awssqs.Queue
+	Rules           []awsiot.CfnTopicRule
+	DLQAlarm        awscloudwatch.Alarm
+	ErrorsAlarm     awscloudwatch.Alarm
+}
+
+// NewJitrProvisioning declares the pipeline.
+func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvisioningProps) *JitrProvisioning {
+	c := constructs.NewConstruct(scope, jsii.String(id))
+	stack := awscdk.Stack_Of(c)
+	j := &JitrProvisioning{Construct: c}
+
+	j.DeadLetterQueue = awssqs.NewQueue(c, jsii.String("DeadLetterQueue"), &awssqs.QueueProps{
+		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
+		EnforceSSL:      jsii.Bool(true),
+		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
+	})
+	suppress(j.DeadLetterQueue, "AwsSolutions-SQS3",
+		"This queue is the dead-letter queue: the JITR Lambda's on-failure destination and the topic rule's error action")
+	j.LogGroup = awslogs.NewLogGroup(c, jsii.String("LogGroup"), &awslogs.LogGroupProps{
+		Retention:     awslogs.RetentionDays_ONE_MONTH,
+		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	})
+
+	j.Role = awsiam.NewRole(c, jsii.String("Role"), &awsiam.RoleProps{
+		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
+		Description: jsii.String("JITR Lambda: verify, provision, rotate and revoke device certificates"),
+	})
+	for _, resourceType := range []string{"cert/*", "thing/*"} {
+		j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Actions:   jsii.Strings(JitrIoTActions[resourceType]...),
+			Resources: &[]*string{stack.FormatArn(&awscdk.ArnComponents{Service: jsii.String("iot"), Resource: jsii.String(resourceType)})},
+		}))
+	}
+	j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("iot:AttachPolicy", "iot:DetachPolicy"),
+		Resources: &[]*string{props.Policy.PolicyArn()},
+	}))
+	j.LogGroup.GrantWrite(j.Role)
+	suppress(j.Role, "AwsSolutions-IAM5",
+		"Device certificate ids and thing names are created at run time by JITR, so the IoT actions are scoped to "+
+			"the cert/* and thing/* resource types of this account and region, never to *",
+		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:cert/*",
+		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:thing/*")
+
+	ids := make([]*string, 0, len(props.CAs))
+	pems := make([]string, 0, len(props.CAs))
+	for _, ca := range props.CAs {
+		ids = append(ids, ca.CertificateID())
+		pems = append(pems, ca.PEM)
+	}
+	j.Function = awslambda.NewFunction(c, jsii.String("Function"), &awslambda.FunctionProps{
+		Description:  jsii.String("Just-in-time registration of Azure Sphere device certificates"),
+		Runtime:      awslambda.Runtime_PROVIDED_AL2023(),
+		Architecture: awslambda.Architecture_ARM_64(),
+		Handler:      jsii.String("bootstrap"),
+		Code:         goLambdaCode(props.ModuleRoot, "lambda/jitr"),
+		Role:         j.Role,
+		LogGroup:     j.LogGroup,
+		MemorySize:   jsii.Number(256),
+		// Long enough for the SDK retryer to ride out IoT control-plane throttling when a fleet reboots together.
+		Timeout:       awscdk.Duration_Seconds(jsii.Number(60)),
+		RetryAttempts: jsii.Number(2),
+		OnFailure:     awslambdadestinations.NewSqsDestination(j.DeadLetterQueue),
+		Environment: &map[string]*string{
+			EnvCACertificateIDs:  awscdk.Fn_Join(jsii.String(","), &ids),
+			EnvCACertificatesPEM: jsii.String(strings.Join(pems, "")),
+			EnvDevicePolicyName:  props.Policy.PolicyName(),
+			EnvProvisionedBy:     props.ProvisionedBy,
+		},
+	})
+
+	// The rule delivers to the same queue what it cannot hand to Lambda.
+	ruleErrorRole := awsiam.NewRole(c, jsii.String("RuleErrorRole"), &awsiam.RoleProps{
+		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("iot.amazonaws.com"), nil),
+		Description: jsii.String("JITR topic rule error action: send undeliverable events to the dead-letter queue"),
+	})
+	j.DeadLetterQueue.GrantSendMessages(ruleErrorRole)
+	for _, ca := range props.CAs {
+		rule := awsiot.NewCfnTopicRule(c, jsii.String("RegisteredRule"+ca.Key), &awsiot.CfnTopicRuleProps{
+			TopicRulePayload: &awsiot.CfnTopicRule_TopicRulePayloadProperty{
+				Description:      jsii.String("Certificates auto-registered under one own tenant CA go to the JITR Lambda"),
+				Sql:              awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("SELECT * FROM '" + RegisteredEventTopicPrefix), ca.CertificateID(), jsii.String("'")}),
+				AwsIotSqlVersion: jsii.String("2016-03-23"),
+				RuleDisabled:     jsii.Bool(false),
+				Actions: &[]*awsiot.CfnTopicRule_ActionProperty{{
+					Lambda: &awsiot.CfnTopicRule_LambdaActionProperty{FunctionArn: j.Function.FunctionArn()},
+				}},
+				ErrorAction: &awsiot.CfnTopicRule_ActionProperty{
+					Sqs: &awsiot.CfnTopicRule_SqsActionProperty{QueueUrl: j.DeadLetterQueue.QueueUrl(), RoleArn: ruleErrorRole.RoleArn()},
+				},
+			},
+		})
+		j.Function.AddPermission(jsii.String("InvokeByRule"+ca.Key), &awslambda.Permission{
+			Principal:     awsiam.NewServicePrincipal(jsii.String("iot.amazonaws.com"), nil),
+			SourceArn:     rule.AttrArn(),
+			SourceAccount: awscdk.Aws_ACCOUNT_ID(),
+		})
+		j.Rules = append(j.Rules, rule)
+	}
+
+	j.DLQAlarm = awscloudwatch.NewAlarm(c, jsii.String("DeadLetterAlarm"), &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String("Certificate-registered events that JITR could not process are waiting in the dead-letter queue"),
+		Metric: j.DeadLetterQueue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{
+			Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum"),
+		}),
+		Threshold:          jsii.Number(1),
+		EvaluationPeriods:  jsii.Number(1),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+	j.ErrorsAlarm = awscloudwatch.NewAlarm(c, jsii.String("ErrorsAlarm"), &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String("The JITR Lambda returned errors (they are retried; persistent ones reach the dead-letter queue)"),
+		Metric: j.Function.MetricErrors(&awscloudwatch.MetricOptions{
+			Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum"),
+		}),
+		Threshold:          jsii.Number(1),
+		EvaluationPeriods:  jsii.Number(1),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+	return j
+}

@@ -1,0 +1,85 @@
+// Package stacks wires the constructs of package infra into the deployable stack.
+package stacks
+
+import (
+	"strconv"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/sphere-jitr/sphere-jitr/infra"
+	"github.com/sphere-jitr/sphere-jitr/internal/config"
+)
+
+// Output names, read by `make device-config` and the local twin.
+const (
+	OutputIotEndpoint      = "IotEndpoint"
+	OutputCACertificateIDs = "CaCertificateIds"
+	OutputDevicePolicyName = "DevicePolicyName"
+	OutputDemoBucketName   = "DemoBucketName"
+	OutputRegion           = "Region"
+	OutputTenantID         = "TenantId"
+	OutputRetainDevices    = "RetainDevices"
+	OutputDeviceTopicRoot  = "DeviceTopicRoot"
+)
+
+// SphereJitrStackProps configures the stack.
+type SphereJitrStackProps struct {
+	awscdk.StackProps
+	Config *config.Config
+	// ModuleRoot is the directory holding go.mod, where the Lambda handlers are built from.
+	ModuleRoot string
+}
+
+// SphereJitrStack puts a fleet of Azure Sphere devices of one tenant on AWS IoT Core with just-in-time registration.
+type SphereJitrStack struct {
+	awscdk.Stack
+	CAs          []*infra.TenantCA
+	Policy       *infra.DevicePolicy
+	Provisioning *infra.JitrProvisioning
+	Bucket       *infra.DemoBucket
+	Endpoint     *infra.IotEndpoint
+}
+
+// NewSphereJitrStack declares the stack.
+func NewSphereJitrStack(scope constructs.Construct, id string, props *SphereJitrStackProps) *SphereJitrStack {
+	stack := awscdk.NewStack(scope, &id, &props.StackProps)
+	s := &SphereJitrStack{Stack: stack}
+	cfg := props.Config
+
+	for _, ca := range cfg.TenantCAs {
+		s.CAs = append(s.CAs, infra.NewTenantCA(stack, "TenantCA"+infra.Fingerprint(ca.Cert, 8), &infra.TenantCAProps{
+			Certificate:     ca.Cert,
+			Verification:    ca.Verification,
+			CertificateMode: cfg.CertificateMode,
+			Retain:          cfg.RetainDevices,
+		}))
+	}
+	s.Policy = infra.NewDevicePolicy(stack, "DevicePolicy", &infra.DevicePolicyProps{})
+	s.Provisioning = infra.NewJitrProvisioning(stack, "Jitr", &infra.JitrProvisioningProps{
+		CAs:           s.CAs,
+		Policy:        s.Policy,
+		ModuleRoot:    props.ModuleRoot,
+		ProvisionedBy: stack.StackName(),
+	})
+	s.Bucket = infra.NewDemoBucket(stack, "DemoBucket")
+	s.Endpoint = infra.NewIotEndpoint(stack, "DataEndpoint")
+
+	caIDs := make([]*string, 0, len(s.CAs))
+	for _, ca := range s.CAs {
+		caIDs = append(caIDs, ca.CertificateID())
+	}
+	output := func(name, description string, value *string) {
+		awscdk.NewCfnOutput(stack, jsii.String(name), &awscdk.CfnOutputProps{Value: value, Description: jsii.String(description)})
+	}
+	output(OutputIotEndpoint, "AWS IoT data endpoint (iot:Data-ATS) the devices connect to", s.Endpoint.Address())
+	output(OutputCACertificateIDs, "AWS IoT ids of the registered tenant CA certificates", awscdk.Fn_Join(jsii.String(","), &caIDs))
+	output(OutputDevicePolicyName, "IoT policy attached to every device certificate", s.Policy.PolicyName())
+	output(OutputDemoBucketName, "S3 bucket for the device's presigned upload and download", s.Bucket.Bucket.BucketName())
+	output(OutputRegion, "Region of the stack", stack.Region())
+	output(OutputTenantID, "Azure Sphere tenant (catalog) id", jsii.String(cfg.TenantID))
+	output(OutputRetainDevices, "Whether cdk destroy keeps the devices, their certificates and the CA", jsii.String(strconv.FormatBool(cfg.RetainDevices)))
+	output(OutputDeviceTopicRoot, "First level of each device's own MQTT topic tree: <root>/<thingName>/...", jsii.String(s.Policy.TopicRoot))
+	return s
+}
