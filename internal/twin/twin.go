@@ -1,0 +1,302 @@
+// Package twin is the local twin of the product's cloud side: moto as the AWS API, the synthesized template
+// deployed into it, an MQTT-over-TLS broker that behaves like AWS IoT Core for just-in-time registration
+// (registry, policies, registered events, shadows) and the real JITR Lambda run by the rules engine.
+package twin
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/iot"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
+	"github.com/sphere-jitr/sphere-jitr/internal/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/internal/testpki"
+	"github.com/sphere-jitr/sphere-jitr/internal/twin/timeline"
+)
+
+// RIEVersion is the pinned AWS Lambda Runtime Interface Emulator the twin runs the function under.
+const RIEVersion = "v0.0.0-20261030222936-bef5c4ba774d"
+
+// Options configures Start.
+type Options struct {
+	Template  *Template
+	StackName string             // default SphereJitr
+	Moto      *motoserver.Server // an already running moto to deploy into; default: start one
+	Function  Invoker            // default: the bootstrap under RIE (Bootstrap, RIE)
+	Bootstrap string             // the JITR function built for the host
+	RIE       string             // the aws-lambda-rie command
+	Workers   int                // concurrent function executions; default 2
+	Timeline  *timeline.Timeline // readable account of the flow; nil for none
+	Log       io.Writer          // moto and function output; default discarded
+}
+
+// Twin is a running local twin.
+type Twin struct {
+	Moto       *motoserver.Server
+	Deployment *Deployment
+	Broker     *Broker
+	ServerCA   *testpki.Pair // trust anchor of the broker's TLS certificate (the stand-in for Amazon Root CA 1)
+	AWS        aws.Config
+	IoT        *iot.Client
+	S3         *s3.Client
+	Shadow     *ShadowClient
+
+	async    *AsyncInvoker
+	pool     *RIEPool
+	ownsMoto bool
+	tl       *timeline.Timeline
+	mu       sync.Mutex
+	revoked  map[string]bool
+	stopOnce sync.Once
+}
+
+// AWSConfig returns an SDK configuration that talks to the given moto server.
+func AWSConfig(motoURL string) aws.Config {
+	return aws.Config{
+		Region:       motoserver.Region,
+		Credentials:  credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, ""),
+		BaseEndpoint: aws.String(motoURL),
+		HTTPClient:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 60 * time.Second},
+	}
+}
+
+// Start brings the twin up: moto, the deployment of the template, the function runner and the broker.
+func Start(ctx context.Context, opts Options) (tw *Twin, err error) {
+	if opts.Template == nil {
+		return nil, errors.New("twin: no template")
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 2
+	}
+	t := &Twin{Moto: opts.Moto, tl: opts.Timeline, revoked: map[string]bool{}}
+	defer func() {
+		if err != nil {
+			t.Stop()
+		}
+	}()
+	if t.Moto == nil {
+		if t.Moto, err = motoserver.Start(ctx, motoserver.Options{Log: opts.Log}); err != nil {
+			return nil, err
+		}
+		t.ownsMoto = true
+	}
+	t.AWS = AWSConfig(t.Moto.URL)
+	t.IoT = iot.NewFromConfig(t.AWS)
+	t.S3 = s3.NewFromConfig(t.AWS, func(o *s3.Options) { o.UsePathStyle = true })
+	t.Shadow = &ShadowClient{Endpoint: t.Moto.URL, Region: t.AWS.Region, Credentials: t.AWS.Credentials, HTTP: t.AWS.HTTPClient.(*http.Client)}
+
+	t.Deployment, err = Deploy(ctx, opts.Template, t.IoT, t.S3, DeployOptions{
+		StackName: opts.StackName, Region: motoserver.Region, AccountID: motoserver.AccountID,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("deploy template: %w", err)
+	}
+	for _, ca := range t.Deployment.CAs {
+		t.tl.Event("deploy", "CA %s registered ACTIVE=%v auto-registration=%v (%s)", timeline.Short(ca.ID), ca.Active, ca.AutoRegistration, ca.Cert.Subject.CommonName)
+	}
+	for name := range t.Deployment.Policies {
+		t.tl.Event("deploy", "device policy %s created from the template", name)
+	}
+	for _, r := range t.Deployment.Rules {
+		t.tl.Event("deploy", "topic rule %s: %s", r.Name, r.SQL)
+	}
+
+	fn := opts.Function
+	if fn == nil {
+		env := append(t.Moto.Env(), "AWS_LAMBDA_FUNCTION_NAME="+t.Deployment.Function, "PATH="+os.Getenv("PATH"))
+		keys := make([]string, 0, len(t.Deployment.FunctionEnv))
+		for k, v := range t.Deployment.FunctionEnv {
+			env = append(env, k+"="+v)
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		t.pool, err = StartRIEPool(ctx, RIEOptions{RIE: opts.RIE, Bootstrap: opts.Bootstrap, Env: env, Size: opts.Workers, Log: opts.Log})
+		if err != nil {
+			return nil, err
+		}
+		t.tl.Event("deploy", "JITR function %s running under aws-lambda-rie ×%d, environment from the template: %s",
+			t.Deployment.Function, opts.Workers, strings.Join(keys, ", "))
+		fn = t.pool
+	}
+	t.async = NewAsyncInvoker(fn, opts.Workers, t.reportInvocation)
+
+	srvCA, err := testpki.NewCA(testpki.CAOptions{CommonName: "sphere-jitr twin server CA"})
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := srvCA.IssueServer("127.0.0.1", "localhost")
+	if err != nil {
+		return nil, err
+	}
+	t.ServerCA = srvCA
+	t.Broker, err = StartBroker(BrokerOptions{
+		Deployment:  t.Deployment,
+		IoT:         t.IoT,
+		Shadow:      t.Shadow,
+		Certificate: tls.Certificate{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key, Leaf: leaf.Cert},
+		OnRule: func(rule DeployedRule, topic string, payload []byte) {
+			if !t.async.Enqueue(payload) {
+				t.tl.Event("rules", "rule %s: invocation queue full, event dropped", rule.Name)
+			}
+		},
+		Timeline: t.tl,
+	})
+	if err != nil {
+		return nil, err
+	}
+	t.tl.Event("iot-core", "MQTT over TLS on %s (client certificate required)", t.Broker.Addr())
+	return t, nil
+}
+
+// reportInvocation writes what the function did to the registry: activation, and certificates it revoked.
+func (t *Twin) reportInvocation(res AsyncResult) {
+	var ev RegisteredEvent
+	_ = json.Unmarshal(res.Payload, &ev)
+	if res.Err != nil {
+		t.tl.Event("jitr", "certificate %s: function failed after %d attempts: %v", timeline.Short(ev.CertificateID), res.Attempts, res.Err)
+		return
+	}
+	if t.tl == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	desc, err := t.IoT.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String(ev.CertificateID)})
+	if err != nil {
+		t.tl.Event("jitr", "certificate %s: %v", timeline.Short(ev.CertificateID), err)
+		return
+	}
+	arn := desc.CertificateDescription.CertificateArn
+	things, _ := t.IoT.ListPrincipalThings(ctx, &iot.ListPrincipalThingsInput{Principal: arn})
+	thing := ""
+	if things != nil && len(things.Things) > 0 {
+		thing = things.Things[0]
+	}
+	t.tl.Event("jitr", "certificate %s → %s (thing %s)", timeline.Short(ev.CertificateID), desc.CertificateDescription.Status, timeline.Short(thing))
+	if thing == "" {
+		return
+	}
+	certs, _ := t.IoT.ListCertificates(ctx, &iot.ListCertificatesInput{PageSize: aws.Int32(250)})
+	if certs != nil {
+		for _, c := range certs.Certificates {
+			id := aws.ToString(c.CertificateId)
+			if id == ev.CertificateID || c.Status != "REVOKED" {
+				continue
+			}
+			d, err := t.IoT.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: c.CertificateId})
+			if err != nil || !sameSubject(aws.ToString(d.CertificateDescription.CertificatePem), aws.ToString(desc.CertificateDescription.CertificatePem)) {
+				continue
+			}
+			t.mu.Lock()
+			first := !t.revoked[id]
+			t.revoked[id] = true
+			t.mu.Unlock()
+			if first {
+				t.tl.Event("jitr", "older certificate %s of thing %s → REVOKED", timeline.Short(id), timeline.Short(thing))
+			}
+		}
+	}
+}
+
+func sameSubject(pemA, pemB string) bool {
+	a, errA := azsphere.ParseCertificate([]byte(pemA))
+	b, errB := azsphere.ParseCertificate([]byte(pemB))
+	return errA == nil && errB == nil && strings.EqualFold(a.Subject.CommonName, b.Subject.CommonName)
+}
+
+// DrainFunction waits until every queued registered event has been handled by the function.
+func (t *Twin) DrainFunction() { t.async.Drain() }
+
+// Stop ends everything Start started, in reverse order. It is safe to call more than once.
+func (t *Twin) Stop() {
+	t.stopOnce.Do(func() {
+		if t.Broker != nil {
+			_ = t.Broker.Close()
+		}
+		if t.async != nil {
+			t.async.Stop()
+		}
+		if t.pool != nil {
+			t.pool.Stop()
+		}
+		if t.ownsMoto && t.Moto != nil {
+			t.Moto.Stop()
+		}
+	})
+}
+
+// Info is what a device (or the fleet simulator) needs to reach the twin, as `make device-image` would
+// give it from the stack outputs.
+type Info struct {
+	Endpoint         string   `json:"endpoint"`    // host:port of the MQTT broker
+	ServerCAPEM      string   `json:"serverCaPem"` // trust anchor for the broker
+	AWSEndpoint      string   `json:"awsEndpoint"` // moto, for presigning and the summary
+	Region           string   `json:"region"`
+	Bucket           string   `json:"bucket"`
+	CACertificateIDs []string `json:"caCertificateIds"`
+	DevicePolicy     string   `json:"devicePolicy"`
+}
+
+// Info describes the running twin.
+func (t *Twin) Info() Info {
+	info := Info{
+		Endpoint: t.Broker.Addr(), ServerCAPEM: string(t.ServerCA.CertPEM()), AWSEndpoint: t.Moto.URL,
+		Region: t.AWS.Region, Bucket: t.Deployment.Bucket, DevicePolicy: t.Deployment.FunctionEnv["DEVICE_POLICY_NAME"],
+	}
+	for _, ca := range t.Deployment.CAs {
+		info.CACertificateIDs = append(info.CACertificateIDs, ca.ID)
+	}
+	return info
+}
+
+// BuildBootstrap compiles the JITR function (./lambda/jitr of the repository at root) for the host, as the
+// file the Lambda runtime starts, and returns its path.
+func BuildBootstrap(ctx context.Context, root, outDir string) (string, error) {
+	out := filepath.Join(outDir, "bootstrap")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags", "lambda.norpc", "-o", out, "./lambda/jitr")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build the JITR function: %w\n%s", err, msg)
+	}
+	return out, nil
+}
+
+// FindRIE returns the aws-lambda-rie command: $TWIN_RIE, or the copy under build/tools/bin of the repository,
+// installed there (pinned version) when missing.
+func FindRIE(ctx context.Context, root string) (string, error) {
+	if p := os.Getenv("TWIN_RIE"); p != "" {
+		return p, nil
+	}
+	bin := filepath.Join(root, "build", "tools", "bin")
+	p := filepath.Join(bin, "aws-lambda-rie")
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	cmd := exec.CommandContext(ctx, "go", "install", "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@"+RIEVersion)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOBIN="+bin, "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("install aws-lambda-rie: %w\n%s", err, msg)
+	}
+	return p, nil
+}
