@@ -1,0 +1,35 @@
+/* Reconnect policy bounds: see retry_policy.h. */
+#include "retry_policy.h"
+
+#include <stddef.h>
+
+uint32_t RetryPolicy_CeilingMs(const RetryPolicy_t *policy, uint32_t retry)
+{
+    if (policy == NULL) {
+        return 0U;
+    }
+    uint64_t ceiling = policy->baseDelayMs;
+    for (uint32_t i = 0; i < retry && ceiling < policy->maxDelayMs; i++) {
+        ceiling *= 2U;
+    }
+    return (ceiling > policy->maxDelayMs) ? policy->maxDelayMs : (uint32_t)ceiling;
+}
+
+uint64_t RetryPolicy_WorstCaseTotalMs(const RetryPolicy_t *policy)
+{
+    uint64_t total = 0U;
+    if (policy == NULL) {
+        return 0U;
+    }
+    for (uint32_t retry = 0; retry < policy->maxAttempts; retry++) {
+        total += RetryPolicy_CeilingMs(policy, retry);
+    }
+    return total;
+}
+
+bool RetryPolicy_IsValid(const RetryPolicy_t *policy, uint64_t maxTotalMs)
+{
+    return (policy != NULL) && (policy->maxAttempts > 0U) && (policy->maxAttempts != UINT32_MAX) &&
+           (policy->baseDelayMs > 0U) && (policy->baseDelayMs <= policy->maxDelayMs) &&
+           (RetryPolicy_WorstCaseTotalMs(policy) <= maxTotalMs);
+}

@@ -1,0 +1,63 @@
+/*
+ * Bounds of the reconnect policy. The first connection after boot is expected to be closed by AWS IoT while
+ * JITR registers the new certificate, and a fleet rebooting together must not hammer the endpoint, so the
+ * connection manager retries with exponential backoff and full jitter (backoffAlgorithm: the delay before
+ * retry n is uniform in [0, ceiling(n)]), a bounded number of times. This header holds the policy and the
+ * arithmetic of its bounds; it does not depend on the SDK libraries.
+ */
+#ifndef RETRY_POLICY_H
+#define RETRY_POLICY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/** @brief Ceiling of the first retry delay. */
+#ifndef RETRY_BASE_DELAY_MS
+#define RETRY_BASE_DELAY_MS 2000U
+#endif
+
+/** @brief Largest delay between two attempts. */
+#ifndef RETRY_MAX_DELAY_MS
+#define RETRY_MAX_DELAY_MS 120000U
+#endif
+
+/** @brief Retries after the first attempt before the app gives up and exits (the OS restarts it). */
+#ifndef RETRY_MAX_ATTEMPTS
+#define RETRY_MAX_ATTEMPTS 12U
+#endif
+
+/** @brief Upper bound of the whole retry sequence; RetryPolicy_IsValid checks the policy stays under it. */
+#ifndef RETRY_MAX_TOTAL_MS
+#define RETRY_MAX_TOTAL_MS (30U * 60U * 1000U)
+#endif
+
+/** @brief A retry policy. */
+typedef struct RetryPolicy {
+    uint32_t baseDelayMs; /**< Ceiling of the first retry delay. */
+    uint32_t maxDelayMs;  /**< Cap of every delay. */
+    uint32_t maxAttempts; /**< Retries allowed. */
+} RetryPolicy_t;
+
+/** @brief The app's policy, from the macros above. */
+#define RETRY_POLICY_DEFAULT {RETRY_BASE_DELAY_MS, RETRY_MAX_DELAY_MS, RETRY_MAX_ATTEMPTS}
+
+/**
+ * @brief Largest delay before retry number @p retry (0-based): min(maxDelayMs, baseDelayMs * 2^retry),
+ *        computed without overflow.
+ * @return The ceiling in milliseconds, 0 for a NULL policy.
+ */
+uint32_t RetryPolicy_CeilingMs(const RetryPolicy_t *policy, uint32_t retry);
+
+/**
+ * @brief Worst-case sum of all delays of the policy.
+ * @return Milliseconds, 0 for a NULL policy.
+ */
+uint64_t RetryPolicy_WorstCaseTotalMs(const RetryPolicy_t *policy);
+
+/**
+ * @brief A policy is valid when it retries at least once, is bounded (not "retry forever"), its base is
+ *        positive and not above its cap, and its worst case stays under @p maxTotalMs.
+ */
+bool RetryPolicy_IsValid(const RetryPolicy_t *policy, uint64_t maxTotalMs);
+
+#endif /* RETRY_POLICY_H */

@@ -1,0 +1,50 @@
+/* Bounds of the reconnect policy: ceilings double from the base, never pass the cap, the total is bounded. */
+#include <stdint.h>
+
+#include "check.h"
+#include "retry_policy.h"
+
+int main(void)
+{
+    const RetryPolicy_t policy = RETRY_POLICY_DEFAULT;
+    const RetryPolicy_t small = {100U, 1000U, 6U};
+
+    /* The app's own policy is bounded and valid. */
+    CHECK(RetryPolicy_IsValid(&policy, RETRY_MAX_TOTAL_MS));
+    CHECK(RetryPolicy_WorstCaseTotalMs(&policy) <= RETRY_MAX_TOTAL_MS);
+    CHECK(RetryPolicy_WorstCaseTotalMs(&policy) > 0U);
+
+    /* Exponential up to the cap: 100, 200, 400, 800, 1000, 1000. */
+    CHECK(RetryPolicy_CeilingMs(&small, 0) == 100U);
+    CHECK(RetryPolicy_CeilingMs(&small, 1) == 200U);
+    CHECK(RetryPolicy_CeilingMs(&small, 2) == 400U);
+    CHECK(RetryPolicy_CeilingMs(&small, 3) == 800U);
+    CHECK(RetryPolicy_CeilingMs(&small, 4) == 1000U);
+    CHECK(RetryPolicy_CeilingMs(&small, 5) == 1000U);
+    CHECK(RetryPolicy_WorstCaseTotalMs(&small) == 100U + 200U + 400U + 800U + 1000U + 1000U);
+
+    /* Never above the cap, never overflowing, for every retry number a policy could ask about. */
+    for (uint32_t retry = 0; retry < 64U; retry++) {
+        uint32_t ceiling = RetryPolicy_CeilingMs(&policy, retry);
+        CHECK(ceiling <= RETRY_MAX_DELAY_MS);
+        CHECK(ceiling >= RETRY_BASE_DELAY_MS);
+        if (retry > 0U) {
+            CHECK(ceiling >= RetryPolicy_CeilingMs(&policy, retry - 1U));
+        }
+    }
+    const RetryPolicy_t huge = {UINT32_MAX / 2U, UINT32_MAX, 40U};
+    CHECK(RetryPolicy_CeilingMs(&huge, 39) == UINT32_MAX);
+
+    /* Invalid policies: unbounded, no retry, base above cap, total above the budget. */
+    const RetryPolicy_t forever = {100U, 1000U, UINT32_MAX};
+    const RetryPolicy_t none = {100U, 1000U, 0U};
+    const RetryPolicy_t inverted = {2000U, 1000U, 3U};
+    CHECK(!RetryPolicy_IsValid(&forever, UINT64_MAX));
+    CHECK(!RetryPolicy_IsValid(&none, UINT64_MAX));
+    CHECK(!RetryPolicy_IsValid(&inverted, UINT64_MAX));
+    CHECK(!RetryPolicy_IsValid(&small, 3499U));
+    CHECK(RetryPolicy_IsValid(&small, 3500U));
+    CHECK(!RetryPolicy_IsValid(NULL, UINT64_MAX));
+
+    return CHECK_DONE();
+}
