@@ -1,0 +1,116 @@
+package jitr
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Environment variables the JitrProvisioning construct gives the Lambda.
+const (
+	EnvCACertificateIDs  = "CA_CERTIFICATE_IDS"
+	EnvCACertificatesPEM = "CA_CERTIFICATES_PEM"
+	EnvDevicePolicyName  = "DEVICE_POLICY_NAME"
+	EnvProvisionedBy     = "PROVISIONED_BY"
+)
+
+// DefaultMetricsNamespace is the CloudWatch namespace of the handler's embedded-metric-format records.
+const DefaultMetricsNamespace = "SphereJitr"
+
+// Config is what the handler needs to know about the stack that deployed it.
+type Config struct {
+	// CAs maps each CA certificate id the stack registered to its certificate, so the signature of a device
+	// certificate is checked without an API call.
+	CAs map[string]*x509.Certificate
+	// PolicyName is the IoT policy attached to every provisioned certificate.
+	PolicyName string
+	// ProvisionedBy is written to the provisionedBy attribute of the things the handler creates (the stack name).
+	ProvisionedBy string
+	// MetricsNamespace is the CloudWatch namespace of the metrics; empty means DefaultMetricsNamespace.
+	MetricsNamespace string
+}
+
+// ConfigFromEnv reads the configuration from the Lambda environment through getenv (os.Getenv in production).
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	const fix = " (the JitrProvisioning construct sets it: redeploy the stack with 'make deploy')"
+	var problems []error
+	ids := splitIDs(getenv(EnvCACertificateIDs))
+	if len(ids) == 0 {
+		problems = append(problems, errors.New(EnvCACertificateIDs+" is empty"+fix))
+	}
+	certs, err := parsePEMCertificates(getenv(EnvCACertificatesPEM))
+	if err != nil {
+		problems = append(problems, fmt.Errorf("%s: %w%s", EnvCACertificatesPEM, err, fix))
+	}
+	cfg := Config{
+		CAs:              make(map[string]*x509.Certificate, len(ids)),
+		PolicyName:       strings.TrimSpace(getenv(EnvDevicePolicyName)),
+		ProvisionedBy:    strings.TrimSpace(getenv(EnvProvisionedBy)),
+		MetricsNamespace: DefaultMetricsNamespace,
+	}
+	if cfg.PolicyName == "" {
+		problems = append(problems, errors.New(EnvDevicePolicyName+" is empty"+fix))
+	}
+	if cfg.ProvisionedBy == "" {
+		problems = append(problems, errors.New(EnvProvisionedBy+" is empty"+fix))
+	}
+	if err == nil && len(ids) > 0 && len(ids) != len(certs) {
+		problems = append(problems, fmt.Errorf("%s has %d ids but %s has %d certificates; they must pair up in order%s",
+			EnvCACertificateIDs, len(ids), EnvCACertificatesPEM, len(certs), fix))
+	}
+	if len(problems) > 0 {
+		return Config{}, errors.Join(problems...)
+	}
+	for i, id := range ids {
+		if !isHexID(id) {
+			problems = append(problems, fmt.Errorf("%s: %q is not a 64-character hexadecimal certificate id", EnvCACertificateIDs, id))
+		}
+		if _, dup := cfg.CAs[id]; dup {
+			problems = append(problems, fmt.Errorf("%s: %s is listed twice", EnvCACertificateIDs, id))
+		}
+		cfg.CAs[id] = certs[i]
+	}
+	if len(problems) > 0 {
+		return Config{}, errors.Join(problems...)
+	}
+	return cfg, nil
+}
+
+func splitIDs(s string) []string {
+	var ids []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			ids = append(ids, part)
+		}
+	}
+	return ids
+}
+
+func parsePEMCertificates(s string) ([]*x509.Certificate, error) {
+	rest := []byte(s)
+	var certs []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("PEM block %d is %q, not CERTIFICATE", len(certs)+1, block.Type)
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
+		}
+		certs = append(certs, cert)
+	}
+	if len(strings.TrimSpace(string(rest))) > 0 {
+		return nil, errors.New("text that is not a PEM certificate follows the certificates")
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("no PEM certificate found")
+	}
+	return certs, nil
+}

@@ -1,0 +1,97 @@
+package jitr
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Event is the payload AWS IoT publishes on $aws/events/certificates/registered/<caCertificateId> when it
+// auto-registers a device certificate signed by a registered CA. The topic rule passes it to the Lambda unchanged.
+type Event struct {
+	CertificateID     string      `json:"certificateId"`
+	CACertificateID   string      `json:"caCertificateId"`
+	Timestamp         EpochMillis `json:"timestamp"`
+	CertificateStatus string      `json:"certificateStatus"`
+	AWSAccountID      string      `json:"awsAccountId"`
+	// CertificateRegistrationTimestamp is often null in real events; zero means absent.
+	CertificateRegistrationTimestamp EpochMillis `json:"certificateRegistrationTimestamp"`
+}
+
+// EpochMillis is a time in milliseconds since the Unix epoch. It decodes from a JSON number, a quoted number or
+// null (zero), because AWS IoT event payloads are not consistent about it, and encodes as a number.
+type EpochMillis int64
+
+// UnmarshalJSON accepts 1541544880127, "1541544880127" and null.
+func (m *EpochMillis) UnmarshalJSON(data []byte) error {
+	data = bytes.TrimSpace(data)
+	if bytes.Equal(data, []byte("null")) {
+		*m = 0
+		return nil
+	}
+	if len(data) > 0 && data[0] == '"' {
+		var s string
+		if err := json.Unmarshal(data, &s); err != nil {
+			return err
+		}
+		if s == "" {
+			*m = 0
+			return nil
+		}
+		data = []byte(s)
+	}
+	v, err := strconv.ParseInt(string(data), 10, 64)
+	if err != nil {
+		return fmt.Errorf("timestamp %s is not a whole number of milliseconds", data)
+	}
+	*m = EpochMillis(v)
+	return nil
+}
+
+// Validate reports what makes the event unusable, or nil. Only certificateRegistrationTimestamp may be absent.
+func (e Event) Validate() error {
+	var problems []error
+	if !isHexID(e.CertificateID) {
+		problems = append(problems, fmt.Errorf("certificateId %q is not a 64-character hexadecimal certificate id", e.CertificateID))
+	}
+	if !isHexID(e.CACertificateID) {
+		problems = append(problems, fmt.Errorf("caCertificateId %q is not a 64-character hexadecimal certificate id", e.CACertificateID))
+	}
+	if e.Timestamp <= 0 {
+		problems = append(problems, errors.New("timestamp is missing"))
+	}
+	if e.CertificateStatus == "" {
+		problems = append(problems, errors.New("certificateStatus is missing"))
+	}
+	if !isAccountID(e.AWSAccountID) {
+		problems = append(problems, fmt.Errorf("awsAccountId %q is not a 12-digit account id", e.AWSAccountID))
+	}
+	return errors.Join(problems...)
+}
+
+func isHexID(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func isAccountID(s string) bool {
+	if len(s) != 12 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

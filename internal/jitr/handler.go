@@ -1,0 +1,476 @@
+// Package jitr provisions Azure Sphere devices on AWS IoT Core just in time: for each certificate AWS IoT
+// auto-registers under one of the stack's CAs it checks the certificate, creates the device's thing, attaches
+// the device policy and the thing, activates the certificate and retires the device's older certificates.
+// Every step is idempotent and ordered so that a retry after a failure at any point completes the work and no
+// certificate is ever ACTIVE without its thing and policy. The Lambda in lambda/jitr only wires it up; the
+// local twin and the teardown tests call it directly.
+package jitr
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/iot"
+	"github.com/aws/aws-sdk-go-v2/service/iot/types"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
+)
+
+// IoTAPI is the part of the AWS IoT control plane the handler uses, with the SDK's exact signatures.
+type IoTAPI interface {
+	DescribeCertificate(ctx context.Context, in *iot.DescribeCertificateInput, optFns ...func(*iot.Options)) (*iot.DescribeCertificateOutput, error)
+	UpdateCertificate(ctx context.Context, in *iot.UpdateCertificateInput, optFns ...func(*iot.Options)) (*iot.UpdateCertificateOutput, error)
+	DeleteCertificate(ctx context.Context, in *iot.DeleteCertificateInput, optFns ...func(*iot.Options)) (*iot.DeleteCertificateOutput, error)
+	CreateThing(ctx context.Context, in *iot.CreateThingInput, optFns ...func(*iot.Options)) (*iot.CreateThingOutput, error)
+	AttachPolicy(ctx context.Context, in *iot.AttachPolicyInput, optFns ...func(*iot.Options)) (*iot.AttachPolicyOutput, error)
+	DetachPolicy(ctx context.Context, in *iot.DetachPolicyInput, optFns ...func(*iot.Options)) (*iot.DetachPolicyOutput, error)
+	AttachThingPrincipal(ctx context.Context, in *iot.AttachThingPrincipalInput, optFns ...func(*iot.Options)) (*iot.AttachThingPrincipalOutput, error)
+	DetachThingPrincipal(ctx context.Context, in *iot.DetachThingPrincipalInput, optFns ...func(*iot.Options)) (*iot.DetachThingPrincipalOutput, error)
+	ListThingPrincipals(ctx context.Context, in *iot.ListThingPrincipalsInput, optFns ...func(*iot.Options)) (*iot.ListThingPrincipalsOutput, error)
+}
+
+var _ IoTAPI = (*iot.Client)(nil)
+
+// Thing attributes the handler sets when it creates a thing; teardown deletes only things whose provisionedBy
+// matches its stack.
+const (
+	AttrProvisionedBy = "provisionedBy"
+	AttrProvisionedAt = "provisionedAt"
+)
+
+// deadlineMargin is kept free before the Lambda deadline so the handler returns its own error (and the async
+// retry applies) instead of being cut off in the middle of an API call.
+const deadlineMargin = 500 * time.Millisecond
+
+// Handler handles certificate-registered events. It is safe for concurrent use.
+type Handler struct {
+	api     IoTAPI
+	cfg     Config
+	log     *slog.Logger
+	metrics *lockedWriter
+	now     func() time.Time
+}
+
+// Option customises a Handler.
+type Option func(*Handler)
+
+// WithLogger sets the structured logger (default: JSON to stdout).
+func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
+
+// WithMetricsOutput sets where the embedded-metric-format records go (default: stdout, which Lambda ships to
+// CloudWatch Logs, where they become metrics).
+func WithMetricsOutput(w io.Writer) Option {
+	return func(h *Handler) { h.metrics = &lockedWriter{w: w} }
+}
+
+// WithClock sets the clock used for certificate validity and the provisionedAt attribute.
+func WithClock(now func() time.Time) Option { return func(h *Handler) { h.now = now } }
+
+// NewHandler returns a handler that provisions through api as cfg describes.
+func NewHandler(api IoTAPI, cfg Config, opts ...Option) *Handler {
+	h := &Handler{
+		api:     api,
+		cfg:     cfg,
+		log:     slog.New(slog.NewJSONHandler(os.Stdout, nil)),
+		metrics: &lockedWriter{w: os.Stdout},
+		now:     time.Now,
+	}
+	if h.cfg.MetricsNamespace == "" {
+		h.cfg.MetricsNamespace = DefaultMetricsNamespace
+	}
+	for _, o := range opts {
+		o(h)
+	}
+	return h
+}
+
+// Handle provisions the certificate the event names. It returns nil when the event is settled (provisioned,
+// refused, ignored) and an error only when a retry can help (throttling that outlasted the retryer, 5xx, a
+// deadline): the asynchronous invocation retries it and then sends it to the dead-letter queue.
+func (h *Handler) Handle(ctx context.Context, e Event) error {
+	start := h.now()
+	run := &provisioning{
+		h:   h,
+		e:   e,
+		rec: newMetricRecord(h.cfg.MetricsNamespace),
+		log: h.log.With("certificateId", e.CertificateID, "caCertificateId", e.CACertificateID),
+	}
+	run.rec.dimensions["ProvisionedBy"] = h.cfg.ProvisionedBy
+	run.rec.properties["certificateId"] = e.CertificateID
+	defer func() {
+		run.rec.duration("Handler", h.now().Sub(start))
+		h.metrics.writeLine(run.rec.encode(h.now()))
+	}()
+
+	if err := e.Validate(); err != nil {
+		run.log.Warn("event refused", "step", "validate", "reason", err.Error())
+		run.rec.count(MetricRefused, 1)
+		return nil
+	}
+	ca, ok := h.cfg.CAs[e.CACertificateID]
+	if !ok {
+		run.log.Info("event ignored", "step", "validate", "reason", "the CA is not one this stack registered")
+		run.rec.count(MetricIgnored, 1)
+		return nil
+	}
+	run.ca = ca
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-deadlineMargin))
+		defer cancel()
+	}
+	return run.provision(ctx)
+}
+
+// provisioning is the state of one Handle call.
+type provisioning struct {
+	h   *Handler
+	e   Event
+	ca  *x509.Certificate
+	rec *metricRecord
+	log *slog.Logger
+
+	arn       string // of the event's certificate
+	status    types.CertificateStatus
+	notBefore time.Time
+	thing     string
+}
+
+// attached is another certificate attached to the device's thing.
+type attached struct {
+	id, arn   string
+	status    types.CertificateStatus
+	notBefore time.Time
+}
+
+// step times fn under the step's name.
+func (p *provisioning) step(name string, fn func() error) error {
+	start := p.h.now()
+	err := fn()
+	p.rec.duration(name, p.h.now().Sub(start))
+	return err
+}
+
+func (p *provisioning) provision(ctx context.Context) error {
+	api, id := p.h.api, p.e.CertificateID
+	var desc *types.CertificateDescription
+	err := p.step("Describe", func() error {
+		out, err := api.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String(id)})
+		if err != nil {
+			return err
+		}
+		desc = out.CertificateDescription
+		return nil
+	})
+	if isNotFound(err) {
+		return p.ignore("describe", "the certificate no longer exists (deleted by a newer certificate's rotation or by teardown)")
+	}
+	if err != nil {
+		return fmt.Errorf("describe certificate %s: %w", id, err)
+	}
+	if desc == nil || desc.CertificateArn == nil {
+		return fmt.Errorf("describe certificate %s: response has no certificate description", id)
+	}
+	p.arn, p.status = *desc.CertificateArn, desc.Status
+	switch p.status {
+	case types.CertificateStatusPendingActivation, types.CertificateStatusActive:
+	default:
+		// REVOKED: refused or superseded earlier; INACTIVE: being retired by a newer certificate's event.
+		// Neither may be activated again.
+		return p.ignore("describe", "the certificate is "+string(p.status))
+	}
+
+	var refusal *azsphere.RefusalError
+	err = p.step("Check", func() error {
+		cert, err := azsphere.ParseCertificate([]byte(aws.ToString(desc.CertificatePem)))
+		if err != nil {
+			return &azsphere.RefusalError{Reason: "certificate PEM unreadable: " + err.Error()}
+		}
+		p.notBefore = cert.NotBefore
+		p.thing, err = azsphere.CheckDeviceCertificate(cert, p.ca, p.h.now())
+		return err
+	})
+	if errors.As(err, &refusal) {
+		return p.refuse(ctx, refusal.Reason)
+	}
+	if err != nil {
+		return fmt.Errorf("check certificate %s: %w", id, err)
+	}
+	p.log = p.log.With("thingName", p.thing)
+	p.rec.properties["thingName"] = p.thing
+
+	if err := p.step("AttachThing", func() error { return p.attachThing(ctx) }); err != nil {
+		return err
+	}
+	var others []attached
+	if err := p.step("ListThing", func() error {
+		var err error
+		others, err = p.otherCertificates(ctx)
+		return err
+	}); err != nil {
+		return err
+	}
+	var older []attached
+	for _, o := range others {
+		if p.isNewer(o) {
+			if o.status == types.CertificateStatusActive || o.status == types.CertificateStatusPendingActivation {
+				return p.supersede(ctx, o)
+			}
+			continue // a newer certificate that is itself retired or refused does not count
+		}
+		older = append(older, o)
+	}
+
+	if p.status != types.CertificateStatusActive {
+		var gone bool
+		if err := p.step("Activate", func() error {
+			var err error
+			gone, err = p.activate(ctx)
+			return err
+		}); err != nil {
+			return err
+		}
+		if gone {
+			return p.ignore("activate", "the certificate was deleted while it was being provisioned (a newer certificate of the device won)")
+		}
+		p.rec.count(MetricProvisioned, 1)
+		p.log.Info("certificate provisioned", "step", "activate", "outcome", "provisioned")
+	} else {
+		p.log.Info("certificate already active", "step", "activate", "outcome", "already-active")
+	}
+
+	for _, o := range older {
+		if err := p.step("Rotate", func() error { return p.retire(ctx, o) }); err != nil {
+			return err
+		}
+		p.rec.count(MetricRotated, 1)
+		p.log.Info("older certificate retired", "step", "rotate", "outcome", "rotated", "retiredCertificateId", o.id)
+	}
+	return nil
+}
+
+// attachThing attaches the certificate to the device's thing, creating the thing when the attachment reports it
+// missing. Attaching first costs no call on a device that already has its thing (every rotation), and does not
+// depend on CreateThing failing for an existing thing (moto overwrites it instead).
+func (p *provisioning) attachThing(ctx context.Context) error {
+	attach := func() error {
+		_, err := p.h.api.AttachThingPrincipal(ctx, &iot.AttachThingPrincipalInput{
+			ThingName:          aws.String(p.thing),
+			Principal:          aws.String(p.arn),
+			ThingPrincipalType: types.ThingPrincipalTypeExclusiveThing,
+		})
+		return err
+	}
+	err := attach()
+	if !isNotFound(err) {
+		if err != nil {
+			return fmt.Errorf("attach certificate %s to thing %s: %w", p.e.CertificateID, p.thing, err)
+		}
+		return nil
+	}
+	_, err = p.h.api.CreateThing(ctx, &iot.CreateThingInput{
+		ThingName: aws.String(p.thing),
+		AttributePayload: &types.AttributePayload{Attributes: map[string]string{
+			AttrProvisionedBy: p.h.cfg.ProvisionedBy,
+			AttrProvisionedAt: p.h.now().UTC().Format(time.RFC3339),
+		}},
+	})
+	var exists *types.ResourceAlreadyExistsException
+	if err != nil && !errors.As(err, &exists) {
+		return fmt.Errorf("create thing %s: %w", p.thing, err)
+	}
+	if err := attach(); err != nil {
+		return fmt.Errorf("attach certificate %s to thing %s: %w", p.e.CertificateID, p.thing, err)
+	}
+	return nil
+}
+
+// otherCertificates lists the thing's principals after this certificate was attached, so that of two events
+// of one device handled at the same time at least one sees the other, and describes the other certificates.
+func (p *provisioning) otherCertificates(ctx context.Context) ([]attached, error) {
+	var others []attached
+	pages := iot.NewListThingPrincipalsPaginator(p.h.api, &iot.ListThingPrincipalsInput{ThingName: aws.String(p.thing)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list principals of thing %s: %w", p.thing, err)
+		}
+		for _, arn := range page.Principals {
+			certID, isCert := certificateIDFromARN(arn)
+			if !isCert || arn == p.arn {
+				continue // Cognito identities and this certificate
+			}
+			out, err := p.h.api.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String(certID)})
+			if isNotFound(err) {
+				continue // retired meanwhile by another event
+			}
+			if err != nil {
+				return nil, fmt.Errorf("describe certificate %s attached to thing %s: %w", certID, p.thing, err)
+			}
+			d := out.CertificateDescription
+			if d == nil {
+				return nil, fmt.Errorf("describe certificate %s attached to thing %s: response has no certificate description", certID, p.thing)
+			}
+			o := attached{id: certID, arn: arn, status: d.Status}
+			cert, err := azsphere.ParseCertificate([]byte(aws.ToString(d.CertificatePem)))
+			if err != nil {
+				// Unreadable and yet attached: not a certificate this handler attached; count it as oldest so
+				// rotation removes it.
+				p.log.Warn("attached certificate unreadable", "step", "list", "otherCertificateId", certID, "reason", err.Error())
+			} else {
+				o.notBefore = cert.NotBefore
+			}
+			others = append(others, o)
+		}
+	}
+	return others, nil
+}
+
+// isNewer reports whether o supersedes this certificate: a later NotBefore, or the same NotBefore and a greater
+// certificate id, so that two events comparing the same pair always agree on the winner.
+func (p *provisioning) isNewer(o attached) bool {
+	if !o.notBefore.Equal(p.notBefore) {
+		return o.notBefore.After(p.notBefore)
+	}
+	return o.id > p.e.CertificateID
+}
+
+// activate attaches the device policy and then activates the certificate, in that order, so an ACTIVE
+// certificate always has its thing (attached before) and its policy. gone reports that the certificate was
+// deleted meanwhile.
+func (p *provisioning) activate(ctx context.Context) (gone bool, err error) {
+	api, id := p.h.api, p.e.CertificateID
+	if _, err := api.AttachPolicy(ctx, &iot.AttachPolicyInput{PolicyName: aws.String(p.h.cfg.PolicyName), Target: aws.String(p.arn)}); err != nil {
+		if isNotFound(err) {
+			return true, nil
+		}
+		return false, fmt.Errorf("attach policy %s to %s: %w", p.h.cfg.PolicyName, id, err)
+	}
+	_, err = api.UpdateCertificate(ctx, &iot.UpdateCertificateInput{CertificateId: aws.String(id), NewStatus: types.CertificateStatusActive})
+	if isNotFound(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("activate certificate %s: %w", id, err)
+	}
+	return false, nil
+}
+
+// retire deactivates an older certificate of the device, detaches it from the thing and deletes it (the delete
+// removes its policy attachment: forceDelete). Deactivating first means a failure part-way never leaves an
+// ACTIVE certificate without its thing; a retry finds it still attached and finishes.
+func (p *provisioning) retire(ctx context.Context, o attached) error {
+	api := p.h.api
+	deactivate := func() (gone bool, err error) {
+		_, err = api.UpdateCertificate(ctx, &iot.UpdateCertificateInput{CertificateId: aws.String(o.id), NewStatus: types.CertificateStatusInactive})
+		if isNotFound(err) {
+			return true, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("deactivate older certificate %s: %w", o.id, err)
+		}
+		return false, nil
+	}
+	if o.status != types.CertificateStatusInactive && o.status != types.CertificateStatusRevoked {
+		if gone, err := deactivate(); gone || err != nil {
+			return err
+		}
+	}
+	_, err := api.DetachThingPrincipal(ctx, &iot.DetachThingPrincipalInput{ThingName: aws.String(p.thing), Principal: aws.String(o.arn)})
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("detach older certificate %s from thing %s: %w", o.id, p.thing, err)
+	}
+	// AWS IoT propagates a detachment asynchronously: a delete right after it may see the thing still
+	// attached, so the retryer also backs off on DeleteConflictException for this call.
+	conflictRetry := func(o *iot.Options) { o.Retryer = retry.AddWithErrorCodes(o.Retryer, "DeleteConflictException") }
+	for attempt := 1; ; attempt++ {
+		_, err = api.DeleteCertificate(ctx, &iot.DeleteCertificateInput{CertificateId: aws.String(o.id), ForceDelete: true}, conflictRetry)
+		var state *types.CertificateStateException
+		switch {
+		case err == nil || isNotFound(err):
+			return nil
+		case errors.As(err, &state) && attempt < 3:
+			// The older certificate's own event, running concurrently, activated it after it was deactivated
+			// here; that event activates once, so deactivating again settles it.
+			if gone, err := deactivate(); gone || err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("delete older certificate %s: %w", o.id, err)
+		}
+	}
+}
+
+// supersede revokes this certificate because a newer one of the device is attached, and detaches it from the
+// thing and the policy. Revoked, it can neither connect nor fire the registered event again.
+func (p *provisioning) supersede(ctx context.Context, newer attached) error {
+	api, id := p.h.api, p.e.CertificateID
+	err := p.step("Supersede", func() error {
+		_, err := api.UpdateCertificate(ctx, &iot.UpdateCertificateInput{CertificateId: aws.String(id), NewStatus: types.CertificateStatusRevoked})
+		if err != nil && !isNotFound(err) {
+			return fmt.Errorf("revoke superseded certificate %s: %w", id, err)
+		}
+		_, err = api.DetachThingPrincipal(ctx, &iot.DetachThingPrincipalInput{ThingName: aws.String(p.thing), Principal: aws.String(p.arn)})
+		if err != nil && !isNotFound(err) {
+			return fmt.Errorf("detach superseded certificate %s from thing %s: %w", id, p.thing, err)
+		}
+		_, err = api.DetachPolicy(ctx, &iot.DetachPolicyInput{PolicyName: aws.String(p.h.cfg.PolicyName), Target: aws.String(p.arn)})
+		if err != nil && !isNotFound(err) {
+			return fmt.Errorf("detach policy %s from superseded certificate %s: %w", p.h.cfg.PolicyName, id, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	p.rec.count(MetricRevoked, 1)
+	p.log.Info("certificate revoked: a newer certificate of the device is attached", "step", "supersede",
+		"outcome", "revoked", "newerCertificateId", newer.id)
+	return nil
+}
+
+// refuse revokes a certificate that failed the checks. The refusal is final, so Handle returns nil.
+func (p *provisioning) refuse(ctx context.Context, reason string) error {
+	err := p.step("Refuse", func() error {
+		_, err := p.h.api.UpdateCertificate(ctx, &iot.UpdateCertificateInput{CertificateId: aws.String(p.e.CertificateID), NewStatus: types.CertificateStatusRevoked})
+		if err != nil && !isNotFound(err) {
+			return fmt.Errorf("revoke refused certificate %s: %w", p.e.CertificateID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	p.rec.count(MetricRefused, 1)
+	p.log.Warn("certificate refused and revoked", "step", "check", "outcome", "refused", "reason", reason)
+	return nil
+}
+
+func (p *provisioning) ignore(step, reason string) error {
+	p.rec.count(MetricIgnored, 1)
+	p.log.Info("event ignored", "step", step, "outcome", "ignored", "reason", reason)
+	return nil
+}
+
+func isNotFound(err error) bool {
+	var nf *types.ResourceNotFoundException
+	return errors.As(err, &nf)
+}
+
+// certificateIDFromARN returns the id in arn:aws:iot:region:account:cert/<id>.
+func certificateIDFromARN(arn string) (string, bool) {
+	i := strings.LastIndex(arn, ":cert/")
+	if i < 0 {
+		return "", false
+	}
+	return arn[i+len(":cert/"):], true
+}
