@@ -63,6 +63,7 @@ type Twin struct {
 	tl       *timeline.Timeline
 	mu       sync.Mutex
 	revoked  map[string]bool
+	reported map[string]string // certificate id → last status shown on the timeline
 	stopOnce sync.Once
 }
 
@@ -87,7 +88,7 @@ func Start(ctx context.Context, opts Options) (tw *Twin, err error) {
 	if opts.Workers <= 0 {
 		opts.Workers = 2
 	}
-	t := &Twin{Moto: opts.Moto, tl: opts.Timeline, revoked: map[string]bool{}}
+	t := &Twin{Moto: opts.Moto, tl: opts.Timeline, revoked: map[string]bool{}, reported: map[string]string{}}
 	defer func() {
 		if err != nil {
 			t.Stop()
@@ -191,7 +192,13 @@ func (t *Twin) reportInvocation(res AsyncResult) {
 	if things != nil && len(things.Things) > 0 {
 		thing = things.Things[0]
 	}
-	t.tl.Event("jitr", "certificate %s → %s (thing %s)", timeline.Short(ev.CertificateID), desc.CertificateDescription.Status, timeline.Short(thing))
+	t.mu.Lock()
+	changed := t.reported[ev.CertificateID] != string(desc.CertificateDescription.Status)
+	t.reported[ev.CertificateID] = string(desc.CertificateDescription.Status)
+	t.mu.Unlock()
+	if changed {
+		t.tl.Event("jitr", "certificate %s → %s (thing %s)", timeline.Short(ev.CertificateID), desc.CertificateDescription.Status, timeline.Short(thing))
+	}
 	if thing == "" {
 		return
 	}
