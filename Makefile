@@ -46,6 +46,10 @@ $(STATICCHECK):
 
 setup: .stamps/go .stamps/npm .stamps/venv $(SETUP_TARGETS) ## install everything the project needs (idempotent)
 
+# Go packages of the CDK app and the shared libraries; the parts in mk/*.mk test their own packages.
+CORE_GO_PKGS := . ./stacks/... ./infra/... ./internal/config/... ./internal/azsphere/... ./internal/testpki/... ./internal/motoserver/...
+TEST_TARGETS += lint test-cdk
+
 -include mk/*.mk
 
 # --- CDK -------------------------------------------------------------------------------------------------------
@@ -68,3 +72,7 @@ lint: .stamps/go $(STATICCHECK) ## gofmt, go vet, staticcheck
 	$(STATICCHECK) ./...
 
 bench: setup $(BENCH_TARGETS) ## print the benchmark tables
+
+.PHONY: test-cdk
+test-cdk: setup ## CDK app: config refusals, template assertions, snapshot, cdk-nag, cfn-lint, bundling
+	$(GO) test -count=1 -v $(CORE_GO_PKGS)

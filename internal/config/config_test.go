@@ -1,0 +1,172 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/testpki"
+)
+
+const tenant = "01234567-89ab-cdef-0123-456789abcdef"
+
+// files generates the certificates the cases refer to, at test time.
+type files struct {
+	caDER, caPEM, verification       string
+	ca2PEM, verification2            string
+	notCA, expiredCA, garbage, empty string
+	foreignVerification, missing     string
+}
+
+func writeFixtures(t *testing.T) files {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := testpki.NewCA(testpki.CAOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca2, err := testpki.NewCA(testpki.CAOptions{CommonName: "Next Tenant CA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notCA, err := testpki.NewCA(testpki.CAOptions{NotCA: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, err := testpki.NewCA(testpki.CAOptions{NotBefore: time.Now().Add(-3 * 365 * 24 * time.Hour), NotAfter: time.Now().Add(-24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must := func(p *testpki.Pair, err error) *testpki.Pair {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write := func(name string, data []byte) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	return files{
+		caDER:               write("tenant-ca.cer", ca.Cert.Raw),
+		caPEM:               write("tenant-ca.pem", ca.CertPEM()),
+		verification:        write("verification.cer", must(ca.IssueVerification("regcode")).Cert.Raw),
+		ca2PEM:              write("next-ca.pem", ca2.CertPEM()),
+		verification2:       write("next-verification.pem", must(ca2.IssueVerification("regcode")).CertPEM()),
+		notCA:               write("leaf.pem", notCA.CertPEM()),
+		expiredCA:           write("expired.pem", expired.CertPEM()),
+		garbage:             write("garbage.cer", []byte("this is not a certificate\n")),
+		empty:               write("empty.cer", nil),
+		foreignVerification: write("foreign-verification.pem", must(ca2.IssueVerification("regcode")).CertPEM()),
+		missing:             filepath.Join(dir, "does-not-exist.cer"),
+	}
+}
+
+func TestLoadAccepts(t *testing.T) {
+	f := writeFixtures(t)
+	tests := []struct {
+		name    string
+		ctx     map[string]any
+		cas     int
+		mode    string
+		retain  bool
+		withVer bool
+	}{
+		{"DER CA with DER proof", map[string]any{"tenantCaCerts": f.caDER, "verificationCerts": f.verification, "tenantId": tenant}, 1, ModeDefault, false, true},
+		{"PEM CA", map[string]any{"tenantCaCerts": f.caPEM, "verificationCerts": f.verification, "tenantId": tenant}, 1, ModeDefault, false, true},
+		{"two CAs", map[string]any{"tenantCaCerts": f.caDER + " , " + f.ca2PEM, "verificationCerts": f.verification + "," + f.verification2, "tenantId": tenant}, 2, ModeDefault, false, true},
+		{"SNI_ONLY without proof", map[string]any{"tenantCaCerts": f.caDER, "certificateMode": "sni_only", "tenantId": tenant}, 1, ModeSNIOnly, false, false},
+		{"retain as string", map[string]any{"tenantCaCerts": f.caDER, "verificationCerts": f.verification, "tenantId": tenant, "retainDevices": "true"}, 1, ModeDefault, true, true},
+		{"retain as JSON bool", map[string]any{"tenantCaCerts": []any{f.caDER}, "verificationCerts": []any{f.verification}, "tenantId": strings.ToUpper(tenant), "retainDevices": true}, 1, ModeDefault, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load(func(k string) any { return tt.ctx[k] }, time.Now())
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if len(cfg.TenantCAs) != tt.cas || cfg.CertificateMode != tt.mode || cfg.RetainDevices != tt.retain || cfg.TenantID != tenant {
+				t.Errorf("got %d CAs, mode %s, retain %v, tenant %s; want %d, %s, %v, %s", len(cfg.TenantCAs), cfg.CertificateMode, cfg.RetainDevices, cfg.TenantID, tt.cas, tt.mode, tt.retain, tenant)
+			}
+			for i, ca := range cfg.TenantCAs {
+				if (ca.Verification != nil) != tt.withVer {
+					t.Errorf("CA %d: verification present = %v, want %v", i, ca.Verification != nil, tt.withVer)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadRefuses(t *testing.T) {
+	f := writeFixtures(t)
+	good := func(over map[string]any) map[string]any {
+		m := map[string]any{"tenantCaCerts": f.caDER, "verificationCerts": f.verification, "tenantId": tenant}
+		for k, v := range over {
+			if v == nil {
+				delete(m, k)
+			} else {
+				m[k] = v
+			}
+		}
+		return m
+	}
+	tests := []struct {
+		name    string
+		ctx     map[string]any
+		key     string
+		problem string
+		fix     string
+	}{
+		{"CA missing", good(map[string]any{"tenantCaCerts": nil}), KeyTenantCACerts, "is not set", "make tenant-ca"},
+		{"CA file unreadable", good(map[string]any{"tenantCaCerts": f.missing}), KeyTenantCACerts, "cannot read", "make tenant-ca"},
+		{"CA not a certificate", good(map[string]any{"tenantCaCerts": f.garbage}), KeyTenantCACerts, "not a certificate", "make tenant-ca"},
+		{"CA file empty", good(map[string]any{"tenantCaCerts": f.empty}), KeyTenantCACerts, "not a certificate", "make tenant-ca"},
+		{"CA not a CA", good(map[string]any{"tenantCaCerts": f.notCA}), KeyTenantCACerts, "not a CA", "make tenant-ca"},
+		{"CA expired", good(map[string]any{"tenantCaCerts": f.expiredCA}), KeyTenantCACerts, "expired", "make tenant-ca"},
+		{"three CAs", good(map[string]any{"tenantCaCerts": f.caDER + "," + f.ca2PEM + "," + f.caPEM}), KeyTenantCACerts, "at most 2", "-c tenantCaCerts=<current.cer>,<next.cer>"},
+		{"same CA twice", good(map[string]any{"tenantCaCerts": f.caDER + "," + f.caPEM, "verificationCerts": f.verification + "," + f.verification}), KeyTenantCACerts, "same certificate", "name each tenant CA once"},
+		{"proof missing in DEFAULT", good(map[string]any{"verificationCerts": nil}), KeyVerificationCerts, "required in DEFAULT", "certificateMode=SNI_ONLY"},
+		{"proof count differs", good(map[string]any{"verificationCerts": f.verification + "," + f.verification2}), KeyVerificationCerts, "2 certificates for 1 tenant CAs", "make tenant-ca"},
+		{"proof of another CA", good(map[string]any{"verificationCerts": f.foreignVerification}), KeyVerificationCerts, "not signed by the tenant CA", "make tenant-ca"},
+		{"proof unreadable", good(map[string]any{"verificationCerts": f.missing}), KeyVerificationCerts, "cannot read", "make tenant-ca"},
+		{"proof given in SNI_ONLY", good(map[string]any{"certificateMode": "SNI_ONLY"}), KeyVerificationCerts, "SNI_ONLY", "drop -c verificationCerts"},
+		{"unknown mode", good(map[string]any{"certificateMode": "STRICT"}), KeyCertificateMode, `"STRICT" is not a certificate mode`, "-c certificateMode=SNI_ONLY"},
+		{"tenant missing", good(map[string]any{"tenantId": nil}), KeyTenantID, "is not set", "az sphere tenant show-selected"},
+		{"tenant not a GUID", good(map[string]any{"tenantId": "my-tenant"}), KeyTenantID, "not a GUID", "az sphere tenant show-selected"},
+		{"retain not a bool", good(map[string]any{"retainDevices": "yes"}), KeyRetainDevices, "not true or false", "-c retainDevices=true"},
+		{"retain as number", good(map[string]any{"retainDevices": 1.0}), KeyRetainDevices, "not true or false", "-c retainDevices=true"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load(func(k string) any { return tt.ctx[k] }, time.Now())
+			if err == nil {
+				t.Fatalf("Load accepted %v: %+v", tt.ctx, cfg)
+			}
+			msg := err.Error()
+			for _, want := range []string{`context "` + tt.key + `"`, tt.problem, "Fix: ", tt.fix} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error %q does not contain %q", msg, want)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadReportsEveryProblemAtOnce(t *testing.T) {
+	_, err := Load(func(string) any { return nil }, time.Now())
+	if err == nil {
+		t.Fatal("empty context accepted")
+	}
+	for _, key := range []string{KeyTenantCACerts, KeyVerificationCerts, KeyTenantID} {
+		if !strings.Contains(err.Error(), `"`+key+`"`) {
+			t.Errorf("error does not mention %s: %v", key, err)
+		}
+	}
+}
