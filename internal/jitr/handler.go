@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
 )
@@ -284,8 +285,7 @@ func (p *provisioning) attachThing(ctx context.Context) error {
 			AttrProvisionedAt: p.h.now().UTC().Format(time.RFC3339),
 		}},
 	})
-	var exists *types.ResourceAlreadyExistsException
-	if err != nil && !errors.As(err, &exists) {
+	if err != nil && !hasErrorCode(err, "ResourceAlreadyExistsException") {
 		return fmt.Errorf("create thing %s: %w", p.thing, err)
 	}
 	if err := attach(); err != nil {
@@ -394,20 +394,40 @@ func (p *provisioning) retire(ctx context.Context, o attached) error {
 	conflictRetry := func(o *iot.Options) { o.Retryer = retry.AddWithErrorCodes(o.Retryer, "DeleteConflictException") }
 	for attempt := 1; ; attempt++ {
 		_, err = api.DeleteCertificate(ctx, &iot.DeleteCertificateInput{CertificateId: aws.String(o.id), ForceDelete: true}, conflictRetry)
-		var state *types.CertificateStateException
 		switch {
 		case err == nil || isNotFound(err):
 			return nil
-		case errors.As(err, &state) && attempt < 3:
+		case hasErrorCode(err, "CertificateStateException") && attempt < 3:
 			// The older certificate's own event, running concurrently, activated it after it was deactivated
 			// here; that event activates once, so deactivating again settles it.
 			if gone, err := deactivate(); gone || err != nil {
 				return err
 			}
 		default:
-			return fmt.Errorf("delete older certificate %s: %w", o.id, err)
+			// Detached, the certificate is invisible to the retry, which finds older certificates through the
+			// thing: attach it again (best effort, within the deadline margin) so the retry finishes the job.
+			return fmt.Errorf("delete older certificate %s%s: %w", o.id, p.reattach(ctx, o), err)
 		}
 	}
+}
+
+// reattach attaches a deactivated older certificate to the thing again after its deletion failed, and
+// describes the outcome for the error message.
+func (p *provisioning) reattach(ctx context.Context, o attached) string {
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), deadlineMargin*4/5)
+		defer cancel()
+	}
+	_, err := p.h.api.AttachThingPrincipal(ctx, &iot.AttachThingPrincipalInput{
+		ThingName:          aws.String(p.thing),
+		Principal:          aws.String(o.arn),
+		ThingPrincipalType: types.ThingPrincipalTypeExclusiveThing,
+	})
+	if err != nil {
+		return fmt.Sprintf(" (left detached and INACTIVE: re-attaching it to thing %s failed: %v)", p.thing, err)
+	}
+	return " (re-attached to thing " + p.thing + " for the retry)"
 }
 
 // supersede revokes this certificate because a newer one of the device is attached, and detaches it from the
@@ -461,9 +481,13 @@ func (p *provisioning) ignore(step, reason string) error {
 	return nil
 }
 
-func isNotFound(err error) bool {
-	var nf *types.ResourceNotFoundException
-	return errors.As(err, &nf)
+// isNotFound reports a ResourceNotFoundException. Some operations (DetachPolicy) do not model it, so the SDK
+// returns it as a generic API error: match the error code, which modeled and unmodeled errors both carry.
+func isNotFound(err error) bool { return hasErrorCode(err, "ResourceNotFoundException") }
+
+func hasErrorCode(err error, code string) bool {
+	var apiErr smithy.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode() == code
 }
 
 // certificateIDFromARN returns the id in arn:aws:iot:region:account:cert/<id>.

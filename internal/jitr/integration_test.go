@@ -1,0 +1,425 @@
+package jitr_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/iot"
+	"github.com/aws/aws-sdk-go-v2/service/iot/types"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
+	"github.com/sphere-jitr/sphere-jitr/internal/testpki"
+)
+
+// The call sequences the handler makes against moto. They are the contract of the bench numbers and of the
+// ordering argument (thing and policy before activation, deactivation before detachment).
+var (
+	firstBootCalls = []string{"DescribeCertificate", "AttachThingPrincipal", "CreateThing", "AttachThingPrincipal",
+		"ListThingPrincipals", "AttachPolicy", "UpdateCertificate"}
+	rotationCalls = []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate",
+		"AttachPolicy", "UpdateCertificate", "UpdateCertificate", "DetachThingPrincipal", "DeleteCertificate"}
+)
+
+// scenario runs fn against a freshly reset moto and then checks the invariant: no ACTIVE certificate lacks its
+// thing and policy.
+func scenario(t *testing.T, name string, fn func(t *testing.T, f *fixture)) {
+	t.Run(name, func(t *testing.T) {
+		f := newFixture(t, testRetryPolicy)
+		fn(t, f)
+		f.assertInvariant(t)
+	})
+}
+
+func TestScenarios(t *testing.T) {
+	now := time.Now()
+
+	scenario(t, "first boot", func(t *testing.T, f *fixture) {
+		dev := testpki.RandomDeviceID()
+		cert := f.device(t, dev, now.Add(-time.Hour))
+		f.handle(t, cert)
+
+		if st := f.status(t, cert); st != types.CertificateStatusActive {
+			t.Errorf("certificate status = %s, want ACTIVE", st)
+		}
+		s := f.state(t)
+		attrs, ok := s.Things[thingOf(dev)]
+		if !ok {
+			t.Fatalf("thing %s… not created; things: %v", thingOf(dev)[:8], s.Things)
+		}
+		if attrs[jitr.AttrProvisionedBy] != testStack {
+			t.Errorf("provisionedBy = %q, want %q", attrs[jitr.AttrProvisionedBy], testStack)
+		}
+		at, err := time.Parse(time.RFC3339, attrs[jitr.AttrProvisionedAt])
+		if err != nil || at.Location() != time.UTC || at.Before(now.Add(-time.Minute)) || at.After(time.Now().Add(time.Minute)) {
+			t.Errorf("provisionedAt = %q (%v), want the RFC3339 UTC time of provisioning", attrs[jitr.AttrProvisionedAt], err)
+		}
+		if got := s.Principals[thingOf(dev)]; !slices.Equal(got, []string{cert}) {
+			t.Errorf("thing principals = %v, want only the certificate", got)
+		}
+		if !s.Policies[cert] {
+			t.Error("device policy not attached to the certificate")
+		}
+		calls, _ := f.rec.snapshot()
+		if got := ops(calls); !slices.Equal(got, firstBootCalls) {
+			t.Errorf("calls = %v, want %v", got, firstBootCalls)
+		}
+		for _, c := range calls {
+			if in, ok := c.input.(*iot.AttachThingPrincipalInput); ok && in.ThingPrincipalType != types.ThingPrincipalTypeExclusiveThing {
+				t.Errorf("AttachThingPrincipal type = %q, want EXCLUSIVE_THING", in.ThingPrincipalType)
+			}
+		}
+		f.wantMetrics(t, map[string]float64{jitr.MetricProvisioned: 1})
+		if !jsonLogHas(t, f.logs.String(), map[string]string{"certificateId": cert, "thingName": thingOf(dev), "caCertificateId": f.caID, "step": "activate"}) {
+			t.Errorf("no JSON log line with the stable keys for the activation; logs:\n%s", f.logs.String())
+		}
+	})
+
+	scenario(t, "reboot: new certificate, same CN", func(t *testing.T, f *fixture) {
+		dev := testpki.RandomDeviceID()
+		old := f.device(t, dev, now.Add(-2*time.Hour))
+		f.handle(t, old)
+		f.rec.reset()
+		current := f.device(t, dev, now.Add(-time.Hour))
+		f.handle(t, current)
+
+		if st := f.status(t, current); st != types.CertificateStatusActive {
+			t.Errorf("new certificate status = %s, want ACTIVE", st)
+		}
+		if st := f.status(t, old); st != "" {
+			t.Errorf("old certificate status = %s, want deleted", st)
+		}
+		if got := f.activeCertificates(t); !slices.Equal(got, []string{current}) {
+			t.Errorf("ACTIVE certificates = %v, want exactly the new one", got)
+		}
+		if got := f.thingPrincipals(t, thingOf(dev)); !slices.Equal(got, []string{current}) {
+			t.Errorf("thing principals = %v, want only the new certificate", got)
+		}
+		calls, _ := f.rec.snapshot()
+		if got := ops(calls); !slices.Equal(got, rotationCalls) {
+			t.Errorf("calls = %v, want %v", got, rotationCalls)
+		}
+		f.wantMetrics(t, map[string]float64{jitr.MetricProvisioned: 2, jitr.MetricRotated: 1})
+	})
+
+	scenario(t, "same event 5 times", func(t *testing.T, f *fixture) {
+		dev := testpki.RandomDeviceID()
+		old := f.device(t, dev, now.Add(-2*time.Hour))
+		f.handle(t, old)
+		current := f.device(t, dev, now.Add(-time.Hour))
+		f.handle(t, current)
+		once := f.state(t)
+		for range 4 {
+			f.handle(t, current)
+		}
+		f.handle(t, old) // a late duplicate of the retired certificate's event
+		if got := f.state(t); !reflect.DeepEqual(got, once) {
+			t.Errorf("state after 5 deliveries differs from after 1:\n got %+v\nwant %+v", got, once)
+		}
+		f.wantMetrics(t, map[string]float64{jitr.MetricProvisioned: 2, jitr.MetricRotated: 1, jitr.MetricIgnored: 1})
+	})
+
+	scenario(t, "two certificates delivered newest first", func(t *testing.T, f *fixture) {
+		dev := testpki.RandomDeviceID()
+		older := f.device(t, dev, now.Add(-2*time.Hour))
+		newer := f.device(t, dev, now.Add(-time.Hour))
+		f.handle(t, newer)
+		f.handle(t, older)
+
+		if st := f.status(t, newer); st != types.CertificateStatusActive {
+			t.Errorf("newer certificate status = %s, want ACTIVE", st)
+		}
+		if st := f.status(t, older); st != types.CertificateStatusRevoked {
+			t.Errorf("older certificate status = %s, want REVOKED", st)
+		}
+		if got := f.thingPrincipals(t, thingOf(dev)); !slices.Equal(got, []string{newer}) {
+			t.Errorf("thing principals = %v, want only the newer certificate", got)
+		}
+		if f.state(t).Policies[older] {
+			t.Error("the revoked older certificate still has the device policy")
+		}
+		calls, _ := f.rec.snapshot()
+		for _, c := range calls {
+			if in, ok := c.input.(*iot.UpdateCertificateInput); ok && *in.CertificateId == older && in.NewStatus == types.CertificateStatusActive {
+				t.Error("the older certificate was activated")
+			}
+		}
+		f.wantMetrics(t, map[string]float64{jitr.MetricProvisioned: 1, jitr.MetricRevoked: 1})
+	})
+
+	scenario(t, "certificate from another CA, event naming ours", func(t *testing.T, f *fixture) {
+		other, err := testpki.NewCA(testpki.CAOptions{CommonName: f.ca.Cert.Subject.CommonName}) // same name, other key
+		if err != nil {
+			t.Fatal(err)
+		}
+		dev := testpki.RandomDeviceID()
+		pair, err := other.IssueDevice(dev, now.Add(-time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert := f.register(t, pair)
+		f.handle(t, cert)
+		wantRefused(t, f, cert, thingOf(dev))
+	})
+
+	scenario(t, "CN is not a device ID", func(t *testing.T, f *fixture) {
+		pair, err := f.ca.Issue(testpki.LeafOptions{CommonName: "thermostat-kitchen"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert := f.register(t, pair)
+		f.handle(t, cert)
+		wantRefused(t, f, cert, "thermostat-kitchen")
+	})
+
+	scenario(t, "expired certificate", func(t *testing.T, f *fixture) {
+		dev := testpki.RandomDeviceID()
+		cert := f.device(t, dev, now.Add(-48*time.Hour)) // valid for the 24 h after that
+		f.handle(t, cert)
+		wantRefused(t, f, cert, thingOf(dev))
+	})
+
+	scenario(t, "event with missing fields", func(t *testing.T, f *fixture) {
+		cert := f.device(t, testpki.RandomDeviceID(), now.Add(-time.Hour))
+		full, err := json.Marshal(f.event(cert))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, field := range []string{"certificateId", "caCertificateId", "timestamp", "certificateStatus", "awsAccountId"} {
+			t.Run("without "+field, func(t *testing.T) {
+				var m map[string]any
+				if err := json.Unmarshal(full, &m); err != nil {
+					t.Fatal(err)
+				}
+				delete(m, field)
+				raw, _ := json.Marshal(m)
+				var e jitr.Event
+				if err := json.Unmarshal(raw, &e); err != nil {
+					t.Fatal(err)
+				}
+				f.rec.reset()
+				if err := f.h.Handle(context.Background(), e); err != nil {
+					t.Fatalf("Handle: %v, want nil (refusals are not retryable)", err)
+				}
+				if calls, _ := f.rec.snapshot(); len(calls) != 0 {
+					t.Errorf("AWS calls made for a malformed event: %v", ops(calls))
+				}
+			})
+		}
+		if st := f.status(t, cert); st != types.CertificateStatusPendingActivation {
+			t.Errorf("certificate status = %s, want untouched PENDING_ACTIVATION", st)
+		}
+		f.wantMetrics(t, map[string]float64{jitr.MetricRefused: 5})
+	})
+
+	scenario(t, "event for a CA this stack did not register", func(t *testing.T, f *fixture) {
+		cert := f.device(t, testpki.RandomDeviceID(), now.Add(-time.Hour))
+		e := f.event(cert)
+		e.CACertificateID = cert // well formed, not ours
+		if err := f.h.Handle(context.Background(), e); err != nil {
+			t.Fatalf("Handle: %v", err)
+		}
+		if calls, _ := f.rec.snapshot(); len(calls) != 0 {
+			t.Errorf("AWS calls made for another CA's event: %v", ops(calls))
+		}
+		if st := f.status(t, cert); st != types.CertificateStatusPendingActivation {
+			t.Errorf("certificate status = %s, want untouched PENDING_ACTIVATION", st)
+		}
+		f.wantMetrics(t, map[string]float64{jitr.MetricIgnored: 1})
+	})
+
+	for _, path := range []struct {
+		name  string
+		calls []string
+	}{{"first boot", firstBootCalls}, {"rotation", rotationCalls}} {
+		for k := 1; k <= len(path.calls); k++ {
+			step := fmt.Sprintf("%s step %d %s", path.name, k, path.calls[k-1])
+			scenario(t, "throttled once at "+step, func(t *testing.T, f *fixture) {
+				dev, old, current := throttleSetup(t, f, path.name == "rotation", now)
+				f.rec.setThrottle(func(_ string, n, attempt int) bool { return n == k && attempt == 1 })
+				f.handle(t, current)
+				calls, attempts := f.rec.snapshot()
+				if attempts != len(calls)+1 {
+					t.Errorf("%d attempts for %d calls, want exactly one retry", attempts, len(calls))
+				}
+				wantProvisioned(t, f, dev, old, current)
+			})
+			scenario(t, "throttled beyond the retryer at "+step, func(t *testing.T, f *fixture) {
+				dev, old, current := throttleSetup(t, f, path.name == "rotation", now)
+				f.rec.setThrottle(func(_ string, n, _ int) bool { return n == k }) // every attempt of that call
+				err := f.h.Handle(context.Background(), f.event(current))
+				var throttled *types.ThrottlingException
+				if !errors.As(err, &throttled) {
+					t.Fatalf("Handle = %v, want the ThrottlingException returned so the async retry applies", err)
+				}
+				f.assertInvariant(t) // also in the state the failure left
+				f.rec.setThrottle(nil)
+				f.handle(t, current) // the asynchronous retry
+				wantProvisioned(t, f, dev, old, current)
+			})
+		}
+	}
+
+	scenario(t, "throttling until the Lambda deadline", func(t *testing.T, f *fixture) {
+		h := f.newHandler(f.rec, jitr.DefaultRetryPolicy) // the production retryer
+		dev := testpki.RandomDeviceID()
+		cert := f.device(t, dev, now.Add(-time.Hour))
+		f.rec.setThrottle(func(op string, _, _ int) bool { return op == "UpdateCertificate" })
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		err := h.Handle(ctx, f.event(cert))
+		cancel()
+		if err == nil {
+			t.Fatal("Handle returned nil while every activation was throttled")
+		}
+		calls, attempts := f.rec.snapshot()
+		if attempts <= len(calls) {
+			t.Errorf("%d attempts for %d calls: the throttled call was not retried", attempts, len(calls))
+		}
+		f.assertInvariant(t)
+		f.rec.setThrottle(nil)
+		if err := h.Handle(context.Background(), f.event(cert)); err != nil {
+			t.Fatalf("retry: %v", err)
+		}
+		wantProvisioned(t, f, dev, "", cert)
+	})
+
+	for round := 1; round <= 5; round++ {
+		scenario(t, fmt.Sprintf("two events of one device handled concurrently, fresh device, round %d", round), func(t *testing.T, f *fixture) {
+			dev := testpki.RandomDeviceID()
+			older := f.device(t, dev, now.Add(-2*time.Hour))
+			newer := f.device(t, dev, now.Add(-time.Hour))
+			handleConcurrently(t, f, older, newer)
+			wantOnlyActive(t, f, dev, newer, older)
+		})
+		scenario(t, fmt.Sprintf("two events of one device handled concurrently, provisioned device, round %d", round), func(t *testing.T, f *fixture) {
+			dev := testpki.RandomDeviceID()
+			first := f.device(t, dev, now.Add(-3*time.Hour))
+			f.handle(t, first)
+			older := f.device(t, dev, now.Add(-2*time.Hour))
+			newer := f.device(t, dev, now.Add(-time.Hour))
+			handleConcurrently(t, f, newer, older)
+			wantOnlyActive(t, f, dev, newer, older, first)
+		})
+	}
+}
+
+// throttleSetup registers the certificate the throttled event is about; for the rotation path it first
+// provisions an older certificate of the same device.
+func throttleSetup(t *testing.T, f *fixture, rotation bool, now time.Time) (dev, old, current string) {
+	t.Helper()
+	dev = testpki.RandomDeviceID()
+	if rotation {
+		old = f.device(t, dev, now.Add(-2*time.Hour))
+		f.handle(t, old)
+		f.rec.reset()
+	}
+	return dev, old, f.device(t, dev, now.Add(-time.Hour))
+}
+
+// wantProvisioned checks the converged state: current ACTIVE and alone on its thing with the policy, old gone.
+func wantProvisioned(t *testing.T, f *fixture, dev, old, current string) {
+	t.Helper()
+	if st := f.status(t, current); st != types.CertificateStatusActive {
+		t.Errorf("certificate status = %s, want ACTIVE", st)
+	}
+	if got := f.thingPrincipals(t, thingOf(dev)); !slices.Equal(got, []string{current}) {
+		t.Errorf("thing principals = %v, want only %s", got, current[:8])
+	}
+	if !f.state(t).Policies[current] {
+		t.Error("device policy not attached")
+	}
+	if old != "" {
+		if st := f.status(t, old); st != "" {
+			t.Errorf("old certificate status = %s, want deleted", st)
+		}
+	}
+}
+
+// wantRefused checks a refusal: the certificate REVOKED, no thing created, the refusal counted.
+func wantRefused(t *testing.T, f *fixture, cert, thing string) {
+	t.Helper()
+	if st := f.status(t, cert); st != types.CertificateStatusRevoked {
+		t.Errorf("certificate status = %s, want REVOKED", st)
+	}
+	if f.thingExists(t, thing) {
+		t.Errorf("thing %s was created for a refused certificate", thing)
+	}
+	calls, _ := f.rec.snapshot()
+	if got, want := ops(calls), []string{"DescribeCertificate", "UpdateCertificate"}; !slices.Equal(got, want) {
+		t.Errorf("calls = %v, want %v", got, want)
+	}
+	f.wantMetrics(t, map[string]float64{jitr.MetricRefused: 1})
+}
+
+// handleConcurrently runs one event per certificate at the same time, each through its own client and handler
+// (two Lambda instances). An event that fails is retried once, as the asynchronous invocation would.
+func handleConcurrently(t *testing.T, f *fixture, certs ...string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make([]error, len(certs))
+	for i, cert := range certs {
+		h := f.newHandler(&recorder{}, testRetryPolicy)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if err := h.Handle(context.Background(), f.event(cert)); err != nil {
+				errs[i] = h.Handle(context.Background(), f.event(cert))
+				t.Logf("event %s failed once (%v); retried: %v", cert[:8], err, errs[i])
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("event %s: %v", certs[i][:8], err)
+		}
+	}
+}
+
+// wantOnlyActive checks that winner is the one ACTIVE certificate of the device and none of losers is ACTIVE.
+func wantOnlyActive(t *testing.T, f *fixture, dev, winner string, losers ...string) {
+	t.Helper()
+	if got := f.activeCertificates(t); !slices.Equal(got, []string{winner}) {
+		t.Errorf("ACTIVE certificates = %v, want only the newest %s", got, winner[:8])
+	}
+	for _, l := range losers {
+		if st := f.status(t, l); st == types.CertificateStatusActive || st == types.CertificateStatusPendingActivation {
+			t.Errorf("older certificate %s is %s", l[:8], st)
+		}
+	}
+	if got := f.thingPrincipals(t, thingOf(dev)); !slices.Equal(got, []string{winner}) {
+		t.Errorf("thing principals = %v, want only %s", got, winner[:8])
+	}
+}
+
+// jsonLogHas reports whether some JSON log line carries all of want.
+func jsonLogHas(t *testing.T, logs string, want map[string]string) bool {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(logs))
+	for dec.More() {
+		var line map[string]any
+		if err := dec.Decode(&line); err != nil {
+			t.Fatalf("log output is not JSON lines: %v", err)
+		}
+		ok := true
+		for k, v := range want {
+			if line[k] != v {
+				ok = false
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}

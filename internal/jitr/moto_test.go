@@ -1,0 +1,438 @@
+package jitr_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/iot"
+	"github.com/aws/aws-sdk-go-v2/service/iot/types"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
+	"github.com/sphere-jitr/sphere-jitr/internal/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/internal/testpki"
+)
+
+// moto is the one server of this test binary; every scenario resets it first.
+var moto *motoserver.Server
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	s, err := motoserver.Start(ctx, motoserver.Options{})
+	cancel()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: the JITR integration tests need the moto server, which did not start: %v\n"+
+			"Run 'make setup' (it creates .venv with moto), then run the tests again.\n", err)
+		os.Exit(1)
+	}
+	moto = s
+	code := m.Run()
+	printBenchTable(os.Stdout)
+	s.Stop()
+	os.Exit(code)
+}
+
+const (
+	testPolicy = "sphere-jitr-test-device-policy"
+	testStack  = "SphereJitrTestStack"
+)
+
+// call is one IoT API call the handler's client made (not an attempt: retries are counted in attempts).
+type call struct {
+	op    string
+	input any
+}
+
+// recorder sits in the handler's real IoT client: a middleware records every API call, and the HTTP transport
+// answers chosen attempts with a ThrottlingException (HTTP 429) as AWS IoT does, so the SDK's own
+// deserializer and retryer see it exactly like a real throttle.
+type recorder struct {
+	mu       sync.Mutex
+	calls    []call
+	attempts int
+	perCall  map[int]int // attempts by call index
+	// throttle decides, per attempt, whether to throttle it: n is the 1-based index of the API call the
+	// attempt belongs to, attempt the 1-based attempt of that call.
+	throttle func(op string, n, attempt int) bool
+	base     http.RoundTripper
+}
+
+type callIndexKey struct{}
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	op := awsmiddleware.GetOperationName(req.Context())
+	n, _ := req.Context().Value(callIndexKey{}).(int)
+	r.mu.Lock()
+	r.attempts++
+	if r.perCall == nil {
+		r.perCall = map[int]int{}
+	}
+	r.perCall[n]++
+	attempt := r.perCall[n]
+	throttle := r.throttle != nil && r.throttle(op, n, attempt)
+	r.mu.Unlock()
+	if throttle {
+		body := `{"message":"Rate exceeded"}`
+		return &http.Response{
+			StatusCode: http.StatusTooManyRequests,
+			Status:     "429 Too Many Requests",
+			Header: http.Header{
+				"X-Amzn-Errortype": []string{"ThrottlingException"},
+				"Content-Type":     []string{"application/json"},
+			},
+			Body:          io.NopCloser(strings.NewReader(body)),
+			ContentLength: int64(len(body)),
+			Request:       req,
+		}, nil
+	}
+	return r.base.RoundTrip(req)
+}
+
+func (r *recorder) record(stack *middleware.Stack) error {
+	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("recordCall",
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			r.mu.Lock()
+			r.calls = append(r.calls, call{op: awsmiddleware.GetOperationName(ctx), input: in.Parameters})
+			n := len(r.calls)
+			r.mu.Unlock()
+			return next.HandleInitialize(context.WithValue(ctx, callIndexKey{}, n), in)
+		}), middleware.After)
+}
+
+func (r *recorder) snapshot() (calls []call, attempts int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.calls), r.attempts
+}
+
+func (r *recorder) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls, r.attempts, r.perCall, r.throttle = nil, 0, nil, nil
+}
+
+func (r *recorder) setThrottle(f func(op string, n, attempt int) bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.throttle = f
+}
+
+func ops(calls []call) []string {
+	names := make([]string, len(calls))
+	for i, c := range calls {
+		names[i] = c.op
+	}
+	return names
+}
+
+// testRetryPolicy is the production retryer with short delays, so throttling scenarios take milliseconds.
+var testRetryPolicy = jitr.RetryPolicy{MaxAttempts: 4, MaxBackoff: 20 * time.Millisecond}
+
+func newIoTClient(rec *recorder, policy jitr.RetryPolicy) *iot.Client {
+	opts := iot.Options{
+		Region:       motoserver.Region,
+		BaseEndpoint: aws.String(moto.URL),
+		Credentials:  credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, ""),
+		Retryer:      jitr.NewRetryer(policy),
+	}
+	if rec != nil {
+		rec.base = http.DefaultTransport
+		opts.HTTPClient = &http.Client{Transport: rec}
+		opts.APIOptions = append(opts.APIOptions, rec.record)
+	}
+	return iot.New(opts)
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent scenario.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// fixture is a freshly reset moto with the stack's parts in place: a registered tenant CA and the device policy.
+type fixture struct {
+	admin   *iot.Client // setup and assertions; not recorded
+	ca      *testpki.Pair
+	caID    string
+	cfg     jitr.Config
+	rec     *recorder
+	h       *jitr.Handler
+	logs    *syncBuffer
+	metrics *syncBuffer
+}
+
+func newFixture(t testing.TB, policy jitr.RetryPolicy) *fixture {
+	t.Helper()
+	if err := moto.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	admin := newIoTClient(nil, jitr.DefaultRetryPolicy)
+	ca, err := testpki.NewCA(testpki.CAOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := admin.RegisterCACertificate(ctx, &iot.RegisterCACertificateInput{
+		CaCertificate:         aws.String(string(ca.CertPEM())),
+		SetAsActive:           true,
+		AllowAutoRegistration: true,
+	})
+	if err != nil {
+		t.Fatalf("register CA: %v", err)
+	}
+	if _, err := admin.CreatePolicy(ctx, &iot.CreatePolicyInput{
+		PolicyName:     aws.String(testPolicy),
+		PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}`),
+	}); err != nil {
+		t.Fatalf("create policy: %v", err)
+	}
+	// The configuration goes through ConfigFromEnv with the variables the stack sets.
+	env := map[string]string{
+		jitr.EnvCACertificateIDs:  *reg.CertificateId,
+		jitr.EnvCACertificatesPEM: string(ca.CertPEM()),
+		jitr.EnvDevicePolicyName:  testPolicy,
+		jitr.EnvProvisionedBy:     testStack,
+	}
+	cfg, err := jitr.ConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("ConfigFromEnv: %v", err)
+	}
+	f := &fixture{admin: admin, ca: ca, caID: *reg.CertificateId, cfg: cfg, rec: &recorder{}, logs: &syncBuffer{}, metrics: &syncBuffer{}}
+	f.h = f.newHandler(f.rec, policy)
+	return f
+}
+
+func (f *fixture) newHandler(rec *recorder, policy jitr.RetryPolicy) *jitr.Handler {
+	return jitr.NewHandler(newIoTClient(rec, policy), f.cfg,
+		jitr.WithLogger(slog.New(slog.NewJSONHandler(f.logs, nil))), jitr.WithMetricsOutput(f.metrics))
+}
+
+// device issues a device certificate from the fixture's CA and registers it the way AWS IoT auto-registration
+// does (PENDING_ACTIVATION, under the CA). It returns the certificate id.
+func (f *fixture) device(t testing.TB, deviceID string, notBefore time.Time) string {
+	t.Helper()
+	pair, err := f.ca.IssueDevice(deviceID, notBefore)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.register(t, pair)
+}
+
+func (f *fixture) register(t testing.TB, pair *testpki.Pair) string {
+	t.Helper()
+	out, err := f.admin.RegisterCertificate(context.Background(), &iot.RegisterCertificateInput{
+		CertificatePem:   aws.String(string(pair.CertPEM())),
+		CaCertificatePem: aws.String(string(f.ca.CertPEM())),
+		Status:           types.CertificateStatusPendingActivation,
+	})
+	if err != nil {
+		t.Fatalf("register device certificate: %v", err)
+	}
+	return *out.CertificateId
+}
+
+func (f *fixture) event(certID string) jitr.Event {
+	now := time.Now().UnixMilli()
+	return jitr.Event{
+		CertificateID:                    certID,
+		CACertificateID:                  f.caID,
+		Timestamp:                        jitr.EpochMillis(now),
+		CertificateStatus:                string(types.CertificateStatusPendingActivation),
+		AWSAccountID:                     motoserver.AccountID,
+		CertificateRegistrationTimestamp: jitr.EpochMillis(now),
+	}
+}
+
+func (f *fixture) handle(t testing.TB, certID string) {
+	t.Helper()
+	if err := f.h.Handle(context.Background(), f.event(certID)); err != nil {
+		t.Fatalf("Handle(%s): %v", certID[:8], err)
+	}
+}
+
+// status returns the certificate's status, or "" if it does not exist.
+func (f *fixture) status(t testing.TB, certID string) types.CertificateStatus {
+	t.Helper()
+	out, err := f.admin.DescribeCertificate(context.Background(), &iot.DescribeCertificateInput{CertificateId: aws.String(certID)})
+	var nf *types.ResourceNotFoundException
+	if errors.As(err, &nf) {
+		return ""
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.CertificateDescription.Status
+}
+
+// thingPrincipals returns the certificate ids attached to the thing, or nil if the thing does not exist.
+func (f *fixture) thingPrincipals(t testing.TB, thing string) []string {
+	t.Helper()
+	out, err := f.admin.ListThingPrincipals(context.Background(), &iot.ListThingPrincipalsInput{ThingName: aws.String(thing)})
+	var nf *types.ResourceNotFoundException
+	if errors.As(err, &nf) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{}
+	for _, arn := range out.Principals {
+		ids = append(ids, arn[strings.LastIndex(arn, "/")+1:])
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (f *fixture) thingExists(t testing.TB, thing string) bool {
+	t.Helper()
+	_, err := f.admin.DescribeThing(context.Background(), &iot.DescribeThingInput{ThingName: aws.String(thing)})
+	var nf *types.ResourceNotFoundException
+	if errors.As(err, &nf) {
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return true
+}
+
+func (f *fixture) hasPolicy(t testing.TB, arn string) bool {
+	t.Helper()
+	out, err := f.admin.ListAttachedPolicies(context.Background(), &iot.ListAttachedPoliciesInput{Target: aws.String(arn)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.ContainsFunc(out.Policies, func(p types.Policy) bool { return aws.ToString(p.PolicyName) == testPolicy })
+}
+
+// registryState is everything the handler can change, for comparing final states.
+type registryState struct {
+	Certificates map[string]types.CertificateStatus
+	Things       map[string]map[string]string // attributes
+	Principals   map[string][]string          // thing → certificate ids
+	Policies     map[string]bool              // certificate id → device policy attached
+}
+
+func (f *fixture) state(t testing.TB) registryState {
+	t.Helper()
+	ctx := context.Background()
+	s := registryState{Certificates: map[string]types.CertificateStatus{}, Things: map[string]map[string]string{},
+		Principals: map[string][]string{}, Policies: map[string]bool{}}
+	certs, err := f.admin.ListCertificates(ctx, &iot.ListCertificatesInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range certs.Certificates {
+		s.Certificates[*c.CertificateId] = c.Status
+		s.Policies[*c.CertificateId] = f.hasPolicy(t, *c.CertificateArn)
+	}
+	things, err := f.admin.ListThings(ctx, &iot.ListThingsInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, th := range things.Things {
+		s.Things[*th.ThingName] = th.Attributes
+		s.Principals[*th.ThingName] = f.thingPrincipals(t, *th.ThingName)
+	}
+	return s
+}
+
+// assertInvariant fails the test if any ACTIVE certificate lacks its thing or the device policy.
+func (f *fixture) assertInvariant(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	certs, err := f.admin.ListCertificates(ctx, &iot.ListCertificatesInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range certs.Certificates {
+		if c.Status != types.CertificateStatusActive {
+			continue
+		}
+		things, err := f.admin.ListPrincipalThings(ctx, &iot.ListPrincipalThingsInput{Principal: c.CertificateArn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(things.Things) != 1 {
+			t.Errorf("invariant broken: ACTIVE certificate %s is attached to things %v, want exactly one", (*c.CertificateId)[:8], things.Things)
+		}
+		if !f.hasPolicy(t, *c.CertificateArn) {
+			t.Errorf("invariant broken: ACTIVE certificate %s has no %s policy", (*c.CertificateId)[:8], testPolicy)
+		}
+	}
+}
+
+// activeCertificates returns the ids of the ACTIVE certificates.
+func (f *fixture) activeCertificates(t testing.TB) []string {
+	t.Helper()
+	var ids []string
+	for id, st := range f.state(t).Certificates {
+		if st == types.CertificateStatusActive {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// metricTotals sums each metric over the EMF records written so far.
+func (f *fixture) metricTotals(t testing.TB) map[string]float64 {
+	t.Helper()
+	totals := map[string]float64{}
+	for _, line := range strings.Split(strings.TrimSpace(f.metrics.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("metrics line is not JSON: %v: %s", err, line)
+		}
+		if _, ok := rec["_aws"]; !ok {
+			t.Fatalf("metrics line has no _aws directive: %s", line)
+		}
+		for _, name := range []string{jitr.MetricProvisioned, jitr.MetricRotated, jitr.MetricRevoked, jitr.MetricRefused, jitr.MetricIgnored} {
+			if v, ok := rec[name].(float64); ok {
+				totals[name] += v
+			}
+		}
+	}
+	return totals
+}
+
+func (f *fixture) wantMetrics(t testing.TB, want map[string]float64) {
+	t.Helper()
+	got := f.metricTotals(t)
+	for _, name := range []string{jitr.MetricProvisioned, jitr.MetricRotated, jitr.MetricRevoked, jitr.MetricRefused, jitr.MetricIgnored} {
+		if got[name] != want[name] {
+			t.Errorf("metric %s = %v, want %v (all: %v)", name, got[name], want[name], got)
+		}
+	}
+}
+
+func thingOf(deviceID string) string { return strings.ToLower(deviceID) }
