@@ -95,6 +95,12 @@ PlatformStatus_t Platform_GetCredentials(PlatformCredentials_t *credentials);
 void Platform_GetEndpointOverride(const char **host, uint16_t *port);
 
 /**
+ * @brief How many telemetry messages to publish before exiting with success: the host build's
+ *        `--publish-count N` for scripted runs; 0 (always on Azure Sphere) runs until SIGTERM.
+ */
+uint32_t Platform_GetPublishLimit(void);
+
+/**
  * @brief Fill a buffer with random bytes from the OS (for backoff jitter).
  * @return PLATFORM_SUCCESS or PLATFORM_FAILURE.
  */

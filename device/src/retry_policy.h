@@ -31,6 +31,15 @@
 #define RETRY_MAX_TOTAL_MS (30U * 60U * 1000U)
 #endif
 
+/** @brief backoffAlgorithm counts in 16-bit units: one unit is this many milliseconds. */
+#ifndef RETRY_BACKOFF_UNIT_MS
+#define RETRY_BACKOFF_UNIT_MS 10U
+#endif
+
+_Static_assert(RETRY_MAX_DELAY_MS / RETRY_BACKOFF_UNIT_MS <= 65535U, "RETRY_MAX_DELAY_MS must fit backoffAlgorithm");
+_Static_assert(RETRY_BASE_DELAY_MS % RETRY_BACKOFF_UNIT_MS == 0U && RETRY_MAX_DELAY_MS % RETRY_BACKOFF_UNIT_MS == 0U,
+               "retry delays must be whole backoff units");
+
 /** @brief A retry policy. */
 typedef struct RetryPolicy {
     uint32_t baseDelayMs; /**< Ceiling of the first retry delay. */

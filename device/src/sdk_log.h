@@ -14,7 +14,7 @@
 const char *SdkLog_Format(const char *format, ...) __attribute__((format(printf, 1, 2)));
 
 #ifndef SDK_LOG_LEVEL
-#define SDK_LOG_LEVEL PLATFORM_LOG_INFO
+#define SDK_LOG_LEVEL PLATFORM_LOG_WARN
 #endif
 
 #define SDK_LOG(level, message)                                                                  \

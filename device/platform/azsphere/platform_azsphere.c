@@ -143,6 +143,11 @@ void Platform_GetEndpointOverride(const char **host, uint16_t *port)
     (void)port;
 }
 
+uint32_t Platform_GetPublishLimit(void)
+{
+    return 0U;
+}
+
 PlatformStatus_t Platform_GetRandom(void *buffer, size_t length)
 {
     return (getrandom(buffer, length, 0) == (ssize_t)length) ? PLATFORM_SUCCESS : PLATFORM_FAILURE;

@@ -27,6 +27,7 @@ static int epollFd = -1;
 static PlatformCredentials_t credentials;
 static const char *endpointHost;
 static uint16_t endpointPort;
+static uint32_t publishLimit;
 static PlatformLogLevel_t logLevel = PLATFORM_LOG_INFO;
 
 #ifndef DEVICE_DEFAULT_CERTS_DIR
@@ -39,7 +40,7 @@ static const char *const defaultRootCas[PLATFORM_MAX_ROOT_CAS] = {
 static void PrintUsage(const char *program)
 {
     fprintf(stderr,
-            "usage: %s --cert FILE --key FILE [--ca FILE]... [--endpoint HOST] [--port N] [--debug]\n"
+            "usage: %s --cert FILE --key FILE [--ca FILE]... [--endpoint HOST] [--port N] [--publish-count N] [--debug]\n"
             "  environment fallbacks: DEVICE_CERT, DEVICE_KEY, DEVICE_CA, DEVICE_ENDPOINT, DEVICE_PORT\n"
             "  without --ca the bundled Amazon root CAs are trusted\n",
             program);
@@ -89,6 +90,8 @@ PlatformStatus_t Platform_Init(int argc, char *argv[])
             endpointHost = value;
         } else if (strcmp(arg, "--port") == 0) {
             portText = value;
+        } else if (strcmp(arg, "--publish-count") == 0) {
+            publishLimit = (uint32_t)strtoul(value, NULL, 10);
         } else {
             PrintUsage(argv[0]);
             return PLATFORM_BAD_PARAMETER;
@@ -177,6 +180,11 @@ void Platform_GetEndpointOverride(const char **host, uint16_t *port)
     if (port != NULL && endpointPort != 0U) {
         *port = endpointPort;
     }
+}
+
+uint32_t Platform_GetPublishLimit(void)
+{
+    return publishLimit;
 }
 
 PlatformStatus_t Platform_GetRandom(void *buffer, size_t length)

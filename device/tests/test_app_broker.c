@@ -1,0 +1,282 @@
+/*
+ * The host app end to end against a small MQTT broker behind mutual TLS started by this test, behaving like
+ * AWS IoT Core during JITR: the first connection of the device certificate is closed after CONNECT (the
+ * certificate is being registered), the next one gets CONNACK. The app must retry, connect with client id =
+ * lower-case device ID, subscribe to its command and shadow topics, report its shadow and publish telemetry
+ * on its own topic tree, then exit 0 (--publish-count 1).
+ *
+ * Usage: test_app_broker PKI_DIR APP
+ */
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+
+#define MAX_TOPICS 16
+#define TOPIC_SIZE 256
+
+typedef struct Broker {
+    int listenFd;
+    uint16_t port;
+    const char *certPath;
+    const char *keyPath;
+    const char *clientCaPath;
+    pthread_t thread;
+    int connections;              /* TLS sessions accepted */
+    bool firstClosedAfterConnect; /* JITR-like rejection happened */
+    char clientId[200];
+    char subscribed[MAX_TOPICS][TOPIC_SIZE];
+    int subscribedCount;
+    char published[MAX_TOPICS][TOPIC_SIZE];
+    int publishedCount;
+    bool disconnected;            /* DISCONNECT received */
+} Broker_t;
+
+static bool ReadExact(WOLFSSL *ssl, uint8_t *buffer, size_t length)
+{
+    size_t done = 0;
+    while (done < length) {
+        int n = wolfSSL_read(ssl, buffer + done, (int)(length - done));
+        if (n <= 0) {
+            return false;
+        }
+        done += (size_t)n;
+    }
+    return true;
+}
+
+/* Reads one MQTT packet: type byte, body (remaining length ≤ bodySize). */
+static bool ReadPacket(WOLFSSL *ssl, uint8_t *type, uint8_t *body, size_t bodySize, size_t *bodyLength)
+{
+    uint8_t byte;
+    size_t length = 0;
+    unsigned shift = 0;
+    if (!ReadExact(ssl, type, 1)) {
+        return false;
+    }
+    do {
+        if (!ReadExact(ssl, &byte, 1) || shift > 21U) {
+            return false;
+        }
+        length |= (size_t)(byte & 0x7FU) << shift;
+        shift += 7U;
+    } while ((byte & 0x80U) != 0U);
+    if (length > bodySize) {
+        return false;
+    }
+    *bodyLength = length;
+    return ReadExact(ssl, body, length);
+}
+
+static void CopyString(char *out, size_t outSize, const uint8_t *in, size_t inLength)
+{
+    size_t n = inLength < outSize - 1U ? inLength : outSize - 1U;
+    memcpy(out, in, n);
+    out[n] = '\0';
+}
+
+/* Serves one MQTT session until DISCONNECT or the socket closes. */
+static void ServeSession(Broker_t *broker, WOLFSSL *ssl)
+{
+    static uint8_t body[8192];
+    uint8_t type;
+    size_t length;
+    while (ReadPacket(ssl, &type, body, sizeof(body), &length)) {
+        switch (type & 0xF0U) {
+        case 0x10: { /* CONNECT: protocol name, level, flags, keep-alive, client id */
+            size_t nameLength = ((size_t)body[0] << 8) | body[1];
+            size_t offset = 2U + nameLength + 4U;
+            size_t idLength = ((size_t)body[offset] << 8) | body[offset + 1U];
+            CopyString(broker->clientId, sizeof(broker->clientId), body + offset + 2U, idLength);
+            const uint8_t connack[] = {0x20, 0x02, 0x00, 0x00};
+            (void)wolfSSL_write(ssl, connack, sizeof(connack));
+            break;
+        }
+        case 0x80: { /* SUBSCRIBE: packet id, then (topic, qos)* → SUBACK granting QoS 1 */
+            uint8_t suback[64] = {0x90, 0x02, body[0], body[1]};
+            size_t offset = 2U;
+            size_t count = 0;
+            while (offset + 2U <= length && count < 32U) {
+                size_t topicLength = ((size_t)body[offset] << 8) | body[offset + 1U];
+                if (broker->subscribedCount < MAX_TOPICS) {
+                    CopyString(broker->subscribed[broker->subscribedCount++], TOPIC_SIZE, body + offset + 2U,
+                               topicLength);
+                }
+                offset += 2U + topicLength + 1U;
+                suback[4U + count++] = 0x01;
+            }
+            suback[1] = (uint8_t)(2U + count);
+            (void)wolfSSL_write(ssl, suback, (int)(4U + count));
+            break;
+        }
+        case 0x30: { /* PUBLISH: topic, packet id when QoS > 0 → PUBACK */
+            size_t topicLength = ((size_t)body[0] << 8) | body[1];
+            if (broker->publishedCount < MAX_TOPICS) {
+                CopyString(broker->published[broker->publishedCount++], TOPIC_SIZE, body + 2U, topicLength);
+            }
+            if (((type >> 1) & 0x03U) != 0U) {
+                const uint8_t puback[] = {0x40, 0x02, body[2U + topicLength], body[3U + topicLength]};
+                (void)wolfSSL_write(ssl, puback, sizeof(puback));
+            }
+            break;
+        }
+        case 0xC0: { /* PINGREQ */
+            const uint8_t pingresp[] = {0xD0, 0x00};
+            (void)wolfSSL_write(ssl, pingresp, sizeof(pingresp));
+            break;
+        }
+        case 0xE0: /* DISCONNECT */
+            broker->disconnected = true;
+            return;
+        default:
+            break;
+        }
+    }
+}
+
+static void *BrokerThread(void *arg)
+{
+    Broker_t *broker = arg;
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfSSLv23_server_method());
+    if (ctx == NULL || wolfSSL_CTX_use_certificate_file(ctx, broker->certPath, WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_use_PrivateKey_file(ctx, broker->keyPath, WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_load_verify_locations(ctx, broker->clientCaPath, NULL) != WOLFSSL_SUCCESS) {
+        wolfSSL_CTX_free(ctx);
+        return NULL;
+    }
+    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    /* Two sessions: the JITR rejection, then the real one. */
+    for (int round = 0; round < 2; round++) {
+        int fd = accept(broker->listenFd, NULL, NULL);
+        if (fd < 0) {
+            break;
+        }
+        struct timeval tv = {.tv_sec = 60};
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        WOLFSSL *ssl = wolfSSL_new(ctx);
+        (void)wolfSSL_set_fd(ssl, fd);
+        if (wolfSSL_accept(ssl) == WOLFSSL_SUCCESS) {
+            broker->connections++;
+            if (round == 0) {
+                /* Like AWS IoT with an unknown certificate from a registered CA: read CONNECT, then close. */
+                static uint8_t body[1024];
+                uint8_t type = 0;
+                size_t length = 0;
+                broker->firstClosedAfterConnect =
+                    ReadPacket(ssl, &type, body, sizeof(body), &length) && (type & 0xF0U) == 0x10U;
+            } else {
+                ServeSession(broker, ssl);
+            }
+        } else {
+            round--; /* a failed handshake does not count as a round */
+        }
+        wolfSSL_free(ssl);
+        close(fd);
+    }
+    wolfSSL_CTX_free(ctx);
+    return NULL;
+}
+
+static bool Contains(char list[][TOPIC_SIZE], int count, const char *topic)
+{
+    for (int i = 0; i < count; i++) {
+        if (strcmp(list[i], topic) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int main(int argc, char *argv[])
+{
+    static char paths[6][600];
+    static Broker_t broker;
+    char deviceId[200] = {0};
+    char topic[TOPIC_SIZE];
+    char port[8];
+
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s PKI_DIR APP\n", argv[0]);
+        return 2;
+    }
+    const char *names[] = {"server.pem", "server.key", "device-ca.pem", "device-upper.pem", "device-upper.key",
+                           "server-ca.pem"};
+    for (int i = 0; i < 6; i++) {
+        (void)snprintf(paths[i], sizeof(paths[i]), "%s/%s", argv[1], names[i]);
+    }
+    (void)snprintf(topic, sizeof(topic), "%s/device-id.txt", argv[1]);
+    FILE *idFile = fopen(topic, "r");
+    if (idFile != NULL) {
+        if (fgets(deviceId, sizeof(deviceId), idFile) == NULL) {
+            deviceId[0] = '\0';
+        }
+        fclose(idFile);
+    }
+    deviceId[strcspn(deviceId, "\n")] = '\0';
+
+    signal(SIGPIPE, SIG_IGN); /* the app hangs up after DISCONNECT; late writes must not kill the broker */
+    wolfSSL_Init();
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t addressLength = sizeof(address);
+    broker.listenFd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(bind(broker.listenFd, (struct sockaddr *)&address, sizeof(address)) == 0);
+    CHECK(listen(broker.listenFd, 4) == 0);
+    CHECK(getsockname(broker.listenFd, (struct sockaddr *)&address, &addressLength) == 0);
+    broker.port = ntohs(address.sin_port);
+    broker.certPath = paths[0];
+    broker.keyPath = paths[1];
+    broker.clientCaPath = paths[2];
+    CHECK(pthread_create(&broker.thread, NULL, BrokerThread, &broker) == 0);
+
+    (void)snprintf(port, sizeof(port), "%u", (unsigned)broker.port);
+    pid_t child = fork();
+    if (child == 0) {
+        execl(argv[2], argv[2], "--cert", paths[3], "--key", paths[4], "--ca", paths[5], "--endpoint", "localhost",
+              "--port", port, "--publish-count", "1", (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    CHECK(child > 0 && waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        /* Unblock the broker if the app died before its second session. */
+        shutdown(broker.listenFd, SHUT_RDWR);
+    }
+    (void)pthread_join(broker.thread, NULL);
+    close(broker.listenFd);
+
+    CHECK(broker.firstClosedAfterConnect);
+    CHECK(broker.connections == 2);
+    CHECK(strlen(deviceId) == 128U && strcmp(broker.clientId, deviceId) == 0);
+    (void)snprintf(topic, sizeof(topic), "devices/%s/commands", deviceId);
+    CHECK(Contains(broker.subscribed, broker.subscribedCount, topic));
+    (void)snprintf(topic, sizeof(topic), "$aws/things/%s/shadow/update/delta", deviceId);
+    CHECK(Contains(broker.subscribed, broker.subscribedCount, topic));
+    (void)snprintf(topic, sizeof(topic), "$aws/things/%s/shadow/update", deviceId);
+    CHECK(Contains(broker.published, broker.publishedCount, topic));
+    (void)snprintf(topic, sizeof(topic), "devices/%s/telemetry", deviceId);
+    CHECK(Contains(broker.published, broker.publishedCount, topic));
+    CHECK(broker.disconnected);
+    for (int i = 0; i < broker.subscribedCount; i++) {
+        fprintf(stderr, "subscribed: %s\n", broker.subscribed[i]);
+    }
+    for (int i = 0; i < broker.publishedCount; i++) {
+        fprintf(stderr, "published: %s\n", broker.published[i]);
+    }
+    wolfSSL_Cleanup();
+    return CHECK_DONE();
+}
