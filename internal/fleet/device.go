@@ -64,6 +64,7 @@ type Device struct {
 	cfg      Config
 	ca       *testpki.Pair
 	cert     *testpki.Pair
+	history  []*testpki.Pair
 	boots    int
 	lastNB   time.Time
 	client   paho.Client
@@ -103,6 +104,9 @@ func NewDevice(name string, ca *testpki.Pair, cfg Config) *Device {
 // Certificate is the device's current certificate and key.
 func (d *Device) Certificate() *testpki.Pair { return d.cert }
 
+// Certificates are the certificates of every boot so far, oldest first.
+func (d *Device) Certificates() []*testpki.Pair { return d.history }
+
 // Boot is what the OS does at every boot: a new key pair and certificate, same CN. NotBefore strictly increases
 // from one boot to the next (whole seconds, as in X.509), so the newest certificate is always identifiable.
 func (d *Device) Boot() error {
@@ -117,6 +121,7 @@ func (d *Device) Boot() error {
 		return fmt.Errorf("issue device certificate: %w", err)
 	}
 	d.cert, d.lastNB = cert, nb
+	d.history = append(d.history, cert)
 	d.boots++
 	d.cfg.Timeline.Event(d.Name, "boot %d: new key and certificate %s (CN = device ID %s, thing %s)",
 		d.boots, timeline.Short(CertificateID(cert.Cert)), timeline.Short(d.ID), timeline.Short(d.Thing))

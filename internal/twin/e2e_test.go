@@ -158,6 +158,10 @@ func deviceConfig(tw *twin.Twin, tl *timeline.Timeline) fleet.Config {
 func certStatus(t *testing.T, tw *twin.Twin, id string) string {
 	t.Helper()
 	out, err := tw.IoT.DescribeCertificate(context.Background(), &iot.DescribeCertificateInput{CertificateId: aws.String(id)})
+	var nf *iottypes.ResourceNotFoundException
+	if errors.As(err, &nf) {
+		return "deleted"
+	}
 	if err != nil {
 		t.Fatalf("describe certificate %s: %v", id, err)
 	}
@@ -183,6 +187,10 @@ func TestDemoScenario(t *testing.T) {
 	if len(sum.Things) != 3 {
 		t.Fatalf("things = %d, want 3", len(sum.Things))
 	}
+	var (
+		oldCert  fleet.Session
+		rebooted *fleet.Device
+	)
 	for _, d := range devices {
 		wantBoots := 1
 		if d.Name == "device-2" {
@@ -202,9 +210,12 @@ func TestDemoScenario(t *testing.T) {
 			t.Errorf("%s current certificate is %s, want ACTIVE", d.Name, got)
 		}
 		if wantBoots == 2 {
-			if got := certStatus(t, tw, d.Sessions[0].CertificateID); got != "REVOKED" {
-				t.Errorf("%s certificate of the first boot is %s after the reboot, want REVOKED", d.Name, got)
+			old := d.Sessions[0].CertificateID
+			if got := certStatus(t, tw, old); got == "ACTIVE" || got == "PENDING_ACTIVATION" {
+				t.Errorf("%s certificate of the first boot is %s after the reboot, want it revoked, inactive or deleted", d.Name, got)
 			}
+			oldCert = d.Sessions[0]
+			rebooted = d
 		}
 		var ts *twin.ThingSummary
 		for i := range sum.Things {
@@ -227,18 +238,47 @@ func TestDemoScenario(t *testing.T) {
 			t.Errorf("%s: shadow reported %s, want boot %d with certificate %s (%v)", d.Name, ts.ShadowReported, wantBoots, last, err)
 		}
 	}
-	if sum.Certificates["ACTIVE"] != 3 || sum.Certificates["REVOKED"] != 1 {
-		t.Errorf("certificates by status = %v, want 3 ACTIVE and 1 REVOKED", sum.Certificates)
+	if sum.Certificates["ACTIVE"] != 3 || sum.Certificates["PENDING_ACTIVATION"] != 0 {
+		t.Errorf("certificates by status = %v, want 3 ACTIVE, none pending", sum.Certificates)
 	}
 	if len(sum.Objects) != 3 {
 		t.Errorf("S3 objects = %v, want one per device", sum.Objects)
 	}
 	for _, step := range []string{"registered PENDING_ACTIVATION", "→ ACTIVE", "connected as thing", "telemetry published",
-		"shadow update accepted", "S3: uploaded", "reboot", "→ REVOKED"} {
+		"shadow update accepted", "S3: uploaded", "reboot", "older certificate"} {
 		if !strings.Contains(lw.String(), step) {
 			t.Errorf("timeline has no %q step", step)
 		}
 	}
+
+	// The first boot's certificate, presented again (a late or replayed boot), never gets back in.
+	if rebooted == nil {
+		t.Fatal("no device rebooted")
+	}
+	for i := 0; i < 3; i++ {
+		if c, err := rebooted.ConnectOnce(rebooted.Thing, oldCertificate(t, rebooted, oldCert)); err == nil {
+			c.Disconnect(0)
+			t.Fatalf("the superseded certificate of %s connected (attempt %d)", rebooted.Name, i+1)
+		}
+		tw.DrainFunction()
+	}
+	if got := certStatus(t, tw, oldCert.CertificateID); got == "ACTIVE" {
+		t.Errorf("superseded certificate is ACTIVE again after it reconnected")
+	}
+	if got := certStatus(t, tw, rebooted.Sessions[1].CertificateID); got != "ACTIVE" {
+		t.Errorf("the newest certificate is %s after the old one reconnected, want ACTIVE", got)
+	}
+}
+
+func oldCertificate(t *testing.T, d *fleet.Device, s fleet.Session) *testpki.Pair {
+	t.Helper()
+	for _, p := range d.Certificates() {
+		if fleet.CertificateID(p.Cert) == s.CertificateID {
+			return p
+		}
+	}
+	t.Fatalf("%s has no certificate %s", d.Name, s.CertificateID)
+	return nil
 }
 
 // connectFleet provisions n devices and leaves them connected.

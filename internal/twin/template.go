@@ -197,7 +197,7 @@ func (r *Resolver) intrinsic(fn string, arg any) (any, error) {
 	case "Ref":
 		name, ok := arg.(string)
 		if !ok {
-			return nil, fmt.Errorf("Ref argument %v is not a name", arg)
+			return nil, fmt.Errorf("argument of Ref %v is not a name", arg)
 		}
 		return r.ref(name)
 	case "Fn::GetAtt":
@@ -309,7 +309,7 @@ func (r *Resolver) ref(name string) (string, error) {
 			return v, nil
 		}
 	}
-	return "", fmt.Errorf("Ref %s: no such parameter, or resource the twin knows", name)
+	return "", fmt.Errorf("resolve Ref %s: no such parameter, or resource the twin knows", name)
 }
 
 func (r *Resolver) getAtt(id, attr string) (string, error) {

@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
+	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
@@ -57,14 +58,15 @@ type Twin struct {
 	S3         *s3.Client
 	Shadow     *ShadowClient
 
-	async    *AsyncInvoker
-	pool     *RIEPool
-	ownsMoto bool
-	tl       *timeline.Timeline
-	mu       sync.Mutex
-	revoked  map[string]bool
-	reported map[string]string // certificate id → last status shown on the timeline
-	stopOnce sync.Once
+	async      *AsyncInvoker
+	pool       *RIEPool
+	ownsMoto   bool
+	tl         *timeline.Timeline
+	mu         sync.Mutex
+	reported   map[string]string   // certificate id → last status shown on the timeline
+	certThing  map[string]string   // certificate id → thing its CN names
+	thingCerts map[string][]string // thing → certificates seen
+	stopOnce   sync.Once
 }
 
 // AWSConfig returns an SDK configuration that talks to the given moto server.
@@ -88,7 +90,7 @@ func Start(ctx context.Context, opts Options) (tw *Twin, err error) {
 	if opts.Workers <= 0 {
 		opts.Workers = 2
 	}
-	t := &Twin{Moto: opts.Moto, tl: opts.Timeline, revoked: map[string]bool{}, reported: map[string]string{}}
+	t := &Twin{Moto: opts.Moto, tl: opts.Timeline, reported: map[string]string{}, certThing: map[string]string{}, thingCerts: map[string][]string{}}
 	defer func() {
 		if err != nil {
 			t.Stop()
@@ -168,7 +170,8 @@ func Start(ctx context.Context, opts Options) (tw *Twin, err error) {
 	return t, nil
 }
 
-// reportInvocation writes what the function did to the registry: activation, and certificates it revoked.
+// reportInvocation writes what the function did to the registry: the certificate's new status, and what became
+// of the device's older certificates (revoked, or retired: deactivated and deleted).
 func (t *Twin) reportInvocation(res AsyncResult) {
 	var ev RegisteredEvent
 	_ = json.Unmarshal(res.Payload, &ev)
@@ -181,53 +184,62 @@ func (t *Twin) reportInvocation(res AsyncResult) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	desc, err := t.IoT.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String(ev.CertificateID)})
-	if err != nil {
-		t.tl.Event("jitr", "certificate %s: %v", timeline.Short(ev.CertificateID), err)
-		return
-	}
-	arn := desc.CertificateDescription.CertificateArn
-	things, _ := t.IoT.ListPrincipalThings(ctx, &iot.ListPrincipalThingsInput{Principal: arn})
-	thing := ""
-	if things != nil && len(things.Things) > 0 {
-		thing = things.Things[0]
-	}
-	t.mu.Lock()
-	changed := t.reported[ev.CertificateID] != string(desc.CertificateDescription.Status)
-	t.reported[ev.CertificateID] = string(desc.CertificateDescription.Status)
-	t.mu.Unlock()
-	if changed {
-		t.tl.Event("jitr", "certificate %s → %s (thing %s)", timeline.Short(ev.CertificateID), desc.CertificateDescription.Status, timeline.Short(thing))
-	}
+	status, thing := t.certificateState(ctx, ev.CertificateID)
 	if thing == "" {
 		return
 	}
-	certs, _ := t.IoT.ListCertificates(ctx, &iot.ListCertificatesInput{PageSize: aws.Int32(250)})
-	if certs != nil {
-		for _, c := range certs.Certificates {
-			id := aws.ToString(c.CertificateId)
-			if id == ev.CertificateID || c.Status != "REVOKED" {
-				continue
-			}
-			d, err := t.IoT.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: c.CertificateId})
-			if err != nil || !sameSubject(aws.ToString(d.CertificateDescription.CertificatePem), aws.ToString(desc.CertificateDescription.CertificatePem)) {
-				continue
-			}
-			t.mu.Lock()
-			first := !t.revoked[id]
-			t.revoked[id] = true
-			t.mu.Unlock()
-			if first {
-				t.tl.Event("jitr", "older certificate %s of thing %s → REVOKED", timeline.Short(id), timeline.Short(thing))
-			}
+	t.show(ev.CertificateID, status, "certificate %s → %s (thing %s)", timeline.Short(ev.CertificateID), status, timeline.Short(thing))
+	t.mu.Lock()
+	others := append([]string(nil), t.thingCerts[thing]...)
+	t.mu.Unlock()
+	for _, id := range others {
+		if id == ev.CertificateID {
+			continue
+		}
+		st, _ := t.certificateState(ctx, id)
+		switch st {
+		case "deleted":
+			t.show(id, st, "older certificate %s of thing %s retired: deactivated and deleted, it can no longer connect", timeline.Short(id), timeline.Short(thing))
+		case "REVOKED", "INACTIVE":
+			t.show(id, st, "older certificate %s of thing %s → %s", timeline.Short(id), timeline.Short(thing), st)
 		}
 	}
 }
 
-func sameSubject(pemA, pemB string) bool {
-	a, errA := azsphere.ParseCertificate([]byte(pemA))
-	b, errB := azsphere.ParseCertificate([]byte(pemB))
-	return errA == nil && errB == nil && strings.EqualFold(a.Subject.CommonName, b.Subject.CommonName)
+// certificateState returns a certificate's status ("deleted" once gone) and the thing its CN names.
+func (t *Twin) certificateState(ctx context.Context, id string) (status, thing string) {
+	t.mu.Lock()
+	thing = t.certThing[id]
+	t.mu.Unlock()
+	desc, err := t.IoT.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String(id)})
+	var nf *iottypes.ResourceNotFoundException
+	if errors.As(err, &nf) {
+		return "deleted", thing
+	}
+	if err != nil {
+		return "unknown", thing
+	}
+	if thing == "" {
+		if c, err := azsphere.ParseCertificate([]byte(aws.ToString(desc.CertificateDescription.CertificatePem))); err == nil {
+			thing = strings.ToLower(c.Subject.CommonName)
+			t.mu.Lock()
+			t.certThing[id] = thing
+			t.thingCerts[thing] = append(t.thingCerts[thing], id)
+			t.mu.Unlock()
+		}
+	}
+	return string(desc.CertificateDescription.Status), thing
+}
+
+// show writes a timeline line when a certificate's status differs from the one last shown.
+func (t *Twin) show(id, status, format string, args ...any) {
+	t.mu.Lock()
+	changed := t.reported[id] != status
+	t.reported[id] = status
+	t.mu.Unlock()
+	if changed {
+		t.tl.Event("jitr", format, args...)
+	}
 }
 
 // DrainFunction waits until every queued registered event has been handled by the function.
