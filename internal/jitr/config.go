@@ -34,15 +34,14 @@ type Config struct {
 
 // ConfigFromEnv reads the configuration from the Lambda environment through getenv (os.Getenv in production).
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	const fix = " (the JitrProvisioning construct sets it: redeploy the stack with 'make deploy')"
 	var problems []error
 	ids := splitIDs(getenv(EnvCACertificateIDs))
 	if len(ids) == 0 {
-		problems = append(problems, errors.New(EnvCACertificateIDs+" is empty"+fix))
+		problems = append(problems, errors.New(EnvCACertificateIDs+" is empty"))
 	}
 	certs, err := parsePEMCertificates(getenv(EnvCACertificatesPEM))
 	if err != nil {
-		problems = append(problems, fmt.Errorf("%s: %w%s", EnvCACertificatesPEM, err, fix))
+		problems = append(problems, fmt.Errorf("%s: %w", EnvCACertificatesPEM, err))
 	}
 	cfg := Config{
 		CAs:              make(map[string]*x509.Certificate, len(ids)),
@@ -51,17 +50,17 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		MetricsNamespace: DefaultMetricsNamespace,
 	}
 	if cfg.PolicyName == "" {
-		problems = append(problems, errors.New(EnvDevicePolicyName+" is empty"+fix))
+		problems = append(problems, errors.New(EnvDevicePolicyName+" is empty"))
 	}
 	if cfg.ProvisionedBy == "" {
-		problems = append(problems, errors.New(EnvProvisionedBy+" is empty"+fix))
+		problems = append(problems, errors.New(EnvProvisionedBy+" is empty"))
 	}
 	if err == nil && len(ids) > 0 && len(ids) != len(certs) {
-		problems = append(problems, fmt.Errorf("%s has %d ids but %s has %d certificates; they must pair up in order%s",
-			EnvCACertificateIDs, len(ids), EnvCACertificatesPEM, len(certs), fix))
+		problems = append(problems, fmt.Errorf("%s has %d ids but %s has %d certificates; they must pair up in order",
+			EnvCACertificateIDs, len(ids), EnvCACertificatesPEM, len(certs)))
 	}
 	if len(problems) > 0 {
-		return Config{}, errors.Join(problems...)
+		return Config{}, configError(problems)
 	}
 	for i, id := range ids {
 		if !isHexID(id) {
@@ -73,7 +72,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		cfg.CAs[id] = certs[i]
 	}
 	if len(problems) > 0 {
-		return Config{}, errors.Join(problems...)
+		return Config{}, configError(problems)
 	}
 	return cfg, nil
 }
@@ -113,4 +112,8 @@ func parsePEMCertificates(s string) ([]*x509.Certificate, error) {
 		return nil, errors.New("no PEM certificate found")
 	}
 	return certs, nil
+}
+
+func configError(problems []error) error {
+	return fmt.Errorf("%w\n(the JitrProvisioning construct sets these variables: redeploy the stack with 'make deploy')", errors.Join(problems...))
 }
