@@ -4,7 +4,7 @@
 
 DEVICE_DIR         := device
 DEVICE_CMAKE_ARGS  ?=
-DEVICE_APT_PACKAGES := cmake ninja-build gcc git libwolfssl-dev gcc-arm-linux-gnueabihf binutils-arm-linux-gnueabihf
+DEVICE_APT_PACKAGES := cmake ninja-build gcc git libwolfssl-dev gcc-arm-linux-gnueabihf binutils-arm-linux-gnueabihf mosquitto python3
 DEVICE_SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEVICE_SIZE_BUILD  := build/size
 
