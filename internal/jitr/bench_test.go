@@ -94,7 +94,7 @@ func printBenchTable(w io.Writer) {
 		return
 	}
 	fmt.Fprintln(w, "\nJITR handler against moto (real aws-sdk-go-v2 client; setup not counted)")
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "event\tevents\tIoT API calls/event\tHTTP attempts/event\tmedian ms/event\tmean ms/event\t")
 	for _, kind := range benchOrder {
 		r, ok := benchResults[kind]

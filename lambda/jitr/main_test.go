@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/iot"
+	"github.com/aws/aws-sdk-go-v2/service/iot/types"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
+	"github.com/sphere-jitr/sphere-jitr/internal/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/internal/testpki"
+)
+
+var moto *motoserver.Server
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	s, err := motoserver.Start(ctx, motoserver.Options{})
+	cancel()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: the JITR Lambda wiring test needs the moto server, which did not start: %v\n"+
+			"Run 'make setup' (it creates .venv with moto), then run the tests again.\n", err)
+		os.Exit(1)
+	}
+	moto = s
+	code := m.Run()
+	s.Stop()
+	os.Exit(code)
+}
+
+// TestWiringProvisionsThroughTheLambdaRuntimePath builds the handler exactly as main does (environment of the
+// stack, AWS_ENDPOINT_URL pointing at moto) and invokes it through aws-lambda-go with the raw JSON AWS IoT
+// publishes, so event decoding, configuration and the SDK set-up are all the production ones.
+func TestWiringProvisionsThroughTheLambdaRuntimePath(t *testing.T) {
+	if err := moto.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range moto.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	ctx := context.Background()
+	admin := iot.New(iot.Options{
+		Region:       motoserver.Region,
+		BaseEndpoint: aws.String(moto.URL),
+		Credentials:  credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, ""),
+	})
+	ca, err := testpki.NewCA(testpki.CAOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := admin.RegisterCACertificate(ctx, &iot.RegisterCACertificateInput{
+		CaCertificate: aws.String(string(ca.CertPEM())), SetAsActive: true, AllowAutoRegistration: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.CreatePolicy(ctx, &iot.CreatePolicyInput{PolicyName: aws.String("device-policy"),
+		PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := ca.IssueDevice(testpki.RandomDeviceID(), time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := admin.RegisterCertificate(ctx, &iot.RegisterCertificateInput{
+		CertificatePem: aws.String(string(dev.CertPEM())), CaCertificatePem: aws.String(string(ca.CertPEM())),
+		Status: types.CertificateStatusPendingActivation,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	env := map[string]string{
+		jitr.EnvCACertificateIDs:  *reg.CertificateId,
+		jitr.EnvCACertificatesPEM: string(ca.CertPEM()),
+		jitr.EnvDevicePolicyName:  "device-policy",
+		jitr.EnvProvisionedBy:     "WiringTestStack",
+	}
+	h, err := newHandler(ctx, func(k string) string { return env[k] }, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := fmt.Sprintf(`{"certificateId":"%s","caCertificateId":"%s","timestamp":%d,"certificateStatus":"PENDING_ACTIVATION",`+
+		`"awsAccountId":"%s","certificateRegistrationTimestamp":null}`, *cert.CertificateId, *reg.CertificateId, time.Now().UnixMilli(), motoserver.AccountID)
+	if _, err := lambda.NewHandler(h.Handle).Invoke(ctx, []byte(payload)); err != nil {
+		t.Fatalf("Invoke: %v", err)
+	}
+	out, err := admin.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: cert.CertificateId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.CertificateDescription.Status != types.CertificateStatusActive {
+		t.Errorf("certificate status = %s, want ACTIVE", out.CertificateDescription.Status)
+	}
+	thing, err := admin.DescribeThing(ctx, &iot.DescribeThingInput{ThingName: aws.String(strings.ToLower(dev.Cert.Subject.CommonName))})
+	if err != nil {
+		t.Fatalf("thing not created: %v", err)
+	}
+	if thing.Attributes[jitr.AttrProvisionedBy] != "WiringTestStack" {
+		t.Errorf("thing attributes = %v", thing.Attributes)
+	}
+}
+
+func TestWiringFailsFastWithoutTheStackEnvironment(t *testing.T) {
+	_, err := newHandler(context.Background(), func(string) string { return "" }, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), jitr.EnvCACertificateIDs) {
+		t.Fatalf("newHandler error = %v, want one naming %s", err, jitr.EnvCACertificateIDs)
+	}
+}
