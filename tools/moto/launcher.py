@@ -2,6 +2,11 @@
 
 AWS IoT certificate ids are the SHA-256 of the certificate's DER. moto only computes them that way when its IoT
 config has use_valid_cert set, and that can only be set from Python before the server starts, hence this launcher.
+
+It also closes one gap between moto and AWS IoT that the JITR flow hits: DeleteCertificate with forceDelete
+removes the certificate's policy attachments in AWS, while moto keeps them, and every later DeleteCertificate
+then fails with ResourceNotFound on the dangling attachment.
+
 Usage: launcher.py PORT  (binds 127.0.0.1 only)
 """
 import sys
@@ -10,7 +15,20 @@ from moto.core.config import default_user_config
 
 default_user_config["iot"]["use_valid_cert"] = True
 
-from moto.server import main  # noqa: E402  (must come after the config change)
+from moto.iot.models import IoTBackend  # noqa: E402  (must come after the config change)
+from moto.server import main  # noqa: E402
+
+_moto_delete_certificate = IoTBackend.delete_certificate
+
+
+def _delete_certificate(self, certificate_id, force_delete):
+    cert = self.describe_certificate(certificate_id)
+    _moto_delete_certificate(self, certificate_id, force_delete)
+    for key in [k for k in self.principal_policies if k[0] == cert.arn]:
+        del self.principal_policies[key]
+
+
+IoTBackend.delete_certificate = _delete_certificate
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():

@@ -1,0 +1,103 @@
+package teardown
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-lambda-go/cfn"
+)
+
+// Properties of the Custom::RegistryTeardown resource (the contract with infra.RegistryTeardown).
+const (
+	PropCACertificateIDs = "CaCertificateIds"
+	PropPolicyName       = "PolicyName"
+	PropProvisionedBy    = "ProvisionedBy"
+	PropRetainDevices    = "RetainDevices"
+)
+
+// HandleEvent is the custom resource's handler (wrap it with cfn.LambdaWrap). It acts on Delete only, unless
+// devices are retained; on Update it removes the certificates of tenant CAs that left the stack (their CA
+// registration is deleted next), and on Create it does nothing. The physical id never changes, because a new
+// one would make CloudFormation delete the old resource, and so empty the registry.
+func (t *Teardown) HandleEvent(ctx context.Context, e cfn.Event) (string, map[string]any, error) {
+	physicalID := e.PhysicalResourceID
+	if e.RequestType == cfn.RequestCreate {
+		physicalID = "registry-teardown-" + e.LogicalResourceID
+	}
+	props := e.ResourceProperties
+	if e.RequestType == cfn.RequestDelete && fmt.Sprint(props[PropRetainDevices]) == "true" {
+		t.log.Info("devices retained: nothing removed", "step", "delete")
+		return physicalID, nil, nil
+	}
+
+	var scope Scope
+	switch e.RequestType {
+	case cfn.RequestDelete:
+		scope = Scope{CACertificateIDs: stringList(props[PropCACertificateIDs]), PolicyName: str(props[PropPolicyName]), ProvisionedBy: str(props[PropProvisionedBy])}
+	case cfn.RequestUpdate:
+		if fmt.Sprint(props[PropRetainDevices]) == "true" {
+			return physicalID, nil, nil
+		}
+		scope = Scope{CACertificateIDs: removed(stringList(e.OldResourceProperties[PropCACertificateIDs]), stringList(props[PropCACertificateIDs])),
+			PolicyName: str(e.OldResourceProperties[PropPolicyName])}
+		if len(scope.CACertificateIDs) == 0 {
+			return physicalID, nil, nil
+		}
+	default:
+		return physicalID, nil, nil
+	}
+
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-DeadlineMargin))
+		defer cancel()
+	}
+	start := time.Now()
+	res, err := t.Run(ctx, scope)
+	t.log.Info("registry teardown", "step", string(e.RequestType), "certificates", res.Certificates, "things", res.Things,
+		"seconds", time.Since(start).Seconds(), "complete", err == nil)
+	if err != nil {
+		return physicalID, nil, err
+	}
+	return physicalID, map[string]any{"Certificates": res.Certificates, "Things": res.Things}, nil
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+func stringList(v any) []string {
+	var out []string
+	switch t := v.(type) {
+	case []any:
+		for _, e := range t {
+			if s, ok := e.(string); ok && s != "" {
+				out = append(out, s)
+			}
+		}
+	case []string:
+		out = t
+	case string:
+		if t != "" {
+			out = []string{t}
+		}
+	}
+	return out
+}
+
+// removed returns the ids in old that are not in current.
+func removed(old, current []string) []string {
+	keep := map[string]bool{}
+	for _, c := range current {
+		keep[c] = true
+	}
+	var out []string
+	for _, o := range old {
+		if !keep[o] {
+			out = append(out, o)
+		}
+	}
+	return out
+}
