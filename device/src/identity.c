@@ -1,11 +1,42 @@
 /* Device identity from the DeviceAuth certificate: see identity.h. */
-#include <wolfssl/options.h>
-#include <wolfssl/ssl.h>
-
 #include "identity.h"
 
 #include <ctype.h>
 #include <string.h>
+
+#include "wolfssl_include.h"
+
+/*
+ * Copies the CN of a subject into commonName (at most size - 1 characters, NUL-terminated).
+ * Returns its length, or -1 without a CN.
+ */
+static int GetCommonName(WOLFSSL_X509_NAME *subject, char *commonName, size_t size)
+{
+#if defined(DEVICE_WOLFSSL_HAS_NAME_BY_NID)
+    return wolfSSL_X509_NAME_get_text_by_NID(subject, NID_commonName, commonName, (int)size);
+#else
+    /* "/C=../O=../CN=<id>": the CN is the text after the last "/CN=" up to the next "/". */
+    /* Zeroed: for an empty subject wolfSSL may return the buffer without writing to it. */
+    char oneLine[512] = {0};
+    if (wolfSSL_X509_NAME_oneline(subject, oneLine, (int)sizeof(oneLine) - 1) == NULL) {
+        return -1;
+    }
+    const char *cn = NULL;
+    for (const char *p = strstr(oneLine, "/CN="); p != NULL; p = strstr(p + 1, "/CN=")) {
+        cn = p + 4;
+    }
+    if (cn == NULL) {
+        return -1;
+    }
+    size_t length = strcspn(cn, "/");
+    if (length >= size) {
+        length = size - 1U;
+    }
+    memcpy(commonName, cn, length);
+    commonName[length] = '\0';
+    return (int)length;
+#endif
+}
 
 IdentityStatus_t Identity_NormalizeDeviceId(const char *commonName, char *deviceId, size_t deviceIdSize)
 {
@@ -40,9 +71,7 @@ IdentityStatus_t Identity_GetDeviceId(const char *certPath, char *deviceId, size
         return IDENTITY_CERT_UNREADABLE;
     }
     WOLFSSL_X509_NAME *subject = wolfSSL_X509_get_subject_name(cert);
-    int length = (subject == NULL) ? -1
-                                   : wolfSSL_X509_NAME_get_text_by_NID(subject, NID_commonName, commonName,
-                                                                       (int)sizeof(commonName));
+    int length = (subject == NULL) ? -1 : GetCommonName(subject, commonName, sizeof(commonName));
     if (length <= 0) {
         status = IDENTITY_NO_COMMON_NAME;
     } else {

@@ -16,7 +16,7 @@
 
 #include "platform.h"
 
-#if !defined(HAVE_SNI)
+#if !defined(DEVICE_WOLFSSL_HAS_SNI)
 #error "wolfSSL is built without SNI (HAVE_SNI): AWS IoT and S3 need it"
 #endif
 
@@ -133,7 +133,7 @@ static TransportStatus_t ConnectTls(NetworkContext_t *context, const TransportCo
         return TRANSPORT_TLS_FAILURE;
     }
     if (config->alpn != NULL) {
-#if defined(HAVE_ALPN)
+#if defined(DEVICE_WOLFSSL_HAS_ALPN)
         char alpn[32];
         (void)snprintf(alpn, sizeof(alpn), "%s", config->alpn);
         if (wolfSSL_UseALPN(context->ssl, alpn, (unsigned int)strlen(alpn), WOLFSSL_ALPN_FAILED_ON_MISMATCH) !=
@@ -150,12 +150,11 @@ static TransportStatus_t ConnectTls(NetworkContext_t *context, const TransportCo
         return TRANSPORT_TLS_FAILURE;
     }
     if (wolfSSL_connect(context->ssl) != WOLFSSL_SUCCESS) {
-        char reason[WOLFSSL_MAX_ERROR_SZ];
         int error = wolfSSL_get_error(context->ssl, 0);
         Platform_Log(PLATFORM_LOG_ERROR,
-                     "TLS: handshake with %s:%u failed: %d %s (server certificate must chain to the bundled root "
-                     "CA and name the host; the server may have refused the client certificate)",
-                     config->host, (unsigned)config->port, error, wolfSSL_ERR_error_string((unsigned long)error, reason));
+                     "TLS: handshake with %s:%u failed: wolfSSL error %d (server certificate must chain to the "
+                     "bundled root CA and name the host; the server may have refused the client certificate)",
+                     config->host, (unsigned)config->port, error);
         return TRANSPORT_TLS_FAILURE;
     }
     return TRANSPORT_SUCCESS;

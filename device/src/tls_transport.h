@@ -13,8 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <wolfssl/options.h>
-#include <wolfssl/ssl.h>
+#include "wolfssl_include.h"
 
 /** @brief The transport state; the SDK sees it as the opaque NetworkContext_t. */
 struct NetworkContext {
