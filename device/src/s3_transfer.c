@@ -161,6 +161,8 @@ S3Status_t S3_Download(const char *presignedGetUrl, uint8_t *buffer, size_t buff
             break;
         }
         if (received + response.bodyLen > bufferSize || total > bufferSize) {
+            Platform_Log(PLATFORM_LOG_ERROR, "S3: object of %lu bytes does not fit the %lu-byte buffer",
+                         (unsigned long)total, (unsigned long)bufferSize);
             status = S3_BUFFER_TOO_SMALL;
             break;
         }
