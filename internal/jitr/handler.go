@@ -387,7 +387,8 @@ func (p *provisioning) retire(ctx context.Context, o attached) error {
 	}
 	_, err := api.DetachThingPrincipal(ctx, &iot.DetachThingPrincipalInput{ThingName: aws.String(p.thing), Principal: aws.String(o.arn)})
 	if err != nil && !isNotFound(err) {
-		return fmt.Errorf("detach older certificate %s from thing %s: %w", o.id, p.thing, err)
+		// The detachment may have happened with only its response lost: re-attach, as after a failed delete.
+		return fmt.Errorf("detach older certificate %s from thing %s%s: %w", o.id, p.thing, p.reattach(ctx, o), err)
 	}
 	// AWS IoT propagates a detachment asynchronously: a delete right after it may see the thing still
 	// attached, so the retryer also backs off on DeleteConflictException for this call.
@@ -411,8 +412,8 @@ func (p *provisioning) retire(ctx context.Context, o attached) error {
 	}
 }
 
-// reattach attaches a deactivated older certificate to the thing again after its deletion failed, and
-// describes the outcome for the error message.
+// reattach attaches a deactivated older certificate to the thing again after its detachment or deletion
+// failed, and describes the outcome for the error message.
 func (p *provisioning) reattach(ctx context.Context, o attached) string {
 	if ctx.Err() != nil {
 		var cancel context.CancelFunc

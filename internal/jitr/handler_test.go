@@ -441,7 +441,7 @@ func TestHandleBranches(t *testing.T) {
 				r.failures["DetachThingPrincipal"] = errThrottled
 			},
 			wantErr:     errThrottled,
-			wantCalls:   rotation[:8],
+			wantCalls:   append(slices.Clone(rotation[:8]), "AttachThingPrincipal"),
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: inactive},
 			wantThing:   []string{old.id, cur.id},
 			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1},

@@ -264,6 +264,17 @@ func TestScenarios(t *testing.T) {
 				f.handle(t, current) // the asynchronous retry
 				wantProvisioned(t, f, dev, old, current)
 			})
+			scenario(t, "failure after the call took effect at "+step, func(t *testing.T, f *fixture) {
+				dev, old, current := throttleSetup(t, f, path.name == "rotation", now)
+				f.rec.setLose(func(_ string, n, _ int) bool { return n == k })
+				if err := f.h.Handle(context.Background(), f.event(current)); err == nil {
+					t.Fatal("Handle returned nil although a call's response was lost")
+				}
+				f.assertInvariant(t)
+				f.rec.setLose(nil)
+				f.handle(t, current) // the asynchronous retry
+				wantProvisioned(t, f, dev, old, current)
+			})
 		}
 	}
 
@@ -384,6 +395,7 @@ func handleConcurrently(t *testing.T, f *fixture, certs ...string) {
 			t.Errorf("event %s: %v", certs[i][:8], err)
 		}
 	}
+	t.Logf("outcome of the race: %v", f.metricTotals(t)) // which interleaving happened
 }
 
 // wantOnlyActive checks that winner is the one ACTIVE certificate of the device and none of losers is ACTIVE.

@@ -69,7 +69,9 @@ type recorder struct {
 	// throttle decides, per attempt, whether to throttle it: n is the 1-based index of the API call the
 	// attempt belongs to, attempt the 1-based attempt of that call.
 	throttle func(op string, n, attempt int) bool
-	base     http.RoundTripper
+	// lose decides, per attempt, whether the attempt takes effect in moto but its response is lost.
+	lose func(op string, n, attempt int) bool
+	base http.RoundTripper
 }
 
 type callIndexKey struct{}
@@ -85,22 +87,39 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	r.perCall[n]++
 	attempt := r.perCall[n]
 	throttle := r.throttle != nil && r.throttle(op, n, attempt)
+	lose := r.lose != nil && r.lose(op, n, attempt)
 	r.mu.Unlock()
+	if lose {
+		// The request reaches moto and takes effect; its response is lost, as when a Lambda dies or a
+		// connection drops mid-call. The SDK sees a 500, retries, and finally returns the error.
+		resp, err := r.base.RoundTrip(req)
+		if err != nil {
+			return nil, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return errorResponse(req, http.StatusInternalServerError, "InternalFailureException", "response lost (test)"), nil
+	}
 	if throttle {
-		body := `{"message":"Rate exceeded"}`
-		return &http.Response{
-			StatusCode: http.StatusTooManyRequests,
-			Status:     "429 Too Many Requests",
-			Header: http.Header{
-				"X-Amzn-Errortype": []string{"ThrottlingException"},
-				"Content-Type":     []string{"application/json"},
-			},
-			Body:          io.NopCloser(strings.NewReader(body)),
-			ContentLength: int64(len(body)),
-			Request:       req,
-		}, nil
+		return errorResponse(req, http.StatusTooManyRequests, "ThrottlingException", "Rate exceeded"), nil
 	}
 	return r.base.RoundTrip(req)
+}
+
+// errorResponse is an AWS IoT (REST-JSON) error response.
+func errorResponse(req *http.Request, status int, code, message string) *http.Response {
+	body := `{"message":"` + message + `"}`
+	return &http.Response{
+		StatusCode: status,
+		Status:     fmt.Sprintf("%d %s", status, http.StatusText(status)),
+		Header: http.Header{
+			"X-Amzn-Errortype": []string{code},
+			"Content-Type":     []string{"application/json"},
+		},
+		Body:          io.NopCloser(strings.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       req,
+	}
 }
 
 func (r *recorder) record(stack *middleware.Stack) error {
@@ -123,13 +142,19 @@ func (r *recorder) snapshot() (calls []call, attempts int) {
 func (r *recorder) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.calls, r.attempts, r.perCall, r.throttle = nil, 0, nil, nil
+	r.calls, r.attempts, r.perCall, r.throttle, r.lose = nil, 0, nil, nil, nil
 }
 
 func (r *recorder) setThrottle(f func(op string, n, attempt int) bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.throttle = f
+}
+
+func (r *recorder) setLose(f func(op string, n, attempt int) bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lose = f
 }
 
 func ops(calls []call) []string {
