@@ -161,6 +161,17 @@ func (p *provisioning) step(name string, fn func() error) error {
 	return err
 }
 
+// provision runs the steps for a well-formed event of one of the stack's CAs:
+//
+//	DescribeCertificate → check → AttachThingPrincipal (CreateThing + again if the thing is missing) →
+//	ListThingPrincipals + DescribeCertificate of each other certificate → AttachPolicy → UpdateCertificate
+//	ACTIVE → per older certificate: UpdateCertificate INACTIVE, DetachThingPrincipal, DeleteCertificate
+//
+// Failure anywhere before the activation leaves at most a PENDING certificate attached (never ACTIVE). After
+// it, the new certificate is ACTIVE with thing and policy, and the retry (status ACTIVE) lists the thing again
+// and finishes retiring what is still attached; an older certificate is deactivated before it loses its thing.
+// The list comes after this certificate's own attachment: of two events of one device running at once, the
+// later list sees both certificates, and the older one is either never activated or retired by the newer.
 func (p *provisioning) provision(ctx context.Context) error {
 	api, id := p.h.api, p.e.CertificateID
 	var desc *types.CertificateDescription
