@@ -47,7 +47,8 @@ $(STATICCHECK):
 setup: .stamps/go .stamps/npm .stamps/venv $(SETUP_TARGETS) ## install everything the project needs (idempotent)
 
 # Go packages of the CDK app and the shared libraries; the parts in mk/*.mk test their own packages.
-CORE_GO_PKGS := . ./stacks/... ./infra/... ./internal/config/... ./internal/azsphere/... ./internal/testpki/... ./internal/motoserver/...
+CORE_GO_PKGS := . ./stacks/... ./infra/... ./internal/config/... ./internal/azsphere/... ./internal/testpki/... \
+                ./internal/motoserver/... ./internal/teardown/... ./lambda/teardown/...
 TEST_TARGETS += lint test-cdk
 
 -include mk/*.mk

@@ -16,6 +16,8 @@ const DefaultTopicRoot = "devices"
 // DevicePolicyProps configures a DevicePolicy.
 type DevicePolicyProps struct {
 	TopicRoot string // default DefaultTopicRoot
+	// Retain keeps the policy when the stack is deleted: retained devices' certificates stay attached to it.
+	Retain bool
 }
 
 // DevicePolicy is the AWS IoT policy attached to every device certificate. A device may connect only as its own
@@ -73,6 +75,9 @@ func NewDevicePolicy(scope constructs.Construct, id string, props *DevicePolicyP
 		},
 	}
 	res := awsiot.NewCfnPolicy(c, jsii.String("Resource"), &awsiot.CfnPolicyProps{PolicyDocument: doc})
+	if props.Retain {
+		res.ApplyRemovalPolicy(awscdk.RemovalPolicy_RETAIN, nil)
+	}
 	return &DevicePolicy{Construct: c, Resource: res, TopicRoot: root}
 }
 

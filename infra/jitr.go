@@ -30,9 +30,8 @@ const RegisteredEventTopicPrefix = "$aws/events/certificates/registered/"
 // JitrIoTActions are the AWS IoT actions the JITR handler calls, by the resource type IAM scopes them to.
 var JitrIoTActions = map[string][]string{
 	"cert/*": {"iot:DescribeCertificate", "iot:UpdateCertificate", "iot:DeleteCertificate",
-		"iot:AttachPolicy", "iot:DetachPolicy", "iot:ListPrincipalThings", "iot:ListAttachedPolicies"},
-	"thing/*": {"iot:CreateThing", "iot:DescribeThing", "iot:ListThingPrincipals",
-		"iot:AttachThingPrincipal", "iot:DetachThingPrincipal"},
+		"iot:AttachPolicy", "iot:DetachPolicy"},
+	"thing/*": {"iot:CreateThing", "iot:ListThingPrincipals", "iot:AttachThingPrincipal", "iot:DetachThingPrincipal"},
 }
 
 // JitrProvisioningProps configures JitrProvisioning.

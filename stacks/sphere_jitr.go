@@ -40,6 +40,7 @@ type SphereJitrStack struct {
 	Provisioning *infra.JitrProvisioning
 	Bucket       *infra.DemoBucket
 	Endpoint     *infra.IotEndpoint
+	Teardown     *infra.RegistryTeardown
 }
 
 // NewSphereJitrStack declares the stack.
@@ -56,12 +57,19 @@ func NewSphereJitrStack(scope constructs.Construct, id string, props *SphereJitr
 			Retain:          cfg.RetainDevices,
 		}))
 	}
-	s.Policy = infra.NewDevicePolicy(stack, "DevicePolicy", &infra.DevicePolicyProps{})
+	s.Policy = infra.NewDevicePolicy(stack, "DevicePolicy", &infra.DevicePolicyProps{Retain: cfg.RetainDevices})
 	s.Provisioning = infra.NewJitrProvisioning(stack, "Jitr", &infra.JitrProvisioningProps{
 		CAs:           s.CAs,
 		Policy:        s.Policy,
 		ModuleRoot:    props.ModuleRoot,
 		ProvisionedBy: stack.StackName(),
+	})
+	s.Teardown = infra.NewRegistryTeardown(stack, "RegistryTeardown", &infra.RegistryTeardownProps{
+		CAs:           s.CAs,
+		Policy:        s.Policy,
+		ModuleRoot:    props.ModuleRoot,
+		ProvisionedBy: stack.StackName(),
+		RetainDevices: cfg.RetainDevices,
 	})
 	s.Bucket = infra.NewDemoBucket(stack, "DemoBucket")
 	s.Endpoint = infra.NewIotEndpoint(stack, "DataEndpoint")

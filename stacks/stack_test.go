@@ -27,12 +27,12 @@ import (
 // One test binary shares one jsii runtime: each variant of the stack is synthesized once, in TestMain, and every
 // test reads the result.
 type synthesized struct {
-	stack    *SphereJitrStack
-	template assertions.Template
-	json     map[string]any
-	nag      []string // unsuppressed cdk-nag findings (errors and warnings)
-	assetDir string
-	outdir   string
+	stack      *SphereJitrStack
+	template   assertions.Template
+	json       map[string]any
+	nag        []string // unsuppressed cdk-nag findings (errors and warnings)
+	bootstraps []string // bundled Lambda executables
+	outdir     string
 }
 
 var (
@@ -131,10 +131,7 @@ func synth(dir string, bundle bool, userContext map[string]any) *synthesized {
 	}
 	app.Synth(nil) // writes the template for cfn-lint, and the bundled asset
 	if bundle {
-		matches, _ := filepath.Glob(filepath.Join(outdir, "asset.*", "bootstrap"))
-		if len(matches) == 1 {
-			out.assetDir = filepath.Dir(matches[0])
-		}
+		out.bootstraps, _ = filepath.Glob(filepath.Join(outdir, "asset.*", "bootstrap"))
 	}
 	return out
 }
@@ -199,16 +196,64 @@ func TestCACertificatePerTenantCA(t *testing.T) {
 	}
 }
 
-func TestCARetainedOnlyWhenDevicesAre(t *testing.T) {
+func TestCAAndPolicyRetainedOnlyWhenDevicesAre(t *testing.T) {
 	for _, tc := range []struct {
 		s    *synthesized
 		want string
 	}{{oneCA, "Delete"}, {retained, "Retain"}} {
-		for id, res := range resources(tc.s, "AWS::IoT::CACertificate") {
-			if got := fmt.Sprint(res["DeletionPolicy"]); got != tc.want && !(tc.want == "Delete" && res["DeletionPolicy"] == nil) {
-				t.Errorf("%s: DeletionPolicy %s, want %s", id, got, tc.want)
+		for _, typ := range []string{"AWS::IoT::CACertificate", "AWS::IoT::Policy"} {
+			for id, res := range resources(tc.s, typ) {
+				if got := fmt.Sprint(res["DeletionPolicy"]); got != tc.want && !(tc.want == "Delete" && res["DeletionPolicy"] == nil) {
+					t.Errorf("%s: DeletionPolicy %s, want %s", id, got, tc.want)
+				}
 			}
 		}
+	}
+}
+
+// TestRegistryTeardownRunsBeforeCAAndPolicyGo checks the dependency order: the teardown resource references every
+// CA and the device policy, so CloudFormation deletes it (running the cleanup) before them.
+func TestRegistryTeardownRunsBeforeCAAndPolicyGo(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		s      *synthesized
+		retain string
+	}{{"one CA", oneCA, "false"}, {"two CAs", twoCAs, "false"}, {"retained", retained, "true"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			teardowns := resources(tc.s, "Custom::RegistryTeardown")
+			if len(teardowns) != 1 {
+				t.Fatalf("%d Custom::RegistryTeardown resources, want 1", len(teardowns))
+			}
+			for id, res := range teardowns {
+				p := props(res)
+				refs := map[string]bool{}
+				for _, r := range asSlice(p["CaCertificateIds"]) {
+					refs[fmt.Sprint(r.(map[string]any)["Ref"])] = true
+				}
+				for ca := range resources(tc.s, "AWS::IoT::CACertificate") {
+					if !refs[ca] {
+						t.Errorf("%s does not reference CA %s: CloudFormation could delete the CA first", id, ca)
+					}
+				}
+				for pol := range resources(tc.s, "AWS::IoT::Policy") {
+					if asJSON(p["PolicyName"]) != `{"Ref":"`+pol+`"}` {
+						t.Errorf("%s PolicyName %s does not reference the device policy %s", id, asJSON(p["PolicyName"]), pol)
+					}
+				}
+				if p["RetainDevices"] != tc.retain || p["ProvisionedBy"] != "SphereJitr" {
+					t.Errorf("%s: RetainDevices %v, ProvisionedBy %v", id, p["RetainDevices"], p["ProvisionedBy"])
+				}
+				if !strings.Contains(asJSON(p["ServiceToken"]), "RegistryTeardownFunction") {
+					t.Errorf("%s is not served by the teardown function: %s", id, asJSON(p["ServiceToken"]))
+				}
+			}
+			must(t, "teardown function", func() {
+				tc.s.template.HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+					"Runtime": "provided.al2023", "Architectures": []string{"arm64"}, "Handler": "bootstrap", "Timeout": 900,
+					"Role": map[string]any{"Fn::GetAtt": []any{assertions.Match_StringLikeRegexp(jsii.String("^RegistryTeardownRole")), "Arn"}},
+				})
+			})
+		})
 	}
 }
 
@@ -332,17 +377,20 @@ func TestJitrFunction(t *testing.T) {
 	}
 }
 
-func TestBundledHandlerIsArm64Bootstrap(t *testing.T) {
-	if oneCA.assetDir == "" {
-		t.Fatal("no bundled bootstrap found in the cloud assembly")
+// TestBundledHandlersAreArm64Bootstraps checks both Go Lambdas (JITR, teardown) were built by the local bundler.
+func TestBundledHandlersAreArm64Bootstraps(t *testing.T) {
+	if len(oneCA.bootstraps) != 2 {
+		t.Fatalf("found %d bundled bootstrap executables in the cloud assembly, want 2 (JITR, teardown)", len(oneCA.bootstraps))
 	}
-	data, err := os.ReadFile(filepath.Join(oneCA.assetDir, "bootstrap"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// ELF header: magic, 64-bit class, and e_machine 0xB7 (AArch64) at offset 18, little endian.
-	if len(data) < 20 || string(data[:4]) != "\x7fELF" || data[4] != 2 || data[18] != 0xB7 || data[19] != 0 {
-		t.Errorf("bootstrap is not a 64-bit ARM ELF executable (header % x)", data[:20])
+	for _, b := range oneCA.bootstraps {
+		data, err := os.ReadFile(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// ELF header: magic, 64-bit class, and e_machine 0xB7 (AArch64) at offset 18, little endian.
+		if len(data) < 20 || string(data[:4]) != "\x7fELF" || data[4] != 2 || data[18] != 0xB7 || data[19] != 0 {
+			t.Errorf("%s is not a 64-bit ARM ELF executable", b)
+		}
 	}
 }
 
@@ -456,7 +504,10 @@ func TestOutputs(t *testing.T) {
 
 // allowedStarResources lists the only statements that may name Resource "*": the service forces it.
 var allowedStarResources = map[string]string{
-	"iot:DescribeEndpoint": "has no resource type in IAM (endpoint lookup custom resource)",
+	"iot:DescribeEndpoint":     "has no resource type in IAM (endpoint lookup custom resource)",
+	"iot:ListCertificatesByCA": "list operation without a resource type in IAM (registry teardown)",
+	"iot:ListPrincipalThings":  "list operation without a resource type in IAM (registry teardown)",
+	"iot:ListThings":           "list operation without a resource type in IAM (registry teardown)",
 }
 
 func TestNoWildcardGrants(t *testing.T) {

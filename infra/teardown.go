@@ -1,0 +1,111 @@
+package infra
+
+import (
+	"strconv"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/teardown"
+)
+
+// TeardownIoTActions are the AWS IoT actions the teardown calls, by the resource IAM scopes them to. The list
+// operations have no resource type in IAM, so they can only be granted on "*".
+var TeardownIoTActions = map[string][]string{
+	"cacert/*": {"iot:UpdateCACertificate"},
+	"cert/*":   {"iot:DetachPolicy", "iot:UpdateCertificate", "iot:DeleteCertificate"},
+	"thing/*":  {"iot:ListThingPrincipals", "iot:DetachThingPrincipal", "iot:DeleteThing"},
+	"*":        {"iot:ListCertificatesByCA", "iot:ListPrincipalThings", "iot:ListThings"},
+}
+
+// RegistryTeardownProps configures RegistryTeardown.
+type RegistryTeardownProps struct {
+	CAs           []*TenantCA
+	Policy        *DevicePolicy
+	ModuleRoot    string  // directory holding go.mod; the handler is built from <ModuleRoot>/lambda/teardown
+	ProvisionedBy *string // the provisionedBy attribute value of JITR-created things
+	RetainDevices bool    // keep everything on delete
+}
+
+// RegistryTeardown is a custom resource that, when the stack is deleted, removes what just-in-time registration
+// created outside CloudFormation: every certificate of the stack's CAs and every thing the JITR Lambda made. It
+// references the CAs and the device policy, so CloudFormation deletes it (and runs the cleanup) before them.
+type RegistryTeardown struct {
+	constructs.Construct
+	Function awslambda.Function
+	Resource awscdk.CustomResource
+}
+
+// NewRegistryTeardown declares the teardown.
+func NewRegistryTeardown(scope constructs.Construct, id string, props *RegistryTeardownProps) *RegistryTeardown {
+	c := constructs.NewConstruct(scope, jsii.String(id))
+	stack := awscdk.Stack_Of(c)
+
+	logGroup := awslogs.NewLogGroup(c, jsii.String("LogGroup"), &awslogs.LogGroupProps{
+		Retention:     awslogs.RetentionDays_ONE_MONTH,
+		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	})
+	role := awsiam.NewRole(c, jsii.String("Role"), &awsiam.RoleProps{
+		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
+		Description: jsii.String("Registry teardown: remove JITR-created certificates and things on stack delete"),
+	})
+	for _, resourceType := range []string{"cacert/*", "cert/*", "thing/*", "*"} {
+		resource := jsii.String("*")
+		if resourceType != "*" {
+			resource = stack.FormatArn(&awscdk.ArnComponents{Service: jsii.String("iot"), Resource: jsii.String(resourceType)})
+		}
+		role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Actions:   jsii.Strings(TeardownIoTActions[resourceType]...),
+			Resources: &[]*string{resource},
+		}))
+	}
+	role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("iot:DetachPolicy"),
+		Resources: &[]*string{props.Policy.PolicyArn()},
+	}))
+	logGroup.GrantWrite(role)
+	suppress(role, "AwsSolutions-IAM5",
+		"Certificates and things are created at run time by JITR, so the teardown's IoT actions are scoped to the "+
+			"cacert/*, cert/* and thing/* resource types; ListCertificatesByCA, ListPrincipalThings and ListThings "+
+			"have no resource type in IAM and can only be granted on *",
+		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:cacert/*",
+		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:cert/*",
+		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:thing/*",
+		"Resource::*")
+
+	fn := awslambda.NewFunction(c, jsii.String("Function"), &awslambda.FunctionProps{
+		Description:  jsii.String("Removes JITR-created certificates and things when the stack is deleted"),
+		Runtime:      awslambda.Runtime_PROVIDED_AL2023(),
+		Architecture: awslambda.Architecture_ARM_64(),
+		Handler:      jsii.String("bootstrap"),
+		Code:         goLambdaCode(props.ModuleRoot, "lambda/teardown"),
+		Role:         role,
+		LogGroup:     logGroup,
+		MemorySize:   jsii.Number(256),
+		// The longest a Lambda may run: a large fleet at AWS IoT's control-plane rates. What does not fit is
+		// reported as FAILED with what is left, and the next cdk destroy resumes.
+		Timeout: awscdk.Duration_Minutes(jsii.Number(15)),
+	})
+
+	ids := make([]*string, 0, len(props.CAs))
+	for _, ca := range props.CAs {
+		ids = append(ids, ca.CertificateID())
+	}
+	res := awscdk.NewCustomResource(c, jsii.String("Resource"), &awscdk.CustomResourceProps{
+		ServiceToken: fn.FunctionArn(),
+		ResourceType: jsii.String("Custom::RegistryTeardown"),
+		Properties: &map[string]any{
+			teardown.PropCACertificateIDs: ids,
+			teardown.PropPolicyName:       props.Policy.PolicyName(),
+			teardown.PropProvisionedBy:    props.ProvisionedBy,
+			teardown.PropRetainDevices:    strconv.FormatBool(props.RetainDevices),
+		},
+	})
+	// The function's permissions must outlive the resource, so its last Delete can still call IoT.
+	res.Node().AddDependency(role)
+	return &RegistryTeardown{Construct: c, Function: fn, Resource: res}
+}
