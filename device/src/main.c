@@ -11,7 +11,6 @@
  * code, InitPeripheralsAndHandlers → event loop → ClosePeripheralsAndHandlers. Timers drive everything; the
  * MQTT callback only parses and sets flags, the timer handlers act.
  */
-#include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -71,6 +70,7 @@ static Telemetry_t telemetry;
 static ShadowSync_t shadow;
 static bool s3DemoDone = false;
 static uint32_t publishedCount = 0;
+static uint32_t startMs = 0;
 static bool publishLimitReached = false;
 static bool finished = false; /* host --publish-count reached: leave the loop with ExitCode_Success */
 static uint8_t s3Buffer[S3_DEMO_BUFFER_SIZE];
@@ -301,7 +301,7 @@ static void TelemetryTimerEventHandler(void *context)
     if (!connection.connected) {
         return;
     }
-    if (Telemetry_Publish(&telemetry, &connection.mqtt, Platform_GetTimeMs()) != TELEMETRY_SUCCESS) {
+    if (Telemetry_Publish(&telemetry, &connection.mqtt, Platform_GetTimeMs() - startMs) != TELEMETRY_SUCCESS) {
         OnConnectionLost("telemetry publish failed");
         return;
     }
@@ -361,6 +361,7 @@ static void ClosePeripheralsAndHandlers(void)
 
 int main(int argc, char *argv[])
 {
+    startMs = Platform_GetTimeMs();
     Platform_Log(PLATFORM_LOG_INFO, "sphere-jitr device app starting");
     exitCode = InitPeripheralsAndHandlers(argc, argv);
 

@@ -3,7 +3,8 @@
  * AWS IoT Core during JITR: the first connection of the device certificate is closed after CONNECT (the
  * certificate is being registered), the next one gets CONNACK. The app must retry, connect with client id =
  * lower-case device ID, subscribe to its command and shadow topics, report its shadow and publish telemetry
- * on its own topic tree, then exit 0 (--publish-count 1).
+ * on its own topic tree, apply a shadow delta (interval 5 s, reported back), take a command, and exit 0
+ * after its second telemetry message (--publish-count 2; the second is due 5 s after the delta applied).
  *
  * Usage: test_app_broker PKI_DIR APP
  */
@@ -42,7 +43,9 @@ typedef struct Broker {
     char subscribed[MAX_TOPICS][TOPIC_SIZE];
     int subscribedCount;
     char published[MAX_TOPICS][TOPIC_SIZE];
+    char publishedPayloads[MAX_TOPICS][TOPIC_SIZE];
     int publishedCount;
+    bool sentDeltaAndCommand;
     bool disconnected;            /* DISCONNECT received */
 } Broker_t;
 
@@ -89,6 +92,29 @@ static void CopyString(char *out, size_t outSize, const uint8_t *in, size_t inLe
     out[n] = '\0';
 }
 
+/* Sends a QoS 0 PUBLISH. */
+static void SendPublish(WOLFSSL *ssl, const char *topic, const char *payload)
+{
+    uint8_t packet[512];
+    size_t topicLength = strlen(topic);
+    size_t payloadLength = strlen(payload);
+    size_t remaining = 2U + topicLength + payloadLength;
+    size_t offset = 0;
+    packet[offset++] = 0x30;
+    do {
+        uint8_t byte = (uint8_t)(remaining % 128U);
+        remaining /= 128U;
+        packet[offset++] = (uint8_t)(byte | ((remaining > 0U) ? 0x80U : 0U));
+    } while (remaining > 0U);
+    packet[offset++] = (uint8_t)(topicLength >> 8);
+    packet[offset++] = (uint8_t)topicLength;
+    memcpy(packet + offset, topic, topicLength);
+    offset += topicLength;
+    memcpy(packet + offset, payload, payloadLength);
+    offset += payloadLength;
+    (void)wolfSSL_write(ssl, packet, (int)offset);
+}
+
 /* Serves one MQTT session until DISCONNECT or the socket closes. */
 static void ServeSession(Broker_t *broker, WOLFSSL *ssl)
 {
@@ -121,12 +147,25 @@ static void ServeSession(Broker_t *broker, WOLFSSL *ssl)
             }
             suback[1] = (uint8_t)(2U + count);
             (void)wolfSSL_write(ssl, suback, (int)(4U + count));
+            if (!broker->sentDeltaAndCommand && broker->subscribedCount >= 4) {
+                /* Once subscribed like the thing should be: change the desired state and send a command. */
+                char topic[TOPIC_SIZE];
+                (void)snprintf(topic, sizeof(topic), "$aws/things/%s/shadow/update/delta", broker->clientId);
+                SendPublish(ssl, topic, "{\"version\":3,\"timestamp\":1,\"state\":{\"telemetryIntervalSec\":5}}");
+                (void)snprintf(topic, sizeof(topic), "devices/%s/commands", broker->clientId);
+                SendPublish(ssl, topic, "{\"blink\":1}");
+                broker->sentDeltaAndCommand = true;
+            }
             break;
         }
         case 0x30: { /* PUBLISH: topic, packet id when QoS > 0 → PUBACK */
             size_t topicLength = ((size_t)body[0] << 8) | body[1];
+            size_t payloadOffset = 2U + topicLength + ((((type >> 1) & 0x03U) != 0U) ? 2U : 0U);
             if (broker->publishedCount < MAX_TOPICS) {
-                CopyString(broker->published[broker->publishedCount++], TOPIC_SIZE, body + 2U, topicLength);
+                CopyString(broker->published[broker->publishedCount], TOPIC_SIZE, body + 2U, topicLength);
+                CopyString(broker->publishedPayloads[broker->publishedCount], TOPIC_SIZE, body + payloadOffset,
+                           length - payloadOffset);
+                broker->publishedCount++;
             }
             if (((type >> 1) & 0x03U) != 0U) {
                 const uint8_t puback[] = {0x40, 0x02, body[2U + topicLength], body[3U + topicLength]};
@@ -243,10 +282,16 @@ int main(int argc, char *argv[])
     CHECK(pthread_create(&broker.thread, NULL, BrokerThread, &broker) == 0);
 
     (void)snprintf(port, sizeof(port), "%u", (unsigned)broker.port);
+    char logPath[700];
+    (void)snprintf(logPath, sizeof(logPath), "%s/app_broker.log", argv[1]);
     pid_t child = fork();
     if (child == 0) {
+        /* Two telemetry messages: the second is due only after the shadow delta shortened the interval. */
+        if (freopen(logPath, "w", stderr) == NULL) {
+            _exit(126);
+        }
         execl(argv[2], argv[2], "--cert", paths[3], "--key", paths[4], "--ca", paths[5], "--endpoint", "localhost",
-              "--port", port, "--publish-count", "1", (char *)NULL);
+              "--port", port, "--publish-count", "2", (char *)NULL);
         _exit(127);
     }
     int status = 0;
@@ -271,11 +316,38 @@ int main(int argc, char *argv[])
     (void)snprintf(topic, sizeof(topic), "devices/%s/telemetry", deviceId);
     CHECK(Contains(broker.published, broker.publishedCount, topic));
     CHECK(broker.disconnected);
+    /* The delta (version 3, interval 5 s) was applied and reported back. */
+    (void)snprintf(topic, sizeof(topic), "$aws/things/%s/shadow/update", deviceId);
+    bool reportedNewInterval = false;
+    int telemetryCount = 0;
+    for (int i = 0; i < broker.publishedCount; i++) {
+        if (strcmp(broker.published[i], topic) == 0 &&
+            strstr(broker.publishedPayloads[i], "\"reported\":{\"telemetryIntervalSec\":5}") != NULL) {
+            reportedNewInterval = true;
+        }
+        if (strstr(broker.published[i], "/telemetry") != NULL) {
+            telemetryCount++;
+        }
+    }
+    CHECK(reportedNewInterval);
+    CHECK(telemetryCount == 2);
+    /* The command reached the event loop. */
+    FILE *log = fopen(logPath, "r");
+    bool commandLogged = false;
+    char line[1024];
+    while (log != NULL && fgets(line, sizeof(line), log) != NULL) {
+        fputs(line, stderr);
+        commandLogged = commandLogged || strstr(line, "command received: {\"blink\":1}") != NULL;
+    }
+    if (log != NULL) {
+        fclose(log);
+    }
+    CHECK(commandLogged);
     for (int i = 0; i < broker.subscribedCount; i++) {
         fprintf(stderr, "subscribed: %s\n", broker.subscribed[i]);
     }
     for (int i = 0; i < broker.publishedCount; i++) {
-        fprintf(stderr, "published: %s\n", broker.published[i]);
+        fprintf(stderr, "published: %s %s\n", broker.published[i], broker.publishedPayloads[i]);
     }
     wolfSSL_Cleanup();
     return CHECK_DONE();
