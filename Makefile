@@ -44,14 +44,15 @@ STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 $(STATICCHECK):
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-setup: .stamps/go .stamps/npm .stamps/venv $(SETUP_TARGETS) ## install everything the project needs (idempotent)
-
 # Go packages of the CDK app and the shared libraries; the parts in mk/*.mk test their own packages.
 CORE_GO_PKGS := . ./stacks/... ./infra/... ./internal/config/... ./internal/azsphere/... ./internal/testpki/... \
                 ./internal/motoserver/... ./internal/teardown/... ./lambda/teardown/...
 TEST_TARGETS += lint test-cdk
 
+# The parts add to SETUP_TARGETS, TEST_TARGETS and BENCH_TARGETS: include them before any rule uses those.
 -include mk/*.mk
+
+setup: .stamps/go .stamps/npm .stamps/venv $(SETUP_TARGETS) ## install everything the project needs (idempotent)
 
 # --- CDK -------------------------------------------------------------------------------------------------------
 synth: .stamps/go .stamps/npm ## synthesize the stack (pass context with CDK_ARGS='-c tenantCaCerts=...')
