@@ -158,10 +158,11 @@ func (a *azSphere) pickCatalog(ctx context.Context) error {
 		return fmt.Errorf("'az sphere catalog list' printed no catalog list: %v", err)
 	}
 	var names []string
+	want := a.catalog
 	for _, c := range catalogs {
 		group := resourceGroupOf(c.ID)
-		if (a.catalog.Catalog == "" || strings.EqualFold(c.Name, a.catalog.Catalog)) &&
-			(a.catalog.ResourceGroup == "" || strings.EqualFold(group, a.catalog.ResourceGroup)) {
+		if (want.Catalog == "" || strings.EqualFold(c.Name, want.Catalog)) &&
+			(want.ResourceGroup == "" || strings.EqualFold(group, want.ResourceGroup)) {
 			names = append(names, fmt.Sprintf("CATALOG=%s RESOURCE_GROUP=%s", c.Name, group))
 			if len(names) == 1 {
 				a.catalog = CatalogSelection{ResourceGroup: group, Catalog: c.Name}

@@ -109,6 +109,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 }
 
 func fetch(ctx context.Context, o options, stdout io.Writer, e env) error {
+	if strings.ContainsAny(o.outDir, ",'") {
+		return fmt.Errorf("output folder %q: the stack's context lists are comma-separated and the printed command single-quoted; "+
+			"pick a folder without ',' or a quote", o.outDir)
+	}
 	if o.tenantID != "" && !guidPattern.MatchString(o.tenantID) {
 		return fmt.Errorf("TENANT_ID=%q is not a tenant id (a GUID like 01234567-89ab-cdef-0123-456789abcdef)", o.tenantID)
 	}
