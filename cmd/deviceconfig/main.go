@@ -246,12 +246,12 @@ func checkDeviceLimits(endpoint string, urls *PresignedURLs, stderr io.Writer) e
 // values (endpoint, tenant, URLs that grant access) never belong in the sources.
 func writeGenerated(path string, data []byte) error {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
-	}
 	if tracked(path) {
 		return fmt.Errorf("refusing to write %s: git would track it, and generated config (URLs that grant access to the bucket) "+
 			"never goes into the sources; write into the build tree (the default, device/build/config)", path)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
 	}
 	tmp, err := os.CreateTemp(dir, ".deviceconfig-*")
 	if err != nil {
@@ -285,7 +285,19 @@ func tracked(path string) bool {
 	if err != nil {
 		return false
 	}
-	cmd := exec.Command(git, "-C", filepath.Dir(abs), "check-ignore", "-q", "--no-index", abs)
+	// git needs an existing folder to run in: the nearest one above the (maybe not yet created) destination.
+	dir := filepath.Dir(abs)
+	for {
+		if info, err := os.Stat(dir); err == nil && info.IsDir() {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return false
+		}
+		dir = parent
+	}
+	cmd := exec.Command(git, "-C", dir, "check-ignore", "-q", "--no-index", abs)
 	err = cmd.Run()
 	var exit *exec.ExitError
 	// check-ignore: 0 ignored, 1 not ignored, 128 not a work tree (or another fatal error).

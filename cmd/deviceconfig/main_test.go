@@ -470,6 +470,16 @@ func TestRefusesTrackedDestination(t *testing.T) {
 	if !tracked(filepath.Join(deviceDir, "src", "app_config.h")) || tracked(filepath.Join(deviceDir, "build", "config", "device_config.h")) {
 		t.Errorf("tracked(): device/src must count as tracked, device/build/config as ignored")
 	}
+	// A new folder inside the sources is refused before it is created.
+	fresh := filepath.Join(deviceDir, "src", "generated-by-test")
+	code = run(context.Background(), []string{"-outputs", sampleOutputs, "-device-dir", deviceDir, "-out", fresh}, &stdout, &stderr, testEnv(staticCreds("")))
+	if _, err := os.Stat(fresh); err == nil {
+		os.RemoveAll(fresh)
+		t.Errorf("created %s", fresh)
+	}
+	if code != 1 {
+		t.Errorf("exit %d for a new folder in the sources", code)
+	}
 }
 
 var (
