@@ -131,8 +131,8 @@ func generate(ctx context.Context, o options, stdout, stderr io.Writer, e env) e
 	cancel()
 	var urls *PresignedURLs
 	if credErr != nil {
-		fmt.Fprintf(stderr, "warning: no AWS credentials to sign the S3 URLs (%v): wrote UNSIGNED URLs, the device's S3 upload and download "+
-			"will be refused (403). Run 'aws configure' or 'aws sso login', then 'make device-config' again.\n", credErr)
+		fmt.Fprintf(stderr, "warning: no AWS credentials to sign the S3 URLs: wrote UNSIGNED URLs, the device's S3 upload and download "+
+			"will be refused (403). Run 'aws configure' or 'aws sso login', then 'make device-config' again (credential chain: %v).\n", credErr)
 		urls = UnsignedURLs(settings.Region, settings.Bucket, key)
 	} else {
 		if urls, err = Presign(ctx, cfg, settings.Region, settings.Bucket, key, expiry, e.now); err != nil {
@@ -206,8 +206,9 @@ func loadOutputs(ctx context.Context, o options, e env) (*stackoutputs.Outputs, 
 	_, err = cfg.Credentials.Retrieve(credCtx)
 	cancel()
 	if err != nil {
-		return nil, aws.Config{}, fmt.Errorf("no stack outputs file and no AWS credentials to read stack %s from CloudFormation (%v): "+
-			"run 'aws configure' or 'aws sso login' (and set AWS_REGION), or pass OUTPUTS=cdk-outputs.json, the file 'make deploy' writes", o.stack, err)
+		return nil, aws.Config{}, fmt.Errorf("no stack outputs file and no AWS credentials to read stack %s from CloudFormation: "+
+			"run 'aws configure' or 'aws sso login' (and set AWS_REGION), or pass OUTPUTS=cdk-outputs.json, the file 'make deploy' writes "+
+			"(credential chain: %v)", o.stack, err)
 	}
 	if cfg.Region == "" {
 		return nil, aws.Config{}, fmt.Errorf("no AWS region to read stack %s from CloudFormation: set AWS_REGION (or region in 'aws configure'), "+

@@ -60,8 +60,8 @@ func iotClient(ctx context.Context, cfg aws.Config) (registrationCodeAPI, string
 	credCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if _, err := cfg.Credentials.Retrieve(credCtx); err != nil {
-		return nil, "", fmt.Errorf("no AWS credentials to get the AWS IoT registration code (%v): run 'aws configure' or 'aws sso login', "+
-			"then 'make tenant-ca' again", err)
+		return nil, "", fmt.Errorf("no AWS credentials to get the AWS IoT registration code: run 'aws configure' or 'aws sso login', "+
+			"then 'make tenant-ca' again (credential chain: %v)", err)
 	}
 	if cfg.Region == "" {
 		return nil, "", errors.New("no AWS region: the registration code belongs to one region, the one you deploy to; " +
