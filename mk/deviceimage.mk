@@ -1,6 +1,6 @@
 # Device configuration and image from the deployed stack (cmd/deviceconfig), and the tenant CA download
 # (cmd/tenantca). Nothing here is pasted by hand: endpoint, presigned S3 URLs and tenant id come from the stack.
-#   make device-config [OUTPUTS=cdk-outputs.json] [STACK=SphereJitr] [EXPIRES=24h] [PORT=8883]
+#   make device-config [OUTPUTS=cdk-outputs.json] [STACK=SphereJitr] [EXPIRES=24h] [PORT=8883] [DEVICE_CONFIG_DIR=device/build/config]
 #   make device-image  (same variables; needs the Azure Sphere SDK, AzureSphereDefaultSDKDir)
 #   make tenant-ca     [CATALOG=<name> RESOURCE_GROUP=<group> CA_NAME=<serial>] | [INDEX=<n> | THUMBPRINT=<sha1>]
 
@@ -8,6 +8,7 @@ OUTPUTS        ?= cdk-outputs.json
 STACK          ?= SphereJitr
 EXPIRES        ?= 24h
 PORT           ?= 8883
+DEVICE_CONFIG_DIR ?= device/build/config
 TENANT_CA_DIR  ?= build/tenant-ca
 CATALOG        ?=
 RESOURCE_GROUP ?=
@@ -19,7 +20,7 @@ TENANT_ID      ?=
 # OUTPUTS left at its default while the file does not exist: read the outputs from CloudFormation instead.
 # An OUTPUTS given on the command line or in the environment is always used (a missing file is an error).
 DEVICE_OUTPUTS_FLAG = $(if $(OUTPUTS),$(if $(or $(filter-out file,$(origin OUTPUTS)),$(wildcard $(OUTPUTS))),-outputs '$(OUTPUTS)'))
-DEVICE_CONFIG_ARGS  = $(DEVICE_OUTPUTS_FLAG) -stack '$(STACK)' -expires '$(EXPIRES)' -port '$(PORT)'
+DEVICE_CONFIG_ARGS  = $(DEVICE_OUTPUTS_FLAG) -stack '$(STACK)' -expires '$(EXPIRES)' -port '$(PORT)' -out '$(DEVICE_CONFIG_DIR)'
 TENANT_CA_ARGS      = -out '$(TENANT_CA_DIR)' \
 	$(if $(CATALOG),-catalog '$(CATALOG)') $(if $(RESOURCE_GROUP),-resource-group '$(RESOURCE_GROUP)') \
 	$(if $(CA_NAME),-ca-name '$(CA_NAME)') $(if $(INDEX),-index '$(INDEX)') $(if $(THUMBPRINT),-thumbprint '$(THUMBPRINT)') \
