@@ -597,3 +597,27 @@ func mustJSON(t *testing.T, v any) []byte {
 }
 
 func jsonCompact(dst *bytes.Buffer, src []byte) error { return json.Compact(dst, src) }
+
+// A bucket name with dots is addressed path-style (its virtual host would not match S3's wildcard certificate),
+// signed or not, and the manifest allows the host the URLs really use.
+func TestDottedBucketIsPathStyle(t *testing.T) {
+	none := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return aws.Credentials{}, errNoCreds })
+	for name, creds := range map[string]aws.CredentialsProvider{"signed": staticCreds(""), "unsigned": none} {
+		t.Run(name, func(t *testing.T) {
+			r := runTool(t, testEnv(creds), "-outputs", writeOutputs(t, map[string]any{"DemoBucketName": "demo.bucket.example"}), "-key", goldenKey)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			u, err := url.Parse(headerValue(t, r.file(t, "device_config.h"), "S3_PRESIGNED_GET_URL"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.Host != "s3."+sampleRegion+".amazonaws.com" || u.Path != "/demo.bucket.example/"+goldenKey {
+				t.Errorf("GET URL host %s path %s", u.Host, u.Path)
+			}
+			if !strings.Contains(r.file(t, "app_manifest.json"), `"s3.`+sampleRegion+`.amazonaws.com"`) {
+				t.Errorf("manifest does not allow the path-style host")
+			}
+		})
+	}
+}

@@ -108,17 +108,16 @@ func Presign(ctx context.Context, cfg aws.Config, region, bucket, key string, ex
 // UnsignedURLs returns the plain object URL for both methods: what the header gets when no credentials exist to
 // sign with, so the build still works offline (the device's S3 step is then refused with 403).
 func UnsignedURLs(region, bucket, key string) *PresignedURLs {
-	escaped := (&url.URL{Path: "/" + key}).EscapedPath()
-	var u string
+	path := (&url.URL{Path: "/" + key}).EscapedPath()
 	host := fmt.Sprintf("%s.s3.%s.amazonaws.com", bucket, region)
-	if strings.Contains(bucket, ".") {
+	if strings.Contains(bucket, ".") { // path-style, as Presign does
 		host = fmt.Sprintf("s3.%s.amazonaws.com", region)
-		escaped = "/" + bucket + escaped
+		path = "/" + bucket + path
 	}
 	if strings.HasPrefix(region, "cn-") {
 		host += ".cn"
 	}
-	u = "https://" + host + escaped
+	u := "https://" + host + path
 	return &PresignedURLs{Put: u, Get: u, Host: host}
 }
 
