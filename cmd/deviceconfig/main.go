@@ -138,7 +138,9 @@ func generate(ctx context.Context, o options, stdout, stderr io.Writer, e env) e
 		if urls, err = Presign(ctx, cfg, settings.Region, settings.Bucket, key, expiry, e.now); err != nil {
 			return err
 		}
-		if creds.SessionToken != "" {
+		// A URL signed with a session token dies with the session, whatever X-Amz-Expires says.
+		outlived := creds.CanExpire && !creds.Expires.IsZero() && !creds.Expires.Before(urls.Expires)
+		if creds.SessionToken != "" && !outlived {
 			until := "when they expire"
 			if creds.CanExpire && !creds.Expires.IsZero() {
 				until = "at " + creds.Expires.UTC().Format(time.RFC3339)

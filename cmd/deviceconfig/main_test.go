@@ -323,6 +323,34 @@ func TestPerBuildObjectKey(t *testing.T) {
 	}
 }
 
+func TestTemporaryCredentialsOutlivingTheURLsDoNotWarn(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		expires time.Time
+		warn    bool
+	}{
+		{"session ends before the URLs", fixedNow.Add(time.Hour), true},
+		{"session outlives the URLs", fixedNow.Add(48 * time.Hour), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			creds := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+				return aws.Credentials{AccessKeyID: testAccessKey, SecretAccessKey: testSecretKey, SessionToken: "tok", CanExpire: true, Expires: tc.expires}, nil
+			})
+			r := runTool(t, testEnv(creds), "-outputs", sampleOutputs, "-key", goldenKey)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			warned := strings.Contains(r.stderr, "temporary credentials")
+			if warned != tc.warn {
+				t.Errorf("warned %v, want %v: %q", warned, tc.warn, r.stderr)
+			}
+			if tc.warn && !strings.Contains(r.stderr, "at "+tc.expires.Format(time.RFC3339)) {
+				t.Errorf("warning does not say when the session ends: %q", r.stderr)
+			}
+		})
+	}
+}
+
 func TestTemporaryCredentialsWarn(t *testing.T) {
 	r := runTool(t, testEnv(staticCreds("session-token-value")), "-outputs", sampleOutputs, "-key", goldenKey)
 	if r.code != 0 {
