@@ -24,7 +24,7 @@ func TestSynthRefusesBadContext(t *testing.T) {
 	}{
 		{"nothing given", map[string]any{}, []string{`context "tenantCaCerts": is not set`, "make tenant-ca", `context "tenantId": is not set`}},
 		{"missing CA file", map[string]any{"tenantCaCerts": filepath.Join(dir, "nope.cer"), "certificateMode": "SNI_ONLY", "tenantId": "01234567-89ab-cdef-0123-456789abcdef"}, []string{`context "tenantCaCerts": cannot read`, "Fix: run 'make tenant-ca'"}},
-		{"tenant not a GUID", map[string]any{"tenantId": "contoso"}, []string{`context "tenantId": "contoso" is not a GUID`, "az sphere tenant show-selected"}},
+		{"tenant not a GUID", map[string]any{"tenantId": "contoso"}, []string{`context "tenantId": "contoso" is not a GUID`, "az sphere catalog show"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

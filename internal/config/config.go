@@ -141,9 +141,9 @@ func Load(get func(key string) any, now time.Time) (*Config, error) {
 	tenant, _ := str(get(KeyTenantID))
 	switch {
 	case tenant == "":
-		errs = append(errs, &Error{KeyTenantID, "is not set", "find it with 'az sphere tenant show-selected' and pass -c tenantId=<GUID>"})
+		errs = append(errs, &Error{KeyTenantID, "is not set", "find it with 'az sphere catalog show --resource-group <group> --catalog <catalog>' (legacy: 'azsphere tenant show-selected') and pass -c tenantId=<GUID>, or run 'make tenant-ca', which prints it"})
 	case !guidPattern.MatchString(tenant):
-		errs = append(errs, &Error{KeyTenantID, fmt.Sprintf("%q is not a GUID", tenant), "copy the id from 'az sphere tenant show-selected' (form 01234567-89ab-cdef-0123-456789abcdef)"})
+		errs = append(errs, &Error{KeyTenantID, fmt.Sprintf("%q is not a GUID", tenant), "copy the tenant id from 'az sphere catalog show' (legacy: 'azsphere tenant show-selected'), in the form 01234567-89ab-cdef-0123-456789abcdef"})
 	default:
 		cfg.TenantID = strings.ToLower(tenant)
 	}

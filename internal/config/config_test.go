@@ -138,8 +138,8 @@ func TestLoadRefuses(t *testing.T) {
 		{"proof unreadable", good(map[string]any{"verificationCerts": f.missing}), KeyVerificationCerts, "cannot read", "make tenant-ca"},
 		{"proof given in SNI_ONLY", good(map[string]any{"certificateMode": "SNI_ONLY"}), KeyVerificationCerts, "SNI_ONLY", "drop -c verificationCerts"},
 		{"unknown mode", good(map[string]any{"certificateMode": "STRICT"}), KeyCertificateMode, `"STRICT" is not a certificate mode`, "-c certificateMode=SNI_ONLY"},
-		{"tenant missing", good(map[string]any{"tenantId": nil}), KeyTenantID, "is not set", "az sphere tenant show-selected"},
-		{"tenant not a GUID", good(map[string]any{"tenantId": "my-tenant"}), KeyTenantID, "not a GUID", "az sphere tenant show-selected"},
+		{"tenant missing", good(map[string]any{"tenantId": nil}), KeyTenantID, "is not set", "az sphere catalog show"},
+		{"tenant not a GUID", good(map[string]any{"tenantId": "my-tenant"}), KeyTenantID, "not a GUID", "az sphere catalog show"},
 		{"retain not a bool", good(map[string]any{"retainDevices": "yes"}), KeyRetainDevices, "not true or false", "-c retainDevices=true"},
 		{"retain as number", good(map[string]any{"retainDevices": 1.0}), KeyRetainDevices, "not true or false", "-c retainDevices=true"},
 	}
