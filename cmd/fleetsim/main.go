@@ -257,6 +257,11 @@ func bench(ctx context.Context, args []string) error {
 	var c common
 	c.register(fs)
 	sizes := fs.String("sizes", "100,1000", "fleet sizes to boot at once, one run each")
+	// A fleet that reboots together needs the device app's kind of backoff (its policy is 2 s .. 120 s): with a
+	// short one the retries of a thousand devices are the storm the docs warn about.
+	fs.Lookup("backoff").DefValue, fs.Lookup("backoff-max").DefValue = "1s", "30s"
+	_ = fs.Set("backoff", "1s")
+	_ = fs.Set("backoff-max", "30s")
 	_ = fs.Parse(args)
 	ca, _, cfg, err := c.load(nil)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -147,7 +148,7 @@ func (d *Device) Connect(ctx context.Context) error {
 			return nil
 		}
 		wait := d.cfg.Backoff.Delay(attempt)
-		d.cfg.Timeline.Event(d.Name, "connect attempt %d refused (%v); retry in %s", attempt, err, wait.Round(time.Millisecond))
+		d.cfg.Timeline.Event(d.Name, "connect attempt %d refused (%s); retry in %s", attempt, describeRefusal(err), wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -155,6 +156,15 @@ func (d *Device) Connect(ctx context.Context) error {
 		}
 	}
 	return fmt.Errorf("%s: %w", d.Name, ErrGaveUp)
+}
+
+// describeRefusal says what the device saw, in the terms of the flow: AWS IoT drops the connection without a
+// CONNACK when it registers a certificate or refuses one.
+func describeRefusal(err error) string {
+	if strings.Contains(err.Error(), "EOF") || strings.Contains(err.Error(), "connection reset") {
+		return "connection closed without CONNACK"
+	}
+	return err.Error()
 }
 
 // ConnectOnce makes one MQTT connection with the given client id and certificate, as the device's TLS stack

@@ -85,7 +85,14 @@ func Run(ctx context.Context, ca *testpki.Pair, cfg Config, sc Scenario) ([]*Dev
 		}()
 	}
 	wg.Wait()
-	return devices, errors.Join(errs...)
+	switch {
+	case len(errs) == 0:
+		return devices, nil
+	case len(errs) <= 5:
+		return devices, errors.Join(errs...)
+	default:
+		return devices, fmt.Errorf("%d of %d devices did not complete; first: %w", len(errs), len(devices), errs[0])
+	}
 }
 
 func life(ctx context.Context, d *Device, reboot, connectOnly bool) error {

@@ -58,6 +58,41 @@ type Broker struct {
 	account  string
 	sessions sync.Map // *mqtt.Client → *session
 	policies sync.Map // policy name → *Policy
+	// lookups bounds the registry calls of connections in progress: a fleet retrying at once would otherwise
+	// flood moto, a single process, and starve the function that provisions the fleet.
+	lookups chan struct{}
+	// pending remembers certificates this broker saw PENDING_ACTIVATION (id → CA id). Only the function changes
+	// that status in this flow, and the twin calls Settled when it has run, so a device retrying meanwhile is
+	// refused (and its event re-published) without a registry call.
+	pendingMu sync.Mutex
+	pending   map[string]string
+	// ctx ends when the broker closes, so admissions in progress stop waiting for the registry.
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// registrySlotWait is how long a connection waits for a registry slot before it is refused as AWS IoT refuses
+// when it is overloaded; the device retries with backoff, which is what spreads a storm out.
+const registrySlotWait = 3 * time.Second
+
+// Settled tells the broker the function has handled a certificate's event: its next connection asks the registry.
+func (b *Broker) Settled(certID string) {
+	b.pendingMu.Lock()
+	delete(b.pending, certID)
+	b.pendingMu.Unlock()
+}
+
+func (b *Broker) pendingCA(certID string) (string, bool) {
+	b.pendingMu.Lock()
+	defer b.pendingMu.Unlock()
+	ca, ok := b.pending[certID]
+	return ca, ok
+}
+
+func (b *Broker) markPending(certID, caID string) {
+	b.pendingMu.Lock()
+	b.pending[certID] = caID
+	b.pendingMu.Unlock()
 }
 
 // session is what the broker knows about an admitted connection.
@@ -76,7 +111,9 @@ func StartBroker(opts BrokerOptions) (*Broker, error) {
 		opts.Log = slog.New(slog.NewTextHandler(discard{}, nil))
 	}
 	d := opts.Deployment
-	b := &Broker{opts: opts, region: d.Resolver.Pseudo["AWS::Region"], account: d.Resolver.Pseudo["AWS::AccountId"]}
+	b := &Broker{opts: opts, region: d.Resolver.Pseudo["AWS::Region"], account: d.Resolver.Pseudo["AWS::AccountId"],
+		lookups: make(chan struct{}, 4), pending: map[string]string{}}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
 	for name, p := range d.Policies {
 		b.policies.Store(name, p)
 	}
@@ -116,7 +153,10 @@ func StartBroker(opts BrokerOptions) (*Broker, error) {
 func (b *Broker) Addr() string { return b.addr }
 
 // Close stops the broker and drops every connection.
-func (b *Broker) Close() error { return b.srv.Close() }
+func (b *Broker) Close() error {
+	b.cancel()
+	return b.srv.Close()
+}
 
 // Publish sends a message as AWS IoT itself (events, shadow replies); receivers are still checked by policy.
 func (b *Broker) Publish(topic string, payload []byte) error {
@@ -145,6 +185,22 @@ func (b *Broker) admit(ctx context.Context, cl *mqtt.Client) (*session, string) 
 	leaf := chain[0]
 	sum := sha256.Sum256(leaf.Raw)
 	certID := hex.EncodeToString(sum[:])
+	if caID, ok := b.pendingCA(certID); ok {
+		b.publishRegistered(certID, caID)
+		return nil, fmt.Sprintf("certificate %s is PENDING_ACTIVATION: registered event re-published", timeline.Short(certID))
+	}
+	wait := time.NewTimer(registrySlotWait)
+	defer wait.Stop()
+	select {
+	case b.lookups <- struct{}{}:
+		defer func() { <-b.lookups }()
+	case <-wait.C:
+		return nil, "service busy: registry overloaded, retry later"
+	case <-ctx.Done():
+		return nil, "broker closing"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	desc, err := b.opts.IoT.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String(certID)})
 	var nf *iottypes.ResourceNotFoundException
 	switch {
@@ -157,6 +213,7 @@ func (b *Broker) admit(ctx context.Context, cl *mqtt.Client) (*session, string) 
 	switch status {
 	case iottypes.CertificateStatusPendingActivation:
 		if ca, ok := b.issuingCA(leaf, chain[1:]); ok {
+			b.markPending(certID, ca.ID)
 			b.publishRegistered(certID, ca.ID)
 			return nil, fmt.Sprintf("certificate %s is PENDING_ACTIVATION: registered event re-published", timeline.Short(certID))
 		}
@@ -233,6 +290,7 @@ func (b *Broker) autoRegister(ctx context.Context, leaf *x509.Certificate, inter
 	if err != nil && !errors.As(err, &exists) {
 		return fmt.Sprintf("register certificate %s: %v", timeline.Short(certID), err)
 	}
+	b.markPending(certID, ca.ID)
 	b.publishRegistered(certID, ca.ID)
 	return fmt.Sprintf("unknown certificate %s of CA %s: registered PENDING_ACTIVATION, registered event published, connection closed",
 		timeline.Short(certID), timeline.Short(ca.ID))
@@ -312,9 +370,7 @@ func (h *hook) Provides(b byte) bool {
 }
 
 func (h *hook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, reason := h.b.admit(ctx, cl)
+	s, reason := h.b.admit(h.b.ctx, cl)
 	if s == nil {
 		h.b.opts.Timeline.Event(actorIoT, "connect refused (%s): %s", timeline.Short(cl.ID), reason)
 		return errRefused

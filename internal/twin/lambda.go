@@ -178,10 +178,14 @@ type AsyncResult struct {
 }
 
 // AsyncInvoker queues events and invokes the function like Lambda's asynchronous invocation: a bounded number of
-// concurrent executions, and up to two retries after a function error.
+// concurrent executions, and up to two retries after a function error. Unlike Lambda, whose concurrency would absorb
+// them, an event identical in key to one still waiting in the queue is coalesced with it: the function is
+// idempotent, so the outcome is the same, and a fleet retrying against a twin with two executions cannot snowball.
 type AsyncInvoker struct {
 	invoker    Invoker
-	queue      chan []byte
+	mu         sync.Mutex
+	waiting    map[string]bool // keys of queued, not yet started events
+	queue      chan queued
 	retries    int
 	retryDelay time.Duration
 	onResult   func(AsyncResult)
@@ -193,7 +197,7 @@ type AsyncInvoker struct {
 // NewAsyncInvoker starts workers that drain the queue; onResult (optional) sees every final outcome.
 func NewAsyncInvoker(inv Invoker, workers int, onResult func(AsyncResult)) *AsyncInvoker {
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &AsyncInvoker{invoker: inv, queue: make(chan []byte, 1<<16), retries: 2, retryDelay: 200 * time.Millisecond, onResult: onResult, cancel: cancel}
+	a := &AsyncInvoker{invoker: inv, queue: make(chan queued, 1<<16), waiting: map[string]bool{}, retries: 2, retryDelay: 200 * time.Millisecond, onResult: onResult, cancel: cancel}
 	for i := 0; i < workers; i++ {
 		a.wg.Add(1)
 		go a.work(ctx)
@@ -201,11 +205,25 @@ func NewAsyncInvoker(inv Invoker, workers int, onResult func(AsyncResult)) *Asyn
 	return a
 }
 
-// Enqueue accepts an event without waiting for it to run; it reports false when the queue is full.
-func (a *AsyncInvoker) Enqueue(payload []byte) bool {
+type queued struct {
+	key     string
+	payload []byte
+}
+
+// Enqueue accepts an event without waiting for it to run; it reports false when the queue is full. An event whose
+// non-empty key matches a queued one is coalesced with it.
+func (a *AsyncInvoker) Enqueue(key string, payload []byte) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if key != "" && a.waiting[key] {
+		return true
+	}
 	a.pending.Add(1)
 	select {
-	case a.queue <- payload:
+	case a.queue <- queued{key: key, payload: payload}:
+		if key != "" {
+			a.waiting[key] = true
+		}
 		return true
 	default:
 		a.pending.Done()
@@ -228,7 +246,11 @@ func (a *AsyncInvoker) work(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case payload := <-a.queue:
+		case q := <-a.queue:
+			a.mu.Lock()
+			delete(a.waiting, q.key)
+			a.mu.Unlock()
+			payload := q.payload
 			res := AsyncResult{Payload: payload}
 			for attempt := 0; attempt <= a.retries; attempt++ {
 				if attempt > 0 {

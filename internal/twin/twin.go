@@ -157,7 +157,9 @@ func Start(ctx context.Context, opts Options) (tw *Twin, err error) {
 		Shadow:      t.Shadow,
 		Certificate: tls.Certificate{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key, Leaf: leaf.Cert},
 		OnRule: func(rule DeployedRule, topic string, payload []byte) {
-			if !t.async.Enqueue(payload) {
+			var ev RegisteredEvent
+			_ = json.Unmarshal(payload, &ev)
+			if !t.async.Enqueue(ev.CertificateID, payload) {
 				t.tl.Event("rules", "rule %s: invocation queue full, event dropped", rule.Name)
 			}
 		},
@@ -175,6 +177,9 @@ func Start(ctx context.Context, opts Options) (tw *Twin, err error) {
 func (t *Twin) reportInvocation(res AsyncResult) {
 	var ev RegisteredEvent
 	_ = json.Unmarshal(res.Payload, &ev)
+	if t.Broker != nil {
+		t.Broker.Settled(ev.CertificateID)
+	}
 	if res.Err != nil {
 		t.tl.Event("jitr", "certificate %s: function failed after %d attempts: %v", timeline.Short(ev.CertificateID), res.Attempts, res.Err)
 		return
