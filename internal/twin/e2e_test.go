@@ -507,3 +507,69 @@ func TestFiftyDevicesBootingAtOnceAreProvisioned(t *testing.T) {
 	}
 	t.Logf("50 devices: provisioning latency p50 %s, p95 %s", fleet.Percentile(fleet.Latencies(devices), 50), fleet.Percentile(fleet.Latencies(devices), 95))
 }
+
+func TestShadowTopicsAreBridgedWithAcceptedRejectedAndDelta(t *testing.T) {
+	tw := startTwin(t, nil)
+	d := connectFleet(t, tw, 1)[0]
+	c := d.Client()
+	got := map[string]chan []byte{}
+	for _, s := range []string{"update/accepted", "update/rejected", "update/delta", "get/accepted", "get/rejected", "delete/accepted", "delete/rejected"} {
+		ch := make(chan []byte, 4)
+		got[s] = ch
+		tok := c.Subscribe(d.ShadowTopic(s), 1, func(_ paho.Client, m paho.Message) { ch <- m.Payload() })
+		if !tok.WaitTimeout(10*time.Second) || tok.(*paho.SubscribeToken).Result()[d.ShadowTopic(s)] == 0x80 {
+			t.Fatalf("subscribe to own %s refused", s)
+		}
+	}
+	request := func(op, payload, want string) map[string]any {
+		t.Helper()
+		if tok := c.Publish(d.ShadowTopic(op), 1, false, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish %s: %v", op, tok.Error())
+		}
+		select {
+		case p := <-got[want]:
+			var doc map[string]any
+			if err := json.Unmarshal(p, &doc); err != nil {
+				t.Fatalf("%s: %s is not JSON", want, p)
+			}
+			return doc
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%s %s: no reply on %s", op, payload, want)
+			return nil
+		}
+	}
+
+	doc := request("get", `{"clientToken":"g0"}`, "get/rejected")
+	if doc["code"] != float64(404) || doc["clientToken"] != "g0" {
+		t.Errorf("get of a missing shadow: %v, want code 404 with the client token", doc)
+	}
+	doc = request("update", `{"state":{"reported":{"led":"off"},"desired":{"led":"on"}},"clientToken":"u1"}`, "update/accepted")
+	if doc["clientToken"] != "u1" || doc["version"] != float64(1) {
+		t.Errorf("update/accepted = %v, want version 1 and the client token", doc)
+	}
+	select {
+	case p := <-got["update/delta"]:
+		var delta struct {
+			State map[string]any `json:"state"`
+		}
+		if err := json.Unmarshal(p, &delta); err != nil || delta.State["led"] != "on" {
+			t.Errorf("update/delta = %s, want state.led = on", p)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no update/delta while desired and reported differ")
+	}
+	doc = request("get", `{}`, "get/accepted")
+	if state, _ := doc["state"].(map[string]any); state["delta"] == nil || state["reported"] == nil {
+		t.Errorf("get/accepted = %v, want reported and delta", doc)
+	}
+	doc = request("update", `{"state":{"reported":{"led":"on"}},"version":7}`, "update/rejected")
+	if doc["code"] != float64(409) {
+		t.Errorf("update with a stale version: %v, want code 409", doc)
+	}
+	doc = request("update", `{"desired":{"x":1}}`, "update/rejected")
+	if doc["code"] != float64(400) {
+		t.Errorf("update without state: %v, want code 400", doc)
+	}
+	request("delete", `{}`, "delete/accepted")
+	request("get", `{}`, "get/rejected")
+}
