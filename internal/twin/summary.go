@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
+	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/twin/timeline"
@@ -38,20 +39,26 @@ func Summarize(ctx context.Context, cfg aws.Config, bucket string) (*Summary, er
 	sh := &ShadowClient{Endpoint: aws.ToString(cfg.BaseEndpoint), Region: cfg.Region, Credentials: cfg.Credentials}
 	sum := &Summary{Certificates: map[string]int{}}
 
-	certs, err := iotc.ListCertificates(ctx, &iot.ListCertificatesInput{})
-	if err != nil {
-		return nil, fmt.Errorf("list certificates: %w", err)
-	}
 	status := map[string]string{}
-	for _, c := range certs.Certificates {
-		status[aws.ToString(c.CertificateArn)] = string(c.Status)
-		sum.Certificates[string(c.Status)]++
+	for certs := iot.NewListCertificatesPaginator(iotc, &iot.ListCertificatesInput{}); certs.HasMorePages(); {
+		page, err := certs.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list certificates: %w", err)
+		}
+		for _, c := range page.Certificates {
+			status[aws.ToString(c.CertificateArn)] = string(c.Status)
+			sum.Certificates[string(c.Status)]++
+		}
 	}
-	things, err := iotc.ListThings(ctx, &iot.ListThingsInput{})
-	if err != nil {
-		return nil, fmt.Errorf("list things: %w", err)
+	var things []iottypes.ThingAttribute
+	for pages := iot.NewListThingsPaginator(iotc, &iot.ListThingsInput{}); pages.HasMorePages(); {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list things: %w", err)
+		}
+		things = append(things, page.Things...)
 	}
-	for _, t := range things.Things {
+	for _, t := range things {
 		ts := ThingSummary{Name: aws.ToString(t.ThingName), OtherCertificates: map[string]string{}}
 		ps, err := iotc.ListThingPrincipals(ctx, &iot.ListThingPrincipalsInput{ThingName: t.ThingName})
 		if err != nil {
