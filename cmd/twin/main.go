@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/sphere-jitr/sphere-jitr/internal/motoserver"
 	"github.com/sphere-jitr/sphere-jitr/internal/twin"
 	"github.com/sphere-jitr/sphere-jitr/internal/twin/timeline"
 )
@@ -30,7 +31,7 @@ func main() {
 
 func run() error {
 	template := flag.String("template", "cdk.out/SphereJitr.template.json", "template written by cdk synth")
-	bootstrap := flag.String("bootstrap", "", "the JITR function built for this machine (go build -tags lambda.norpc ./lambda/jitr)")
+	bootstrap := flag.String("bootstrap", "", "the JITR function built for this machine (default: build ./lambda/jitr now)")
 	rie := flag.String("rie", "", "the aws-lambda-rie command (default: $TWIN_RIE, or build/tools/bin/aws-lambda-rie, installed if missing)")
 	info := flag.String("info", "build/demo/twin.json", "where to write the endpoint, trust anchor and bucket for the devices")
 	logPath := flag.String("log", "", "file for moto and function output (default: discarded)")
@@ -45,14 +46,26 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if *rie == "" {
-		wd, _ := os.Getwd()
-		if *rie, err = twin.FindRIE(ctx, wd); err != nil {
+	if *rie == "" || *bootstrap == "" {
+		root, err := motoserver.RepoRoot()
+		if err != nil {
 			return err
 		}
-	}
-	if *bootstrap == "" {
-		return fmt.Errorf("-bootstrap is required: build it with 'go build -tags lambda.norpc -o build/demo/bootstrap ./lambda/jitr'")
+		if *rie == "" {
+			if *rie, err = twin.FindRIE(ctx, root); err != nil {
+				return err
+			}
+		}
+		if *bootstrap == "" {
+			dir, err := os.MkdirTemp("", "twin-bootstrap-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			if *bootstrap, err = twin.BuildBootstrap(ctx, root, dir); err != nil {
+				return err
+			}
+		}
 	}
 	var logw io.Writer = io.Discard
 	if *logPath != "" {
