@@ -305,8 +305,8 @@ func connectFleet(t *testing.T, tw *twin.Twin, n int) []*fleet.Device {
 // waitLost waits until the broker has dropped the client.
 func waitLost(t *testing.T, c paho.Client) {
 	t.Helper()
-	for i := 0; i < 200 && c.IsConnectionOpen(); i++ {
-		time.Sleep(25 * time.Millisecond)
+	for i := 0; i < 400 && c.IsConnectionOpen(); i++ {
+		time.Sleep(50 * time.Millisecond)
 	}
 	if c.IsConnectionOpen() {
 		t.Fatal("the broker kept the connection of a client that published outside its policy")

@@ -24,7 +24,6 @@ type ShadowClient struct {
 	Region      string
 	Credentials aws.CredentialsProvider
 	HTTP        *http.Client
-	signer      *v4.Signer
 }
 
 // ShadowError is an error answer of the shadow service, with the HTTP status AWS IoT puts in rejected replies.
@@ -37,9 +36,6 @@ func (e *ShadowError) Error() string { return fmt.Sprintf("shadow service: %d %s
 
 // Do sends one shadow request: method GET, POST (update) or DELETE, for a thing and an optional named shadow.
 func (c *ShadowClient) Do(ctx context.Context, method, thing, shadowName string, body []byte) ([]byte, error) {
-	if c.signer == nil {
-		c.signer = v4.NewSigner()
-	}
 	u := c.Endpoint + "/things/" + url.PathEscape(thing) + "/shadow"
 	if shadowName != "" {
 		u += "?name=" + url.QueryEscape(shadowName)
@@ -53,7 +49,7 @@ func (c *ShadowClient) Do(ctx context.Context, method, thing, shadowName string,
 	if err != nil {
 		return nil, fmt.Errorf("credentials: %w", err)
 	}
-	if err := c.signer.SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "iotdata", c.Region, time.Now()); err != nil {
+	if err := v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "iotdata", c.Region, time.Now()); err != nil {
 		return nil, fmt.Errorf("sign shadow request: %w", err)
 	}
 	hc := c.HTTP
