@@ -214,7 +214,7 @@ func printDevices(ctx context.Context, cfg aws.Config, devices []*fleet.Device) 
 		var parts []string
 		for i, p := range d.Certificates() {
 			id := fleet.CertificateID(p.Cert)
-			status := "deleted"
+			status := "revoked and deleted"
 			out, err := c.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String(id)})
 			if err == nil {
 				status = string(out.CertificateDescription.Status)

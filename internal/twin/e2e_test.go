@@ -245,7 +245,7 @@ func TestDemoScenario(t *testing.T) {
 		t.Errorf("S3 objects = %v, want one per device", sum.Objects)
 	}
 	for _, step := range []string{"registered PENDING_ACTIVATION", "→ ACTIVE", "connected as thing", "telemetry published",
-		"shadow update accepted", "S3: uploaded", "reboot", "older certificate"} {
+		"shadow update accepted", "S3: uploaded", "reboot", "old certificate"} {
 		if !strings.Contains(lw.String(), step) {
 			t.Errorf("timeline has no %q step", step)
 		}

@@ -204,9 +204,9 @@ func (t *Twin) reportInvocation(res AsyncResult) {
 		st, _ := t.certificateState(ctx, id)
 		switch st {
 		case "deleted":
-			t.show(id, st, "older certificate %s of thing %s retired: deactivated and deleted, it can no longer connect", timeline.Short(id), timeline.Short(thing))
+			t.show(id, st, "old certificate %s of thing %s revoked: deactivated and deleted by the function, it can no longer connect", timeline.Short(id), timeline.Short(thing))
 		case "REVOKED", "INACTIVE":
-			t.show(id, st, "older certificate %s of thing %s → %s", timeline.Short(id), timeline.Short(thing), st)
+			t.show(id, st, "old certificate %s of thing %s → %s", timeline.Short(id), timeline.Short(thing), st)
 		}
 	}
 }
