@@ -443,6 +443,22 @@ func TestCertificateNotAttachedToThingCannotConnect(t *testing.T) {
 		t.Fatalf("A cannot connect as itself: %v", err)
 	}
 	c.Disconnect(0)
+
+	// Deny by default: attached to its thing but without any policy, A's certificate connects no more.
+	aCert := fleet.CertificateID(a.Certificate().Cert)
+	desc, err := tw.IoT.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String(aCert)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.IoT.DetachPolicy(ctx, &iot.DetachPolicyInput{PolicyName: aws.String(tw.Info().DevicePolicy), Target: desc.CertificateDescription.CertificateArn}); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("attached certificate without a policy", func(t *testing.T) {
+		if c, err := a.ConnectOnce(a.Thing, a.Certificate()); err == nil {
+			c.Disconnect(0)
+			t.Error("connected without any policy attached")
+		}
+	})
 }
 
 func TestForeignCADeviceNeverConnectsNorRegisters(t *testing.T) {
