@@ -53,7 +53,7 @@ done; \
 [ -f $(TWIN_DIR)/twin.json ] || { echo "twin did not start within 60 s: see $(TWIN_DIR)/twin.log" >&2; exit 1; }
 endef
 
-demo: setup twin-synth ## the whole flow locally: twin (moto + template + JITR Lambda + IoT broker) and 3 devices, one reboots
+demo: .stamps/go .stamps/npm .stamps/venv twin-synth ## the whole flow locally: twin (moto + template + JITR Lambda + IoT broker) and 3 devices, one reboots
 	@$(call twin_up,); \
 	$(TWIN_BIN)/fleetsim run -info $(TWIN_DIR)/twin.json -ca $(TWIN_DIR)/tenant-ca -devices $(TWIN_DEVICES) -reboot $(TWIN_REBOOT)
 
