@@ -168,3 +168,24 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// RunTests is a TestMain body for packages whose tests share one moto server: it starts the server, stores it
+// in *server, runs the tests and stops it. When moto cannot start, the run fails (never skips) and says how to
+// repair it. extra runs after the tests, before the server stops (e.g. to print a benchmark table).
+func RunTests(m interface{ Run() int }, server **Server, extra ...func()) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	s, err := Start(ctx, Options{})
+	cancel()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: these tests need the moto server, which did not start: %v\n"+
+			"Run 'make setup' (it creates .venv with moto), then run the tests again.\n", err)
+		return 1
+	}
+	defer s.Stop()
+	*server = s
+	code := m.Run()
+	for _, f := range extra {
+		f()
+	}
+	return code
+}

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -31,17 +30,7 @@ import (
 var moto *motoserver.Server
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	s, err := motoserver.Start(ctx, motoserver.Options{})
-	cancel()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "FAIL: the teardown tests need the moto server, which did not start: %v\nRun 'make setup', then the tests again.\n", err)
-		os.Exit(1)
-	}
-	moto = s
-	code := m.Run()
-	s.Stop()
-	os.Exit(code)
+	os.Exit(motoserver.RunTests(m, &moto))
 }
 
 const (

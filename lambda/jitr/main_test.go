@@ -23,18 +23,7 @@ import (
 var moto *motoserver.Server
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	s, err := motoserver.Start(ctx, motoserver.Options{})
-	cancel()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "FAIL: the JITR Lambda wiring test needs the moto server, which did not start: %v\n"+
-			"Run 'make setup' (it creates .venv with moto), then run the tests again.\n", err)
-		os.Exit(1)
-	}
-	moto = s
-	code := m.Run()
-	s.Stop()
-	os.Exit(code)
+	os.Exit(motoserver.RunTests(m, &moto))
 }
 
 // TestWiringProvisionsThroughTheLambdaRuntimePath builds the handler exactly as main does (environment of the
