@@ -58,11 +58,15 @@ setup: .stamps/go .stamps/npm .stamps/venv $(SETUP_TARGETS) ## install everythin
 synth: .stamps/go .stamps/npm ## synthesize the stack (pass context with CDK_ARGS='-c tenantCaCerts=...')
 	$(CDK) synth $(CDK_ARGS)
 
+# deploy remembers its context arguments: the app validates its context on every run, destroy included.
+DEPLOY_ARGS_FILE := cdk-deploy-args
+
 deploy: .stamps/go .stamps/npm ## deploy the stack to your AWS account (CDK_ARGS='-c ...')
 	$(CDK) deploy --outputs-file cdk-outputs.json $(CDK_ARGS)
+	@printf '%s\n' "$(CDK_ARGS)" > $(DEPLOY_ARGS_FILE)
 
-destroy: .stamps/go .stamps/npm ## remove the stack, its devices and certificates (see README)
-	$(CDK) destroy $(CDK_ARGS)
+destroy: .stamps/go .stamps/npm ## remove the stack, its devices and certificates (see README); reuses the deploy's CDK_ARGS
+	$(CDK) destroy $(or $(CDK_ARGS),$(shell cat $(DEPLOY_ARGS_FILE) 2>/dev/null))
 
 # --- quality ---------------------------------------------------------------------------------------------------
 test: setup $(TEST_TARGETS) ## run every test: Go (CDK assertions, snapshot, cdk-nag, Lambda, moto), cfn-lint, device
