@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -146,18 +145,6 @@ void Platform_GetEndpointOverride(const char **host, uint16_t *port)
 uint32_t Platform_GetPublishLimit(void)
 {
     return 0U;
-}
-
-PlatformStatus_t Platform_GetRandom(void *buffer, size_t length)
-{
-    return (getrandom(buffer, length, 0) == (ssize_t)length) ? PLATFORM_SUCCESS : PLATFORM_FAILURE;
-}
-
-uint32_t Platform_GetTimeMs(void)
-{
-    struct timespec now;
-    (void)clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint32_t)((uint64_t)now.tv_sec * 1000U + (uint64_t)now.tv_nsec / 1000000U);
 }
 
 static void TimerEventHandler(EventLoop *el, int fd, EventLoop_IoEvents events, void *context)

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/random.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -185,18 +184,6 @@ void Platform_GetEndpointOverride(const char **host, uint16_t *port)
 uint32_t Platform_GetPublishLimit(void)
 {
     return publishLimit;
-}
-
-PlatformStatus_t Platform_GetRandom(void *buffer, size_t length)
-{
-    return (getrandom(buffer, length, 0) == (ssize_t)length) ? PLATFORM_SUCCESS : PLATFORM_FAILURE;
-}
-
-uint32_t Platform_GetTimeMs(void)
-{
-    struct timespec now;
-    (void)clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint32_t)((uint64_t)now.tv_sec * 1000U + (uint64_t)now.tv_nsec / 1000000U);
 }
 
 static struct itimerspec ToItimerspec(uint32_t delayMs, uint32_t periodMs)
