@@ -153,25 +153,27 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 		j.Rules = append(j.Rules, rule)
 	}
 
-	j.DLQAlarm = awscloudwatch.NewAlarm(c, jsii.String("DeadLetterAlarm"), &awscloudwatch.AlarmProps{
-		AlarmDescription: jsii.String("Certificate-registered events that JITR could not process are waiting in the dead-letter queue"),
-		Metric: j.DeadLetterQueue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{
+	j.DLQAlarm = anyAlarm(c, "DeadLetterAlarm",
+		"Certificate-registered events that JITR could not process are waiting in the dead-letter queue",
+		j.DeadLetterQueue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{
 			Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum"),
-		}),
-		Threshold:          jsii.Number(1),
-		EvaluationPeriods:  jsii.Number(1),
-		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
-	})
-	j.ErrorsAlarm = awscloudwatch.NewAlarm(c, jsii.String("ErrorsAlarm"), &awscloudwatch.AlarmProps{
-		AlarmDescription: jsii.String("The JITR Lambda returned errors (they are retried; persistent ones reach the dead-letter queue)"),
-		Metric: j.Function.MetricErrors(&awscloudwatch.MetricOptions{
+		}))
+	j.ErrorsAlarm = anyAlarm(c, "ErrorsAlarm",
+		"The JITR Lambda returned errors (they are retried; persistent ones reach the dead-letter queue)",
+		j.Function.MetricErrors(&awscloudwatch.MetricOptions{
 			Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum"),
-		}),
+		}))
+	return j
+}
+
+// anyAlarm raises an alarm as soon as metric reaches 1 in one period; no data is not a breach.
+func anyAlarm(scope constructs.Construct, id, description string, metric awscloudwatch.IMetric) awscloudwatch.Alarm {
+	return awscloudwatch.NewAlarm(scope, jsii.String(id), &awscloudwatch.AlarmProps{
+		AlarmDescription:   jsii.String(description),
+		Metric:             metric,
 		Threshold:          jsii.Number(1),
 		EvaluationPeriods:  jsii.Number(1),
 		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
-	return j
 }
