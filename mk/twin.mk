@@ -17,7 +17,7 @@ TWIN_BENCH_SIZES ?= 100,1000
 TEST_TARGETS  += test-twin
 BENCH_TARGETS += bench-twin
 
-.PHONY: demo test-twin bench-twin twin-build twin-synth
+.PHONY: demo demo-device test-twin bench-twin twin-build twin-synth
 
 $(TWIN_RIE): | .stamps/go
 	GOBIN=$(CURDIR)/build/tools/bin CGO_ENABLED=0 $(GO) install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$(TWIN_RIE_VERSION)
@@ -56,6 +56,18 @@ endef
 demo: .stamps/go .stamps/npm .stamps/venv twin-synth ## the whole flow locally: twin (moto + template + JITR Lambda + IoT broker) and 3 devices, one reboots
 	@$(call twin_up,); \
 	$(TWIN_BIN)/fleetsim run -info $(TWIN_DIR)/twin.json -ca $(TWIN_DIR)/tenant-ca -devices $(TWIN_DEVICES) -reboot $(TWIN_REBOOT)
+
+# The real C device app (device/, host build) instead of simulated devices: it needs the AWS IoT Device SDK
+# libraries (DEVICE_CMAKE_ARGS with the six FETCHCONTENT_SOURCE_DIR_* copies, see device/README.md).
+DEVICE_APP := device/build/host/sphere_jitr
+
+demo-device: .stamps/go .stamps/npm .stamps/venv twin-synth device-host ## make demo with the C device app (needs the SDK libraries: DEVICE_CMAKE_ARGS='...')
+	@test -x $(DEVICE_APP) || { cat device/build/host/sdk_libraries_status.txt; \
+		echo "demo-device: the host device app was not built; pass the SDK library copies, e.g. make demo-device DEVICE_CMAKE_ARGS='-DFETCHCONTENT_SOURCE_DIR_COREMQTT=<dir> ...' (device/README.md)" >&2; exit 1; }
+	@$(call twin_up,); \
+	set -- $$($(TWIN_BIN)/fleetsim device-cert -info $(TWIN_DIR)/twin.json -ca $(TWIN_DIR)/tenant-ca -out $(TWIN_DIR)/c-device); \
+	$(DEVICE_APP) --cert $(TWIN_DIR)/c-device/device.pem --key $(TWIN_DIR)/c-device/device.key \
+		--ca $(TWIN_DIR)/c-device/server-ca.pem --endpoint localhost --port $$2 --publish-count 1
 
 test-twin: .stamps/go .stamps/npm .stamps/venv $(TWIN_RIE) ## local twin: unit tests and end-to-end tests (real template, real JITR function)
 	TWIN_RIE=$(CURDIR)/$(TWIN_RIE) $(GO) test -count=1 -v -timeout 10m ./internal/twin/... ./internal/fleet/... ./cmd/twin/... ./cmd/fleetsim/...

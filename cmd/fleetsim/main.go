@@ -14,8 +14,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,7 +34,7 @@ import (
 	"github.com/sphere-jitr/sphere-jitr/internal/twin/timeline"
 )
 
-const usage = `usage: fleetsim tenant-ca -dir DIR | run [flags] | bench [flags]  (fleetsim CMD -h for flags)`
+const usage = `usage: fleetsim tenant-ca -dir DIR | run [flags] | bench [flags] | device-cert [flags]  (fleetsim CMD -h for flags)`
 
 func main() {
 	if len(os.Args) < 2 {
@@ -49,6 +51,8 @@ func main() {
 		err = runFleet(ctx, os.Args[2:])
 	case "bench":
 		err = bench(ctx, os.Args[2:])
+	case "device-cert":
+		err = deviceCert(os.Args[2:])
 	default:
 		err = errors.New(usage)
 	}
@@ -79,6 +83,44 @@ func tenantCA(args []string) error {
 		return err
 	}
 	return v.WriteFiles(*dir, "verification")
+}
+
+// deviceCert boots one device for the C device app (make demo-device): a new device certificate from the tenant
+// CA, as Azure Sphere issues at boot, written with the twin's server CA into a folder, and the broker's host and
+// port printed as "HOST PORT" for the caller.
+func deviceCert(args []string) error {
+	fs := flag.NewFlagSet("device-cert", flag.ExitOnError)
+	var c common
+	c.register(fs)
+	out := fs.String("out", "build/demo/c-device", "output directory: device.pem, device.key, server-ca.pem")
+	_ = fs.Parse(args)
+	ca, err := loadCA(c.ca)
+	if err != nil {
+		return err
+	}
+	info, err := loadInfo(c.info)
+	if err != nil {
+		return err
+	}
+	host, port, err := net.SplitHostPort(info.Endpoint)
+	if err != nil {
+		return fmt.Errorf("twin info endpoint %q: %w", info.Endpoint, err)
+	}
+	dev, err := ca.IssueDevice(testpki.RandomDeviceID(), time.Now().Add(-time.Minute))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*out, 0o700); err != nil {
+		return err
+	}
+	if err := dev.WriteFiles(*out, "device"); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(*out, "server-ca.pem"), []byte(info.ServerCAPEM), 0o600); err != nil {
+		return err
+	}
+	fmt.Println(host, port)
+	return nil
 }
 
 func loadCA(base string) (*testpki.Pair, error) {
