@@ -9,12 +9,19 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 )
 
 // DeviceIDLength is the number of hexadecimal characters in an Azure Sphere device ID.
 const DeviceIDLength = 128
+
+// tenantIDPattern is the form of an Azure Sphere tenant (catalog) id: a GUID.
+var tenantIDPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// IsTenantID reports whether s has the form of an Azure Sphere tenant id (a GUID, any case).
+func IsTenantID(s string) bool { return tenantIDPattern.MatchString(s) }
 
 // ParseCertificate reads one X.509 certificate in DER or PEM form, detected from the content.
 func ParseCertificate(data []byte) (*x509.Certificate, error) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -62,8 +61,6 @@ func (e *Error) Error() string {
 
 const fixTenantCA = "run 'make tenant-ca' to download the current tenant CA and its proof of possession, " +
 	"or pass -c tenantCaCerts=<tenant-ca.cer>[,<next-tenant-ca.cer>]"
-
-var guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // Load reads and validates the context through get (a node's TryGetContext), at time now. All problems are
 // reported together, so one synth shows everything to fix.
@@ -142,7 +139,7 @@ func Load(get func(key string) any, now time.Time) (*Config, error) {
 	switch {
 	case tenant == "":
 		errs = append(errs, &Error{KeyTenantID, "is not set", "find it with 'az sphere catalog show --resource-group <group> --catalog <catalog>' (legacy: 'azsphere tenant show-selected') and pass -c tenantId=<GUID>, or run 'make tenant-ca', which prints it"})
-	case !guidPattern.MatchString(tenant):
+	case !azsphere.IsTenantID(tenant):
 		errs = append(errs, &Error{KeyTenantID, fmt.Sprintf("%q is not a GUID", tenant), "copy the tenant id from 'az sphere catalog show' (legacy: 'azsphere tenant show-selected'), in the form 01234567-89ab-cdef-0123-456789abcdef"})
 	default:
 		cfg.TenantID = strings.ToLower(tenant)

@@ -16,6 +16,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/smithy-go"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
 )
 
 // DefaultStackName is the name of the stack the CDK app deploys.
@@ -135,7 +137,6 @@ func ReadStack(ctx context.Context, api DescribeStacksAPI, stack, region string)
 }
 
 var (
-	guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	// A DNS host name: dot-separated labels of letters, digits and inner hyphens.
 	hostPattern   = regexp.MustCompile(`^(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$`)
 	regionPattern = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
@@ -180,7 +181,7 @@ func (o *Outputs) Device() (*DeviceSettings, error) {
 		errs = append(errs, &Error{DeviceTopicRoot, fmt.Sprintf("%q is not a single MQTT topic level of letters, digits, '_' and '-'", s.TopicRoot), fixRedeploy})
 	}
 	if tenant != "" {
-		if !guidPattern.MatchString(tenant) {
+		if !azsphere.IsTenantID(tenant) {
 			errs = append(errs, &Error{TenantID, fmt.Sprintf("%q is not an Azure Sphere tenant id (a GUID like 01234567-89ab-cdef-0123-456789abcdef)", tenant),
 				"redeploy with the id from 'az sphere catalog show' (or 'azsphere tenant show-selected'): make deploy CDK_ARGS='-c tenantId=<GUID> ...'"})
 		} else {
