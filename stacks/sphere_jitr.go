@@ -10,18 +10,7 @@ import (
 
 	"github.com/sphere-jitr/sphere-jitr/infra"
 	"github.com/sphere-jitr/sphere-jitr/internal/config"
-)
-
-// Output names, read by `make device-config` and the local twin.
-const (
-	OutputIotEndpoint      = "IotEndpoint"
-	OutputCACertificateIDs = "CaCertificateIds"
-	OutputDevicePolicyName = "DevicePolicyName"
-	OutputDemoBucketName   = "DemoBucketName"
-	OutputRegion           = "Region"
-	OutputTenantID         = "TenantId"
-	OutputRetainDevices    = "RetainDevices"
-	OutputDeviceTopicRoot  = "DeviceTopicRoot"
+	"github.com/sphere-jitr/sphere-jitr/internal/stackoutputs"
 )
 
 // SphereJitrStackProps configures the stack.
@@ -81,13 +70,13 @@ func NewSphereJitrStack(scope constructs.Construct, id string, props *SphereJitr
 	output := func(name, description string, value *string) {
 		awscdk.NewCfnOutput(stack, jsii.String(name), &awscdk.CfnOutputProps{Value: value, Description: jsii.String(description)})
 	}
-	output(OutputIotEndpoint, "AWS IoT data endpoint (iot:Data-ATS) the devices connect to", s.Endpoint.Address())
-	output(OutputCACertificateIDs, "AWS IoT ids of the registered tenant CA certificates", awscdk.Fn_Join(jsii.String(","), &caIDs))
-	output(OutputDevicePolicyName, "IoT policy attached to every device certificate", s.Policy.PolicyName())
-	output(OutputDemoBucketName, "S3 bucket for the device's presigned upload and download", s.Bucket.Bucket.BucketName())
-	output(OutputRegion, "Region of the stack", stack.Region())
-	output(OutputTenantID, "Azure Sphere tenant (catalog) id", jsii.String(cfg.TenantID))
-	output(OutputRetainDevices, "Whether cdk destroy keeps the devices, their certificates and the CA", jsii.String(strconv.FormatBool(cfg.RetainDevices)))
-	output(OutputDeviceTopicRoot, "First level of each device's own MQTT topic tree: <root>/<thingName>/...", jsii.String(s.Policy.TopicRoot))
+	output(stackoutputs.IotEndpoint, "AWS IoT data endpoint (iot:Data-ATS) the devices connect to", s.Endpoint.Address())
+	output(stackoutputs.CACertificateIDs, "AWS IoT ids of the registered tenant CA certificates", awscdk.Fn_Join(jsii.String(","), &caIDs))
+	output(stackoutputs.DevicePolicyName, "IoT policy attached to every device certificate", s.Policy.PolicyName())
+	output(stackoutputs.DemoBucketName, "S3 bucket for the device's presigned upload and download", s.Bucket.Bucket.BucketName())
+	output(stackoutputs.Region, "Region of the stack", stack.Region())
+	output(stackoutputs.TenantID, "Azure Sphere tenant (catalog) id", jsii.String(cfg.TenantID))
+	output(stackoutputs.RetainDevices, "Whether cdk destroy keeps the devices, their certificates and the CA", jsii.String(strconv.FormatBool(cfg.RetainDevices)))
+	output(stackoutputs.DeviceTopicRoot, "First level of each device's own MQTT topic tree: <root>/<thingName>/...", jsii.String(s.Policy.TopicRoot))
 	return s
 }
