@@ -10,9 +10,11 @@ GO          ?= go
 VENV        := .venv
 PY          := $(VENV)/bin/python
 CDK         := npx --no-install cdk
-export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+# The CDK CLI and the jsii runtime of the Go CDK app run on the Node.js 24 that package-lock.json pins
+# (node-linux-<arch>), put first on PATH for every recipe; the machine's own Node only runs npm to install it.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export CDK_DISABLE_VERSION_CHECK := 1
-# The local twin and tests start moto from the project venv.
+# The local emulator and the tests start moto from the project venv.
 export MOTO_PYTHON := $(CURDIR)/$(PY)
 
 SETUP_TARGETS :=
@@ -33,6 +35,7 @@ help: ## list the targets
 
 .stamps/npm: package.json package-lock.json | .stamps
 	npm ci --no-audit --no-fund
+	@node_modules/.bin/node --version >/dev/null || { echo "Node.js 24 did not install from package-lock.json (node-linux-<arch>)" >&2; exit 1; }
 	@touch $@
 
 .stamps/venv: requirements.txt | .stamps
@@ -45,14 +48,15 @@ $(STATICCHECK):
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # Go packages of the CDK app and the shared libraries; the parts in mk/*.mk test their own packages.
-CORE_GO_PKGS := . ./stacks/... ./infra/... ./internal/config/... ./internal/azsphere/... ./internal/testpki/... \
-                ./internal/motoserver/... ./internal/teardown/... ./lambda/teardown/...
+CORE_GO_PKGS := . ./stacks/... ./infra/... ./internal/config/... ./internal/azsphere/... ./internal/contract/... \
+                ./internal/iotapi/... ./internal/lambdabuild/... ./internal/teardown/... ./lambda/teardown/...
 TEST_TARGETS += lint test-cdk
 
 # The parts add to SETUP_TARGETS, TEST_TARGETS and BENCH_TARGETS: include them before any rule uses those.
 -include mk/*.mk
 
 setup: .stamps/go .stamps/npm .stamps/venv $(SETUP_TARGETS) ## install everything the project needs (idempotent)
+	@echo "setup: Node.js $$(node --version) for the CDK CLI and jsii ($$(command -v node))"
 
 # --- CDK -------------------------------------------------------------------------------------------------------
 synth: .stamps/go .stamps/npm ## synthesize the stack (pass context with CDK_ARGS='-c tenantCaCerts=...')

@@ -12,6 +12,7 @@ import (
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/config"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/stacks"
 )
 
@@ -24,7 +25,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "sphere-jitr: invalid configuration:\n%v\n", err)
 		os.Exit(1)
 	}
-	stacks.NewSphereJitrStack(app, "SphereJitr", &stacks.SphereJitrStackProps{
+	stacks.NewSphereJitrStack(app, contract.StackName, &stacks.SphereJitrStackProps{
 		StackProps: awscdk.StackProps{Description: jsii.String("Azure Sphere devices on AWS IoT Core with just-in-time registration")},
 		Config:     cfg,
 		ModuleRoot: ".",

@@ -30,8 +30,7 @@ func TestSynthRefusesBadContext(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctxJSON, _ := json.Marshal(tt.ctx)
 			cmd := exec.Command(app)
-			cmd.Env = append(os.Environ(), "CDK_CONTEXT_JSON="+string(ctxJSON), "CDK_OUTDIR="+filepath.Join(dir, "out"),
-				"JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20")
+			cmd.Env = append(os.Environ(), "CDK_CONTEXT_JSON="+string(ctxJSON), "CDK_OUTDIR="+filepath.Join(dir, "out"))
 			out, err := cmd.CombinedOutput()
 			if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 {
 				t.Fatalf("exit: %v, want status 1\n%s", err, out)

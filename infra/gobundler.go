@@ -1,15 +1,16 @@
 package infra
 
 import (
+	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3assets"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/lambdabuild"
 )
 
 // goBundler builds a Go Lambda handler locally (no Docker) as the `bootstrap` executable the provided.al2023
@@ -19,15 +20,11 @@ type goBundler struct {
 	pkg        string // package to build, relative to moduleRoot, e.g. ./lambda/jitr
 }
 
-// TryBundle runs `go build` for linux/arm64 into outputDir. A failed build stops the synth with the compiler's
+// TryBundle builds the handler for linux/arm64 (the functions' architecture) into outputDir. A failed build stops the synth with the compiler's
 // output instead of falling back to Docker.
 func (b *goBundler) TryBundle(outputDir *string, _ *awscdk.BundlingOptions) *bool {
-	cmd := exec.Command("go", "build", "-trimpath", "-tags", "lambda.norpc", "-ldflags", "-s -w",
-		"-o", filepath.Join(*outputDir, "bootstrap"), b.pkg)
-	cmd.Dir = b.moduleRoot
-	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		panic(fmt.Sprintf("bundle %s: go build: %v\n%s", b.pkg, err, out))
+	if _, err := lambdabuild.Build(context.Background(), b.moduleRoot, b.pkg, "arm64", *outputDir); err != nil {
+		panic(fmt.Sprintf("bundle %s: %v", b.pkg, err))
 	}
 	return jsii.Bool(true)
 }

@@ -13,19 +13,9 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
-)
 
-// Environment variables of the JITR Lambda (the contract with internal/jitr).
-const (
-	EnvCACertificateIDs  = "CA_CERTIFICATE_IDS"
-	EnvCACertificatesPEM = "CA_CERTIFICATES_PEM"
-	EnvDevicePolicyName  = "DEVICE_POLICY_NAME"
-	EnvProvisionedBy     = "PROVISIONED_BY"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
-
-// RegisteredEventTopicPrefix is the topic AWS IoT publishes a certificate-registered event on, followed by the
-// CA certificate id.
-const RegisteredEventTopicPrefix = "$aws/events/certificates/registered/"
 
 // JitrIoTActions are the AWS IoT actions the JITR handler calls, by the resource type IAM scopes them to.
 var JitrIoTActions = map[string][]string{
@@ -71,15 +61,30 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 	})
 	suppress(j.DeadLetterQueue, "AwsSolutions-SQS3",
 		"This queue is the dead-letter queue: the JITR Lambda's on-failure destination and the topic rule's error action")
-	j.LogGroup = awslogs.NewLogGroup(c, jsii.String("LogGroup"), &awslogs.LogGroupProps{
-		Retention:     awslogs.RetentionDays_ONE_MONTH,
-		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
-	})
 
-	j.Role = awsiam.NewRole(c, jsii.String("Role"), &awsiam.RoleProps{
-		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
-		Description: jsii.String("JITR Lambda: verify, provision, rotate and revoke device certificates"),
+	ids := make([]*string, 0, len(props.CAs))
+	pems := make([]string, 0, len(props.CAs))
+	for _, ca := range props.CAs {
+		ids = append(ids, ca.CertificateID())
+		pems = append(pems, ca.PEM)
+	}
+	fn := newGoFunction(c, goFunctionProps{
+		ModuleRoot:      props.ModuleRoot,
+		Package:         "lambda/jitr",
+		Description:     "Just-in-time registration of Azure Sphere device certificates",
+		RoleDescription: "JITR Lambda: verify, provision, rotate and revoke device certificates",
+		// Long enough for the SDK retryer to ride out IoT control-plane throttling when a fleet reboots together.
+		Timeout:       awscdk.Duration_Seconds(jsii.Number(60)),
+		RetryAttempts: jsii.Number(2),
+		OnFailure:     awslambdadestinations.NewSqsDestination(j.DeadLetterQueue),
+		Environment: &map[string]*string{
+			contract.EnvCACertificateIDs:  awscdk.Fn_Join(jsii.String(","), &ids),
+			contract.EnvCACertificatesPEM: jsii.String(strings.Join(pems, "")),
+			contract.EnvDevicePolicyName:  props.Policy.PolicyName(),
+			contract.EnvProvisionedBy:     props.ProvisionedBy,
+		},
 	})
+	j.Function, j.Role, j.LogGroup = fn.Function, fn.Role, fn.LogGroup
 	for _, resourceType := range []string{"cert/*", "thing/*"} {
 		j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 			Actions:   jsii.Strings(JitrIoTActions[resourceType]...),
@@ -90,39 +95,11 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 		Actions:   jsii.Strings("iot:AttachPolicy", "iot:DetachPolicy"),
 		Resources: &[]*string{props.Policy.PolicyArn()},
 	}))
-	j.LogGroup.GrantWrite(j.Role)
 	suppress(j.Role, "AwsSolutions-IAM5",
 		"Device certificate ids and thing names are created at run time by JITR, so the IoT actions are scoped to "+
 			"the cert/* and thing/* resource types of this account and region, never to *",
 		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:cert/*",
 		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:thing/*")
-
-	ids := make([]*string, 0, len(props.CAs))
-	pems := make([]string, 0, len(props.CAs))
-	for _, ca := range props.CAs {
-		ids = append(ids, ca.CertificateID())
-		pems = append(pems, ca.PEM)
-	}
-	j.Function = awslambda.NewFunction(c, jsii.String("Function"), &awslambda.FunctionProps{
-		Description:  jsii.String("Just-in-time registration of Azure Sphere device certificates"),
-		Runtime:      awslambda.Runtime_PROVIDED_AL2023(),
-		Architecture: awslambda.Architecture_ARM_64(),
-		Handler:      jsii.String("bootstrap"),
-		Code:         goLambdaCode(props.ModuleRoot, "lambda/jitr"),
-		Role:         j.Role,
-		LogGroup:     j.LogGroup,
-		MemorySize:   jsii.Number(256),
-		// Long enough for the SDK retryer to ride out IoT control-plane throttling when a fleet reboots together.
-		Timeout:       awscdk.Duration_Seconds(jsii.Number(60)),
-		RetryAttempts: jsii.Number(2),
-		OnFailure:     awslambdadestinations.NewSqsDestination(j.DeadLetterQueue),
-		Environment: &map[string]*string{
-			EnvCACertificateIDs:  awscdk.Fn_Join(jsii.String(","), &ids),
-			EnvCACertificatesPEM: jsii.String(strings.Join(pems, "")),
-			EnvDevicePolicyName:  props.Policy.PolicyName(),
-			EnvProvisionedBy:     props.ProvisionedBy,
-		},
-	})
 
 	// The rule delivers to the same queue what it cannot hand to Lambda.
 	ruleErrorRole := awsiam.NewRole(c, jsii.String("RuleErrorRole"), &awsiam.RoleProps{
@@ -134,7 +111,7 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 		rule := awsiot.NewCfnTopicRule(c, jsii.String("RegisteredRule"+ca.Key), &awsiot.CfnTopicRuleProps{
 			TopicRulePayload: &awsiot.CfnTopicRule_TopicRulePayloadProperty{
 				Description:      jsii.String("Certificates auto-registered under one own tenant CA go to the JITR Lambda"),
-				Sql:              awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("SELECT * FROM '" + RegisteredEventTopicPrefix), ca.CertificateID(), jsii.String("'")}),
+				Sql:              awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("SELECT * FROM '" + contract.RegisteredEventTopicPrefix), ca.CertificateID(), jsii.String("'")}),
 				AwsIotSqlVersion: jsii.String("2016-03-23"),
 				RuleDisabled:     jsii.Bool(false),
 				Actions: &[]*awsiot.CfnTopicRule_ActionProperty{{

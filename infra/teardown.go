@@ -6,11 +6,10 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
-	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
-	"github.com/sphere-jitr/sphere-jitr/internal/teardown"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
 // TeardownIoTActions are the AWS IoT actions the teardown calls, by the resource IAM scopes them to. The list
@@ -45,14 +44,16 @@ func NewRegistryTeardown(scope constructs.Construct, id string, props *RegistryT
 	c := constructs.NewConstruct(scope, jsii.String(id))
 	stack := awscdk.Stack_Of(c)
 
-	logGroup := awslogs.NewLogGroup(c, jsii.String("LogGroup"), &awslogs.LogGroupProps{
-		Retention:     awslogs.RetentionDays_ONE_MONTH,
-		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	f := newGoFunction(c, goFunctionProps{
+		ModuleRoot:      props.ModuleRoot,
+		Package:         "lambda/teardown",
+		Description:     "Removes JITR-created certificates and things when the stack is deleted",
+		RoleDescription: "Registry teardown: remove JITR-created certificates and things on stack delete",
+		// The longest a Lambda may run: a large fleet at AWS IoT's control-plane rates. What does not fit is
+		// reported as FAILED with what is left, and the next cdk destroy resumes.
+		Timeout: awscdk.Duration_Minutes(jsii.Number(15)),
 	})
-	role := awsiam.NewRole(c, jsii.String("Role"), &awsiam.RoleProps{
-		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
-		Description: jsii.String("Registry teardown: remove JITR-created certificates and things on stack delete"),
-	})
+	fn, role := f.Function, f.Role
 	for _, resourceType := range []string{"cacert/*", "cert/*", "thing/*", "*"} {
 		resource := jsii.String("*")
 		if resourceType != "*" {
@@ -67,7 +68,6 @@ func NewRegistryTeardown(scope constructs.Construct, id string, props *RegistryT
 		Actions:   jsii.Strings("iot:DetachPolicy"),
 		Resources: &[]*string{props.Policy.PolicyArn()},
 	}))
-	logGroup.GrantWrite(role)
 	suppress(role, "AwsSolutions-IAM5",
 		"Certificates and things are created at run time by JITR, so the teardown's IoT actions are scoped to the "+
 			"cacert/*, cert/* and thing/* resource types; ListCertificatesByCA, ListPrincipalThings and ListThings "+
@@ -77,32 +77,18 @@ func NewRegistryTeardown(scope constructs.Construct, id string, props *RegistryT
 		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:thing/*",
 		"Resource::*")
 
-	fn := awslambda.NewFunction(c, jsii.String("Function"), &awslambda.FunctionProps{
-		Description:  jsii.String("Removes JITR-created certificates and things when the stack is deleted"),
-		Runtime:      awslambda.Runtime_PROVIDED_AL2023(),
-		Architecture: awslambda.Architecture_ARM_64(),
-		Handler:      jsii.String("bootstrap"),
-		Code:         goLambdaCode(props.ModuleRoot, "lambda/teardown"),
-		Role:         role,
-		LogGroup:     logGroup,
-		MemorySize:   jsii.Number(256),
-		// The longest a Lambda may run: a large fleet at AWS IoT's control-plane rates. What does not fit is
-		// reported as FAILED with what is left, and the next cdk destroy resumes.
-		Timeout: awscdk.Duration_Minutes(jsii.Number(15)),
-	})
-
 	ids := make([]*string, 0, len(props.CAs))
 	for _, ca := range props.CAs {
 		ids = append(ids, ca.CertificateID())
 	}
 	res := awscdk.NewCustomResource(c, jsii.String("Resource"), &awscdk.CustomResourceProps{
 		ServiceToken: fn.FunctionArn(),
-		ResourceType: jsii.String("Custom::RegistryTeardown"),
+		ResourceType: jsii.String(contract.TeardownResourceType),
 		Properties: &map[string]any{
-			teardown.PropCACertificateIDs: ids,
-			teardown.PropPolicyName:       props.Policy.PolicyName(),
-			teardown.PropProvisionedBy:    props.ProvisionedBy,
-			teardown.PropRetainDevices:    strconv.FormatBool(props.RetainDevices),
+			contract.PropCACertificateIDs: ids,
+			contract.PropPolicyName:       props.Policy.PolicyName(),
+			contract.PropProvisionedBy:    props.ProvisionedBy,
+			contract.PropRetainDevices:    strconv.FormatBool(props.RetainDevices),
 		},
 	})
 	// The function's permissions must outlive the resource, so its last Delete can still call IoT.

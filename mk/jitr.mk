@@ -4,12 +4,9 @@ BENCH_TARGETS += bench-jitr
 
 JITR_PKGS := ./internal/jitr/... ./lambda/jitr/...
 
-.PHONY: test-jitr bench-jitr build-jitr
+.PHONY: test-jitr bench-jitr
 test-jitr: .stamps/go .stamps/venv ## JITR Lambda: unit tests and every moto scenario (verbose: each scenario is listed)
 	$(GO) test -count=1 -v $(JITR_PKGS)
 
 bench-jitr: .stamps/go .stamps/venv ## JITR Lambda: IoT API calls and handler time per event against moto
 	$(GO) test -count=1 -run '^$$' -bench 'BenchmarkHandle' -benchtime 20x ./internal/jitr/
-
-build-jitr: .stamps/go ## JITR Lambda: build the bootstrap as the stack bundles it (linux/arm64, no cgo)
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -tags lambda.norpc -o /dev/null ./lambda/jitr

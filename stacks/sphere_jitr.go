@@ -10,7 +10,7 @@ import (
 
 	"github.com/sphere-jitr/sphere-jitr/infra"
 	"github.com/sphere-jitr/sphere-jitr/internal/config"
-	"github.com/sphere-jitr/sphere-jitr/internal/stackoutputs"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
 // SphereJitrStackProps configures the stack.
@@ -70,13 +70,13 @@ func NewSphereJitrStack(scope constructs.Construct, id string, props *SphereJitr
 	output := func(name, description string, value *string) {
 		awscdk.NewCfnOutput(stack, jsii.String(name), &awscdk.CfnOutputProps{Value: value, Description: jsii.String(description)})
 	}
-	output(stackoutputs.IotEndpoint, "AWS IoT data endpoint (iot:Data-ATS) the devices connect to", s.Endpoint.Address())
-	output(stackoutputs.CACertificateIDs, "AWS IoT ids of the registered tenant CA certificates", awscdk.Fn_Join(jsii.String(","), &caIDs))
-	output(stackoutputs.DevicePolicyName, "IoT policy attached to every device certificate", s.Policy.PolicyName())
-	output(stackoutputs.DemoBucketName, "S3 bucket for the device's presigned upload and download", s.Bucket.Bucket.BucketName())
-	output(stackoutputs.Region, "Region of the stack", stack.Region())
-	output(stackoutputs.TenantID, "Azure Sphere tenant (catalog) id", jsii.String(cfg.TenantID))
-	output(stackoutputs.RetainDevices, "Whether cdk destroy keeps the devices, their certificates and the CA", jsii.String(strconv.FormatBool(cfg.RetainDevices)))
-	output(stackoutputs.DeviceTopicRoot, "First level of each device's own MQTT topic tree: <root>/<thingName>/...", jsii.String(s.Policy.TopicRoot))
+	output(contract.OutputIotEndpoint, "AWS IoT data endpoint (iot:Data-ATS) the devices connect to", s.Endpoint.Address())
+	output(contract.OutputCACertificateIDs, "AWS IoT ids of the registered tenant CA certificates", awscdk.Fn_Join(jsii.String(","), &caIDs))
+	output(contract.OutputDevicePolicyName, "IoT policy attached to every device certificate", s.Policy.PolicyName())
+	output(contract.OutputDemoBucketName, "S3 bucket for the device's presigned upload and download", s.Bucket.Bucket.BucketName())
+	output(contract.OutputRegion, "Region of the stack", stack.Region())
+	output(contract.OutputTenantID, "Azure Sphere tenant (catalog) id", jsii.String(cfg.TenantID))
+	output(contract.OutputRetainDevices, "Whether cdk destroy keeps the devices, their certificates and the CA", jsii.String(strconv.FormatBool(cfg.RetainDevices)))
+	output(contract.OutputDeviceTopicRoot, "First level of each device's own MQTT topic tree: <root>/<thingName>/...", jsii.String(s.Policy.TopicRoot))
 	return s
 }

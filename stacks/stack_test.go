@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -20,9 +21,9 @@ import (
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
 	"github.com/sphere-jitr/sphere-jitr/internal/config"
-	"github.com/sphere-jitr/sphere-jitr/internal/stackoutputs"
-	"github.com/sphere-jitr/sphere-jitr/internal/testpki"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
 // One test binary shares one jsii runtime: each variant of the stack is synthesized once, in TestMain, and every
@@ -43,7 +44,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Setenv("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+	// jsii runs on the first node on PATH: the Makefile puts the pinned Node.js 24 there. An older one is out of
+	// the AWS CDK's support, so the tests refuse to run on it rather than pass on a runtime users cannot deploy with.
+	if out, err := exec.Command("node", "--version").Output(); err != nil || !strings.HasPrefix(string(out), "v24.") {
+		fmt.Fprintf(os.Stderr, "stacks tests need Node.js 24 first on PATH (found %q, %v): run them with 'make test-cdk'\n", strings.TrimSpace(string(out)), err)
+		os.Exit(2)
+	}
 	code := func() int {
 		defer jsii.Close()
 		dir, err := os.MkdirTemp("", "stacks-test")
@@ -237,8 +243,8 @@ func TestRegistryTeardownRunsBeforeCAAndPolicyGo(t *testing.T) {
 					}
 				}
 				for pol := range resources(tc.s, "AWS::IoT::Policy") {
-					if asJSON(p["PolicyName"]) != `{"Ref":"`+pol+`"}` {
-						t.Errorf("%s PolicyName %s does not reference the device policy %s", id, asJSON(p["PolicyName"]), pol)
+					if asJSON(p[contract.PropPolicyName]) != `{"Ref":"`+pol+`"}` {
+						t.Errorf("%s PolicyName %s does not reference the device policy %s", id, asJSON(p[contract.PropPolicyName]), pol)
 					}
 				}
 				if p["RetainDevices"] != tc.retain || p["ProvisionedBy"] != "SphereJitr" {
@@ -378,6 +384,64 @@ func TestJitrFunction(t *testing.T) {
 	}
 }
 
+// TestTemplateSpeaksTheContract checks that every name the template hands to another process is the one package
+// contract declares: the JITR function's environment, the teardown resource's type and properties, the topic of
+// each rule, the stack name the things are marked with.
+func TestTemplateSpeaksTheContract(t *testing.T) {
+	for _, s := range []*synthesized{oneCA, twoCAs} {
+		var jitrEnv []string
+		for _, fn := range resources(s, "AWS::Lambda::Function") {
+			envProp, _ := props(fn)["Environment"].(map[string]any)
+			vars, _ := envProp["Variables"].(map[string]any)
+			if _, ok := vars[contract.EnvCACertificateIDs]; !ok {
+				continue
+			}
+			for k := range vars {
+				jitrEnv = append(jitrEnv, k)
+			}
+			if vars[contract.EnvProvisionedBy] != contract.StackName {
+				t.Errorf("%s = %v, want the stack name %s", contract.EnvProvisionedBy, vars[contract.EnvProvisionedBy], contract.StackName)
+			}
+		}
+		sort.Strings(jitrEnv)
+		want := append([]string(nil), contract.JitrEnv...)
+		sort.Strings(want)
+		if !slices.Equal(jitrEnv, want) {
+			t.Errorf("JITR environment %v, contract.JitrEnv %v", jitrEnv, want)
+		}
+
+		teardowns := resources(s, contract.TeardownResourceType)
+		if len(teardowns) != 1 {
+			t.Fatalf("%d resources of type %s, want 1", len(teardowns), contract.TeardownResourceType)
+		}
+		for _, r := range teardowns {
+			var got []string
+			for k := range props(r) {
+				if k != "ServiceToken" {
+					got = append(got, k)
+				}
+			}
+			sort.Strings(got)
+			want := append([]string(nil), contract.TeardownProps...)
+			sort.Strings(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("teardown properties %v, contract.TeardownProps %v", got, want)
+			}
+		}
+
+		rules := resources(s, "AWS::IoT::TopicRule")
+		if len(rules) == 0 {
+			t.Fatal("no topic rule")
+		}
+		for id, r := range rules {
+			sql := flattenJoin(props(r)["TopicRulePayload"].(map[string]any)["Sql"])
+			if !strings.HasPrefix(sql, "SELECT * FROM '"+contract.RegisteredEventTopicPrefix) {
+				t.Errorf("rule %s listens to %s, not to %s<caId>", id, sql, contract.RegisteredEventTopicPrefix)
+			}
+		}
+	}
+}
+
 // TestBundledHandlersAreArm64Bootstraps checks both Go Lambdas (JITR, teardown) were built by the local bundler.
 func TestBundledHandlersAreArm64Bootstraps(t *testing.T) {
 	if len(oneCA.bootstraps) != 2 {
@@ -487,22 +551,22 @@ func TestOutputs(t *testing.T) {
 	for name := range outputs {
 		names = append(names, name)
 	}
-	want := append([]string(nil), stackoutputs.Names...)
+	want := append([]string(nil), contract.Outputs...)
 	sort.Strings(names)
 	sort.Strings(want)
 	if strings.Join(names, ",") != strings.Join(want, ",") {
-		t.Errorf("template outputs %v, stackoutputs.Names %v", names, want)
+		t.Errorf("template outputs %v, contract.Outputs %v", names, want)
 	}
-	if got := asJSON(outputs[stackoutputs.IotEndpoint].(map[string]any)["Value"]); !strings.Contains(got, "endpointAddress") {
+	if got := asJSON(outputs[contract.OutputIotEndpoint].(map[string]any)["Value"]); !strings.Contains(got, "endpointAddress") {
 		t.Errorf("IotEndpoint output %s does not come from the endpoint lookup", got)
 	}
-	if got := outputs[stackoutputs.TenantID].(map[string]any)["Value"]; got != "01234567-89ab-cdef-0123-456789abcdef" {
+	if got := outputs[contract.OutputTenantID].(map[string]any)["Value"]; got != "01234567-89ab-cdef-0123-456789abcdef" {
 		t.Errorf("TenantId output %v", got)
 	}
-	if got := flattenJoin(twoCAs.json["Outputs"].(map[string]any)[stackoutputs.CACertificateIDs].(map[string]any)["Value"]); strings.Count(got, "<TenantCA") != 2 {
+	if got := flattenJoin(twoCAs.json["Outputs"].(map[string]any)[contract.OutputCACertificateIDs].(map[string]any)["Value"]); strings.Count(got, "<TenantCA") != 2 {
 		t.Errorf("two CAs: CaCertificateIds output %s", got)
 	}
-	if got := retained.json["Outputs"].(map[string]any)[stackoutputs.RetainDevices].(map[string]any)["Value"]; got != "true" {
+	if got := retained.json["Outputs"].(map[string]any)[contract.OutputRetainDevices].(map[string]any)["Value"]; got != "true" {
 		t.Errorf("RetainDevices output %v", got)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/smithy-go/logging"
 
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/internal/stackoutputs"
 )
 
@@ -60,7 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 	fs.SetOutput(stderr)
 	var o options
 	fs.StringVar(&o.outputs, "outputs", "", "stack outputs file written by 'cdk deploy --outputs-file' (make deploy writes cdk-outputs.json); empty: read them from CloudFormation")
-	fs.StringVar(&o.stack, "stack", stackoutputs.DefaultStackName, "stack name")
+	fs.StringVar(&o.stack, "stack", contract.StackName, "stack name")
 	fs.StringVar(&o.expires, "expires", DefaultExpiry.String(), "lifetime of the presigned S3 URLs: a Go duration or days (7d at most, the SigV4 limit)")
 	fs.IntVar(&o.port, "port", 8883, "MQTT port of AWS IoT Core: 8883, or 443 (with ALPN)")
 	fs.StringVar(&o.key, "key", "", "S3 object key of the URLs (default: a new key per build under device-builds/)")
@@ -187,10 +188,10 @@ func loadOutputs(ctx context.Context, o options, e env) (*stackoutputs.Outputs, 
 	if o.outputs != "" {
 		outputs, err := stackoutputs.ReadFile(o.outputs, o.stack)
 		if err != nil {
-			return nil, aws.Config{}, err
+			return nil, aws.Config{}, fmt.Errorf("%w: deploy it with 'make deploy', or name the stack with -stack <name>", err)
 		}
 		var opts []func(*config.LoadOptions) error
-		if region := outputs.Values[stackoutputs.Region]; region != "" {
+		if region := outputs.Values[contract.OutputRegion]; region != "" {
 			opts = append(opts, config.WithRegion(region))
 		}
 		cfg, err := e.loadAWSConfig(ctx, opts...)
@@ -209,14 +210,17 @@ func loadOutputs(ctx context.Context, o options, e env) (*stackoutputs.Outputs, 
 	cancel()
 	if err != nil {
 		return nil, aws.Config{}, fmt.Errorf("no stack outputs file and no AWS credentials to read stack %s from CloudFormation: "+
-			"run 'aws configure' or 'aws sso login' (and set AWS_REGION), or pass OUTPUTS=cdk-outputs.json, the file 'make deploy' writes "+
+			"run 'aws configure' or 'aws sso login' (and set AWS_REGION), or pass -outputs cdk-outputs.json, the file 'make deploy' writes "+
 			"(credential chain: %v)", o.stack, err)
 	}
 	if cfg.Region == "" {
 		return nil, aws.Config{}, fmt.Errorf("no AWS region to read stack %s from CloudFormation: set AWS_REGION (or region in 'aws configure'), "+
-			"or pass OUTPUTS=cdk-outputs.json, the file 'make deploy' writes", o.stack)
+			"or pass -outputs cdk-outputs.json, the file 'make deploy' writes", o.stack)
 	}
 	outputs, err := stackoutputs.ReadStack(ctx, cloudformation.NewFromConfig(cfg), o.stack, cfg.Region)
+	if errors.Is(err, stackoutputs.ErrNoStack) {
+		return nil, aws.Config{}, fmt.Errorf("%w: deploy it with 'make deploy', pick the region with AWS_REGION, or name the stack with -stack <name>", err)
+	}
 	if err != nil {
 		return nil, aws.Config{}, err
 	}

@@ -435,13 +435,13 @@ func TestRefusals(t *testing.T) {
 		}, 1, []string{`"IotEndpoint"`, "not a host name"}},
 		{"expiry over 7 days", func(t *testing.T) []string {
 			return []string{"-outputs", sampleOutputs, "-expires", "8d"}
-		}, 2, []string{"more than 7 days", "SigV4", "EXPIRES=7d"}},
+		}, 2, []string{"more than 7 days", "SigV4", "-expires 7d"}},
 		{"expiry one second over 7 days", func(t *testing.T) []string {
 			return []string{"-outputs", sampleOutputs, "-expires", "168h0m1s"}
 		}, 2, []string{"more than 7 days"}},
 		{"expiry not a duration", func(t *testing.T) []string {
 			return []string{"-outputs", sampleOutputs, "-expires", "soon"}
-		}, 2, []string{`EXPIRES="soon" is not a duration`}},
+		}, 2, []string{`-expires "soon" is not a duration`}},
 		{"expiry zero", func(t *testing.T) []string {
 			return []string{"-outputs", sampleOutputs, "-expires", "0s"}
 		}, 2, []string{"at least a second"}},
@@ -453,7 +453,7 @@ func TestRefusals(t *testing.T) {
 		}, 1, []string{"does not exist", "make deploy", "leave OUTPUTS unset"}},
 		{"stack not in the outputs file", func(t *testing.T) []string {
 			return []string{"-outputs", sampleOutputs, "-stack", "Other"}
-		}, 1, []string{`no stack "Other"`, "it has: SphereJitr", "STACK="}},
+		}, 1, []string{`no stack "Other"`, "it has: SphereJitr", "-stack <name>"}},
 		{"outputs file not JSON", func(t *testing.T) []string {
 			p := filepath.Join(t.TempDir(), "cdk-outputs.json")
 			if err := os.WriteFile(p, []byte("IotEndpoint=x"), 0o644); err != nil {
@@ -565,7 +565,7 @@ func TestNoOutputsFileAndNoCredentials(t *testing.T) {
 	if !ok || exit.ExitCode() != 1 {
 		t.Fatalf("want exit status 1, got %v; stderr %s", err, stderr.String())
 	}
-	for _, want := range []string{"no stack outputs file and no AWS credentials", "aws configure", "aws sso login", "OUTPUTS=cdk-outputs.json"} {
+	for _, want := range []string{"no stack outputs file and no AWS credentials", "aws configure", "aws sso login", "-outputs cdk-outputs.json"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("message does not contain %q:\n%s", want, stderr.String())
 		}

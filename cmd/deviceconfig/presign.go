@@ -37,12 +37,12 @@ func ParseExpiry(s string) (time.Duration, error) {
 	}
 	switch {
 	case err != nil || s == "":
-		return 0, fmt.Errorf("EXPIRES=%q is not a duration: use hours or days, e.g. EXPIRES=24h or EXPIRES=7d", s)
+		return 0, fmt.Errorf("-expires %q is not a duration: use hours or days, e.g. -expires 24h or -expires 7d", s)
 	case d > MaxExpiry:
-		return 0, fmt.Errorf("EXPIRES=%s is more than 7 days, the longest a SigV4 presigned URL can live: use EXPIRES=7d or less, "+
+		return 0, fmt.Errorf("-expires %s is more than 7 days, the longest a SigV4 presigned URL can live: use -expires 7d or less, "+
 			"and run 'make device-image' again before the URLs expire", s)
 	case d < time.Second:
-		return 0, fmt.Errorf("EXPIRES=%s: the URLs must live at least a second; the default is %s", s, DefaultExpiry)
+		return 0, fmt.Errorf("-expires %s: the URLs must live at least a second; the default is %s", s, DefaultExpiry)
 	}
 	return d, nil
 }

@@ -84,7 +84,7 @@ func findCLI(ctx context.Context, r runner, ca CASelection, catalog CatalogSelec
 	if _, err := r.LookPath("az"); err == nil {
 		if _, err := r.Run(ctx, "az", "extension", "show", "--name", "azure-sphere", "--output", "none"); err == nil {
 			if ca.Index != "" || ca.Thumbprint != "" {
-				return nil, errors.New("INDEX and THUMBPRINT select a CA in the legacy azsphere CLI; with az sphere pass CA_NAME=<serial number> ('az sphere ca-certificate list')")
+				return nil, errors.New("-index and -thumbprint select a CA in the legacy azsphere CLI; with az sphere pass -ca-name <serial number> ('az sphere ca-certificate list')")
 			}
 			return &azSphere{r: r, ca: ca, catalog: catalog}, nil
 		}
@@ -92,7 +92,7 @@ func findCLI(ctx context.Context, r runner, ca CASelection, catalog CatalogSelec
 	}
 	if _, err := r.LookPath("azsphere"); err == nil {
 		if ca.Name != "" {
-			return nil, errors.New("CA_NAME selects a CA in az sphere; with the legacy azsphere CLI pass INDEX=<n> or THUMBPRINT=<sha1> ('azsphere ca-certificate list')")
+			return nil, errors.New("-ca-name selects a CA in az sphere; with the legacy azsphere CLI pass -index <n> or -thumbprint <sha1> ('azsphere ca-certificate list')")
 		}
 		return &legacyAzsphere{r: r, ca: ca}, nil
 	}
@@ -141,7 +141,7 @@ func (a *azSphere) TenantID(ctx context.Context) (string, error) {
 			return strings.ToLower(id), nil
 		}
 	}
-	return "", fmt.Errorf("catalog %s has no tenant id (properties.tenantId or tags.MigratedCatalogId): pass TENANT_ID=<GUID> ", a.catalog.Catalog)
+	return "", fmt.Errorf("catalog %s has no tenant id (properties.tenantId or tags.MigratedCatalogId): pass -tenant-id <GUID> ", a.catalog.Catalog)
 }
 
 // pickCatalog fills in the catalog when the subscription has exactly one.
@@ -163,7 +163,7 @@ func (a *azSphere) pickCatalog(ctx context.Context) error {
 		group := resourceGroupOf(c.ID)
 		if (want.Catalog == "" || strings.EqualFold(c.Name, want.Catalog)) &&
 			(want.ResourceGroup == "" || strings.EqualFold(group, want.ResourceGroup)) {
-			names = append(names, fmt.Sprintf("CATALOG=%s RESOURCE_GROUP=%s", c.Name, group))
+			names = append(names, fmt.Sprintf("-catalog %s -resource-group %s", c.Name, group))
 			if len(names) == 1 {
 				a.catalog = CatalogSelection{ResourceGroup: group, Catalog: c.Name}
 			}
@@ -174,7 +174,7 @@ func (a *azSphere) pickCatalog(ctx context.Context) error {
 		return nil
 	case 0:
 		return errors.New("no matching Azure Sphere catalog in this subscription: select the subscription that holds it " +
-			"('az account set --subscription <id>') or pass CATALOG=<name> RESOURCE_GROUP=<group>")
+			"('az account set --subscription <id>') or pass -catalog <name> -resource-group <group>")
 	default:
 		return fmt.Errorf("%d Azure Sphere catalogs match; pick one: make tenant-ca %s", len(names), strings.Join(names, " | "))
 	}

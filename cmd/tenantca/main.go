@@ -114,7 +114,7 @@ func fetch(ctx context.Context, o options, stdout io.Writer, e env) error {
 			"pick a folder without ',' or a quote", o.outDir)
 	}
 	if o.tenantID != "" && !guidPattern.MatchString(o.tenantID) {
-		return fmt.Errorf("TENANT_ID=%q is not a tenant id (a GUID like 01234567-89ab-cdef-0123-456789abcdef)", o.tenantID)
+		return fmt.Errorf("-tenant-id %q is not a tenant id (a GUID like 01234567-89ab-cdef-0123-456789abcdef)", o.tenantID)
 	}
 	cli, err := findCLI(ctx, e.runner, o.ca, o.catalog)
 	if err != nil {
@@ -190,7 +190,7 @@ func checkPair(caPath, proofPath, code string, now time.Time) (*x509.Certificate
 	}
 	if err := azsphere.CheckCA(ca, now); err != nil {
 		return nil, fmt.Errorf("%s is not a usable tenant CA: %v; list the tenant's CAs ('az sphere ca-certificate list' or "+
-			"'azsphere ca-certificate list') and pick the active one (CA_NAME=, INDEX= or THUMBPRINT=)", caPath, err)
+			"'azsphere ca-certificate list') and pick the active one (-ca-name, -index or -thumbprint)", caPath, err)
 	}
 	proof, err := readCert(proofPath)
 	if err != nil {
@@ -202,7 +202,7 @@ func checkPair(caPath, proofPath, code string, now time.Time) (*x509.Certificate
 	}
 	if err := proof.CheckSignatureFrom(ca); err != nil {
 		return nil, fmt.Errorf("%s is not signed by the downloaded tenant CA (%v): the tenant has more than one CA; "+
-			"pick the same one for both downloads (CA_NAME=, INDEX= or THUMBPRINT=)", proofPath, err)
+			"pick the same one for both downloads (-ca-name, -index or -thumbprint)", proofPath, err)
 	}
 	return ca, nil
 }

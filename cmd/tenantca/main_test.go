@@ -17,10 +17,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
 	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
 	"github.com/sphere-jitr/sphere-jitr/internal/config"
-	"github.com/sphere-jitr/sphere-jitr/internal/motoserver"
-	"github.com/sphere-jitr/sphere-jitr/internal/testpki"
 )
 
 // TestMain doubles as the fake CLI's signer: the fake az/azsphere scripts run this test binary with
@@ -283,7 +283,7 @@ func TestAzSphereCatalogSelection(t *testing.T) {
 		writeFake(t, fake{az: true, azExtension: true, catalogs: two})
 		r := runTool(t, fixedCode(testCode))
 		if r.code != 1 || !strings.Contains(r.stderr, "2 Azure Sphere catalogs match") ||
-			!strings.Contains(r.stderr, "CATALOG=cat1 RESOURCE_GROUP=rg1 | CATALOG=cat2 RESOURCE_GROUP=rg2") {
+			!strings.Contains(r.stderr, "-catalog cat1 -resource-group rg1 | -catalog cat2 -resource-group rg2") {
 			t.Errorf("exit %d: %s", r.code, r.stderr)
 		}
 		r.noFiles(t)
@@ -360,15 +360,15 @@ func TestRefusals(t *testing.T) {
 		{"az without the extension", fake{az: true}, nil, []string{"without the Azure Sphere extension", "az extension add --name azure-sphere"}},
 		{"az not signed in", fake{az: true, azExtension: true, loggedOut: true}, nil, []string{"not signed in", "run 'az login'", "Please run 'az login'"}},
 		{"azsphere not signed in", fake{azsphere: true, loggedOut: true}, nil, []string{"azsphere is not signed in", "azsphere login", "azsphere tenant select"}},
-		{"proof signed by another CA", fake{azsphere: true, proofSigner: other}, nil, []string{"not signed by the downloaded tenant CA", "INDEX= or THUMBPRINT="}},
+		{"proof signed by another CA", fake{azsphere: true, proofSigner: other}, nil, []string{"not signed by the downloaded tenant CA", "-index or -thumbprint"}},
 		{"proof for another code", fake{azsphere: true, proofCN: "0000"}, nil, []string{`has CN "0000", not the AWS IoT registration code`}},
 		{"expired tenant CA", fake{azsphere: true, ca: expired}, nil, []string{"is not a usable tenant CA", "expired"}},
 		{"download fails", fake{az: true, azExtension: true, catalogs: oneCatalog, catalog: catalog, failDownload: true}, nil,
 			[]string{"download the tenant CA certificate with az sphere", "(NotFound) The certificate was not found"}},
 		{"comma in the output folder", fake{azsphere: true}, []string{"-out", "build/a,b"}, []string{"without ','"}},
-		{"bad tenant id", fake{azsphere: true}, []string{"-tenant-id", "tenant-1"}, []string{`TENANT_ID="tenant-1" is not a tenant id`}},
-		{"CA_NAME with azsphere", fake{azsphere: true}, []string{"-ca-name", "X"}, []string{"CA_NAME selects a CA in az sphere", "INDEX="}},
-		{"INDEX with az sphere", fake{az: true, azExtension: true}, []string{"-index", "1"}, []string{"INDEX and THUMBPRINT select a CA in the legacy azsphere CLI", "CA_NAME="}},
+		{"bad tenant id", fake{azsphere: true}, []string{"-tenant-id", "tenant-1"}, []string{`-tenant-id "tenant-1" is not a tenant id`}},
+		{"CA_NAME with azsphere", fake{azsphere: true}, []string{"-ca-name", "X"}, []string{"-ca-name selects a CA in az sphere", "-index <n>"}},
+		{"INDEX with az sphere", fake{az: true, azExtension: true}, []string{"-index", "1"}, []string{"-index and -thumbprint select a CA in the legacy azsphere CLI", "-ca-name <serial number>"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			writeFake(t, tc.fake)

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sphere-jitr/sphere-jitr/internal/testpki"
+	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
 )
 
 func TestThingName(t *testing.T) {

@@ -65,104 +65,134 @@ const fixTenantCA = "run 'make tenant-ca' to download the current tenant CA and 
 // Load reads and validates the context through get (a node's TryGetContext), at time now. All problems are
 // reported together, so one synth shows everything to fix.
 func Load(get func(key string) any, now time.Time) (*Config, error) {
-	cfg := &Config{CertificateMode: ModeDefault}
-	var errs []error
-
-	if mode, ok := str(get(KeyCertificateMode)); ok && mode != "" {
-		switch strings.ToUpper(mode) {
-		case ModeDefault, ModeSNIOnly:
-			cfg.CertificateMode = strings.ToUpper(mode)
-		default:
-			errs = append(errs, &Error{KeyCertificateMode, fmt.Sprintf("%q is not a certificate mode", mode),
-				"pass -c certificateMode=DEFAULT (with verificationCerts) or -c certificateMode=SNI_ONLY"})
-		}
+	l := &loader{get: get, now: now, cfg: &Config{CertificateMode: ModeDefault}}
+	l.certificateMode()
+	caPaths := l.tenantCAs()
+	l.verificationCerts(caPaths)
+	l.tenantID()
+	l.retainDevices()
+	if len(l.errs) > 0 {
+		return nil, errors.Join(l.errs...)
 	}
+	return l.cfg, nil
+}
 
-	caPaths := list(get(KeyTenantCACerts))
+// loader reads one context key per method into cfg and collects every problem in errs.
+type loader struct {
+	get  func(key string) any
+	now  time.Time
+	cfg  *Config
+	errs []error
+}
+
+func (l *loader) fail(key, problem, fix string) { l.errs = append(l.errs, &Error{key, problem, fix}) }
+
+func (l *loader) certificateMode() {
+	mode, ok := str(l.get(KeyCertificateMode))
+	if !ok || mode == "" {
+		return
+	}
+	switch strings.ToUpper(mode) {
+	case ModeDefault, ModeSNIOnly:
+		l.cfg.CertificateMode = strings.ToUpper(mode)
+	default:
+		l.fail(KeyCertificateMode, fmt.Sprintf("%q is not a certificate mode", mode),
+			"pass -c certificateMode=DEFAULT (with verificationCerts) or -c certificateMode=SNI_ONLY")
+	}
+}
+
+// tenantCAs reads the tenant CA certificates and returns the paths given, for the verification certificates to
+// pair with.
+func (l *loader) tenantCAs() []string {
+	caPaths := list(l.get(KeyTenantCACerts))
 	switch {
 	case len(caPaths) == 0:
-		errs = append(errs, &Error{KeyTenantCACerts, "is not set", fixTenantCA})
+		l.fail(KeyTenantCACerts, "is not set", fixTenantCA)
 	case len(caPaths) > MaxTenantCAs:
-		errs = append(errs, &Error{KeyTenantCACerts, fmt.Sprintf("names %d certificates, at most %d (the current tenant CA and the next one)", len(caPaths), MaxTenantCAs),
-			"pass only the current and next tenant CA: -c tenantCaCerts=<current.cer>,<next.cer>"})
+		l.fail(KeyTenantCACerts, fmt.Sprintf("names %d certificates, at most %d (the current tenant CA and the next one)", len(caPaths), MaxTenantCAs),
+			"pass only the current and next tenant CA: -c tenantCaCerts=<current.cer>,<next.cer>")
 	}
 	seen := map[string]string{}
 	for _, p := range caPaths {
 		cert, err := readCert(KeyTenantCACerts, p, fixTenantCA)
 		if err != nil {
-			errs = append(errs, err)
+			l.errs = append(l.errs, err)
 			continue
 		}
-		if err := azsphere.CheckCA(cert, now); err != nil {
-			errs = append(errs, &Error{KeyTenantCACerts, fmt.Sprintf("%s: %v", p, err),
-				"download the tenant CA that is valid now: 'make tenant-ca' (or 'az sphere ca-certificate list' to see them)"})
+		if err := azsphere.CheckCA(cert, l.now); err != nil {
+			l.fail(KeyTenantCACerts, fmt.Sprintf("%s: %v", p, err),
+				"download the tenant CA that is valid now: 'make tenant-ca' (or 'az sphere ca-certificate list' to see them)")
 			continue
 		}
 		fp := string(cert.Raw)
 		if first, dup := seen[fp]; dup {
-			errs = append(errs, &Error{KeyTenantCACerts, fmt.Sprintf("%s is the same certificate as %s", p, first), "name each tenant CA once"})
+			l.fail(KeyTenantCACerts, fmt.Sprintf("%s is the same certificate as %s", p, first), "name each tenant CA once")
 			continue
 		}
 		seen[fp] = p
-		cfg.TenantCAs = append(cfg.TenantCAs, TenantCA{Path: p, Cert: cert})
+		l.cfg.TenantCAs = append(l.cfg.TenantCAs, TenantCA{Path: p, Cert: cert})
 	}
+	return caPaths
+}
 
-	verPaths := list(get(KeyVerificationCerts))
+func (l *loader) verificationCerts(caPaths []string) {
+	verPaths := list(l.get(KeyVerificationCerts))
 	fixVerification := "run 'make tenant-ca' (it downloads the proof with the account's registration code), " +
 		"or pass -c certificateMode=SNI_ONLY to register without proof of possession"
+	mode := l.cfg.CertificateMode
 	switch {
-	case cfg.CertificateMode == ModeSNIOnly && len(verPaths) > 0:
-		errs = append(errs, &Error{KeyVerificationCerts, "is set but certificateMode is SNI_ONLY, which registers without verification certificates",
-			"drop -c verificationCerts, or use -c certificateMode=DEFAULT"})
-	case cfg.CertificateMode == ModeDefault && len(verPaths) == 0:
-		errs = append(errs, &Error{KeyVerificationCerts, "is required in DEFAULT certificate mode", fixVerification})
-	case cfg.CertificateMode == ModeDefault && len(verPaths) != len(caPaths):
-		errs = append(errs, &Error{KeyVerificationCerts, fmt.Sprintf("names %d certificates for %d tenant CAs; give one per CA, in the same order", len(verPaths), len(caPaths)), fixVerification})
-	case cfg.CertificateMode == ModeDefault && len(cfg.TenantCAs) == len(caPaths):
+	case mode == ModeSNIOnly && len(verPaths) > 0:
+		l.fail(KeyVerificationCerts, "is set but certificateMode is SNI_ONLY, which registers without verification certificates",
+			"drop -c verificationCerts, or use -c certificateMode=DEFAULT")
+	case mode == ModeDefault && len(verPaths) == 0:
+		l.fail(KeyVerificationCerts, "is required in DEFAULT certificate mode", fixVerification)
+	case mode == ModeDefault && len(verPaths) != len(caPaths):
+		l.fail(KeyVerificationCerts, fmt.Sprintf("names %d certificates for %d tenant CAs; give one per CA, in the same order", len(verPaths), len(caPaths)), fixVerification)
+	case mode == ModeDefault && len(l.cfg.TenantCAs) == len(caPaths):
 		for i, p := range verPaths {
 			cert, err := readCert(KeyVerificationCerts, p, fixVerification)
 			if err != nil {
-				errs = append(errs, err)
+				l.errs = append(l.errs, err)
 				continue
 			}
-			ca := cfg.TenantCAs[i]
+			ca := l.cfg.TenantCAs[i]
 			if err := cert.CheckSignatureFrom(ca.Cert); err != nil {
-				errs = append(errs, &Error{KeyVerificationCerts, fmt.Sprintf("%s is not signed by the tenant CA %s (%v)", p, ca.Path, err),
-					"download the proof for that CA: 'make tenant-ca', or list the verification certificates in the order of tenantCaCerts"})
+				l.fail(KeyVerificationCerts, fmt.Sprintf("%s is not signed by the tenant CA %s (%v)", p, ca.Path, err),
+					"download the proof for that CA: 'make tenant-ca', or list the verification certificates in the order of tenantCaCerts")
 				continue
 			}
-			cfg.TenantCAs[i].Verification = cert
+			l.cfg.TenantCAs[i].Verification = cert
 		}
 	}
+}
 
-	tenant, _ := str(get(KeyTenantID))
+func (l *loader) tenantID() {
+	tenant, _ := str(l.get(KeyTenantID))
 	switch {
 	case tenant == "":
-		errs = append(errs, &Error{KeyTenantID, "is not set", "find it with 'az sphere catalog show --resource-group <group> --catalog <catalog>' (legacy: 'azsphere tenant show-selected') and pass -c tenantId=<GUID>, or run 'make tenant-ca', which prints it"})
+		l.fail(KeyTenantID, "is not set", "find it with 'az sphere catalog show --resource-group <group> --catalog <catalog>' (legacy: 'azsphere tenant show-selected') and pass -c tenantId=<GUID>, or run 'make tenant-ca', which prints it")
 	case !azsphere.IsTenantID(tenant):
-		errs = append(errs, &Error{KeyTenantID, fmt.Sprintf("%q is not a GUID", tenant), "copy the tenant id from 'az sphere catalog show' (legacy: 'azsphere tenant show-selected'), in the form 01234567-89ab-cdef-0123-456789abcdef"})
+		l.fail(KeyTenantID, fmt.Sprintf("%q is not a GUID", tenant), "copy the tenant id from 'az sphere catalog show' (legacy: 'azsphere tenant show-selected'), in the form 01234567-89ab-cdef-0123-456789abcdef")
 	default:
-		cfg.TenantID = strings.ToLower(tenant)
+		l.cfg.TenantID = strings.ToLower(tenant)
 	}
+}
 
-	switch v := get(KeyRetainDevices).(type) {
+func (l *loader) retainDevices() {
+	const fix = "pass -c retainDevices=true or -c retainDevices=false"
+	switch v := l.get(KeyRetainDevices).(type) {
 	case nil:
 	case bool:
-		cfg.RetainDevices = v
+		l.cfg.RetainDevices = v
 	case string:
 		b, err := strconv.ParseBool(v)
 		if err != nil || (v != "true" && v != "false") {
-			errs = append(errs, &Error{KeyRetainDevices, fmt.Sprintf("%q is not true or false", v), "pass -c retainDevices=true or -c retainDevices=false"})
+			l.fail(KeyRetainDevices, fmt.Sprintf("%q is not true or false", v), fix)
 		}
-		cfg.RetainDevices = b
+		l.cfg.RetainDevices = b
 	default:
-		errs = append(errs, &Error{KeyRetainDevices, fmt.Sprintf("%v is not true or false", v), "pass -c retainDevices=true or -c retainDevices=false"})
+		l.fail(KeyRetainDevices, fmt.Sprintf("%v is not true or false", v), fix)
 	}
-
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return cfg, nil
 }
 
 func readCert(key, path, fix string) (*x509.Certificate, error) {

@@ -10,7 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/sphere-jitr/sphere-jitr/internal/testpki"
+	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
 )
 
 // benchResult is one row of the table `make bench-jitr` prints.

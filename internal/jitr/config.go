@@ -6,18 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-)
 
-// Environment variables the JitrProvisioning construct gives the Lambda.
-const (
-	EnvCACertificateIDs  = "CA_CERTIFICATE_IDS"
-	EnvCACertificatesPEM = "CA_CERTIFICATES_PEM"
-	EnvDevicePolicyName  = "DEVICE_POLICY_NAME"
-	EnvProvisionedBy     = "PROVISIONED_BY"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
-
-// DefaultMetricsNamespace is the CloudWatch namespace of the handler's embedded-metric-format records.
-const DefaultMetricsNamespace = "SphereJitr"
 
 // Config is what the handler needs to know about the stack that deployed it.
 type Config struct {
@@ -28,46 +19,46 @@ type Config struct {
 	PolicyName string
 	// ProvisionedBy is written to the provisionedBy attribute of the things the handler creates (the stack name).
 	ProvisionedBy string
-	// MetricsNamespace is the CloudWatch namespace of the metrics; empty means DefaultMetricsNamespace.
+	// MetricsNamespace is the CloudWatch namespace of the metrics; empty means contract.MetricsNamespace.
 	MetricsNamespace string
 }
 
 // ConfigFromEnv reads the configuration from the Lambda environment through getenv (os.Getenv in production).
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	var problems []error
-	ids := splitIDs(getenv(EnvCACertificateIDs))
+	ids := splitIDs(getenv(contract.EnvCACertificateIDs))
 	if len(ids) == 0 {
-		problems = append(problems, errors.New(EnvCACertificateIDs+" is empty"))
+		problems = append(problems, errors.New(contract.EnvCACertificateIDs+" is empty"))
 	}
-	certs, err := parsePEMCertificates(getenv(EnvCACertificatesPEM))
+	certs, err := parsePEMCertificates(getenv(contract.EnvCACertificatesPEM))
 	if err != nil {
-		problems = append(problems, fmt.Errorf("%s: %w", EnvCACertificatesPEM, err))
+		problems = append(problems, fmt.Errorf("%s: %w", contract.EnvCACertificatesPEM, err))
 	}
 	cfg := Config{
 		CAs:              make(map[string]*x509.Certificate, len(ids)),
-		PolicyName:       strings.TrimSpace(getenv(EnvDevicePolicyName)),
-		ProvisionedBy:    strings.TrimSpace(getenv(EnvProvisionedBy)),
-		MetricsNamespace: DefaultMetricsNamespace,
+		PolicyName:       strings.TrimSpace(getenv(contract.EnvDevicePolicyName)),
+		ProvisionedBy:    strings.TrimSpace(getenv(contract.EnvProvisionedBy)),
+		MetricsNamespace: contract.MetricsNamespace,
 	}
 	if cfg.PolicyName == "" {
-		problems = append(problems, errors.New(EnvDevicePolicyName+" is empty"))
+		problems = append(problems, errors.New(contract.EnvDevicePolicyName+" is empty"))
 	}
 	if cfg.ProvisionedBy == "" {
-		problems = append(problems, errors.New(EnvProvisionedBy+" is empty"))
+		problems = append(problems, errors.New(contract.EnvProvisionedBy+" is empty"))
 	}
 	if err == nil && len(ids) > 0 && len(ids) != len(certs) {
 		problems = append(problems, fmt.Errorf("%s has %d ids but %s has %d certificates; they must pair up in order",
-			EnvCACertificateIDs, len(ids), EnvCACertificatesPEM, len(certs)))
+			contract.EnvCACertificateIDs, len(ids), contract.EnvCACertificatesPEM, len(certs)))
 	}
 	if len(problems) > 0 {
 		return Config{}, configError(problems)
 	}
 	for i, id := range ids {
 		if !isHexID(id) {
-			problems = append(problems, fmt.Errorf("%s: %q is not a 64-character hexadecimal certificate id", EnvCACertificateIDs, id))
+			problems = append(problems, fmt.Errorf("%s: %q is not a 64-character hexadecimal certificate id", contract.EnvCACertificateIDs, id))
 		}
 		if _, dup := cfg.CAs[id]; dup {
-			problems = append(problems, fmt.Errorf("%s: %s is listed twice", EnvCACertificateIDs, id))
+			problems = append(problems, fmt.Errorf("%s: %s is listed twice", contract.EnvCACertificateIDs, id))
 		}
 		cfg.CAs[id] = certs[i]
 	}

@@ -5,8 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
-	"github.com/sphere-jitr/sphere-jitr/internal/testpki"
 )
 
 func TestConfigFromEnv(t *testing.T) {
@@ -21,10 +22,10 @@ func TestConfigFromEnv(t *testing.T) {
 	id1, id2 := strings.Repeat("1", 64), strings.Repeat("2", 64)
 	pems := string(ca1.CertPEM()) + string(ca2.CertPEM())
 	valid := map[string]string{
-		jitr.EnvCACertificateIDs:  id1 + ", " + id2,
-		jitr.EnvCACertificatesPEM: pems,
-		jitr.EnvDevicePolicyName:  "policy",
-		jitr.EnvProvisionedBy:     "Stack",
+		contract.EnvCACertificateIDs:  id1 + ", " + id2,
+		contract.EnvCACertificatesPEM: pems,
+		contract.EnvDevicePolicyName:  "policy",
+		contract.EnvProvisionedBy:     "Stack",
 	}
 	with := func(k, v string) map[string]string {
 		env := map[string]string{}
@@ -43,7 +44,7 @@ func TestConfigFromEnv(t *testing.T) {
 		if len(cfg.CAs) != 2 || cfg.CAs[id1].Subject.CommonName != "current tenant CA" || cfg.CAs[id2].Subject.CommonName != "next tenant CA" {
 			t.Errorf("CAs = %v, want both, paired in order", cfg.CAs)
 		}
-		if cfg.PolicyName != "policy" || cfg.ProvisionedBy != "Stack" || cfg.MetricsNamespace != jitr.DefaultMetricsNamespace {
+		if cfg.PolicyName != "policy" || cfg.ProvisionedBy != "Stack" || cfg.MetricsNamespace != contract.MetricsNamespace {
 			t.Errorf("config = %+v", cfg)
 		}
 	})
@@ -52,17 +53,17 @@ func TestConfigFromEnv(t *testing.T) {
 		name, wantInErr string
 		env             map[string]string
 	}{
-		{"no environment at all", jitr.EnvCACertificateIDs + " is empty", map[string]string{}},
-		{"ids missing", jitr.EnvCACertificateIDs + " is empty", with(jitr.EnvCACertificateIDs, " , ")},
-		{"PEM missing", "no PEM certificate", with(jitr.EnvCACertificatesPEM, "")},
-		{"PEM with a key block", "not CERTIFICATE", with(jitr.EnvCACertificatesPEM, pems+string(ca1.KeyPEM()))},
-		{"PEM with trailing text", "not a PEM certificate", with(jitr.EnvCACertificatesPEM, pems+"garbage")},
-		{"PEM block that is not X.509", "certificate 1", with(jitr.EnvCACertificatesPEM, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")},
-		{"more ids than certificates", "2 ids but", with(jitr.EnvCACertificatesPEM, string(ca1.CertPEM()))},
-		{"id not hexadecimal", "not a 64-character", with(jitr.EnvCACertificateIDs, id1+",nothex")},
-		{"id listed twice", "listed twice", with(jitr.EnvCACertificateIDs, id1+","+id1)},
-		{"policy missing", jitr.EnvDevicePolicyName + " is empty", with(jitr.EnvDevicePolicyName, " ")},
-		{"stack name missing", jitr.EnvProvisionedBy + " is empty", with(jitr.EnvProvisionedBy, "")},
+		{"no environment at all", contract.EnvCACertificateIDs + " is empty", map[string]string{}},
+		{"ids missing", contract.EnvCACertificateIDs + " is empty", with(contract.EnvCACertificateIDs, " , ")},
+		{"PEM missing", "no PEM certificate", with(contract.EnvCACertificatesPEM, "")},
+		{"PEM with a key block", "not CERTIFICATE", with(contract.EnvCACertificatesPEM, pems+string(ca1.KeyPEM()))},
+		{"PEM with trailing text", "not a PEM certificate", with(contract.EnvCACertificatesPEM, pems+"garbage")},
+		{"PEM block that is not X.509", "certificate 1", with(contract.EnvCACertificatesPEM, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")},
+		{"more ids than certificates", "2 ids but", with(contract.EnvCACertificatesPEM, string(ca1.CertPEM()))},
+		{"id not hexadecimal", "not a 64-character", with(contract.EnvCACertificateIDs, id1+",nothex")},
+		{"id listed twice", "listed twice", with(contract.EnvCACertificateIDs, id1+","+id1)},
+		{"policy missing", contract.EnvDevicePolicyName + " is empty", with(contract.EnvDevicePolicyName, " ")},
+		{"stack name missing", contract.EnvProvisionedBy + " is empty", with(contract.EnvProvisionedBy, "")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := jitr.ConfigFromEnv(func(k string) string { return tc.env[k] })

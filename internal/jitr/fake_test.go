@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
 )
 
@@ -234,7 +235,7 @@ func (r *fakeRegistry) attachedToAThing(arn string) bool {
 func (r *fakeRegistry) provisioned(id, pem, thing string, status types.CertificateStatus) {
 	r.certs[id] = &fakeCert{pem: pem, status: status}
 	if _, ok := r.things[thing]; !ok {
-		r.things[thing] = map[string]string{jitr.AttrProvisionedBy: "earlier"}
+		r.things[thing] = map[string]string{contract.AttrProvisionedBy: "earlier"}
 	}
 	r.thingCerts[thing] = append(r.thingCerts[thing], certARN(id))
 	r.policies[certARN(id)] = true

@@ -2,8 +2,8 @@
 // auto-registers under one of the stack's CAs it checks the certificate, creates the device's thing, attaches
 // the device policy and the thing, activates the certificate and retires the device's older certificates.
 // Every step is idempotent and ordered so that a retry after a failure at any point completes the work and no
-// certificate is ever ACTIVE without its thing and policy. The Lambda in lambda/jitr only wires it up; the
-// local twin and the teardown tests call it directly.
+// certificate is ever ACTIVE without its thing and policy. The Lambda in lambda/jitr only wires it up (the
+// local emulator runs that Lambda, built); the teardown tests call the handler directly to provision devices.
 package jitr
 
 import (
@@ -21,9 +21,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
 )
 
 // IoTAPI is the part of the AWS IoT control plane the handler uses, with the SDK's exact signatures.
@@ -40,13 +41,6 @@ type IoTAPI interface {
 }
 
 var _ IoTAPI = (*iot.Client)(nil)
-
-// Thing attributes the handler sets when it creates a thing; teardown deletes only things whose provisionedBy
-// matches its stack.
-const (
-	AttrProvisionedBy = "provisionedBy"
-	AttrProvisionedAt = "provisionedAt"
-)
 
 // deadlineMargin is kept free before the Lambda deadline so the handler returns its own error (and the async
 // retry applies) instead of being cut off in the middle of an API call.
@@ -86,7 +80,7 @@ func NewHandler(api IoTAPI, cfg Config, opts ...Option) *Handler {
 		now:     time.Now,
 	}
 	if h.cfg.MetricsNamespace == "" {
-		h.cfg.MetricsNamespace = DefaultMetricsNamespace
+		h.cfg.MetricsNamespace = contract.MetricsNamespace
 	}
 	for _, o := range opts {
 		o(h)
@@ -105,7 +99,7 @@ func (h *Handler) Handle(ctx context.Context, e Event) error {
 		rec: newMetricRecord(h.cfg.MetricsNamespace),
 		log: h.log.With("certificateId", e.CertificateID, "caCertificateId", e.CACertificateID),
 	}
-	run.rec.dimensions["ProvisionedBy"] = h.cfg.ProvisionedBy
+	run.rec.dimensions[contract.MetricDimension] = h.cfg.ProvisionedBy
 	run.rec.properties["certificateId"] = e.CertificateID
 	defer func() {
 		run.rec.duration("Handler", h.now().Sub(start))
@@ -183,7 +177,7 @@ func (p *provisioning) provision(ctx context.Context) error {
 		desc = out.CertificateDescription
 		return nil
 	})
-	if isNotFound(err) {
+	if iotapi.IsNotFound(err) {
 		return p.ignore("describe", "the certificate no longer exists (deleted by a newer certificate's rotation or by teardown)")
 	}
 	if err != nil {
@@ -283,7 +277,7 @@ func (p *provisioning) attachThing(ctx context.Context) error {
 		return err
 	}
 	err := attach()
-	if !isNotFound(err) {
+	if !iotapi.IsNotFound(err) {
 		if err != nil {
 			return fmt.Errorf("attach certificate %s to thing %s: %w", p.e.CertificateID, p.thing, err)
 		}
@@ -292,11 +286,11 @@ func (p *provisioning) attachThing(ctx context.Context) error {
 	_, err = p.h.api.CreateThing(ctx, &iot.CreateThingInput{
 		ThingName: aws.String(p.thing),
 		AttributePayload: &types.AttributePayload{Attributes: map[string]string{
-			AttrProvisionedBy: p.h.cfg.ProvisionedBy,
-			AttrProvisionedAt: p.h.now().UTC().Format(time.RFC3339),
+			contract.AttrProvisionedBy: p.h.cfg.ProvisionedBy,
+			contract.AttrProvisionedAt: p.h.now().UTC().Format(time.RFC3339),
 		}},
 	})
-	if err != nil && !hasErrorCode(err, "ResourceAlreadyExistsException") {
+	if err != nil && !iotapi.HasErrorCode(err, "ResourceAlreadyExistsException") {
 		return fmt.Errorf("create thing %s: %w", p.thing, err)
 	}
 	if err := attach(); err != nil {
@@ -321,7 +315,7 @@ func (p *provisioning) otherCertificates(ctx context.Context) ([]attached, error
 				continue // Cognito identities and this certificate
 			}
 			out, err := p.h.api.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String(certID)})
-			if isNotFound(err) {
+			if iotapi.IsNotFound(err) {
 				continue // retired meanwhile by another event
 			}
 			if err != nil {
@@ -361,13 +355,13 @@ func (p *provisioning) isNewer(o attached) bool {
 func (p *provisioning) activate(ctx context.Context) (gone bool, err error) {
 	api, id := p.h.api, p.e.CertificateID
 	if _, err := api.AttachPolicy(ctx, &iot.AttachPolicyInput{PolicyName: aws.String(p.h.cfg.PolicyName), Target: aws.String(p.arn)}); err != nil {
-		if isNotFound(err) {
+		if iotapi.IsNotFound(err) {
 			return true, nil
 		}
 		return false, fmt.Errorf("attach policy %s to %s: %w", p.h.cfg.PolicyName, id, err)
 	}
 	_, err = api.UpdateCertificate(ctx, &iot.UpdateCertificateInput{CertificateId: aws.String(id), NewStatus: types.CertificateStatusActive})
-	if isNotFound(err) {
+	if iotapi.IsNotFound(err) {
 		return true, nil
 	}
 	if err != nil {
@@ -383,7 +377,7 @@ func (p *provisioning) retire(ctx context.Context, o attached) error {
 	api := p.h.api
 	deactivate := func() (gone bool, err error) {
 		_, err = api.UpdateCertificate(ctx, &iot.UpdateCertificateInput{CertificateId: aws.String(o.id), NewStatus: types.CertificateStatusInactive})
-		if isNotFound(err) {
+		if iotapi.IsNotFound(err) {
 			return true, nil
 		}
 		if err != nil {
@@ -397,7 +391,7 @@ func (p *provisioning) retire(ctx context.Context, o attached) error {
 		}
 	}
 	_, err := api.DetachThingPrincipal(ctx, &iot.DetachThingPrincipalInput{ThingName: aws.String(p.thing), Principal: aws.String(o.arn)})
-	if err != nil && !isNotFound(err) {
+	if err != nil && !iotapi.IsNotFound(err) {
 		// The detachment may have happened with only its response lost: re-attach, as after a failed delete.
 		return fmt.Errorf("detach older certificate %s from thing %s%s: %w", o.id, p.thing, p.reattach(ctx, o), err)
 	}
@@ -407,9 +401,9 @@ func (p *provisioning) retire(ctx context.Context, o attached) error {
 	for attempt := 1; ; attempt++ {
 		_, err = api.DeleteCertificate(ctx, &iot.DeleteCertificateInput{CertificateId: aws.String(o.id), ForceDelete: true}, conflictRetry)
 		switch {
-		case err == nil || isNotFound(err):
+		case err == nil || iotapi.IsNotFound(err):
 			return nil
-		case hasErrorCode(err, "CertificateStateException") && attempt < 3:
+		case iotapi.HasErrorCode(err, "CertificateStateException") && attempt < 3:
 			// The older certificate's own event, running concurrently, activated it after it was deactivated
 			// here; that event activates once, so deactivating again settles it.
 			if gone, err := deactivate(); gone || err != nil {
@@ -448,15 +442,15 @@ func (p *provisioning) supersede(ctx context.Context, newer attached) error {
 	api, id := p.h.api, p.e.CertificateID
 	err := p.step("Supersede", func() error {
 		_, err := api.UpdateCertificate(ctx, &iot.UpdateCertificateInput{CertificateId: aws.String(id), NewStatus: types.CertificateStatusRevoked})
-		if err != nil && !isNotFound(err) {
+		if err != nil && !iotapi.IsNotFound(err) {
 			return fmt.Errorf("revoke superseded certificate %s: %w", id, err)
 		}
 		_, err = api.DetachThingPrincipal(ctx, &iot.DetachThingPrincipalInput{ThingName: aws.String(p.thing), Principal: aws.String(p.arn)})
-		if err != nil && !isNotFound(err) {
+		if err != nil && !iotapi.IsNotFound(err) {
 			return fmt.Errorf("detach superseded certificate %s from thing %s: %w", id, p.thing, err)
 		}
 		_, err = api.DetachPolicy(ctx, &iot.DetachPolicyInput{PolicyName: aws.String(p.h.cfg.PolicyName), Target: aws.String(p.arn)})
-		if err != nil && !isNotFound(err) {
+		if err != nil && !iotapi.IsNotFound(err) {
 			return fmt.Errorf("detach policy %s from superseded certificate %s: %w", p.h.cfg.PolicyName, id, err)
 		}
 		return nil
@@ -474,7 +468,7 @@ func (p *provisioning) supersede(ctx context.Context, newer attached) error {
 func (p *provisioning) refuse(ctx context.Context, reason string) error {
 	err := p.step("Refuse", func() error {
 		_, err := p.h.api.UpdateCertificate(ctx, &iot.UpdateCertificateInput{CertificateId: aws.String(p.e.CertificateID), NewStatus: types.CertificateStatusRevoked})
-		if err != nil && !isNotFound(err) {
+		if err != nil && !iotapi.IsNotFound(err) {
 			return fmt.Errorf("revoke refused certificate %s: %w", p.e.CertificateID, err)
 		}
 		return nil
@@ -491,15 +485,6 @@ func (p *provisioning) ignore(step, reason string) error {
 	p.rec.count(MetricIgnored, 1)
 	p.log.Info("event ignored", "step", step, "outcome", "ignored", "reason", reason)
 	return nil
-}
-
-// isNotFound reports a ResourceNotFoundException. Some operations (DetachPolicy) do not model it, so the SDK
-// returns it as a generic API error: match the error code, which modeled and unmodeled errors both carry.
-func isNotFound(err error) bool { return hasErrorCode(err, "ResourceNotFoundException") }
-
-func hasErrorCode(err error, code string) bool {
-	var apiErr smithy.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode() == code
 }
 
 // certificateIDFromARN returns the id in arn:aws:iot:region:account:cert/<id>.

@@ -16,8 +16,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
-	"github.com/sphere-jitr/sphere-jitr/internal/testpki"
 )
 
 // unitCert is a device certificate for the unit tests, with its AWS-style id (SHA-256 of the DER).
@@ -106,7 +107,7 @@ func TestHandleBranches(t *testing.T) {
 				pending(r, cur)
 				r.before = func(r *fakeRegistry, op string, _ int) {
 					if op == "CreateThing" {
-						r.things[thing] = map[string]string{jitr.AttrProvisionedBy: "the other event"}
+						r.things[thing] = map[string]string{contract.AttrProvisionedBy: "the other event"}
 					}
 				}
 			},
@@ -658,7 +659,7 @@ func assertEMF(t *testing.T, metrics string, want map[string]float64) {
 	}
 	var doc map[string]any
 	_ = json.Unmarshal([]byte(lines[0]), &doc)
-	if len(rec.AWS.CloudWatchMetrics) != 1 || rec.AWS.CloudWatchMetrics[0].Namespace != jitr.DefaultMetricsNamespace || rec.AWS.Timestamp == 0 {
+	if len(rec.AWS.CloudWatchMetrics) != 1 || rec.AWS.CloudWatchMetrics[0].Namespace != contract.MetricsNamespace || rec.AWS.Timestamp == 0 {
 		t.Fatalf("bad _aws directive: %s", lines[0])
 	}
 	declared := map[string]string{}

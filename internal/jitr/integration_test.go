@@ -15,8 +15,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
 	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
-	"github.com/sphere-jitr/sphere-jitr/internal/testpki"
 )
 
 // The call sequences the handler makes against moto. They are the contract of the bench numbers and of the
@@ -54,12 +56,12 @@ func TestScenarios(t *testing.T) {
 		if !ok {
 			t.Fatalf("thing %s… not created; things: %v", thingOf(dev)[:8], s.Things)
 		}
-		if attrs[jitr.AttrProvisionedBy] != testStack {
-			t.Errorf("provisionedBy = %q, want %q", attrs[jitr.AttrProvisionedBy], testStack)
+		if attrs[contract.AttrProvisionedBy] != testStack {
+			t.Errorf("provisionedBy = %q, want %q", attrs[contract.AttrProvisionedBy], testStack)
 		}
-		at, err := time.Parse(time.RFC3339, attrs[jitr.AttrProvisionedAt])
+		at, err := time.Parse(time.RFC3339, attrs[contract.AttrProvisionedAt])
 		if err != nil || at.Location() != time.UTC || at.Before(now.Add(-time.Minute)) || at.After(time.Now().Add(time.Minute)) {
-			t.Errorf("provisionedAt = %q (%v), want the RFC3339 UTC time of provisioning", attrs[jitr.AttrProvisionedAt], err)
+			t.Errorf("provisionedAt = %q (%v), want the RFC3339 UTC time of provisioning", attrs[contract.AttrProvisionedAt], err)
 		}
 		if got := s.Principals[thingOf(dev)]; !slices.Equal(got, []string{cert}) {
 			t.Errorf("thing principals = %v, want only the certificate", got)
@@ -279,7 +281,7 @@ func TestScenarios(t *testing.T) {
 	}
 
 	scenario(t, "throttling until the Lambda deadline", func(t *testing.T, f *fixture) {
-		h := f.newHandler(f.rec, jitr.DefaultRetryPolicy) // the production retryer
+		h := f.newHandler(f.rec, iotapi.DefaultRetryPolicy) // the production retryer
 		dev := testpki.RandomDeviceID()
 		cert := f.device(t, dev, now.Add(-time.Hour))
 		f.rec.setThrottle(func(op string, _, _ int) bool { return op == "UpdateCertificate" })

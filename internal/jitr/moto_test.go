@@ -23,9 +23,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
 	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
-	"github.com/sphere-jitr/sphere-jitr/internal/motoserver"
-	"github.com/sphere-jitr/sphere-jitr/internal/testpki"
 )
 
 // moto is the one server of this test binary; every scenario resets it first.
@@ -154,14 +156,14 @@ func ops(calls []call) []string {
 }
 
 // testRetryPolicy is the production retryer with short delays, so throttling scenarios take milliseconds.
-var testRetryPolicy = jitr.RetryPolicy{MaxAttempts: 4, MaxBackoff: 20 * time.Millisecond}
+var testRetryPolicy = iotapi.RetryPolicy{MaxAttempts: 4, MaxBackoff: 20 * time.Millisecond}
 
-func newIoTClient(rec *recorder, policy jitr.RetryPolicy) *iot.Client {
+func newIoTClient(rec *recorder, policy iotapi.RetryPolicy) *iot.Client {
 	opts := iot.Options{
 		Region:       motoserver.Region,
 		BaseEndpoint: aws.String(moto.URL),
 		Credentials:  credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, ""),
-		Retryer:      jitr.NewRetryer(policy),
+		Retryer:      iotapi.NewRetryer(policy),
 	}
 	if rec != nil {
 		rec.base = http.DefaultTransport
@@ -201,13 +203,13 @@ type fixture struct {
 	metrics *syncBuffer
 }
 
-func newFixture(t testing.TB, policy jitr.RetryPolicy) *fixture {
+func newFixture(t testing.TB, policy iotapi.RetryPolicy) *fixture {
 	t.Helper()
 	if err := moto.Reset(); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	admin := newIoTClient(nil, jitr.DefaultRetryPolicy)
+	admin := newIoTClient(nil, iotapi.DefaultRetryPolicy)
 	ca, err := testpki.NewCA(testpki.CAOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -228,10 +230,10 @@ func newFixture(t testing.TB, policy jitr.RetryPolicy) *fixture {
 	}
 	// The configuration goes through ConfigFromEnv with the variables the stack sets.
 	env := map[string]string{
-		jitr.EnvCACertificateIDs:  *reg.CertificateId,
-		jitr.EnvCACertificatesPEM: string(ca.CertPEM()),
-		jitr.EnvDevicePolicyName:  testPolicy,
-		jitr.EnvProvisionedBy:     testStack,
+		contract.EnvCACertificateIDs:  *reg.CertificateId,
+		contract.EnvCACertificatesPEM: string(ca.CertPEM()),
+		contract.EnvDevicePolicyName:  testPolicy,
+		contract.EnvProvisionedBy:     testStack,
 	}
 	cfg, err := jitr.ConfigFromEnv(func(k string) string { return env[k] })
 	if err != nil {
@@ -242,7 +244,7 @@ func newFixture(t testing.TB, policy jitr.RetryPolicy) *fixture {
 	return f
 }
 
-func (f *fixture) newHandler(rec *recorder, policy jitr.RetryPolicy) *jitr.Handler {
+func (f *fixture) newHandler(rec *recorder, policy iotapi.RetryPolicy) *jitr.Handler {
 	return jitr.NewHandler(newIoTClient(rec, policy), f.cfg,
 		jitr.WithLogger(slog.New(slog.NewJSONHandler(f.logs, nil))), jitr.WithMetricsOutput(f.metrics))
 }

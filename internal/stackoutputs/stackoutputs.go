@@ -1,6 +1,6 @@
 // Package stackoutputs reads the outputs of the deployed SphereJitr stack, either from the JSON file
-// `cdk deploy --outputs-file` writes or from CloudFormation, and checks the values the device build needs. It
-// holds the output names so the tools need not import the CDK app (and with it jsii).
+// `cdk deploy --outputs-file` writes or from CloudFormation, and checks the values the device build needs. The
+// output names themselves are in package contract, which the stack declares them from.
 package stackoutputs
 
 import (
@@ -18,25 +18,11 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
-// DefaultStackName is the name of the stack the CDK app deploys.
-const DefaultStackName = "SphereJitr"
-
-// Output names of the stack (the keys of its CloudFormation Outputs).
-const (
-	IotEndpoint      = "IotEndpoint"
-	CACertificateIDs = "CaCertificateIds"
-	DevicePolicyName = "DevicePolicyName"
-	DemoBucketName   = "DemoBucketName"
-	Region           = "Region"
-	TenantID         = "TenantId"
-	RetainDevices    = "RetainDevices"
-	DeviceTopicRoot  = "DeviceTopicRoot"
-)
-
-// Names lists every output name, in the order the stack declares them.
-var Names = []string{IotEndpoint, CACertificateIDs, DevicePolicyName, DemoBucketName, Region, TenantID, RetainDevices, DeviceTopicRoot}
+// ErrNoStack is returned by ReadStack when CloudFormation has no stack of that name in the region.
+var ErrNoStack = errors.New("no such stack")
 
 // Outputs are the raw outputs of one stack and where they came from (for messages).
 type Outputs struct {
@@ -78,7 +64,7 @@ func ReadFile(path, stack string) (*Outputs, error) {
 	var stacks map[string]map[string]any
 	if err := json.Unmarshal(data, &stacks); err != nil {
 		return nil, fmt.Errorf("outputs file %s is not the JSON 'cdk deploy --outputs-file' writes ({\"%s\": {\"%s\": ...}}): %v",
-			path, DefaultStackName, IotEndpoint, err)
+			path, contract.StackName, contract.OutputIotEndpoint, err)
 	}
 	raw, ok := stacks[stack]
 	if !ok {
@@ -87,8 +73,7 @@ func ReadFile(path, stack string) (*Outputs, error) {
 			names = append(names, name)
 		}
 		sort.Strings(names)
-		return nil, fmt.Errorf("outputs file %s has no stack %q (it has: %s): deploy it with 'make deploy', or pass STACK=<name>",
-			path, stack, strings.Join(names, ", "))
+		return nil, fmt.Errorf("outputs file %s has no stack %q (it has: %s)", path, stack, strings.Join(names, ", "))
 	}
 	values := make(map[string]string, len(raw))
 	for k, v := range raw {
@@ -118,8 +103,7 @@ func ReadStack(ctx context.Context, api DescribeStacksAPI, stack, region string)
 	out, err := api.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: &stack})
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) && apiErr.ErrorCode() == "ValidationError" && strings.Contains(apiErr.ErrorMessage(), "does not exist") {
-		return nil, fmt.Errorf("stack %s does not exist in %s: deploy it with 'make deploy', pick the region with AWS_REGION, "+
-			"or pass STACK=<name>", stack, region)
+		return nil, fmt.Errorf("stack %s in %s: %w", stack, region, ErrNoStack)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("describe stack %s in %s: %w", stack, region, err)
@@ -160,29 +144,29 @@ func (o *Outputs) Device() (*DeviceSettings, error) {
 		return v
 	}
 	s := &DeviceSettings{
-		Endpoint:  strings.ToLower(get(IotEndpoint)),
-		Bucket:    get(DemoBucketName),
-		Region:    get(Region),
-		TopicRoot: get(DeviceTopicRoot),
+		Endpoint:  strings.ToLower(get(contract.OutputIotEndpoint)),
+		Bucket:    get(contract.OutputDemoBucketName),
+		Region:    get(contract.OutputRegion),
+		TopicRoot: get(contract.OutputDeviceTopicRoot),
 	}
-	tenant := get(TenantID)
+	tenant := get(contract.OutputTenantID)
 
 	if s.Endpoint != "" && !hostPattern.MatchString(s.Endpoint) {
-		errs = append(errs, &Error{IotEndpoint, fmt.Sprintf("%q is not a host name (want <prefix>-ats.iot.<region>.amazonaws.com)", s.Endpoint),
+		errs = append(errs, &Error{contract.OutputIotEndpoint, fmt.Sprintf("%q is not a host name (want <prefix>-ats.iot.<region>.amazonaws.com)", s.Endpoint),
 			"check 'aws iot describe-endpoint --endpoint-type iot:Data-ATS' and " + fixRedeploy})
 	}
 	if s.Bucket != "" && !bucketPattern.MatchString(s.Bucket) {
-		errs = append(errs, &Error{DemoBucketName, fmt.Sprintf("%q is not an S3 bucket name", s.Bucket), fixRedeploy})
+		errs = append(errs, &Error{contract.OutputDemoBucketName, fmt.Sprintf("%q is not an S3 bucket name", s.Bucket), fixRedeploy})
 	}
 	if s.Region != "" && !regionPattern.MatchString(s.Region) {
-		errs = append(errs, &Error{Region, fmt.Sprintf("%q is not an AWS region", s.Region), fixRedeploy})
+		errs = append(errs, &Error{contract.OutputRegion, fmt.Sprintf("%q is not an AWS region", s.Region), fixRedeploy})
 	}
 	if s.TopicRoot != "" && !topicPattern.MatchString(s.TopicRoot) {
-		errs = append(errs, &Error{DeviceTopicRoot, fmt.Sprintf("%q is not a single MQTT topic level of letters, digits, '_' and '-'", s.TopicRoot), fixRedeploy})
+		errs = append(errs, &Error{contract.OutputDeviceTopicRoot, fmt.Sprintf("%q is not a single MQTT topic level of letters, digits, '_' and '-'", s.TopicRoot), fixRedeploy})
 	}
 	if tenant != "" {
 		if !azsphere.IsTenantID(tenant) {
-			errs = append(errs, &Error{TenantID, fmt.Sprintf("%q is not an Azure Sphere tenant id (a GUID like 01234567-89ab-cdef-0123-456789abcdef)", tenant),
+			errs = append(errs, &Error{contract.OutputTenantID, fmt.Sprintf("%q is not an Azure Sphere tenant id (a GUID like 01234567-89ab-cdef-0123-456789abcdef)", tenant),
 				"redeploy with the id from 'az sphere catalog show' (or 'azsphere tenant show-selected'): make deploy CDK_ARGS='-c tenantId=<GUID> ...'"})
 		} else {
 			s.TenantID = strings.ToLower(tenant)

@@ -12,12 +12,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
 func sample() *Outputs {
-	return &Outputs{Stack: DefaultStackName, Source: "cdk-outputs.json", Values: map[string]string{
-		IotEndpoint: "abc-ats.iot.eu-west-1.amazonaws.com", DemoBucketName: "spherejitr-demobucket-1", Region: "eu-west-1",
-		TenantID: "01234567-89AB-CDEF-0123-456789ABCDEF", DeviceTopicRoot: "devices",
+	return &Outputs{Stack: contract.StackName, Source: "cdk-outputs.json", Values: map[string]string{
+		contract.OutputIotEndpoint: "abc-ats.iot.eu-west-1.amazonaws.com", contract.OutputDemoBucketName: "spherejitr-demobucket-1", contract.OutputRegion: "eu-west-1",
+		contract.OutputTenantID: "01234567-89AB-CDEF-0123-456789ABCDEF", contract.OutputDeviceTopicRoot: "devices",
 	}}
 }
 
@@ -37,17 +39,17 @@ func TestDeviceRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		name, key, value, want string
 	}{
-		{"missing endpoint", IotEndpoint, "", `"IotEndpoint": is missing from cdk-outputs.json`},
-		{"missing bucket", DemoBucketName, "", `"DemoBucketName": is missing`},
-		{"missing region", Region, "", `"Region": is missing`},
-		{"missing tenant", TenantID, "", `"TenantId": is missing`},
-		{"missing topic root", DeviceTopicRoot, "", `"DeviceTopicRoot": is missing`},
-		{"tenant not a GUID", TenantID, "01234567-89ab-cdef-0123", "is not an Azure Sphere tenant id"},
-		{"endpoint is a URL", IotEndpoint, "https://abc-ats.iot.eu-west-1.amazonaws.com/", "is not a host name"},
-		{"endpoint with a port", IotEndpoint, "abc-ats.iot.eu-west-1.amazonaws.com:8883", "is not a host name"},
-		{"bucket upper case", DemoBucketName, "Bucket", "is not an S3 bucket name"},
-		{"region", Region, "Ireland", "is not an AWS region"},
-		{"topic root with a wildcard", DeviceTopicRoot, "devices/#", "is not a single MQTT topic level"},
+		{"missing endpoint", contract.OutputIotEndpoint, "", `"IotEndpoint": is missing from cdk-outputs.json`},
+		{"missing bucket", contract.OutputDemoBucketName, "", `"DemoBucketName": is missing`},
+		{"missing region", contract.OutputRegion, "", `"Region": is missing`},
+		{"missing tenant", contract.OutputTenantID, "", `"TenantId": is missing`},
+		{"missing topic root", contract.OutputDeviceTopicRoot, "", `"DeviceTopicRoot": is missing`},
+		{"tenant not a GUID", contract.OutputTenantID, "01234567-89ab-cdef-0123", "is not an Azure Sphere tenant id"},
+		{"endpoint is a URL", contract.OutputIotEndpoint, "https://abc-ats.iot.eu-west-1.amazonaws.com/", "is not a host name"},
+		{"endpoint with a port", contract.OutputIotEndpoint, "abc-ats.iot.eu-west-1.amazonaws.com:8883", "is not a host name"},
+		{"bucket upper case", contract.OutputDemoBucketName, "Bucket", "is not an S3 bucket name"},
+		{"region", contract.OutputRegion, "Ireland", "is not an AWS region"},
+		{"topic root with a wildcard", contract.OutputDeviceTopicRoot, "devices/#", "is not a single MQTT topic level"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := sample()
@@ -74,7 +76,7 @@ func TestReadFile(t *testing.T) {
 		}
 		return p
 	}
-	o, err := ReadFile(write("ok.json", `{"Other":{},"SphereJitr":{"IotEndpoint":"e","Count":2,"Flag":true}}`), DefaultStackName)
+	o, err := ReadFile(write("ok.json", `{"Other":{},"SphereJitr":{"IotEndpoint":"e","Count":2,"Flag":true}}`), contract.StackName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +90,7 @@ func TestReadFile(t *testing.T) {
 		"nested value": {write("nested.json", `{"SphereJitr":{"IotEndpoint":{"x":1}}}`), "not a string"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := ReadFile(tc.path, DefaultStackName); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, err := ReadFile(tc.path, contract.StackName); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("err = %v, want %q", err, tc.want)
 			}
 		})
@@ -107,14 +109,14 @@ func TestReadStack(t *testing.T) {
 			return nil, &smithy.GenericAPIError{Code: "ValidationError", Message: "Stack with id " + aws.ToString(in.StackName) + " does not exist"}
 		}
 		return &cloudformation.DescribeStacksOutput{Stacks: []types.Stack{{Outputs: []types.Output{
-			{OutputKey: aws.String(IotEndpoint), OutputValue: aws.String("e")},
+			{OutputKey: aws.String(contract.OutputIotEndpoint), OutputValue: aws.String("e")},
 		}}}}, nil
 	})
 	o, err := ReadStack(context.Background(), api, "SphereJitr", "eu-west-1")
-	if err != nil || o.Values[IotEndpoint] != "e" || o.Source != "CloudFormation stack SphereJitr in eu-west-1" {
+	if err != nil || o.Values[contract.OutputIotEndpoint] != "e" || o.Source != "CloudFormation stack SphereJitr in eu-west-1" {
 		t.Errorf("outputs %+v, err %v", o, err)
 	}
-	if _, err := ReadStack(context.Background(), api, "Gone", "eu-west-1"); err == nil || !strings.Contains(err.Error(), "stack Gone does not exist in eu-west-1: deploy it with 'make deploy'") {
+	if _, err := ReadStack(context.Background(), api, "Gone", "eu-west-1"); err == nil || !errors.Is(err, ErrNoStack) || !strings.Contains(err.Error(), "stack Gone in eu-west-1") {
 		t.Errorf("err = %v", err)
 	}
 }

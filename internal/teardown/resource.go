@@ -6,14 +6,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/cfn"
-)
 
-// Properties of the Custom::RegistryTeardown resource (the contract with infra.RegistryTeardown).
-const (
-	PropCACertificateIDs = "CaCertificateIds"
-	PropPolicyName       = "PolicyName"
-	PropProvisionedBy    = "ProvisionedBy"
-	PropRetainDevices    = "RetainDevices"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
 // HandleEvent is the custom resource's handler (wrap it with cfn.LambdaWrap). It acts on Delete only, unless
@@ -26,7 +20,7 @@ func (t *Teardown) HandleEvent(ctx context.Context, e cfn.Event) (string, map[st
 		physicalID = "registry-teardown-" + e.LogicalResourceID
 	}
 	props := e.ResourceProperties
-	if e.RequestType == cfn.RequestDelete && fmt.Sprint(props[PropRetainDevices]) == "true" {
+	if e.RequestType == cfn.RequestDelete && fmt.Sprint(props[contract.PropRetainDevices]) == "true" {
 		t.log.Info("devices retained: nothing removed", "step", "delete")
 		return physicalID, nil, nil
 	}
@@ -34,13 +28,13 @@ func (t *Teardown) HandleEvent(ctx context.Context, e cfn.Event) (string, map[st
 	var scope Scope
 	switch e.RequestType {
 	case cfn.RequestDelete:
-		scope = Scope{CACertificateIDs: stringList(props[PropCACertificateIDs]), PolicyName: str(props[PropPolicyName]), ProvisionedBy: str(props[PropProvisionedBy])}
+		scope = Scope{CACertificateIDs: stringList(props[contract.PropCACertificateIDs]), PolicyName: str(props[contract.PropPolicyName]), ProvisionedBy: str(props[contract.PropProvisionedBy])}
 	case cfn.RequestUpdate:
-		if fmt.Sprint(props[PropRetainDevices]) == "true" {
+		if fmt.Sprint(props[contract.PropRetainDevices]) == "true" {
 			return physicalID, nil, nil
 		}
-		scope = Scope{CACertificateIDs: removed(stringList(e.OldResourceProperties[PropCACertificateIDs]), stringList(props[PropCACertificateIDs])),
-			PolicyName: str(e.OldResourceProperties[PropPolicyName])}
+		scope = Scope{CACertificateIDs: removed(stringList(e.OldResourceProperties[contract.PropCACertificateIDs]), stringList(props[contract.PropCACertificateIDs])),
+			PolicyName: str(e.OldResourceProperties[contract.PropPolicyName])}
 		if len(scope.CACertificateIDs) == 0 {
 			return physicalID, nil, nil
 		}

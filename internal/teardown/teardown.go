@@ -7,7 +7,6 @@ package teardown
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -18,9 +17,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
-	"github.com/aws/smithy-go"
 
-	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
 )
 
 // IoTAPI is the part of the AWS IoT control plane teardown uses, with the SDK's exact signatures.
@@ -59,7 +58,7 @@ type Teardown struct {
 	concurrency int
 }
 
-// New returns a Teardown over api. Throttling is the client's retryer's business (see jitr.NewRetryer);
+// New returns a Teardown over api. Throttling is the client's retryer's business (see iotapi.NewRetryer);
 // concurrency bounds the calls in flight.
 func New(api IoTAPI, log *slog.Logger, concurrency int) *Teardown {
 	if concurrency < 1 {
@@ -80,7 +79,7 @@ func (t *Teardown) Run(ctx context.Context, s Scope) (Result, error) {
 			CertificateId:             aws.String(ca),
 			NewAutoRegistrationStatus: types.AutoRegistrationStatusDisable,
 		})
-		if err != nil && !isNotFound(err) {
+		if err != nil && !iotapi.IsNotFound(err) {
 			failures.add("CA "+ca, fmt.Errorf("disable auto-registration: %w", err))
 		}
 	}
@@ -146,7 +145,7 @@ func (t *Teardown) certificatesOf(ctx context.Context, ca string) ([]types.Certi
 	var marker *string
 	for {
 		page, err := t.api.ListCertificatesByCA(ctx, &iot.ListCertificatesByCAInput{CaCertificateId: aws.String(ca), Marker: marker, PageSize: aws.Int32(250)})
-		if isNotFound(err) {
+		if iotapi.IsNotFound(err) {
 			return out, nil // the CA is gone already, and its certificates with it
 		}
 		if err != nil {
@@ -166,14 +165,14 @@ func (t *Teardown) removeCertificate(ctx context.Context, c types.Certificate, p
 	var next *string
 	for {
 		page, err := t.api.ListPrincipalThings(ctx, &iot.ListPrincipalThingsInput{Principal: aws.String(arn), NextToken: next})
-		if isNotFound(err) {
+		if iotapi.IsNotFound(err) {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("list things of certificate %s: %w", id, err)
 		}
 		for _, thing := range page.Things {
-			if _, err := t.api.DetachThingPrincipal(ctx, &iot.DetachThingPrincipalInput{ThingName: aws.String(thing), Principal: aws.String(arn)}); err != nil && !isNotFound(err) {
+			if _, err := t.api.DetachThingPrincipal(ctx, &iot.DetachThingPrincipalInput{ThingName: aws.String(thing), Principal: aws.String(arn)}); err != nil && !iotapi.IsNotFound(err) {
 				return fmt.Errorf("detach certificate %s from thing %s: %w", id, thing, err)
 			}
 		}
@@ -183,13 +182,13 @@ func (t *Teardown) removeCertificate(ctx context.Context, c types.Certificate, p
 		next = page.NextToken
 	}
 	if policy != "" {
-		if _, err := t.api.DetachPolicy(ctx, &iot.DetachPolicyInput{PolicyName: aws.String(policy), Target: aws.String(arn)}); err != nil && !isNotFound(err) {
+		if _, err := t.api.DetachPolicy(ctx, &iot.DetachPolicyInput{PolicyName: aws.String(policy), Target: aws.String(arn)}); err != nil && !iotapi.IsNotFound(err) {
 			return fmt.Errorf("detach policy %s from certificate %s: %w", policy, id, err)
 		}
 	}
 	if c.Status == types.CertificateStatusActive {
 		if _, err := t.api.UpdateCertificate(ctx, &iot.UpdateCertificateInput{CertificateId: aws.String(id), NewStatus: types.CertificateStatusInactive}); err != nil {
-			if isNotFound(err) {
+			if iotapi.IsNotFound(err) {
 				return nil
 			}
 			return fmt.Errorf("deactivate certificate %s: %w", id, err)
@@ -197,7 +196,7 @@ func (t *Teardown) removeCertificate(ctx context.Context, c types.Certificate, p
 	}
 	// No forceDelete: a policy someone else attached makes the delete fail with a reason that names it, rather
 	// than silently taking their attachment away.
-	if _, err := t.api.DeleteCertificate(ctx, &iot.DeleteCertificateInput{CertificateId: aws.String(id)}); err != nil && !isNotFound(err) {
+	if _, err := t.api.DeleteCertificate(ctx, &iot.DeleteCertificateInput{CertificateId: aws.String(id)}); err != nil && !iotapi.IsNotFound(err) {
 		return fmt.Errorf("delete certificate %s: %w", id, err)
 	}
 	return nil
@@ -208,14 +207,14 @@ func (t *Teardown) thingsProvisionedBy(ctx context.Context, stack string) ([]str
 	var next *string
 	for {
 		page, err := t.api.ListThings(ctx, &iot.ListThingsInput{
-			AttributeName: aws.String(jitr.AttrProvisionedBy), AttributeValue: aws.String(stack), NextToken: next,
+			AttributeName: aws.String(contract.AttrProvisionedBy), AttributeValue: aws.String(stack), NextToken: next,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("list things provisioned by %s: %w", stack, err)
 		}
 		for _, th := range page.Things {
 			// The filter is the service's; check again, so a thing of anyone else is never deleted.
-			if th.Attributes[jitr.AttrProvisionedBy] == stack {
+			if th.Attributes[contract.AttrProvisionedBy] == stack {
 				out = append(out, aws.ToString(th.ThingName))
 			}
 		}
@@ -230,7 +229,7 @@ func (t *Teardown) thingsProvisionedBy(ctx context.Context, stack string) ([]str
 func (t *Teardown) removeThing(ctx context.Context, thing string) error {
 	for {
 		page, err := t.api.ListThingPrincipals(ctx, &iot.ListThingPrincipalsInput{ThingName: aws.String(thing)})
-		if isNotFound(err) {
+		if iotapi.IsNotFound(err) {
 			return nil
 		}
 		if err != nil {
@@ -240,22 +239,15 @@ func (t *Teardown) removeThing(ctx context.Context, thing string) error {
 			break
 		}
 		for _, p := range page.Principals {
-			if _, err := t.api.DetachThingPrincipal(ctx, &iot.DetachThingPrincipalInput{ThingName: aws.String(thing), Principal: aws.String(p)}); err != nil && !isNotFound(err) {
+			if _, err := t.api.DetachThingPrincipal(ctx, &iot.DetachThingPrincipalInput{ThingName: aws.String(thing), Principal: aws.String(p)}); err != nil && !iotapi.IsNotFound(err) {
 				return fmt.Errorf("detach %s from thing %s: %w", p, thing, err)
 			}
 		}
 	}
-	if _, err := t.api.DeleteThing(ctx, &iot.DeleteThingInput{ThingName: aws.String(thing)}); err != nil && !isNotFound(err) {
+	if _, err := t.api.DeleteThing(ctx, &iot.DeleteThingInput{ThingName: aws.String(thing)}); err != nil && !iotapi.IsNotFound(err) {
 		return fmt.Errorf("delete thing %s: %w", thing, err)
 	}
 	return nil
-}
-
-// isNotFound reports a ResourceNotFoundException, modeled or not: several IoT operations (DetachPolicy among them)
-// do not model it, so the SDK returns it as a generic API error.
-func isNotFound(err error) bool {
-	var apiErr smithy.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode() == "ResourceNotFoundException"
 }
 
 // failureList collects what could not be removed; its error names what is left and how to finish.

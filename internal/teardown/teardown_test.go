@@ -21,10 +21,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
 	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
-	"github.com/sphere-jitr/sphere-jitr/internal/motoserver"
 	"github.com/sphere-jitr/sphere-jitr/internal/teardown"
-	"github.com/sphere-jitr/sphere-jitr/internal/testpki"
 )
 
 var moto *motoserver.Server
@@ -65,7 +67,7 @@ func client(transport http.RoundTripper) *iot.Client {
 		Region:       motoserver.Region,
 		BaseEndpoint: aws.String(moto.URL),
 		Credentials:  credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, ""),
-		Retryer:      jitr.NewRetryer(jitr.RetryPolicy{MaxAttempts: 10, MaxBackoff: 20 * time.Millisecond}),
+		Retryer:      iotapi.NewRetryer(iotapi.RetryPolicy{MaxAttempts: 10, MaxBackoff: 20 * time.Millisecond}),
 	}
 	if transport != nil {
 		opts.HTTPClient = &http.Client{Transport: transport}
@@ -197,7 +199,7 @@ func (r *registry) certsOf(t *testing.T, ca string) []types.Certificate {
 
 func (r *registry) thingsOf(t *testing.T, stack string) []string {
 	t.Helper()
-	out, err := r.admin.ListThings(context.Background(), &iot.ListThingsInput{AttributeName: aws.String(jitr.AttrProvisionedBy), AttributeValue: aws.String(stack)})
+	out, err := r.admin.ListThings(context.Background(), &iot.ListThingsInput{AttributeName: aws.String(contract.AttrProvisionedBy), AttributeValue: aws.String(stack)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,8 +216,8 @@ func deleteEvent(ids []string, retain string) cfn.Event {
 		list[i] = id
 	}
 	return cfn.Event{RequestType: cfn.RequestDelete, LogicalResourceID: "Teardown", PhysicalResourceID: "registry-teardown-Teardown",
-		ResourceProperties: map[string]any{teardown.PropCACertificateIDs: list, teardown.PropPolicyName: policy,
-			teardown.PropProvisionedBy: stackName, teardown.PropRetainDevices: retain}}
+		ResourceProperties: map[string]any{contract.PropCACertificateIDs: list, contract.PropPolicyName: policy,
+			contract.PropProvisionedBy: stackName, contract.PropRetainDevices: retain}}
 }
 
 // wantOnlyForeignLeft asserts the outcome of a full teardown.

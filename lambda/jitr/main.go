@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 
+	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
 	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
 )
 
@@ -29,14 +30,14 @@ func main() {
 }
 
 // newHandler reads the environment once and builds the handler. AWS_ENDPOINT_URL, when set, points the SDK at
-// another endpoint (moto in the local twin); the SDK reads it itself.
+// another endpoint (moto in the local emulator); the SDK reads it itself.
 func newHandler(ctx context.Context, getenv func(string) string, logger *slog.Logger) (*jitr.Handler, error) {
 	cfg, err := jitr.ConfigFromEnv(getenv)
 	if err != nil {
 		return nil, fmt.Errorf("read configuration: %w", err)
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRetryer(func() aws.Retryer {
-		return jitr.NewRetryer(jitr.DefaultRetryPolicy)
+		return iotapi.NewRetryer(iotapi.DefaultRetryPolicy)
 	}))
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)

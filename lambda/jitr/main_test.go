@@ -15,9 +15,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 
-	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
-	"github.com/sphere-jitr/sphere-jitr/internal/motoserver"
-	"github.com/sphere-jitr/sphere-jitr/internal/testpki"
+	"github.com/sphere-jitr/sphere-jitr/emulator/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
 var moto *motoserver.Server
@@ -70,10 +70,10 @@ func TestWiringProvisionsThroughTheLambdaRuntimePath(t *testing.T) {
 	}
 
 	env := map[string]string{
-		jitr.EnvCACertificateIDs:  *reg.CertificateId,
-		jitr.EnvCACertificatesPEM: string(ca.CertPEM()),
-		jitr.EnvDevicePolicyName:  "device-policy",
-		jitr.EnvProvisionedBy:     "WiringTestStack",
+		contract.EnvCACertificateIDs:  *reg.CertificateId,
+		contract.EnvCACertificatesPEM: string(ca.CertPEM()),
+		contract.EnvDevicePolicyName:  "device-policy",
+		contract.EnvProvisionedBy:     "WiringTestStack",
 	}
 	h, err := newHandler(ctx, func(k string) string { return env[k] }, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -95,14 +95,14 @@ func TestWiringProvisionsThroughTheLambdaRuntimePath(t *testing.T) {
 	if err != nil {
 		t.Fatalf("thing not created: %v", err)
 	}
-	if thing.Attributes[jitr.AttrProvisionedBy] != "WiringTestStack" {
+	if thing.Attributes[contract.AttrProvisionedBy] != "WiringTestStack" {
 		t.Errorf("thing attributes = %v", thing.Attributes)
 	}
 }
 
 func TestWiringFailsFastWithoutTheStackEnvironment(t *testing.T) {
 	_, err := newHandler(context.Background(), func(string) string { return "" }, slog.New(slog.DiscardHandler))
-	if err == nil || !strings.Contains(err.Error(), jitr.EnvCACertificateIDs) {
-		t.Fatalf("newHandler error = %v, want one naming %s", err, jitr.EnvCACertificateIDs)
+	if err == nil || !strings.Contains(err.Error(), contract.EnvCACertificateIDs) {
+		t.Fatalf("newHandler error = %v, want one naming %s", err, contract.EnvCACertificateIDs)
 	}
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 
-	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
+	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
 	"github.com/sphere-jitr/sphere-jitr/internal/teardown"
 )
 
@@ -24,7 +24,7 @@ const concurrency = 4
 func main() {
 	logger := slog.New(slog.NewJSONHandler(os.Stdout, nil))
 	awsCfg, err := config.LoadDefaultConfig(context.Background(), config.WithRetryer(func() aws.Retryer {
-		return jitr.NewRetryer(jitr.DefaultRetryPolicy)
+		return iotapi.NewRetryer(iotapi.DefaultRetryPolicy)
 	}))
 	if err != nil {
 		logger.Error("teardown Lambda cannot start", "error", err.Error())

@@ -1,0 +1,107 @@
+// Command localaws runs the local emulator of the product's cloud side: it starts moto, deploys the template
+// `cdk synth` wrote into it, builds the JITR function of this checkout and runs it under aws-lambda-rie, and serves
+// MQTT over TLS on loopback like AWS IoT Core, until it is interrupted. It writes what devices need to reach it to
+// the -info file.
+//
+//	localaws -template build/demo/cdk.out/SphereJitr.template.json -info build/demo/emulator.json
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
+	"github.com/sphere-jitr/sphere-jitr/emulator/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "localaws:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	template := flag.String("template", "cdk.out/SphereJitr.template.json", "template written by cdk synth")
+	info := flag.String("info", "build/demo/emulator.json", "where to write the endpoint, trust anchor and bucket for the devices")
+	logPath := flag.String("log", "", "file for moto and function output (default: discarded)")
+	workers := flag.Int("workers", 2, "concurrent executions of the function")
+	quiet := flag.Bool("quiet", false, "no timeline (benchmarks)")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	tmpl, err := localaws.LoadTemplate(*template)
+	if err != nil {
+		return err
+	}
+	// The function and the Lambda emulator are built here, every time (the Go build cache makes it cheap), so the
+	// emulator runs exactly the code of this checkout.
+	root, err := motoserver.RepoRoot()
+	if err != nil {
+		return err
+	}
+	rie, err := localaws.FindRIE(ctx, root)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "localaws-bootstrap-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bootstrap, err := localaws.BuildBootstrap(ctx, root, dir)
+	if err != nil {
+		return err
+	}
+	var logw io.Writer = io.Discard
+	if *logPath != "" {
+		f, err := os.Create(*logPath)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		logw = f
+	}
+	var tl *timeline.Timeline
+	if !*quiet {
+		tl = timeline.New(os.Stdout)
+	}
+	tw, err := localaws.Start(ctx, localaws.Options{Template: tmpl, Bootstrap: bootstrap, RIE: rie, Workers: *workers, Timeline: tl, Log: logw})
+	if err != nil {
+		return err
+	}
+	defer tw.Stop()
+	if err := writeInfo(*info, tw.Info()); err != nil {
+		return err
+	}
+	tl.Event("emulator", "ready; devices find it in %s (Ctrl-C stops everything)", *info)
+	<-ctx.Done()
+	tl.Event("emulator", "stopping: broker, function, moto")
+	return nil
+}
+
+// writeInfo writes the file atomically, so a reader polling for it never sees half of it.
+func writeInfo(path string, info localaws.Info) error {
+	data, err := json.MarshalIndent(info, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,443 @@
+package localaws
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iot"
+	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+)
+
+// brokerIoTAPI is the part of the IoT control plane the broker consults on each connection.
+type brokerIoTAPI interface {
+	DescribeCertificate(ctx context.Context, in *iot.DescribeCertificateInput, optFns ...func(*iot.Options)) (*iot.DescribeCertificateOutput, error)
+	RegisterCertificate(ctx context.Context, in *iot.RegisterCertificateInput, optFns ...func(*iot.Options)) (*iot.RegisterCertificateOutput, error)
+	ListPrincipalThings(ctx context.Context, in *iot.ListPrincipalThingsInput, optFns ...func(*iot.Options)) (*iot.ListPrincipalThingsOutput, error)
+	ListAttachedPolicies(ctx context.Context, in *iot.ListAttachedPoliciesInput, optFns ...func(*iot.Options)) (*iot.ListAttachedPoliciesOutput, error)
+	GetPolicy(ctx context.Context, in *iot.GetPolicyInput, optFns ...func(*iot.Options)) (*iot.GetPolicyOutput, error)
+}
+
+var _ brokerIoTAPI = (*iot.Client)(nil)
+
+// BrokerOptions configures the MQTT broker that stands in for AWS IoT Core.
+type BrokerOptions struct {
+	Deployment  *Deployment
+	IoT         brokerIoTAPI
+	Shadow      *ShadowClient
+	Certificate tls.Certificate // the broker's TLS server certificate
+	// OnRule receives each message that matches a deployed topic rule (the rules engine's action).
+	OnRule   func(rule DeployedRule, topic string, payload []byte)
+	Timeline *timeline.Timeline
+	Log      *slog.Logger // broker internals; default discards
+}
+
+// Broker is an MQTT-over-TLS server on loopback that behaves like AWS IoT Core for the JITR flow.
+type Broker struct {
+	opts     BrokerOptions
+	srv      *mqtt.Server
+	addr     string
+	region   string
+	account  string
+	sessions sync.Map // *mqtt.Client → *session
+	policies sync.Map // policy name → *Policy
+	// lookups bounds the registry calls of connections in progress: a fleet retrying at once would otherwise
+	// flood moto, a single process, and starve the function that provisions the fleet.
+	lookups chan struct{}
+	// pending remembers certificates this broker saw PENDING_ACTIVATION (id → CA id). Only the function changes
+	// that status in this flow, and the emulator calls Settled when it has run, so a device retrying meanwhile is
+	// refused (and its event re-published) without a registry call.
+	pendingMu sync.Mutex
+	pending   map[string]string
+	// ctx ends when the broker closes, so admissions in progress stop waiting for the registry.
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// registrySlotWait is how long a connection waits for a registry slot before it is refused as AWS IoT refuses
+// when it is overloaded; the device retries with backoff, which is what spreads a storm out.
+const registrySlotWait = 3 * time.Second
+
+// Settled tells the broker the function has handled a certificate's event: its next connection asks the registry.
+func (b *Broker) Settled(certID string) {
+	b.pendingMu.Lock()
+	delete(b.pending, certID)
+	b.pendingMu.Unlock()
+}
+
+func (b *Broker) pendingCA(certID string) (string, bool) {
+	b.pendingMu.Lock()
+	defer b.pendingMu.Unlock()
+	ca, ok := b.pending[certID]
+	return ca, ok
+}
+
+func (b *Broker) markPending(certID, caID string) {
+	b.pendingMu.Lock()
+	b.pending[certID] = caID
+	b.pendingMu.Unlock()
+}
+
+// session is what the broker knows about an admitted connection.
+type session struct {
+	thing    string
+	certID   string
+	vars     map[string]string
+	policies []*Policy
+	mu       sync.Mutex
+	pending  map[string]bool // SUBSCRIBE filters already judged by iot:Subscribe, awaiting mochi's ACL call
+}
+
+// StartBroker listens on 127.0.0.1 (a free port) and serves until Close.
+func StartBroker(opts BrokerOptions) (*Broker, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.NewTextHandler(discard{}, nil))
+	}
+	d := opts.Deployment
+	b := &Broker{opts: opts, region: d.Resolver.Pseudo["AWS::Region"], account: d.Resolver.Pseudo["AWS::AccountId"],
+		lookups: make(chan struct{}, 4), pending: map[string]string{}}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	for name, p := range d.Policies {
+		b.policies.Store(name, p)
+	}
+	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: opts.Log})
+	srv.Options.Capabilities.MaximumClients = 1 << 20
+	if err := srv.AddHook(&hook{b: b}, nil); err != nil {
+		return nil, fmt.Errorf("add broker hook: %w", err)
+	}
+	tcp := listeners.NewTCP(listeners.Config{ID: "iot-core", Address: "127.0.0.1:0", TLSConfig: &tls.Config{
+		Certificates: []tls.Certificate{opts.Certificate},
+		ClientAuth:   tls.RequireAnyClientCert, // the chain is judged per connection, as AWS IoT does with its registry
+		MinVersion:   tls.VersionTLS12,
+	}})
+	if err := srv.AddListener(tcp); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	b.addr = tcp.Address()
+	for i, rule := range d.Rules {
+		rule := rule
+		err := srv.Subscribe(rule.TopicFilter, i+1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+			if opts.OnRule != nil {
+				opts.OnRule(rule, pk.TopicName, append([]byte(nil), pk.Payload...))
+			}
+		})
+		if err != nil {
+			return nil, fmt.Errorf("rule %s: %w", rule.Name, err)
+		}
+	}
+	b.srv = srv
+	if err := srv.Serve(); err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	return b, nil
+}
+
+// Addr is the broker's host:port.
+func (b *Broker) Addr() string { return b.addr }
+
+// Close stops the broker and drops every connection.
+func (b *Broker) Close() error {
+	b.cancel()
+	return b.srv.Close()
+}
+
+// Publish sends a message as AWS IoT itself (events, shadow replies); receivers are still checked by policy.
+func (b *Broker) Publish(topic string, payload []byte) error {
+	return b.srv.Publish(topic, payload, false, 0)
+}
+
+func (b *Broker) arn(kind, name string) string {
+	return fmt.Sprintf("arn:aws:iot:%s:%s:%s/%s", b.region, b.account, kind, name)
+}
+
+const actorIoT = "iot-core"
+
+// errRefused closes a connection without CONNACK, as AWS IoT does when it refuses a certificate or a connect.
+var errRefused = errors.New("connection refused by the emulator")
+
+// admit decides a CONNECT: it returns the session of an authorised client, or the reason for refusing it.
+func (b *Broker) admit(ctx context.Context, cl *mqtt.Client) (*session, string) {
+	tc, ok := cl.Net.Conn.(*tls.Conn)
+	if !ok {
+		return nil, "not a TLS connection"
+	}
+	chain := tc.ConnectionState().PeerCertificates
+	if len(chain) == 0 {
+		return nil, "no client certificate"
+	}
+	leaf := chain[0]
+	sum := sha256.Sum256(leaf.Raw)
+	certID := hex.EncodeToString(sum[:])
+	if caID, ok := b.pendingCA(certID); ok {
+		b.publishRegistered(certID, caID)
+		return nil, fmt.Sprintf("certificate %s is PENDING_ACTIVATION: registered event re-published", timeline.Short(certID))
+	}
+	wait := time.NewTimer(registrySlotWait)
+	defer wait.Stop()
+	select {
+	case b.lookups <- struct{}{}:
+		defer func() { <-b.lookups }()
+	case <-wait.C:
+		return nil, "service busy: registry overloaded, retry later"
+	case <-ctx.Done():
+		return nil, "broker closing"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	desc, err := b.opts.IoT.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String(certID)})
+	var nf *iottypes.ResourceNotFoundException
+	switch {
+	case errors.As(err, &nf):
+		return nil, b.autoRegister(ctx, leaf, chain[1:], certID)
+	case err != nil:
+		return nil, fmt.Sprintf("registry lookup failed: %v", err)
+	}
+	status := desc.CertificateDescription.Status
+	switch status {
+	case iottypes.CertificateStatusPendingActivation:
+		if ca, ok := b.issuingCA(leaf, chain[1:]); ok {
+			b.markPending(certID, ca.ID)
+			b.publishRegistered(certID, ca.ID)
+			return nil, fmt.Sprintf("certificate %s is PENDING_ACTIVATION: registered event re-published", timeline.Short(certID))
+		}
+		return nil, fmt.Sprintf("certificate %s is PENDING_ACTIVATION", timeline.Short(certID))
+	case iottypes.CertificateStatusActive:
+	default:
+		return nil, fmt.Sprintf("certificate %s is %s", timeline.Short(certID), status)
+	}
+
+	clientID := cl.ID
+	certARN := aws.ToString(desc.CertificateDescription.CertificateArn)
+	things, err := b.opts.IoT.ListPrincipalThings(ctx, &iot.ListPrincipalThingsInput{Principal: aws.String(certARN)})
+	if err != nil {
+		return nil, fmt.Sprintf("list things of certificate: %v", err)
+	}
+	attached := false
+	for _, t := range things.Things {
+		if t == clientID {
+			attached = true
+		}
+	}
+	vars := map[string]string{
+		"iot:ClientId":                       clientID,
+		"iot:Connection.Thing.IsAttached":    fmt.Sprint(attached),
+		"iot:Certificate.Subject.CommonName": leaf.Subject.CommonName,
+		"iot:Certificate.Issuer.CommonName":  leaf.Issuer.CommonName,
+		"iot:Certificate.SerialNumber":       leaf.SerialNumber.String(),
+	}
+	if attached {
+		vars["iot:Connection.Thing.ThingName"] = clientID
+	}
+	pols, err := b.opts.IoT.ListAttachedPolicies(ctx, &iot.ListAttachedPoliciesInput{Target: aws.String(certARN)})
+	if err != nil {
+		return nil, fmt.Sprintf("list policies of certificate: %v", err)
+	}
+	s := &session{certID: certID, vars: vars, pending: map[string]bool{}}
+	if attached {
+		s.thing = clientID
+	}
+	for _, p := range pols.Policies {
+		doc, err := b.policy(ctx, aws.ToString(p.PolicyName))
+		if err != nil {
+			return nil, err.Error()
+		}
+		s.policies = append(s.policies, doc)
+	}
+	if !Allowed(Request{Action: "iot:Connect", Resource: b.arn("client", clientID), Vars: vars}, s.policies...) {
+		why := "no attached policy allows iot:Connect"
+		if !attached {
+			why = fmt.Sprintf("certificate is not attached to thing %q (iot:Connection.Thing.IsAttached is false)", timeline.Short(clientID))
+		}
+		return nil, "not authorised: " + why
+	}
+	return s, ""
+}
+
+// autoRegister is AWS IoT's just-in-time registration: an unknown certificate that chains to a registered,
+// active CA with auto-registration is registered PENDING_ACTIVATION and announced; the connection is dropped.
+func (b *Broker) autoRegister(ctx context.Context, leaf *x509.Certificate, intermediates []*x509.Certificate, certID string) string {
+	ca, ok := b.issuingCA(leaf, intermediates)
+	if !ok {
+		return fmt.Sprintf("unknown certificate %s does not chain to a registered CA", timeline.Short(certID))
+	}
+	if !ca.Active || !ca.AutoRegistration {
+		return fmt.Sprintf("unknown certificate %s: CA %s is not active with auto-registration", timeline.Short(certID), timeline.Short(ca.ID))
+	}
+	certPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}))
+	_, err := b.opts.IoT.RegisterCertificate(ctx, &iot.RegisterCertificateInput{
+		CertificatePem:   aws.String(certPEM),
+		CaCertificatePem: aws.String(ca.PEM),
+		Status:           iottypes.CertificateStatusPendingActivation,
+	})
+	var exists *iottypes.ResourceAlreadyExistsException
+	if err != nil && !errors.As(err, &exists) {
+		return fmt.Sprintf("register certificate %s: %v", timeline.Short(certID), err)
+	}
+	b.markPending(certID, ca.ID)
+	b.publishRegistered(certID, ca.ID)
+	return fmt.Sprintf("unknown certificate %s of CA %s: registered PENDING_ACTIVATION, registered event published, connection closed",
+		timeline.Short(certID), timeline.Short(ca.ID))
+}
+
+// issuingCA returns the deployed CA the certificate chains to, verified by signature and validity.
+func (b *Broker) issuingCA(leaf *x509.Certificate, intermediates []*x509.Certificate) (DeployedCA, bool) {
+	inter := x509.NewCertPool()
+	for _, c := range intermediates {
+		inter.AddCert(c)
+	}
+	for _, ca := range b.opts.Deployment.CAs {
+		roots := x509.NewCertPool()
+		roots.AddCert(ca.Cert)
+		_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		if err == nil {
+			return ca, true
+		}
+	}
+	return DeployedCA{}, false
+}
+
+// RegisteredEvent is the message AWS IoT publishes on $aws/events/certificates/registered/<caCertificateId>.
+type RegisteredEvent struct {
+	CertificateID                    string `json:"certificateId"`
+	CACertificateID                  string `json:"caCertificateId"`
+	Timestamp                        int64  `json:"timestamp"`
+	CertificateStatus                string `json:"certificateStatus"`
+	AWSAccountID                     string `json:"awsAccountId"`
+	CertificateRegistrationTimestamp int64  `json:"certificateRegistrationTimestamp"`
+}
+
+func (b *Broker) publishRegistered(certID, caID string) {
+	now := time.Now().UnixMilli()
+	ev, _ := json.Marshal(RegisteredEvent{
+		CertificateID: certID, CACertificateID: caID, Timestamp: now, CertificateStatus: "PENDING_ACTIVATION",
+		AWSAccountID: b.account, CertificateRegistrationTimestamp: now,
+	})
+	_ = b.Publish(contract.RegisteredEventTopic(caID), ev)
+}
+
+func (b *Broker) policy(ctx context.Context, name string) (*Policy, error) {
+	if p, ok := b.policies.Load(name); ok {
+		return p.(*Policy), nil
+	}
+	out, err := b.opts.IoT.GetPolicy(ctx, &iot.GetPolicyInput{PolicyName: aws.String(name)})
+	if err != nil {
+		return nil, fmt.Errorf("get policy %s: %w", name, err)
+	}
+	p, err := ParsePolicy([]byte(aws.ToString(out.PolicyDocument)))
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %w", name, err)
+	}
+	b.policies.Store(name, p)
+	return p, nil
+}
+
+func (b *Broker) session(cl *mqtt.Client) *session {
+	s, ok := b.sessions.Load(cl)
+	if !ok {
+		return nil
+	}
+	return s.(*session)
+}
+
+// hook connects mochi's callbacks to the broker.
+type hook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+func (h *hook) ID() string { return "aws-iot-core" }
+
+func (h *hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSubscribe,
+		mqtt.OnPublished, mqtt.OnDisconnect}, []byte{b})
+}
+
+func (h *hook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
+	s, reason := h.b.admit(h.b.ctx, cl)
+	if s == nil {
+		h.b.opts.Timeline.Event(actorIoT, "connect refused (%s): %s", timeline.Short(cl.ID), reason)
+		return errRefused
+	}
+	h.b.sessions.Store(cl, s)
+	h.b.opts.Timeline.Event(actorIoT, "connected: thing %s, certificate %s ACTIVE", timeline.Short(cl.ID), timeline.Short(s.certID))
+	return nil
+}
+
+func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	return h.b.session(cl) != nil
+}
+
+func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.b.sessions.Delete(cl)
+}
+
+// OnSubscribe judges each filter with iot:Subscribe; mochi then asks OnACLCheck once per filter, which consumes
+// the verdict (OnACLCheck cannot otherwise tell a SUBSCRIBE from a delivery).
+func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	s := h.b.session(cl)
+	if s == nil {
+		return pk
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range pk.Filters {
+		s.pending[f.Filter] = Allowed(Request{Action: "iot:Subscribe", Resource: h.b.arn("topicfilter", f.Filter), Vars: s.vars}, s.policies...)
+	}
+	return pk
+}
+
+func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	s := h.b.session(cl)
+	if s == nil {
+		return false
+	}
+	if write {
+		return Allowed(Request{Action: "iot:Publish", Resource: h.b.arn("topic", topic), Vars: s.vars}, s.policies...)
+	}
+	s.mu.Lock()
+	verdict, isSubscribe := s.pending[topic]
+	delete(s.pending, topic)
+	s.mu.Unlock()
+	if isSubscribe {
+		return verdict
+	}
+	return Allowed(Request{Action: "iot:Receive", Resource: h.b.arn("topic", topic), Vars: s.vars}, s.policies...)
+}
+
+// OnPublished bridges shadow requests to moto's shadow service and publishes its answers.
+func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
+	if h.b.opts.Shadow == nil || !strings.HasPrefix(pk.TopicName, "$aws/things/") {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	replies, ok := HandleShadowRequest(ctx, h.b.opts.Shadow, pk.TopicName, pk.Payload)
+	if !ok {
+		return
+	}
+	for _, r := range replies {
+		_ = h.b.Publish(r.Topic, r.Payload)
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -1,0 +1,332 @@
+package localaws
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iot"
+	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+)
+
+// deployIoTAPI is the part of the IoT control plane the deployer uses.
+type deployIoTAPI interface {
+	RegisterCACertificate(ctx context.Context, in *iot.RegisterCACertificateInput, optFns ...func(*iot.Options)) (*iot.RegisterCACertificateOutput, error)
+	CreatePolicy(ctx context.Context, in *iot.CreatePolicyInput, optFns ...func(*iot.Options)) (*iot.CreatePolicyOutput, error)
+	CreateTopicRule(ctx context.Context, in *iot.CreateTopicRuleInput, optFns ...func(*iot.Options)) (*iot.CreateTopicRuleOutput, error)
+}
+
+// deployS3API is the part of S3 the deployer uses.
+type deployS3API interface {
+	CreateBucket(ctx context.Context, in *s3.CreateBucketInput, optFns ...func(*s3.Options)) (*s3.CreateBucketOutput, error)
+}
+
+var (
+	_ deployIoTAPI = (*iot.Client)(nil)
+	_ deployS3API  = (*s3.Client)(nil)
+)
+
+// DeployedCA is a tenant CA registered in the emulator.
+type DeployedCA struct {
+	LogicalID        string
+	ID               string // certificate id (SHA-256 of the DER)
+	ARN              string
+	PEM              string // exactly as registered: moto matches a device's CA by this text
+	Cert             *x509.Certificate
+	Active           bool
+	AutoRegistration bool
+}
+
+// DeployedRule is a topic rule the emulator's rule engine runs.
+type DeployedRule struct {
+	Name        string
+	SQL         string
+	TopicFilter string
+}
+
+// Deployment is the stack as deployed into the emulator: physical ids, resolved documents and environment.
+type Deployment struct {
+	StackName   string
+	Resolver    *Resolver
+	CAs         []DeployedCA
+	Policies    map[string]*Policy // by physical policy name
+	Rules       []DeployedRule
+	Function    string            // physical function name
+	FunctionEnv map[string]string // the function's environment, resolved
+	Bucket      string            // demo bucket (first AWS::S3::Bucket)
+	Outputs     map[string]string // outputs that resolved (custom-resource values may not)
+}
+
+// DeployOptions tunes Deploy.
+type DeployOptions struct {
+	StackName string // default contract.StackName
+	Region    string
+	AccountID string
+	// Attrs pins Fn::GetAtt values the emulator knows better than a placeholder, e.g. the IoT endpoint custom
+	// resource's address ("LogicalId.Attribute" → value).
+	Attrs map[string]string
+}
+
+// Deploy creates in moto what the template describes for the device flow: CA registrations (status and
+// auto-registration as in the template), policies (intrinsics resolved), topic rules, buckets, and it resolves the
+// JITR function's environment. It returns what the broker and the Lambda runner need.
+func Deploy(ctx context.Context, t *Template, iotc deployIoTAPI, s3c deployS3API, opts DeployOptions) (*Deployment, error) {
+	spec, err := ReadStack(t)
+	if err != nil {
+		return nil, err
+	}
+	if opts.StackName == "" {
+		opts.StackName = contract.StackName
+	}
+	r := NewResolver(t, opts.StackName, opts.Region, opts.AccountID)
+	for k, v := range opts.Attrs {
+		r.Attrs[k] = v
+	}
+	suffix := randomSuffix()
+	r.Fallback = func(logicalID, attr string) (string, bool) {
+		name := physicalName(opts.StackName, logicalID, suffix, 64)
+		if attr == "" {
+			return name, true
+		}
+		if attr == "Arn" {
+			svc := strings.ToLower(strings.Split(t.Resources[logicalID].Type+"::x", "::")[1])
+			return fmt.Sprintf("arn:aws:%s:%s:%s:%s", svc, opts.Region, opts.AccountID, name), true
+		}
+		return "emu-" + name + "-" + attr, true
+	}
+	d := &Deployment{StackName: opts.StackName, Resolver: r, Policies: map[string]*Policy{}, Outputs: map[string]string{}}
+	dp := &deployer{t: t, spec: spec, r: r, iot: iotc, s3: s3c, opts: opts, suffix: suffix, d: d}
+	// Order matters: each step resolves references to what the steps before it created.
+	for _, step := range []func(context.Context) error{dp.cas, dp.function, dp.buckets, dp.policies, dp.functionEnv, dp.rules} {
+		if err := step(ctx); err != nil {
+			return nil, err
+		}
+	}
+	dp.outputs()
+	return d, nil
+}
+
+// deployer creates one resource type of the template per method and records what it made in d and in the
+// resolver, for the resources that reference it.
+type deployer struct {
+	t      *Template
+	spec   *StackSpec
+	r      *Resolver
+	iot    deployIoTAPI
+	s3     deployS3API
+	opts   DeployOptions
+	suffix string
+	d      *Deployment
+}
+
+func (dp *deployer) cas(ctx context.Context) error {
+	for _, id := range dp.spec.CAs {
+		ca, err := deployCA(ctx, dp.t, dp.r, dp.iot, id)
+		if err != nil {
+			return err
+		}
+		dp.r.Refs[id] = ca.ID
+		dp.r.Attrs[id+".Id"] = ca.ID
+		dp.r.Attrs[id+".Arn"] = ca.ARN
+		dp.d.CAs = append(dp.d.CAs, *ca)
+	}
+	return nil
+}
+
+// function names the JITR function; the emulator runs it itself (moto's Lambda is not used).
+func (dp *deployer) function(context.Context) error {
+	dp.d.Function = physicalName(dp.opts.StackName, dp.spec.Function, dp.suffix, 64)
+	dp.r.Refs[dp.spec.Function] = dp.d.Function
+	dp.r.Attrs[dp.spec.Function+".Arn"] = fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", dp.opts.Region, dp.opts.AccountID, dp.d.Function)
+	return nil
+}
+
+func (dp *deployer) buckets(ctx context.Context) error {
+	for _, id := range dp.spec.Buckets {
+		name := strings.ToLower(physicalName(dp.opts.StackName, id, dp.suffix, 63))
+		if n, ok := dp.t.Prop(id, "BucketName").(string); ok {
+			name = n
+		}
+		if _, err := dp.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+		dp.r.Refs[id] = name
+		dp.r.Attrs[id+".Arn"] = "arn:aws:s3:::" + name
+		dp.r.Attrs[id+".DomainName"] = name + ".s3.amazonaws.com"
+		dp.r.Attrs[id+".RegionalDomainName"] = name + ".s3." + dp.opts.Region + ".amazonaws.com"
+		if dp.d.Bucket == "" {
+			dp.d.Bucket = name
+		}
+	}
+	return nil
+}
+
+func (dp *deployer) policies(ctx context.Context) error {
+	for _, id := range dp.spec.Policies {
+		name := physicalName(dp.opts.StackName, id, dp.suffix, 128)
+		if n, ok := dp.t.Prop(id, "PolicyName").(string); ok {
+			name = n
+		}
+		docV, err := dp.r.Resolve(dp.t.Prop(id, "PolicyDocument"))
+		if err != nil {
+			return fmt.Errorf("policy %s: resolve document: %w", id, err)
+		}
+		doc, err := json.Marshal(docV)
+		if err != nil {
+			return fmt.Errorf("policy %s: encode document: %w", id, err)
+		}
+		p, err := ParsePolicy(doc)
+		if err != nil {
+			return fmt.Errorf("policy %s: %w", id, err)
+		}
+		if _, err := dp.iot.CreatePolicy(ctx, &iot.CreatePolicyInput{PolicyName: aws.String(name), PolicyDocument: aws.String(string(doc))}); err != nil {
+			return fmt.Errorf("create policy %s: %w", name, err)
+		}
+		dp.r.Refs[id] = name
+		dp.r.Attrs[id+".Arn"] = fmt.Sprintf("arn:aws:iot:%s:%s:policy/%s", dp.opts.Region, dp.opts.AccountID, name)
+		dp.d.Policies[name] = p
+	}
+	return nil
+}
+
+func (dp *deployer) functionEnv(context.Context) error {
+	env, _ := dp.t.Prop(dp.spec.Function, "Environment.Variables").(map[string]any)
+	dp.d.FunctionEnv = map[string]string{}
+	for k, v := range env {
+		s, err := dp.r.String(v)
+		if err != nil {
+			return fmt.Errorf("function %s environment %s: %w", dp.spec.Function, k, err)
+		}
+		dp.d.FunctionEnv[k] = s
+	}
+	return nil
+}
+
+func (dp *deployer) rules(ctx context.Context) error {
+	for _, rs := range dp.spec.Rules {
+		sql, err := dp.r.String(dp.t.Prop(rs.LogicalID, "TopicRulePayload.Sql"))
+		if err != nil {
+			return fmt.Errorf("topic rule %s: resolve SQL: %w", rs.LogicalID, err)
+		}
+		filter, err := RuleTopicFilter(sql)
+		if err != nil {
+			return fmt.Errorf("topic rule %s: %w", rs.LogicalID, err)
+		}
+		name := ruleName(rs.LogicalID, dp.suffix)
+		if n, ok := dp.t.Prop(rs.LogicalID, "RuleName").(string); ok {
+			name = n
+		}
+		fnArn, err := dp.r.String(map[string]any{"Fn::GetAtt": []any{rs.Function, "Arn"}})
+		if err != nil {
+			return err
+		}
+		_, err = dp.iot.CreateTopicRule(ctx, &iot.CreateTopicRuleInput{
+			RuleName: aws.String(name),
+			TopicRulePayload: &iottypes.TopicRulePayload{
+				Sql:              aws.String(sql),
+				AwsIotSqlVersion: aws.String("2016-03-23"),
+				Actions:          []iottypes.Action{{Lambda: &iottypes.LambdaAction{FunctionArn: aws.String(fnArn)}}},
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("create topic rule %s: %w", name, err)
+		}
+		dp.r.Refs[rs.LogicalID] = name
+		dp.d.Rules = append(dp.d.Rules, DeployedRule{Name: name, SQL: sql, TopicFilter: filter})
+	}
+	return nil
+}
+
+// outputs keeps the outputs that resolve (custom-resource values may not).
+func (dp *deployer) outputs() {
+	keys := make([]string, 0, len(dp.t.Outputs))
+	for k := range dp.t.Outputs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if s, err := dp.r.String(dp.t.Outputs[k].Value); err == nil {
+			dp.d.Outputs[k] = s
+		}
+	}
+}
+
+func deployCA(ctx context.Context, t *Template, r *Resolver, iotc deployIoTAPI, id string) (*DeployedCA, error) {
+	pemText, err := r.String(t.Prop(id, "CACertificatePem"))
+	if err != nil {
+		return nil, fmt.Errorf("CA %s: certificate PEM: %w", id, err)
+	}
+	cert, err := azsphere.ParseCertificate([]byte(pemText))
+	if err != nil {
+		return nil, fmt.Errorf("CA %s: %w", id, err)
+	}
+	status, _ := r.String(t.Prop(id, "Status"))
+	autoReg, _ := r.String(t.Prop(id, "AutoRegistrationStatus"))
+	mode, _ := r.String(t.Prop(id, "CertificateMode"))
+	in := &iot.RegisterCACertificateInput{
+		CaCertificate:         aws.String(pemText),
+		SetAsActive:           status == "ACTIVE",
+		AllowAutoRegistration: autoReg == "ENABLE",
+	}
+	if mode == "" || mode == "DEFAULT" {
+		// AWS IoT wants proof of possession in DEFAULT mode; moto ignores it, the emulator still checks the signature.
+		vText, err := r.String(t.Prop(id, "VerificationCertificatePem"))
+		if err != nil {
+			return nil, fmt.Errorf("CA %s: DEFAULT mode needs VerificationCertificatePem: %w", id, err)
+		}
+		v, err := azsphere.ParseCertificate([]byte(vText))
+		if err != nil {
+			return nil, fmt.Errorf("CA %s: verification certificate: %w", id, err)
+		}
+		if err := v.CheckSignatureFrom(cert); err != nil {
+			return nil, fmt.Errorf("CA %s: verification certificate is not signed by the CA: %w", id, err)
+		}
+		in.VerificationCertificate = aws.String(vText)
+	} else {
+		in.CertificateMode = iottypes.CertificateMode(mode)
+	}
+	out, err := iotc.RegisterCACertificate(ctx, in)
+	if err != nil {
+		return nil, fmt.Errorf("register CA %s: %w", id, err)
+	}
+	return &DeployedCA{
+		LogicalID: id, ID: aws.ToString(out.CertificateId), ARN: aws.ToString(out.CertificateArn), PEM: pemText, Cert: cert,
+		Active: status == "ACTIVE", AutoRegistration: autoReg == "ENABLE",
+	}, nil
+}
+
+var nonRuleChars = regexp.MustCompile(`[^A-Za-z0-9_]`)
+
+func ruleName(logicalID, suffix string) string {
+	return nonRuleChars.ReplaceAllString(logicalID, "") + "_" + suffix
+}
+
+func randomSuffix() string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+// CAByID returns the deployed CA with the given id.
+func (d *Deployment) CAByID(id string) (DeployedCA, bool) {
+	for _, ca := range d.CAs {
+		if ca.ID == id {
+			return ca, true
+		}
+	}
+	return DeployedCA{}, false
+}

@@ -1,0 +1,283 @@
+package localaws
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Invoker runs one invocation of the function and waits for its result.
+type Invoker interface {
+	Invoke(ctx context.Context, payload []byte) ([]byte, error)
+}
+
+// FunctionError is an error the function itself returned (or a crash of its runtime), which Lambda's
+// asynchronous invocation retries.
+type FunctionError struct {
+	Type, Message string
+}
+
+func (e *FunctionError) Error() string {
+	return fmt.Sprintf("function error %s: %s", e.Type, e.Message)
+}
+
+// RIEOptions configures a pool of AWS Lambda Runtime Interface Emulator processes.
+type RIEOptions struct {
+	RIE       string    // the aws-lambda-rie command
+	Bootstrap string    // the function, built for the host
+	Env       []string  // the whole environment of the function (template environment + AWS endpoint/credentials)
+	Size      int       // processes; each runs one invocation at a time, as one Lambda execution environment
+	Log       io.Writer // output of the emulator and the function
+}
+
+// RIEPool is a set of warm execution environments, each an aws-lambda-rie process running the bootstrap.
+type RIEPool struct {
+	free  chan string // invocation URLs of idle environments
+	procs []*exec.Cmd
+	done  []chan struct{}
+	once  sync.Once
+	hc    *http.Client
+}
+
+// StartRIEPool starts the emulator processes on loopback ports and waits until they accept requests.
+func StartRIEPool(ctx context.Context, opts RIEOptions) (*RIEPool, error) {
+	if opts.Size <= 0 {
+		opts.Size = 2
+	}
+	p := &RIEPool{free: make(chan string, opts.Size), hc: &http.Client{Timeout: 5 * time.Minute}}
+	for i := 0; i < opts.Size; i++ {
+		invokePort, err := freePort()
+		if err != nil {
+			p.Stop()
+			return nil, err
+		}
+		apiPort, err := freePort()
+		if err != nil {
+			p.Stop()
+			return nil, err
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(invokePort)
+		cmd := exec.Command(opts.RIE,
+			"--runtime-interface-emulator-address", addr,
+			"--runtime-api-address", "127.0.0.1:"+strconv.Itoa(apiPort),
+			opts.Bootstrap)
+		cmd.Env = append(opts.Env, "AWS_LAMBDA_FUNCTION_TIMEOUT=60", "LOG_LEVEL=warn")
+		cmd.Stdout, cmd.Stderr = opts.Log, opts.Log
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			p.Stop()
+			return nil, fmt.Errorf("start %s: %w (run 'make demo' or 'make test-emulator' to install it)", opts.RIE, err)
+		}
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		p.procs = append(p.procs, cmd)
+		p.done = append(p.done, done)
+		if err := waitListening(ctx, addr, done); err != nil {
+			p.Stop()
+			return nil, fmt.Errorf("lambda emulator on %s: %w", addr, err)
+		}
+		p.free <- "http://" + addr + "/2015-03-31/functions/function/invocations"
+	}
+	return p, nil
+}
+
+func waitListening(ctx context.Context, addr string, exited <-chan struct{}) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("exited during start-up")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return errors.New("did not start listening")
+}
+
+// Invoke runs the function in the next idle environment.
+func (p *RIEPool) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	var url string
+	select {
+	case url = <-p.free:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { p.free <- url }()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := p.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("invoke: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("invoke: read result: %w", err)
+	}
+	var fe struct {
+		ErrorType    string `json:"errorType"`
+		ErrorMessage string `json:"errorMessage"`
+	}
+	_ = json.Unmarshal(body, &fe)
+	if resp.StatusCode != http.StatusOK || fe.ErrorType != "" || fe.ErrorMessage != "" {
+		if fe.ErrorType == "" {
+			fe.ErrorType = "Runtime.HTTP" + strconv.Itoa(resp.StatusCode)
+			fe.ErrorMessage = string(bytes.TrimSpace(body))
+		}
+		return body, &FunctionError{Type: fe.ErrorType, Message: fe.ErrorMessage}
+	}
+	return body, nil
+}
+
+// Stop ends every emulator process and the functions they run.
+func (p *RIEPool) Stop() {
+	p.once.Do(func() {
+		for i, cmd := range p.procs {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+			select {
+			case <-p.done[i]:
+			case <-time.After(3 * time.Second):
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				<-p.done[i]
+			}
+		}
+	})
+}
+
+// InvokeFunc adapts a function (an in-process handler in tests) to Invoker.
+type InvokeFunc func(ctx context.Context, payload []byte) ([]byte, error)
+
+// Invoke calls f.
+func (f InvokeFunc) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	return f(ctx, payload)
+}
+
+// AsyncResult is the outcome of one asynchronous invocation, after its retries.
+type AsyncResult struct {
+	Payload  []byte
+	Attempts int
+	Err      error // nil when an attempt succeeded
+}
+
+// AsyncInvoker queues events and invokes the function like Lambda's asynchronous invocation: a bounded number of
+// concurrent executions, and up to two retries after a function error. Unlike Lambda, whose concurrency would absorb
+// them, an event identical in key to one still waiting in the queue is coalesced with it: the function is
+// idempotent, so the outcome is the same, and a fleet retrying against an emulator with two executions cannot snowball.
+type AsyncInvoker struct {
+	invoker    Invoker
+	mu         sync.Mutex
+	waiting    map[string]bool // keys of queued, not yet started events
+	queue      chan queued
+	retries    int
+	retryDelay time.Duration
+	onResult   func(AsyncResult)
+	wg         sync.WaitGroup
+	pending    sync.WaitGroup
+	cancel     context.CancelFunc
+}
+
+// NewAsyncInvoker starts workers that drain the queue; onResult (optional) sees every final outcome.
+func NewAsyncInvoker(inv Invoker, workers int, onResult func(AsyncResult)) *AsyncInvoker {
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &AsyncInvoker{invoker: inv, queue: make(chan queued, 1<<16), waiting: map[string]bool{}, retries: 2, retryDelay: 200 * time.Millisecond, onResult: onResult, cancel: cancel}
+	for i := 0; i < workers; i++ {
+		a.wg.Add(1)
+		go a.work(ctx)
+	}
+	return a
+}
+
+type queued struct {
+	key     string
+	payload []byte
+}
+
+// Enqueue accepts an event without waiting for it to run; it reports false when the queue is full. An event whose
+// non-empty key matches a queued one is coalesced with it.
+func (a *AsyncInvoker) Enqueue(key string, payload []byte) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if key != "" && a.waiting[key] {
+		return true
+	}
+	a.pending.Add(1)
+	select {
+	case a.queue <- queued{key: key, payload: payload}:
+		if key != "" {
+			a.waiting[key] = true
+		}
+		return true
+	default:
+		a.pending.Done()
+		return false
+	}
+}
+
+// Drain waits until every queued event has been handled.
+func (a *AsyncInvoker) Drain() { a.pending.Wait() }
+
+// Stop abandons queued events and waits for the workers.
+func (a *AsyncInvoker) Stop() {
+	a.cancel()
+	a.wg.Wait()
+}
+
+func (a *AsyncInvoker) work(ctx context.Context) {
+	defer a.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case q := <-a.queue:
+			a.mu.Lock()
+			delete(a.waiting, q.key)
+			a.mu.Unlock()
+			payload := q.payload
+			res := AsyncResult{Payload: payload}
+			for attempt := 0; attempt <= a.retries; attempt++ {
+				if attempt > 0 {
+					select {
+					case <-ctx.Done():
+					case <-time.After(a.retryDelay << (attempt - 1)):
+					}
+				}
+				res.Attempts++
+				_, res.Err = a.invoker.Invoke(ctx, payload)
+				if res.Err == nil || ctx.Err() != nil {
+					break
+				}
+			}
+			if a.onResult != nil {
+				a.onResult(res)
+			}
+			a.pending.Done()
+		}
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,316 @@
+// Package localaws is the local emulator of the product's cloud side: moto as the AWS API, the synthesized template
+// deployed into it, an MQTT-over-TLS broker that behaves like AWS IoT Core for just-in-time registration
+// (registry, policies, registered events, shadows) and the real JITR Lambda run by the rules engine.
+package localaws
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/iot"
+	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/sphere-jitr/sphere-jitr/emulator/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
+	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/internal/lambdabuild"
+)
+
+// rieTool is the AWS Lambda Runtime Interface Emulator the emulator runs the functions under; go.mod pins its
+// version with a tool directive.
+const rieTool = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie"
+
+// Options configures Start.
+type Options struct {
+	Template  *Template
+	StackName string             // default SphereJitr
+	Moto      *motoserver.Server // an already running moto to deploy into; default: start one
+	Function  Invoker            // default: the bootstrap under RIE (Bootstrap, RIE)
+	Bootstrap string             // the JITR function built for the host
+	RIE       string             // the aws-lambda-rie command
+	Workers   int                // concurrent function executions; default 2
+	Timeline  *timeline.Timeline // readable account of the flow; nil for none
+	Log       io.Writer          // moto and function output; default discarded
+}
+
+// Emulator is a running local emulator.
+type Emulator struct {
+	Moto       *motoserver.Server
+	Deployment *Deployment
+	Broker     *Broker
+	ServerCA   *testpki.Pair // trust anchor of the broker's TLS certificate (the stand-in for Amazon Root CA 1)
+	AWS        aws.Config
+	IoT        *iot.Client
+	S3         *s3.Client
+	Shadow     *ShadowClient
+
+	async      *AsyncInvoker
+	pool       *RIEPool
+	ownsMoto   bool
+	tl         *timeline.Timeline
+	mu         sync.Mutex
+	reported   map[string]string   // certificate id → last status shown on the timeline
+	certThing  map[string]string   // certificate id → thing its CN names
+	thingCerts map[string][]string // thing → certificates seen
+	stopOnce   sync.Once
+}
+
+// AWSConfig returns an SDK configuration that talks to the given moto server.
+func AWSConfig(motoURL string) aws.Config {
+	return aws.Config{
+		Region:       motoserver.Region,
+		Credentials:  credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, ""),
+		BaseEndpoint: aws.String(motoURL),
+		HTTPClient:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 60 * time.Second},
+	}
+}
+
+// Start brings the emulator up: moto, the deployment of the template, the function runner and the broker.
+func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
+	if opts.Template == nil {
+		return nil, errors.New("emulator: no template")
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 2
+	}
+	t := &Emulator{Moto: opts.Moto, tl: opts.Timeline, reported: map[string]string{}, certThing: map[string]string{}, thingCerts: map[string][]string{}}
+	defer func() {
+		if err != nil {
+			t.Stop()
+		}
+	}()
+	if t.Moto == nil {
+		if t.Moto, err = motoserver.Start(ctx, motoserver.Options{Log: opts.Log}); err != nil {
+			return nil, err
+		}
+		t.ownsMoto = true
+	}
+	t.AWS = AWSConfig(t.Moto.URL)
+	t.IoT = iot.NewFromConfig(t.AWS)
+	t.S3 = s3.NewFromConfig(t.AWS, func(o *s3.Options) { o.UsePathStyle = true })
+	t.Shadow = &ShadowClient{Endpoint: t.Moto.URL, Region: t.AWS.Region, Credentials: t.AWS.Credentials, HTTP: t.AWS.HTTPClient.(*http.Client)}
+
+	t.Deployment, err = Deploy(ctx, opts.Template, t.IoT, t.S3, DeployOptions{
+		StackName: opts.StackName, Region: motoserver.Region, AccountID: motoserver.AccountID,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("deploy template: %w", err)
+	}
+	for _, ca := range t.Deployment.CAs {
+		t.tl.Event("deploy", "CA %s registered ACTIVE=%v auto-registration=%v (%s)", timeline.Short(ca.ID), ca.Active, ca.AutoRegistration, ca.Cert.Subject.CommonName)
+	}
+	for name := range t.Deployment.Policies {
+		t.tl.Event("deploy", "device policy %s created from the template", name)
+	}
+	for _, r := range t.Deployment.Rules {
+		t.tl.Event("deploy", "topic rule %s: %s", r.Name, r.SQL)
+	}
+
+	fn := opts.Function
+	if fn == nil {
+		env := append(t.Moto.Env(), "AWS_LAMBDA_FUNCTION_NAME="+t.Deployment.Function, "PATH="+os.Getenv("PATH"))
+		keys := make([]string, 0, len(t.Deployment.FunctionEnv))
+		for k, v := range t.Deployment.FunctionEnv {
+			env = append(env, k+"="+v)
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		t.pool, err = StartRIEPool(ctx, RIEOptions{RIE: opts.RIE, Bootstrap: opts.Bootstrap, Env: env, Size: opts.Workers, Log: opts.Log})
+		if err != nil {
+			return nil, err
+		}
+		t.tl.Event("deploy", "JITR function %s running under aws-lambda-rie ×%d, environment from the template: %s",
+			t.Deployment.Function, opts.Workers, strings.Join(keys, ", "))
+		fn = t.pool
+	}
+	t.async = NewAsyncInvoker(fn, opts.Workers, t.reportInvocation)
+
+	srvCA, err := testpki.NewCA(testpki.CAOptions{CommonName: "sphere-jitr emulator server CA"})
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := srvCA.IssueServer("127.0.0.1", "localhost")
+	if err != nil {
+		return nil, err
+	}
+	t.ServerCA = srvCA
+	t.Broker, err = StartBroker(BrokerOptions{
+		Deployment:  t.Deployment,
+		IoT:         t.IoT,
+		Shadow:      t.Shadow,
+		Certificate: tls.Certificate{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key, Leaf: leaf.Cert},
+		OnRule: func(rule DeployedRule, topic string, payload []byte) {
+			var ev RegisteredEvent
+			_ = json.Unmarshal(payload, &ev)
+			if !t.async.Enqueue(ev.CertificateID, payload) {
+				t.tl.Event("rules", "rule %s: invocation queue full, event dropped", rule.Name)
+			}
+		},
+		Timeline: t.tl,
+	})
+	if err != nil {
+		return nil, err
+	}
+	t.tl.Event("iot-core", "MQTT over TLS on %s (client certificate required)", t.Broker.Addr())
+	return t, nil
+}
+
+// reportInvocation writes what the function did to the registry: the certificate's new status, and what became
+// of the device's older certificates (revoked, or retired: deactivated and deleted).
+func (t *Emulator) reportInvocation(res AsyncResult) {
+	var ev RegisteredEvent
+	_ = json.Unmarshal(res.Payload, &ev)
+	if t.Broker != nil {
+		t.Broker.Settled(ev.CertificateID)
+	}
+	if res.Err != nil {
+		t.tl.Event("jitr", "certificate %s: function failed after %d attempts: %v", timeline.Short(ev.CertificateID), res.Attempts, res.Err)
+		return
+	}
+	if t.tl == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	status, thing := t.certificateState(ctx, ev.CertificateID)
+	if thing == "" {
+		return
+	}
+	t.show(ev.CertificateID, status, "certificate %s → %s (thing %s)", timeline.Short(ev.CertificateID), status, timeline.Short(thing))
+	t.mu.Lock()
+	others := append([]string(nil), t.thingCerts[thing]...)
+	t.mu.Unlock()
+	for _, id := range others {
+		if id == ev.CertificateID {
+			continue
+		}
+		st, _ := t.certificateState(ctx, id)
+		switch st {
+		case "deleted":
+			t.show(id, st, "old certificate %s of thing %s revoked: deactivated and deleted by the function, it can no longer connect", timeline.Short(id), timeline.Short(thing))
+		case "REVOKED", "INACTIVE":
+			t.show(id, st, "old certificate %s of thing %s → %s", timeline.Short(id), timeline.Short(thing), st)
+		}
+	}
+}
+
+// certificateState returns a certificate's status ("deleted" once gone) and the thing its CN names.
+func (t *Emulator) certificateState(ctx context.Context, id string) (status, thing string) {
+	t.mu.Lock()
+	thing = t.certThing[id]
+	t.mu.Unlock()
+	desc, err := t.IoT.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String(id)})
+	var nf *iottypes.ResourceNotFoundException
+	if errors.As(err, &nf) {
+		return "deleted", thing
+	}
+	if err != nil {
+		return "unknown", thing
+	}
+	if thing == "" {
+		if c, err := azsphere.ParseCertificate([]byte(aws.ToString(desc.CertificateDescription.CertificatePem))); err == nil {
+			thing = strings.ToLower(c.Subject.CommonName)
+			t.mu.Lock()
+			t.certThing[id] = thing
+			t.thingCerts[thing] = append(t.thingCerts[thing], id)
+			t.mu.Unlock()
+		}
+	}
+	return string(desc.CertificateDescription.Status), thing
+}
+
+// show writes a timeline line when a certificate's status differs from the one last shown.
+func (t *Emulator) show(id, status, format string, args ...any) {
+	t.mu.Lock()
+	changed := t.reported[id] != status
+	t.reported[id] = status
+	t.mu.Unlock()
+	if changed {
+		t.tl.Event("jitr", format, args...)
+	}
+}
+
+// DrainFunction waits until every queued registered event has been handled by the function.
+func (t *Emulator) DrainFunction() { t.async.Drain() }
+
+// Stop ends everything Start started, in reverse order. It is safe to call more than once.
+func (t *Emulator) Stop() {
+	t.stopOnce.Do(func() {
+		if t.Broker != nil {
+			_ = t.Broker.Close()
+		}
+		if t.async != nil {
+			t.async.Stop()
+		}
+		if t.pool != nil {
+			t.pool.Stop()
+		}
+		if t.ownsMoto && t.Moto != nil {
+			t.Moto.Stop()
+		}
+	})
+}
+
+// Info is what a device (or the fleet simulator) needs to reach the emulator, as `make device-image` would
+// give it from the stack outputs.
+type Info struct {
+	Endpoint         string   `json:"endpoint"`    // host:port of the MQTT broker
+	ServerCAPEM      string   `json:"serverCaPem"` // trust anchor for the broker
+	AWSEndpoint      string   `json:"awsEndpoint"` // moto, for presigning and the summary
+	Region           string   `json:"region"`
+	Bucket           string   `json:"bucket"`
+	CACertificateIDs []string `json:"caCertificateIds"`
+	DevicePolicy     string   `json:"devicePolicy"`
+}
+
+// Info describes the running emulator.
+func (t *Emulator) Info() Info {
+	info := Info{
+		Endpoint: t.Broker.Addr(), ServerCAPEM: string(t.ServerCA.CertPEM()), AWSEndpoint: t.Moto.URL,
+		Region: t.AWS.Region, Bucket: t.Deployment.Bucket, DevicePolicy: t.Deployment.FunctionEnv[contract.EnvDevicePolicyName],
+	}
+	for _, ca := range t.Deployment.CAs {
+		info.CACertificateIDs = append(info.CACertificateIDs, ca.ID)
+	}
+	return info
+}
+
+// BuildBootstrap compiles the JITR function (./lambda/jitr of the repository at root) for the host, as the
+// file the Lambda runtime starts, and returns its path.
+func BuildBootstrap(ctx context.Context, root, outDir string) (string, error) {
+	return lambdabuild.Build(ctx, root, "./lambda/jitr", runtime.GOARCH, outDir)
+}
+
+// FindRIE builds the aws-lambda-rie command into build/tools/bin of the repository at root, at the version go.mod
+// pins (its tool directive), and returns its path. The Go build cache makes this cheap after the first time.
+func FindRIE(ctx context.Context, root string) (string, error) {
+	p := filepath.Join(root, "build", "tools", "bin", "aws-lambda-rie")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", p, rieTool)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build aws-lambda-rie: %w\n%s", err, msg)
+	}
+	return p, nil
+}

@@ -1,0 +1,228 @@
+package localaws
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+)
+
+// ShadowClient calls moto's IoT data plane (the device shadow REST API), signed with SigV4 like the AWS SDK so
+// moto routes it by the credential scope. The SDK's iotdataplane client is not among the project's modules.
+type ShadowClient struct {
+	Endpoint    string // moto URL
+	Region      string
+	Credentials aws.CredentialsProvider
+	HTTP        *http.Client
+}
+
+// ShadowError is an error answer of the shadow service, with the HTTP status AWS IoT puts in rejected replies.
+type ShadowError struct {
+	Code    int
+	Message string
+}
+
+func (e *ShadowError) Error() string { return fmt.Sprintf("shadow service: %d %s", e.Code, e.Message) }
+
+// Do sends one shadow request: method GET, POST (update) or DELETE, for a thing and an optional named shadow.
+func (c *ShadowClient) Do(ctx context.Context, method, thing, shadowName string, body []byte) ([]byte, error) {
+	u := c.Endpoint + "/things/" + url.PathEscape(thing) + "/shadow"
+	if shadowName != "" {
+		u += "?name=" + url.QueryEscape(shadowName)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(body)
+	creds, err := c.Credentials.Retrieve(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("credentials: %w", err)
+	}
+	if err := v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "iotdata", c.Region, time.Now()); err != nil {
+		return nil, fmt.Errorf("sign shadow request: %w", err)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("shadow %s %s: %w", method, thing, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("shadow %s %s: read answer: %w", method, thing, err)
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Message string `json:"message"`
+			Type    string `json:"__type"`
+		}
+		_ = json.Unmarshal(out, &e)
+		msg := e.Message
+		if msg == "" {
+			msg = strings.TrimSpace(string(out))
+		}
+		return nil, &ShadowError{Code: resp.StatusCode, Message: msg}
+	}
+	return out, nil
+}
+
+// shadowTopic is a parsed request topic $aws/things/<thing>/shadow[/name/<name>]/<op>.
+type shadowTopic struct {
+	Thing, Name, Op string
+	Prefix          string // topic up to and including "shadow" or "shadow/name/<name>"
+}
+
+func parseShadowTopic(topic string) (shadowTopic, bool) {
+	parts := strings.Split(topic, "/")
+	if len(parts) < 5 || parts[0] != "$aws" || parts[1] != "things" || parts[3] != "shadow" {
+		return shadowTopic{}, false
+	}
+	st := shadowTopic{Thing: parts[2]}
+	rest := parts[4:]
+	prefixLen := 4
+	if rest[0] == "name" {
+		if len(rest) != 3 {
+			return shadowTopic{}, false
+		}
+		st.Name = rest[1]
+		rest = rest[2:]
+		prefixLen = 6
+	}
+	if len(rest) != 1 {
+		return shadowTopic{}, false // a reply topic (accepted/rejected/delta/documents), not a request
+	}
+	switch rest[0] {
+	case "update", "get", "delete":
+		st.Op = rest[0]
+	default:
+		return shadowTopic{}, false
+	}
+	st.Prefix = strings.Join(parts[:prefixLen], "/")
+	return st, true
+}
+
+// shadowReply is one message the bridge publishes back.
+type shadowReply struct {
+	Topic   string
+	Payload []byte
+}
+
+// HandleShadowRequest performs a shadow request received on an MQTT topic against moto and returns the replies
+// AWS IoT would publish: <op>/accepted or <op>/rejected, and update/delta when desired and reported differ.
+func HandleShadowRequest(ctx context.Context, c *ShadowClient, topic string, payload []byte) ([]shadowReply, bool) {
+	st, ok := parseShadowTopic(topic)
+	if !ok {
+		return nil, false
+	}
+	var req map[string]any
+	if len(bytes.TrimSpace(payload)) > 0 {
+		if err := json.Unmarshal(payload, &req); err != nil {
+			return []shadowReply{rejected(st, 400, "Payload contains invalid json", nil)}, true
+		}
+	}
+	token := req["clientToken"]
+	var (
+		out []byte
+		err error
+	)
+	switch st.Op {
+	case "get":
+		out, err = c.Do(ctx, http.MethodGet, st.Thing, st.Name, nil)
+	case "delete":
+		out, err = c.Do(ctx, http.MethodDelete, st.Thing, st.Name, nil)
+	case "update":
+		body := map[string]any{"state": req["state"]}
+		if v, ok := req["version"]; ok {
+			// moto fails on a versioned update of a shadow that does not exist yet; AWS answers 409.
+			if _, gerr := c.Do(ctx, http.MethodGet, st.Thing, st.Name, nil); gerr != nil {
+				return []shadowReply{rejected(st, 409, "Version conflict", token)}, true
+			}
+			body["version"] = v
+		}
+		if _, has := req["state"]; !has {
+			return []shadowReply{rejected(st, 400, "Missing required node: state", token)}, true
+		}
+		enc, _ := json.Marshal(body)
+		out, err = c.Do(ctx, http.MethodPost, st.Thing, st.Name, enc)
+	}
+	if err != nil {
+		code, msg := 500, err.Error()
+		if se, ok := err.(*ShadowError); ok {
+			code, msg = se.Code, se.Message
+			if code == 404 {
+				msg = "No shadow exists with name: '" + st.Thing + "'"
+			}
+		}
+		return []shadowReply{rejected(st, code, msg, token)}, true
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(out, &doc); err != nil {
+		return []shadowReply{rejected(st, 500, "shadow service answered invalid json", token)}, true
+	}
+	if token != nil {
+		doc["clientToken"] = token
+	}
+	if st.Op == "delete" {
+		delete(doc, "state")
+		delete(doc, "metadata")
+	}
+	accepted, _ := json.Marshal(doc)
+	replies := []shadowReply{{Topic: st.Prefix + "/" + st.Op + "/accepted", Payload: accepted}}
+	if st.Op == "update" {
+		if d := desiredIn(req); d {
+			if delta := currentDelta(ctx, c, st); delta != nil {
+				replies = append(replies, shadowReply{Topic: st.Prefix + "/update/delta", Payload: delta})
+			}
+		}
+	}
+	return replies, true
+}
+
+func desiredIn(req map[string]any) bool {
+	state, _ := req["state"].(map[string]any)
+	_, ok := state["desired"]
+	return ok
+}
+
+// currentDelta reads the shadow back and returns the update/delta message, or nil when reported matches desired.
+func currentDelta(ctx context.Context, c *ShadowClient, st shadowTopic) []byte {
+	out, err := c.Do(ctx, http.MethodGet, st.Thing, st.Name, nil)
+	if err != nil {
+		return nil
+	}
+	var doc struct {
+		State struct {
+			Delta map[string]any `json:"delta"`
+		} `json:"state"`
+		Version   int64 `json:"version"`
+		Timestamp int64 `json:"timestamp"`
+	}
+	if json.Unmarshal(out, &doc) != nil || len(doc.State.Delta) == 0 {
+		return nil
+	}
+	msg, _ := json.Marshal(map[string]any{"state": doc.State.Delta, "version": doc.Version, "timestamp": doc.Timestamp})
+	return msg
+}
+
+func rejected(st shadowTopic, code int, msg string, token any) shadowReply {
+	body := map[string]any{"code": code, "message": msg, "timestamp": time.Now().Unix()}
+	if token != nil {
+		body["clientToken"] = token
+	}
+	enc, _ := json.Marshal(body)
+	return shadowReply{Topic: st.Prefix + "/" + st.Op + "/rejected", Payload: enc}
+}
