@@ -4,7 +4,7 @@
 
 DEVICE_DIR         := device
 DEVICE_CMAKE_ARGS  ?=
-DEVICE_APT_PACKAGES := cmake ninja-build gcc git libwolfssl-dev gcc-arm-linux-gnueabihf binutils-arm-linux-gnueabihf mosquitto python3
+DEVICE_APT_PACKAGES := cmake ninja-build gcc git libwolfssl-dev gcc-arm-linux-gnueabihf binutils-arm-linux-gnueabihf libc6-dev-armhf-cross mosquitto python3 openssl ca-certificates
 DEVICE_SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEVICE_SIZE_BUILD  := build/size
 

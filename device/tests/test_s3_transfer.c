@@ -6,7 +6,6 @@
  *
  * Usage: test_s3_transfer PKI_DIR
  */
-#define _GNU_SOURCE /* strcasestr */
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
