@@ -12,6 +12,7 @@
  */
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -200,6 +201,14 @@ static void ServeSession(Broker_t *broker, WOLFSSL *ssl)
     }
 }
 
+/* Debian's wolfSSL keeps an ECC fixed-point cache per thread (FP_ECC): a server thread frees its own. */
+static void FreeThreadEccCache(void)
+{
+#if defined(FP_ECC)
+    wc_ecc_fp_free();
+#endif
+}
+
 static void *BrokerThread(void *arg)
 {
     Broker_t *broker = arg;
@@ -240,6 +249,7 @@ static void *BrokerThread(void *arg)
         close(fd);
     }
     wolfSSL_CTX_free(ctx);
+    FreeThreadEccCache();
     return NULL;
 }
 
