@@ -63,7 +63,7 @@ device-size: device-host device-arm-check ## ARM text/data/bss per part, peak he
 	row "backoffAlgorithm v1.4.1" $$(lib libsdk_backoff.a); \
 	echo "(wolfSSL, libc and applibs are in the OS, not in the image)"; \
 	echo "largest stack frames (ARM, -fstack-usage, bytes):"; \
-	find . -name '*.su' -exec cat {} + | awk -F'\t' '{ n = split($$1, p, "/"); printf "  %6d %-8s %s\n", $$2, $$3, p[n] }' | sort -rn | head -12
+	find . -name '*.su' -exec cat {} + | awk -F'\t' '{ n = split($$1, p, "/"); printf "  %6d %-8s %s\n", $$2, $$3, p[n] }' | sort -rn | awk 'NR <= 12'
 	@cd $(DEVICE_DIR)/build/host && if ! grep -q '^SDK libraries reachable' sdk_libraries_status.txt; then \
 		echo "peak heap: not measured: the host app needs the SDK libraries"; cat sdk_libraries_status.txt; exit 0; fi; \
 	ctest -R '^device_pki$$' --output-on-failure -Q && \
