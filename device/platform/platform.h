@@ -29,13 +29,19 @@ typedef enum PlatformStatus {
     PLATFORM_FAILURE
 } PlatformStatus_t;
 
-/** @brief Number of trusted root CA files the platform can hand out. */
-#define PLATFORM_MAX_ROOT_CAS 2U
+/**
+ * @brief Number of trusted root CA files the platform can hand out: Amazon Root CA 1 (RSA) and 3 (ECC), which
+ *        AWS IoT Core's ATS endpoints and S3 chain to, and Starfield Services Root Certificate Authority - G2,
+ *        which cross-signs them: AWS may send the cross-signed chain, and a wolfSSL built without alternate
+ *        chains (WOLFSSL_ALT_CERT_CHAINS) can only verify that chain up to the Starfield root.
+ */
+#define PLATFORM_MAX_ROOT_CAS 3U
 
 /** @brief Where the TLS credentials and the endpoint come from. */
 typedef struct PlatformCredentials {
     const char *clientCertPath; /**< PEM client certificate (DeviceAuth certificate on Azure Sphere). */
-    const char *clientKeyPath;  /**< PEM private key; on Azure Sphere the same path as the certificate. */
+    const char *clientKeyPath;  /**< PEM private key, or NULL on Azure Sphere: the DAA key stays in the
+                                     security subsystem and only the certificate is loaded. */
     const char *rootCaPaths[PLATFORM_MAX_ROOT_CAS]; /**< Trusted roots; unused entries are NULL. */
 } PlatformCredentials_t;
 
@@ -93,6 +99,14 @@ PlatformStatus_t Platform_GetCredentials(PlatformCredentials_t *credentials);
  * @param[out] port Set to the port, or left untouched.
  */
 void Platform_GetEndpointOverride(const char **host, uint16_t *port);
+
+/**
+ * @brief S3 presigned URL override: the host build takes them from the command line (`--s3-put-url`,
+ *        `--s3-get-url`) so a test can serve them; Azure Sphere always uses the generated configuration.
+ * @param[out] putUrl Set to the PUT URL, or left untouched.
+ * @param[out] getUrl Set to the GET URL, or left untouched.
+ */
+void Platform_GetS3UrlOverride(const char **putUrl, const char **getUrl);
 
 /**
  * @brief How many telemetry messages to publish before exiting with success: the host build's

@@ -9,12 +9,12 @@
 /*
  * Copies the CN of a subject into commonName (at most size - 1 characters, NUL-terminated).
  * Returns its length, or -1 without a CN.
+ *
+ * Read from the one-line subject with wolfSSL_X509_NAME_oneline, a WOLFSSL_ABI function, as Microsoft's
+ * device-ID snippet does; wolfSSL_X509_NAME_get_text_by_NID is not ABI, so Azure Sphere does not export it.
  */
 static int GetCommonName(WOLFSSL_X509_NAME *subject, char *commonName, size_t size)
 {
-#if defined(DEVICE_WOLFSSL_HAS_NAME_BY_NID)
-    return wolfSSL_X509_NAME_get_text_by_NID(subject, NID_commonName, commonName, (int)size);
-#else
     /* "/C=../O=../CN=<id>": the CN is the text after the last "/CN=" up to the next "/". */
     /* Zeroed: for an empty subject wolfSSL may return the buffer without writing to it. */
     char oneLine[512] = {0};
@@ -35,7 +35,6 @@ static int GetCommonName(WOLFSSL_X509_NAME *subject, char *commonName, size_t si
     memcpy(commonName, cn, length);
     commonName[length] = '\0';
     return (int)length;
-#endif
 }
 
 IdentityStatus_t Identity_NormalizeDeviceId(const char *commonName, char *deviceId, size_t deviceIdSize)

@@ -9,7 +9,9 @@
  *
  * Shape of the Azure Sphere samples: an ExitCode per failure site, a SIGTERM handler that only sets the exit
  * code, InitPeripheralsAndHandlers → event loop → ClosePeripheralsAndHandlers. Timers drive everything; the
- * MQTT callback only parses and sets flags, the timer handlers act.
+ * MQTT callback only parses and sets flags, the timer handlers act. The S3 transfer runs from the connect
+ * timer before the first MQTT connection, never inside a connection callback, so only one TLS session is open
+ * at a time (RAM: see device/README.md).
  */
 #include <signal.h>
 #include <stdbool.h>
@@ -188,20 +190,26 @@ static void ScheduleReconnect(void)
     ArmTimer(connectTimer, delayMs, 0U);
 }
 
+/// <summary>
+/// Moves the demo object through S3 once, with no MQTT session open (one TLS session at a time).
+/// </summary>
 static void RunS3DemoOnce(void)
 {
     size_t objectSize = 0;
+    const char *putUrl = S3_PRESIGNED_PUT_URL;
+    const char *getUrl = S3_PRESIGNED_GET_URL;
     int length = snprintf((char *)s3Buffer, sizeof(s3Buffer), "hello from %s\n", deviceId);
     if (s3DemoDone || length < 0) {
         return;
     }
     s3DemoDone = true;
-    if (S3_Upload(S3_PRESIGNED_PUT_URL, s3Buffer, (size_t)length) != S3_SUCCESS) {
+    Platform_GetS3UrlOverride(&putUrl, &getUrl);
+    if (S3_Upload(putUrl, s3Buffer, (size_t)length) != S3_SUCCESS) {
         Platform_Log(PLATFORM_LOG_WARN, "S3 upload skipped: see above (presigned URLs expire: run make device-image)");
         return;
     }
     memset(s3Buffer, 0, sizeof(s3Buffer));
-    if (S3_Download(S3_PRESIGNED_GET_URL, s3Buffer, sizeof(s3Buffer) - 1U, &objectSize) == S3_SUCCESS) {
+    if (S3_Download(getUrl, s3Buffer, sizeof(s3Buffer) - 1U, &objectSize) == S3_SUCCESS) {
         Platform_Log(PLATFORM_LOG_INFO, "S3 object: %.*s", (int)objectSize, (const char *)s3Buffer);
     }
 }
@@ -212,17 +220,16 @@ static void OnConnected(void)
 {
     if (Telemetry_Subscribe(&telemetry, &connection.mqtt) != TELEMETRY_SUCCESS ||
         ShadowSync_Subscribe(&shadow, &connection.mqtt) != SHADOW_SYNC_SUCCESS) {
-        Connection_Close(&connection);
-        ScheduleReconnect();
+        OnConnectionLost("subscribe failed");
         return;
     }
-    if (ShadowSync_Report(&shadow, &connection.mqtt) != SHADOW_SYNC_SUCCESS) {
-        OnConnectionLost("shadow report failed");
+    /* Desired state set while the device was offline comes with the get; the report follows its answer. */
+    if (ShadowSync_RequestGet(&shadow, &connection.mqtt) != SHADOW_SYNC_SUCCESS) {
+        OnConnectionLost("shadow get failed");
         return;
     }
     ArmTimer(processTimer, PROCESS_LOOP_PERIOD_MS, PROCESS_LOOP_PERIOD_MS);
     ArmTimer(telemetryTimer, 1U, shadow.telemetryIntervalSec * 1000U);
-    RunS3DemoOnce();
 }
 
 /// <summary>
@@ -236,6 +243,17 @@ static void ConnectTimerEventHandler(void *context)
         if (exitCode == ExitCode_Success) {
             ArmTimer(connectTimer, READINESS_POLL_MS, 0U);
         }
+        return;
+    }
+    if (!s3DemoDone) {
+        if (Platform_IsNetworkReady() != PLATFORM_SUCCESS) {
+            Platform_Log(PLATFORM_LOG_INFO, "waiting for networking");
+            ArmTimer(connectTimer, READINESS_POLL_MS, 0U);
+            return;
+        }
+        /* Before MQTT, from this timer: the S3 session is closed before the MQTT one opens. */
+        RunS3DemoOnce();
+        ArmTimer(connectTimer, 1U, 0U);
         return;
     }
     ConnectionStatus_t status = Connection_Attempt(&connection, NULL);
@@ -254,7 +272,7 @@ static void OnConnectionLost(const char *why)
     Platform_Log(PLATFORM_LOG_WARN, "connection lost: %s", why);
     ArmTimer(processTimer, 0U, 0U);
     ArmTimer(telemetryTimer, 0U, 0U);
-    Connection_Close(&connection);
+    (void)Connection_HandleDrop(&connection);
     ScheduleReconnect();
 }
 

@@ -11,6 +11,8 @@
 #define CONNACK_TIMEOUT_MS 10000U
 /** @brief Socket timeout of the transport. */
 #define TRANSPORT_TIMEOUT_MS 10000U
+/** @brief Transport_Recv waits this long for data: the process loop runs every 100 ms and must not stall it. */
+#define TRANSPORT_RECV_WAIT_MS 20U
 
 static uint8_t networkBuffer[MQTT_NETWORK_BUFFER_SIZE];
 static MQTTPubAckInfo_t outgoingPublishRecords[MQTT_OUTGOING_PUBLISH_RECORDS];
@@ -25,6 +27,12 @@ static void ResetBackoff(Connection_t *connection)
     const RetryPolicy_t policy = RETRY_POLICY_DEFAULT;
     BackoffAlgorithm_InitializeParams(&connection->backoff, (uint16_t)(policy.baseDelayMs / RETRY_BACKOFF_UNIT_MS),
                                       (uint16_t)(policy.maxDelayMs / RETRY_BACKOFF_UNIT_MS), policy.maxAttempts);
+    connection->attempts = 0;
+}
+
+static uint32_t Now(const Connection_t *connection)
+{
+    return (connection->config.getTimeMs != NULL) ? connection->config.getTimeMs() : Platform_GetTimeMs();
 }
 
 ConnectionStatus_t Connection_Init(Connection_t *connection, const ConnectionConfig_t *config)
@@ -115,6 +123,8 @@ ConnectionStatus_t Connection_Attempt(Connection_t *connection, bool *sessionPre
         return CONNECTION_TLS_FAILURE;
     }
     connection->attempts++;
+    connection->attempted = true;
+    connection->lastAttemptMs = Now(connection);
     TransportConfig_t transportConfig = {
         .host = connection->config.host,
         .port = connection->config.port,
@@ -124,6 +134,7 @@ ConnectionStatus_t Connection_Attempt(Connection_t *connection, bool *sessionPre
         .clientKeyPath = credentials.clientKeyPath,
         .alpn = (connection->config.port == 443U) ? TRANSPORT_ALPN_AWS_MQTT : NULL,
         .timeoutMs = TRANSPORT_TIMEOUT_MS,
+        .recvWaitMs = TRANSPORT_RECV_WAIT_MS,
     };
     Platform_Log(PLATFORM_LOG_INFO, "connecting to %s:%u as %.16s... (attempt %lu)", transportConfig.host,
                  (unsigned)transportConfig.port, connection->config.clientId, (unsigned long)connection->attempts);
@@ -139,12 +150,38 @@ ConnectionStatus_t Connection_Attempt(Connection_t *connection, bool *sessionPre
                      (unsigned long)connection->attempts, Connection_StatusString(status));
         return status;
     }
+    /* No backoff reset here: a CONNACK followed by a drop is no proof of health (see Connection_HandleDrop). */
     connection->connected = true;
     connection->everConnected = true;
-    connection->attempts = 0;
-    ResetBackoff(connection);
+    connection->connectedAtMs = Now(connection);
     Platform_Log(PLATFORM_LOG_INFO, "MQTT connected to %s:%u", transportConfig.host, (unsigned)transportConfig.port);
     return CONNECTION_SUCCESS;
+}
+
+uint32_t Connection_HandleDrop(Connection_t *connection)
+{
+    if (connection == NULL || !connection->connected) {
+        Connection_Close(connection);
+        return 0U;
+    }
+    uint32_t sessionMs = Now(connection) - connection->connectedAtMs;
+    /* The session is gone: close the transport without writing a DISCONNECT into it. */
+    connection->connected = false;
+    Connection_Close(connection);
+    if (RetryPolicy_SessionWasStable(sessionMs)) {
+        connection->shortDrops = 0;
+        ResetBackoff(connection);
+        Platform_Log(PLATFORM_LOG_INFO, "session lasted %lu s: reconnecting with a fresh backoff",
+                     (unsigned long)(sessionMs / 1000U));
+    } else {
+        connection->shortDrops++;
+        Platform_Log(PLATFORM_LOG_WARN,
+                     "session dropped %lu ms after CONNACK (%lu in a row): the backoff keeps growing. Likely causes: "
+                     "the thing's IoT policy denies a publish or subscribe of this app, another connection uses "
+                     "the same client id (%.16s...), or the certificate was deactivated or revoked",
+                     (unsigned long)sessionMs, (unsigned long)connection->shortDrops, connection->config.clientId);
+    }
+    return sessionMs;
 }
 
 ConnectionStatus_t Connection_NextRetryDelay(Connection_t *connection, uint32_t *delayMs)
@@ -161,6 +198,10 @@ ConnectionStatus_t Connection_NextRetryDelay(Connection_t *connection, uint32_t 
         return CONNECTION_RETRIES_EXHAUSTED;
     }
     *delayMs = (uint32_t)delay * RETRY_BACKOFF_UNIT_MS;
+    if (connection->attempted) {
+        /* Counted from the start of the previous attempt: one CONNECT per second per client id at most. */
+        *delayMs = RetryPolicy_ApplyConnectFloor(*delayMs, Now(connection) - connection->lastAttemptMs);
+    }
     return CONNECTION_SUCCESS;
 }
 

@@ -6,6 +6,11 @@
  * PENDING_ACTIVATION and closes the connection, the Lambda activates it, and a later attempt succeeds. Every
  * failure is logged with the stage that failed (DNS, TCP, TLS, MQTT CONNACK). Attempts are driven by the
  * event loop: Connection_Attempt does one attempt; Connection_NextRetryDelay says when to try again.
+ *
+ * The backoff is not reset by a CONNACK but by a session that stayed up RETRY_STABLE_SESSION_MS: drops right
+ * after CONNACK escalate the delay like failed attempts and are logged with their likely causes. Whatever the
+ * jitter draws, two attempts are at least RETRY_MIN_CONNECT_INTERVAL_MS apart (AWS IoT: one CONNECT per second
+ * per client id).
  */
 #ifndef MQTT_CONNECTION_H
 #define MQTT_CONNECTION_H
@@ -37,6 +42,7 @@ typedef struct ConnectionConfig {
     const char *clientId;     /**< Thing name = device ID. */
     uint16_t keepAliveSeconds;
     MQTTEventCallback_t eventCallback; /**< Only parses and sets flags (never calls back into the library). */
+    MQTTGetCurrentTimeFunc_t getTimeMs; /**< Clock for the retry rules; NULL: Platform_GetTimeMs. */
 } ConnectionConfig_t;
 
 /** @brief Connection state; caller-owned, static in main. */
@@ -46,9 +52,13 @@ typedef struct Connection {
     MQTTContext_t mqtt;
     MQTTFixedBuffer_t buffer;
     BackoffAlgorithmContext_t backoff;
-    uint32_t attempts;       /**< Attempts since the last success. */
+    uint32_t attempts;       /**< Attempts since the backoff was last reset. */
     bool connected;
     bool everConnected;      /**< To tell the expected JITR rejection from a real failure in logs. */
+    bool attempted;          /**< lastAttemptMs is set. */
+    uint32_t lastAttemptMs;  /**< When the last attempt started (CONNECT rate limit). */
+    uint32_t connectedAtMs;  /**< When the current session got its CONNACK. */
+    uint32_t shortDrops;     /**< Sessions in a row dropped before RETRY_STABLE_SESSION_MS. */
 } Connection_t;
 
 /**
@@ -70,6 +80,14 @@ ConnectionStatus_t Connection_Attempt(Connection_t *connection, bool *sessionPre
  * @return CONNECTION_SUCCESS, or CONNECTION_RETRIES_EXHAUSTED when the policy is used up.
  */
 ConnectionStatus_t Connection_NextRetryDelay(Connection_t *connection, uint32_t *delayMs);
+
+/**
+ * @brief The session was lost (process loop or publish failed): close it and decide on the backoff. A session
+ *        that lasted RETRY_STABLE_SESSION_MS resets it; a shorter one counts as a failed attempt (the delay
+ *        grows) and is logged with the likely causes.
+ * @return How long the session lasted, in milliseconds (0 when it was not connected).
+ */
+uint32_t Connection_HandleDrop(Connection_t *connection);
 
 /** @brief Send DISCONNECT when connected, close TLS and TCP. Safe when closed. */
 void Connection_Close(Connection_t *connection);

@@ -33,3 +33,17 @@ bool RetryPolicy_IsValid(const RetryPolicy_t *policy, uint64_t maxTotalMs)
            (policy->baseDelayMs > 0U) && (policy->baseDelayMs <= policy->maxDelayMs) &&
            (RetryPolicy_WorstCaseTotalMs(policy) <= maxTotalMs);
 }
+
+bool RetryPolicy_SessionWasStable(uint32_t sessionMs)
+{
+    return sessionMs >= RETRY_STABLE_SESSION_MS;
+}
+
+uint32_t RetryPolicy_ApplyConnectFloor(uint32_t delayMs, uint32_t sinceLastConnectMs)
+{
+    if (sinceLastConnectMs >= RETRY_MIN_CONNECT_INTERVAL_MS) {
+        return delayMs;
+    }
+    uint32_t floorMs = RETRY_MIN_CONNECT_INTERVAL_MS - sinceLastConnectMs;
+    return (delayMs > floorMs) ? delayMs : floorMs;
+}

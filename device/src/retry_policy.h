@@ -31,6 +31,20 @@
 #define RETRY_MAX_TOTAL_MS (30U * 60U * 1000U)
 #endif
 
+/**
+ * @brief A session that stayed up this long was healthy: only then is the backoff reset. A broker that drops the
+ *        client right after CONNACK (a publish or subscribe the IoT policy denies, another connection with the
+ *        same client id, a deactivated certificate) must meet a growing delay, not a reconnect every 0-2 s.
+ */
+#ifndef RETRY_STABLE_SESSION_MS
+#define RETRY_STABLE_SESSION_MS 60000U
+#endif
+
+/** @brief AWS IoT Core allows one CONNECT per second per client id: never try again sooner than this. */
+#ifndef RETRY_MIN_CONNECT_INTERVAL_MS
+#define RETRY_MIN_CONNECT_INTERVAL_MS 1000U
+#endif
+
 /** @brief backoffAlgorithm counts in 16-bit units: one unit is this many milliseconds. */
 #ifndef RETRY_BACKOFF_UNIT_MS
 #define RETRY_BACKOFF_UNIT_MS 10U
@@ -68,5 +82,20 @@ uint64_t RetryPolicy_WorstCaseTotalMs(const RetryPolicy_t *policy);
  *        positive and not above its cap, and its worst case stays under @p maxTotalMs.
  */
 bool RetryPolicy_IsValid(const RetryPolicy_t *policy, uint64_t maxTotalMs);
+
+/**
+ * @brief Whether a session that lasted @p sessionMs (CONNACK to drop) earns a backoff reset.
+ * @return true when sessionMs >= RETRY_STABLE_SESSION_MS.
+ */
+bool RetryPolicy_SessionWasStable(uint32_t sessionMs);
+
+/**
+ * @brief The delay to wait, raised so the next CONNECT comes at least RETRY_MIN_CONNECT_INTERVAL_MS after the
+ *        previous one (full jitter can draw 0).
+ * @param[in] delayMs Delay drawn by the backoff.
+ * @param[in] sinceLastConnectMs Time since the previous connection attempt started.
+ * @return max(delayMs, RETRY_MIN_CONNECT_INTERVAL_MS - sinceLastConnectMs).
+ */
+uint32_t RetryPolicy_ApplyConnectFloor(uint32_t delayMs, uint32_t sinceLastConnectMs);
 
 #endif /* RETRY_POLICY_H */

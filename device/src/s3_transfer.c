@@ -12,6 +12,8 @@
 #include "url.h"
 
 #define S3_TRANSPORT_TIMEOUT_MS 10000U
+/** @brief Transport_Recv waits this long per call while coreHTTP waits for the response (no spinning). */
+#define S3_RECV_WAIT_MS 1000U
 
 static uint8_t userBuffer[HTTP_USER_BUFFER_SIZE];
 
@@ -39,6 +41,7 @@ static S3Status_t Open(S3Session_t *session, const char *presignedUrl)
         .rootCaPaths = credentials.rootCaPaths,
         .rootCaCount = PLATFORM_MAX_ROOT_CAS,
         .timeoutMs = S3_TRANSPORT_TIMEOUT_MS,
+        .recvWaitMs = S3_RECV_WAIT_MS,
     };
     TransportStatus_t status = Transport_Connect(&session->network, &config);
     if (status != TRANSPORT_SUCCESS) {

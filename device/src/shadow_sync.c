@@ -10,8 +10,15 @@
 #include "shadow.h"
 
 static const ShadowTopicStringType_t topicTypes[SHADOW_SYNC_TOPIC_COUNT] = {
-    ShadowTopicStringTypeUpdate, ShadowTopicStringTypeUpdateDelta, ShadowTopicStringTypeUpdateAccepted,
-    ShadowTopicStringTypeUpdateRejected};
+    ShadowTopicStringTypeUpdate,         ShadowTopicStringTypeUpdateDelta, ShadowTopicStringTypeUpdateAccepted,
+    ShadowTopicStringTypeUpdateRejected, ShadowTopicStringTypeGet,         ShadowTopicStringTypeGetAccepted,
+    ShadowTopicStringTypeGetRejected};
+
+/** @brief Topics subscribed to: everything but the two the device publishes on (update, get). */
+static const ShadowSyncTopic_t subscribedTopics[] = {SHADOW_SYNC_TOPIC_UPDATE_DELTA, SHADOW_SYNC_TOPIC_UPDATE_ACCEPTED,
+                                                     SHADOW_SYNC_TOPIC_UPDATE_REJECTED, SHADOW_SYNC_TOPIC_GET_ACCEPTED,
+                                                     SHADOW_SYNC_TOPIC_GET_REJECTED};
+#define SUBSCRIPTION_COUNT (sizeof(subscribedTopics) / sizeof(subscribedTopics[0]))
 
 ShadowSyncStatus_t ShadowSync_Init(ShadowSync_t *shadow, const char *thingName, uint32_t telemetryIntervalSec)
 {
@@ -46,19 +53,42 @@ const char *ShadowSync_Topic(const ShadowSync_t *shadow, ShadowSyncTopic_t topic
 
 ShadowSyncStatus_t ShadowSync_Subscribe(ShadowSync_t *shadow, MQTTContext_t *mqtt)
 {
-    MQTTSubscribeInfo_t subscriptions[3];
+    MQTTSubscribeInfo_t subscriptions[SUBSCRIPTION_COUNT];
     if (shadow == NULL || mqtt == NULL) {
         return SHADOW_SYNC_BAD_PARAMETER;
     }
-    for (size_t i = 0; i < 3U; i++) {
-        ShadowSyncTopic_t topic = (ShadowSyncTopic_t)(SHADOW_SYNC_TOPIC_UPDATE_DELTA + i);
+    for (size_t i = 0; i < SUBSCRIPTION_COUNT; i++) {
         subscriptions[i].qos = MQTTQoS1;
-        subscriptions[i].pTopicFilter = shadow->topics[topic];
-        subscriptions[i].topicFilterLength = shadow->topicLengths[topic];
+        subscriptions[i].pTopicFilter = shadow->topics[subscribedTopics[i]];
+        subscriptions[i].topicFilterLength = shadow->topicLengths[subscribedTopics[i]];
     }
-    MQTTStatus_t status = MQTT_Subscribe(mqtt, subscriptions, 3U, MQTT_GetPacketId(mqtt));
+    MQTTStatus_t status = MQTT_Subscribe(mqtt, subscriptions, SUBSCRIPTION_COUNT, MQTT_GetPacketId(mqtt));
     if (status != MQTTSuccess) {
         Platform_Log(PLATFORM_LOG_ERROR, "subscribe to shadow topics: %s", MQTT_Status_strerror(status));
+        return SHADOW_SYNC_MQTT_FAILURE;
+    }
+    return SHADOW_SYNC_SUCCESS;
+}
+
+ShadowSyncStatus_t ShadowSync_RequestGet(ShadowSync_t *shadow, MQTTContext_t *mqtt)
+{
+    static char payload[64];
+    if (shadow == NULL || mqtt == NULL) {
+        return SHADOW_SYNC_BAD_PARAMETER;
+    }
+    shadow->clientToken++;
+    shadow->getAnswered = false;
+    int length = snprintf(payload, sizeof(payload), "{\"clientToken\":\"%08lx\"}", (unsigned long)shadow->clientToken);
+    MQTTPublishInfo_t publish = {
+        .qos = MQTTQoS1,
+        .pTopicName = shadow->topics[SHADOW_SYNC_TOPIC_GET],
+        .topicNameLength = shadow->topicLengths[SHADOW_SYNC_TOPIC_GET],
+        .pPayload = payload,
+        .payloadLength = (size_t)length,
+    };
+    MQTTStatus_t status = MQTT_Publish(mqtt, &publish, MQTT_GetPacketId(mqtt));
+    if (status != MQTTSuccess) {
+        Platform_Log(PLATFORM_LOG_ERROR, "shadow get: %s", MQTT_Status_strerror(status));
         return SHADOW_SYNC_MQTT_FAILURE;
     }
     return SHADOW_SYNC_SUCCESS;
@@ -104,9 +134,11 @@ ShadowSyncStatus_t ShadowSync_ApplyDelta(ShadowSync_t *shadow, const char *docum
         Platform_Log(PLATFORM_LOG_WARN, "shadow delta without a valid version: ignored");
         return SHADOW_SYNC_INVALID_DOCUMENT;
     }
-    if (version <= shadow->lastVersion) {
+    /* Compared with the last desired state applied only: the delta caused by the device's own report carries
+     * the version of that accepted report, and it is the one that must not be lost. */
+    if (version <= shadow->desiredVersion) {
         Platform_Log(PLATFORM_LOG_INFO, "shadow delta version %lu not newer than %lu: ignored", (unsigned long)version,
-                     (unsigned long)shadow->lastVersion);
+                     (unsigned long)shadow->desiredVersion);
         return SHADOW_SYNC_STALE_VERSION;
     }
     if (!SearchUint32(document, length, "state.telemetryIntervalSec", &interval) || interval < SHADOW_INTERVAL_MIN_SEC ||
@@ -115,9 +147,42 @@ ShadowSyncStatus_t ShadowSync_ApplyDelta(ShadowSync_t *shadow, const char *docum
                      (unsigned long)version, SHADOW_INTERVAL_MIN_SEC, SHADOW_INTERVAL_MAX_SEC);
         return SHADOW_SYNC_INVALID_DOCUMENT;
     }
-    shadow->lastVersion = version;
+    shadow->desiredVersion = version;
     shadow->telemetryIntervalSec = interval;
     shadow->reportPending = true;
+    return SHADOW_SYNC_SUCCESS;
+}
+
+ShadowSyncStatus_t ShadowSync_ApplyGetAccepted(ShadowSync_t *shadow, const char *document, size_t length)
+{
+    uint32_t version = 0;
+    uint32_t interval = 0;
+    if (shadow == NULL || document == NULL) {
+        return SHADOW_SYNC_BAD_PARAMETER;
+    }
+    shadow->getAnswered = true;
+    shadow->reportPending = true; /* whatever happens below, report what the device runs with */
+    if (JSON_Validate(document, length) != JSONSuccess || !SearchUint32(document, length, "version", &version)) {
+        Platform_Log(PLATFORM_LOG_WARN, "shadow get/accepted without a valid version: ignored");
+        return SHADOW_SYNC_INVALID_DOCUMENT;
+    }
+    if (version < shadow->desiredVersion) {
+        return SHADOW_SYNC_STALE_VERSION;
+    }
+    bool found = SearchUint32(document, length, "state.delta.telemetryIntervalSec", &interval) ||
+                 SearchUint32(document, length, "state.desired.telemetryIntervalSec", &interval);
+    shadow->desiredVersion = version;
+    if (!found) {
+        return SHADOW_SYNC_SUCCESS; /* no desired value: keep ours */
+    }
+    if (interval < SHADOW_INTERVAL_MIN_SEC || interval > SHADOW_INTERVAL_MAX_SEC) {
+        Platform_Log(PLATFORM_LOG_WARN, "shadow version %lu: desired telemetryIntervalSec %lu outside %u..%u: ignored",
+                     (unsigned long)version, (unsigned long)interval, SHADOW_INTERVAL_MIN_SEC, SHADOW_INTERVAL_MAX_SEC);
+        return SHADOW_SYNC_INVALID_DOCUMENT;
+    }
+    shadow->telemetryIntervalSec = interval;
+    Platform_Log(PLATFORM_LOG_INFO, "shadow version %lu: desired telemetryIntervalSec=%lu applied", (unsigned long)version,
+                 (unsigned long)interval);
     return SHADOW_SYNC_SUCCESS;
 }
 
@@ -143,14 +208,22 @@ ShadowSyncStatus_t ShadowSync_HandlePublish(ShadowSync_t *shadow, const MQTTPubl
         return ShadowSync_ApplyDelta(shadow, document, publish->payloadLength);
     case ShadowMessageTypeUpdateAccepted: {
         uint32_t version = 0;
-        if (SearchUint32(document, publish->payloadLength, "version", &version) && version > shadow->lastVersion) {
-            shadow->lastVersion = version;
+        if (SearchUint32(document, publish->payloadLength, "version", &version) && version > shadow->acceptedVersion) {
+            shadow->acceptedVersion = version;
         }
-        Platform_Log(PLATFORM_LOG_INFO, "shadow update accepted (version %lu)", (unsigned long)shadow->lastVersion);
+        Platform_Log(PLATFORM_LOG_INFO, "shadow update accepted (version %lu)", (unsigned long)shadow->acceptedVersion);
         return SHADOW_SYNC_SUCCESS;
     }
     case ShadowMessageTypeUpdateRejected:
         Platform_Log(PLATFORM_LOG_ERROR, "shadow update rejected: %.*s", (int)publish->payloadLength, document);
+        return SHADOW_SYNC_SUCCESS;
+    case ShadowMessageTypeGetAccepted:
+        return ShadowSync_ApplyGetAccepted(shadow, document, publish->payloadLength);
+    case ShadowMessageTypeGetRejected:
+        /* 404 before the first report: there is no shadow yet; the report creates it. */
+        Platform_Log(PLATFORM_LOG_INFO, "shadow get rejected: %.*s", (int)publish->payloadLength, document);
+        shadow->getAnswered = true;
+        shadow->reportPending = true;
         return SHADOW_SYNC_SUCCESS;
     default:
         return SHADOW_SYNC_NOT_FOR_US;

@@ -1,8 +1,12 @@
 /*
- * Device Shadow sync for the device's classic shadow: report state, apply `update/delta` with version
- * checks (a delta whose version is not newer than the last seen version is stale: ignored). Topics are
- * assembled for the device's own thing name with the Device Shadow library. The one piece of state is the
- * telemetry interval, which the cloud can change through `desired.telemetryIntervalSec`.
+ * Device Shadow sync for the device's classic shadow. On every connection the device asks for its shadow
+ * (`get`) and applies the desired state, so a value set while it was offline is not lost; then it applies
+ * `update/delta` documents in version order: a delta is applied when its version is newer than the last
+ * desired state applied (from a delta or the get), whatever the device's own reports did to the version. The
+ * version of its own accepted report is kept apart: AWS sends the delta caused by that very update with the
+ * same version, and it must not be dropped as stale. Every applied or fetched state is reported back, so
+ * `reported` confirms what the device runs with. Topics are assembled for the device's own thing name with the
+ * Device Shadow library. The one piece of state is the telemetry interval (`telemetryIntervalSec`).
  */
 #ifndef SHADOW_SYNC_H
 #define SHADOW_SYNC_H
@@ -34,6 +38,9 @@ typedef enum ShadowSyncTopic {
     SHADOW_SYNC_TOPIC_UPDATE_DELTA,
     SHADOW_SYNC_TOPIC_UPDATE_ACCEPTED,
     SHADOW_SYNC_TOPIC_UPDATE_REJECTED,
+    SHADOW_SYNC_TOPIC_GET,
+    SHADOW_SYNC_TOPIC_GET_ACCEPTED,
+    SHADOW_SYNC_TOPIC_GET_REJECTED,
     SHADOW_SYNC_TOPIC_COUNT
 } ShadowSyncTopic_t;
 
@@ -43,9 +50,11 @@ typedef struct ShadowSync {
     uint8_t thingNameLength;
     char topics[SHADOW_SYNC_TOPIC_COUNT][TOPIC_BUFFER_SIZE];
     uint16_t topicLengths[SHADOW_SYNC_TOPIC_COUNT];
-    uint32_t lastVersion;          /**< Highest shadow version seen (delta or accepted). */
+    uint32_t desiredVersion;       /**< Version of the last desired state applied (delta or get/accepted). */
+    uint32_t acceptedVersion;      /**< Version of the device's last accepted report (update/accepted). */
     uint32_t telemetryIntervalSec; /**< Current value. */
     bool reportPending;            /**< Set by the callback, cleared when reported. */
+    bool getAnswered;              /**< The get of this connection was answered (accepted or rejected). */
     uint32_t clientToken;
 } ShadowSync_t;
 
@@ -58,14 +67,28 @@ ShadowSyncStatus_t ShadowSync_Init(ShadowSync_t *shadow, const char *thingName, 
 /** @brief The assembled topic (NUL-terminated). */
 const char *ShadowSync_Topic(const ShadowSync_t *shadow, ShadowSyncTopic_t topic);
 
-/** @brief Subscribe (QoS 1) to update/delta, update/accepted and update/rejected. */
+/** @brief Subscribe (QoS 1) to update/delta, update/accepted, update/rejected, get/accepted and get/rejected. */
 ShadowSyncStatus_t ShadowSync_Subscribe(ShadowSync_t *shadow, MQTTContext_t *mqtt);
 
 /**
- * @brief Apply a delta document: version must be newer, `state.telemetryIntervalSec` in range.
+ * @brief Ask for the shadow document (publish on `get`); the answer arrives on get/accepted or get/rejected.
+ * @return SHADOW_SYNC_SUCCESS or SHADOW_SYNC_MQTT_FAILURE.
+ */
+ShadowSyncStatus_t ShadowSync_RequestGet(ShadowSync_t *shadow, MQTTContext_t *mqtt);
+
+/**
+ * @brief Apply a delta document: version newer than the last desired state applied, `state.telemetryIntervalSec`
+ *        in range.
  * @return SHADOW_SYNC_SUCCESS (applied, report pending), SHADOW_SYNC_STALE_VERSION or SHADOW_SYNC_INVALID_DOCUMENT.
  */
 ShadowSyncStatus_t ShadowSync_ApplyDelta(ShadowSync_t *shadow, const char *document, size_t length);
+
+/**
+ * @brief Apply a get/accepted document: the desired value (`state.delta`, else `state.desired`) when its version
+ *        is not older than the last desired state applied; a report is pending either way (confirm what runs).
+ * @return SHADOW_SYNC_SUCCESS, SHADOW_SYNC_STALE_VERSION or SHADOW_SYNC_INVALID_DOCUMENT.
+ */
+ShadowSyncStatus_t ShadowSync_ApplyGetAccepted(ShadowSync_t *shadow, const char *document, size_t length);
 
 /**
  * @brief From the MQTT callback: route a publish on one of the thing's shadow topics. Parses and sets flags.

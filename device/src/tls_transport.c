@@ -1,5 +1,4 @@
 /* TLS transport on wolfSSL: see tls_transport.h. */
-#define _GNU_SOURCE
 #include "tls_transport.h"
 
 #include <errno.h>
@@ -16,6 +15,10 @@
 
 #include "platform.h"
 
+#if defined(FP_ECC)
+#include <wolfssl/wolfcrypt/ecc.h>
+#endif
+
 #if !defined(DEVICE_WOLFSSL_HAS_SNI)
 #error "wolfSSL is built without SNI (HAVE_SNI): AWS IoT and S3 need it"
 #endif
@@ -26,12 +29,13 @@ void Transport_Init(NetworkContext_t *context)
         context->socketFd = -1;
         context->ctx = NULL;
         context->ssl = NULL;
+        context->recvWaitMs = 0U;
     }
 }
 
 static void SetSocketTimeouts(int fd, uint32_t timeoutMs)
 {
-    struct timeval tv = {.tv_sec = (time_t)(timeoutMs / 1000U), .tv_usec = (suseconds_t)(timeoutMs % 1000U) * 1000};
+    struct timeval tv = {.tv_sec = (time_t)(timeoutMs / 1000U), .tv_usec = (suseconds_t)((timeoutMs % 1000U) * 1000U)};
     (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     /* SO_SNDTIMEO also bounds connect() on Linux. */
     (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -92,17 +96,22 @@ static TransportStatus_t LoadCredentials(WOLFSSL_CTX *ctx, const TransportConfig
         Platform_Log(PLATFORM_LOG_ERROR, "TLS: no trusted root CA: refusing to connect without server verification");
         return TRANSPORT_CREDENTIALS_FAILURE;
     }
+#if defined(OPENSSL_COMPATIBLE_DEFAULTS)
+    /* A wolfSSL built with OpenSSL-compatible defaults (Debian's) does not verify unless told to. wolfSSL's own
+     * default, which Azure Sphere's wolfSSL keeps (Microsoft's samples never call this), verifies the server;
+     * not calling it there avoids a function older Azure Sphere wolfSSL ABIs lack. */
     wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
+#endif
 
     if (config->clientCertPath != NULL) {
         if (wolfSSL_CTX_use_certificate_chain_file(ctx, config->clientCertPath) != WOLFSSL_SUCCESS) {
             Platform_Log(PLATFORM_LOG_ERROR, "TLS: cannot load client certificate %s", config->clientCertPath);
             return TRANSPORT_CREDENTIALS_FAILURE;
         }
-        if (config->clientKeyPath == NULL ||
+        /* Without a key file the platform signs with the certificate's key (Azure Sphere's DAA key). */
+        if (config->clientKeyPath != NULL &&
             wolfSSL_CTX_use_PrivateKey_file(ctx, config->clientKeyPath, WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
-            Platform_Log(PLATFORM_LOG_ERROR, "TLS: cannot load client key %s",
-                         (config->clientKeyPath != NULL) ? config->clientKeyPath : "(none)");
+            Platform_Log(PLATFORM_LOG_ERROR, "TLS: cannot load client key %s", config->clientKeyPath);
             return TRANSPORT_CREDENTIALS_FAILURE;
         }
     }
@@ -111,7 +120,7 @@ static TransportStatus_t LoadCredentials(WOLFSSL_CTX *ctx, const TransportConfig
 
 static TransportStatus_t ConnectTls(NetworkContext_t *context, const TransportConfig_t *config)
 {
-    context->ctx = wolfSSL_CTX_new(wolfSSLv23_client_method());
+    context->ctx = wolfSSL_CTX_new(wolfTLSv1_2_client_method());
     if (context->ctx == NULL) {
         Platform_Log(PLATFORM_LOG_ERROR, "TLS: wolfSSL_CTX_new failed (out of memory?)");
         return TRANSPORT_TLS_FAILURE;
@@ -175,6 +184,7 @@ TransportStatus_t Transport_Connect(NetworkContext_t *context, const TransportCo
         }
         wolfSslReady = true;
     }
+    context->recvWaitMs = config->recvWaitMs;
     TransportStatus_t status = ConnectTcp(context, config);
     if (status == TRANSPORT_SUCCESS) {
         status = ConnectTls(context, config);
@@ -207,6 +217,11 @@ void Transport_Disconnect(NetworkContext_t *context)
         close(context->socketFd);
         context->socketFd = -1;
     }
+#if defined(FP_ECC)
+    /* A wolfSSL with the ECC fixed-point cache keeps a table per verified key until told otherwise (measured:
+     * ~800 KiB per handshake with Debian's build); sessions are rare here and RAM is 256 KiB, so drop it. */
+    wc_ecc_fp_free();
+#endif
 }
 
 int32_t Transport_Recv(NetworkContext_t *context, void *buffer, size_t bytesToRecv)
@@ -214,10 +229,11 @@ int32_t Transport_Recv(NetworkContext_t *context, void *buffer, size_t bytesToRe
     if (context == NULL || context->ssl == NULL || buffer == NULL || bytesToRecv == 0U) {
         return -1;
     }
-    /* Return at once when nothing is waiting, so the event loop never blocks in the MQTT process loop. */
+    /* Wait on the socket (bounded) when nothing is buffered: the SDK's waits sleep here instead of spinning. */
     if (wolfSSL_pending(context->ssl) == 0) {
         struct pollfd fds = {.fd = context->socketFd, .events = POLLIN};
-        int ready = poll(&fds, 1, 0);
+        int waitMs = (context->recvWaitMs > (uint32_t)INT32_MAX) ? INT32_MAX : (int)context->recvWaitMs;
+        int ready = poll(&fds, 1, waitMs);
         if (ready == 0) {
             return 0;
         }

@@ -6,6 +6,12 @@
  * device), with SNI and a host-name check on the certificate. There is no switch to turn verification off,
  * on any build. A fresh WOLFSSL_CTX is made for every connection because the DeviceAuth certificate renews
  * (on every boot and at least daily) and must be re-read.
+ *
+ * Only wolfSSL functions marked WOLFSSL_ABI are called: Azure Sphere exports no others to applications
+ * (`make device-arm-check` proves it from the ARM objects). Hence TLS 1.2 (wolfTLSv1_2_client_method: AWS IoT
+ * Core's ATS endpoints and S3 both accept it; the version-flexible wolfSSLv23_client_method is not ABI), and
+ * wolfSSL_CTX_set_verify only where wolfSSL's client default of verifying the server was switched off
+ * (OPENSSL_COMPATIBLE_DEFAULTS, as in Debian's build): it is not ABI in older wolfSSL releases.
  */
 #ifndef TLS_TRANSPORT_H
 #define TLS_TRANSPORT_H
@@ -17,9 +23,10 @@
 
 /** @brief The transport state; the SDK sees it as the opaque NetworkContext_t. */
 struct NetworkContext {
-    int socketFd;      /**< -1 when closed. */
-    WOLFSSL_CTX *ctx;  /**< NULL when closed. */
-    WOLFSSL *ssl;      /**< NULL when closed. */
+    int socketFd;        /**< -1 when closed. */
+    WOLFSSL_CTX *ctx;    /**< NULL when closed. */
+    WOLFSSL *ssl;        /**< NULL when closed. */
+    uint32_t recvWaitMs; /**< How long Transport_Recv waits on the socket when nothing is buffered. */
 };
 
 /* Same typedef as transport_interface.h (a repeated identical typedef is valid C11). */
@@ -44,10 +51,13 @@ typedef struct TransportConfig {
     uint16_t port;                   /**< TCP port. */
     const char *const *rootCaPaths;  /**< Trusted root CA PEM files; at least one, NULL entries skipped. */
     size_t rootCaCount;              /**< Number of entries in rootCaPaths. */
-    const char *clientCertPath;      /**< Client certificate chain PEM, or NULL for no client certificate. */
-    const char *clientKeyPath;       /**< Client private key PEM (required with clientCertPath). */
+    const char *clientCertPath;      /**< Client certificate (chain) PEM, or NULL for no client certificate. */
+    const char *clientKeyPath;       /**< Client private key PEM, or NULL when the platform holds the key: the
+                                          DeviceAuth certificate on Azure Sphere, whose key never leaves the
+                                          security subsystem (load the certificate only, as Microsoft does). */
     const char *alpn;                /**< ALPN protocol, or NULL. */
-    uint32_t timeoutMs;              /**< Socket send/receive timeout. */
+    uint32_t timeoutMs;              /**< Socket send/receive timeout (TCP connect, handshake, writes). */
+    uint32_t recvWaitMs;             /**< Transport_Recv waits this long for data before returning 0. */
 } TransportConfig_t;
 
 /**
@@ -71,8 +81,9 @@ TransportStatus_t Transport_Connect(NetworkContext_t *context, const TransportCo
 void Transport_Disconnect(NetworkContext_t *context);
 
 /**
- * @brief TransportRecv_t: read what is available now.
- * @return Bytes read, 0 when nothing is available yet, negative on error or when the peer closed.
+ * @brief TransportRecv_t: read what is buffered, or wait on the socket (poll) up to the context's recvWaitMs
+ *        for data, so the SDK's waits for CONNACK, SUBACK or an HTTP response sleep instead of spinning.
+ * @return Bytes read, 0 when nothing arrived within the wait, negative on error or when the peer closed.
  */
 int32_t Transport_Recv(NetworkContext_t *context, void *buffer, size_t bytesToRecv);
 

@@ -19,9 +19,5 @@
 #if defined(HAVE_ALPN) || defined(DEVICE_PLATFORM_AZSPHERE)
 #define DEVICE_WOLFSSL_HAS_ALPN 1
 #endif
-/* X509 name text by NID needs the OpenSSL compatibility layer; otherwise the CN is read from the one-line name. */
-#if (defined(OPENSSL_EXTRA) || defined(OPENSSL_EXTRA_X509_SMALL)) && !defined(DEVICE_IDENTITY_FORCE_ONELINE)
-#define DEVICE_WOLFSSL_HAS_NAME_BY_NID 1
-#endif
 
 #endif /* WOLFSSL_INCLUDE_H */

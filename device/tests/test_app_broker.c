@@ -2,14 +2,17 @@
  * The host app end to end against a small MQTT broker behind mutual TLS started by this test, behaving like
  * AWS IoT Core during JITR: the first connection of the device certificate is closed after CONNECT (the
  * certificate is being registered), the next one gets CONNACK. The app must retry, connect with client id =
- * lower-case device ID, subscribe to its command and shadow topics, report its shadow and publish telemetry
- * on its own topic tree, apply a shadow delta (interval 5 s, reported back), take a command, and exit 0
- * after its second telemetry message (--publish-count 2; the second is due 5 s after the delta applied).
+ * lower-case device ID, subscribe to its command and shadow topics, ask for its shadow (get) and apply the
+ * desired state the broker answers with (interval 5 s, set "while the device was offline"), report it back,
+ * publish telemetry on its own topic tree, take a command, move an object through a stand-in for S3 with
+ * presigned URLs before its MQTT session (one TLS session at a time), and exit 0 after its second telemetry
+ * message (--publish-count 2; the second is due 5 s after the desired state applied).
  *
  * Usage: test_app_broker PKI_DIR APP
  */
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -26,6 +29,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "fake_s3.h"
 
 #define MAX_TOPICS 16
 #define TOPIC_SIZE 256
@@ -45,7 +49,8 @@ typedef struct Broker {
     char published[MAX_TOPICS][TOPIC_SIZE];
     char publishedPayloads[MAX_TOPICS][TOPIC_SIZE];
     int publishedCount;
-    bool sentDeltaAndCommand;
+    bool sentCommand;
+    bool answeredGet;             /* shadow/get answered with get/accepted */
     bool disconnected;            /* DISCONNECT received */
 } Broker_t;
 
@@ -147,14 +152,12 @@ static void ServeSession(Broker_t *broker, WOLFSSL *ssl)
             }
             suback[1] = (uint8_t)(2U + count);
             (void)wolfSSL_write(ssl, suback, (int)(4U + count));
-            if (!broker->sentDeltaAndCommand && broker->subscribedCount >= 4) {
-                /* Once subscribed like the thing should be: change the desired state and send a command. */
+            if (!broker->sentCommand && broker->subscribedCount >= 6) {
+                /* Once subscribed like the thing should be (commands + 5 shadow topics): send a command. */
                 char topic[TOPIC_SIZE];
-                (void)snprintf(topic, sizeof(topic), "$aws/things/%s/shadow/update/delta", broker->clientId);
-                SendPublish(ssl, topic, "{\"version\":3,\"timestamp\":1,\"state\":{\"telemetryIntervalSec\":5}}");
                 (void)snprintf(topic, sizeof(topic), "devices/%s/commands", broker->clientId);
                 SendPublish(ssl, topic, "{\"blink\":1}");
-                broker->sentDeltaAndCommand = true;
+                broker->sentCommand = true;
             }
             break;
         }
@@ -171,6 +174,17 @@ static void ServeSession(Broker_t *broker, WOLFSSL *ssl)
                 const uint8_t puback[] = {0x40, 0x02, body[2U + topicLength], body[3U + topicLength]};
                 (void)wolfSSL_write(ssl, puback, sizeof(puback));
             }
+            char getTopic[TOPIC_SIZE];
+            (void)snprintf(getTopic, sizeof(getTopic), "$aws/things/%s/shadow/get", broker->clientId);
+            if (broker->publishedCount > 0 && strcmp(broker->published[broker->publishedCount - 1], getTopic) == 0) {
+                /* The desired state was set while the device was offline: it comes with the get. */
+                char topic[TOPIC_SIZE];
+                (void)snprintf(topic, sizeof(topic), "$aws/things/%s/shadow/get/accepted", broker->clientId);
+                SendPublish(ssl, topic,
+                            "{\"state\":{\"desired\":{\"telemetryIntervalSec\":5},\"reported\":{\"telemetryIntervalSec\":30},"
+                            "\"delta\":{\"telemetryIntervalSec\":5}},\"metadata\":{},\"version\":3,\"timestamp\":1}");
+                broker->answeredGet = true;
+            }
             break;
         }
         case 0xC0: { /* PINGREQ */
@@ -185,6 +199,14 @@ static void ServeSession(Broker_t *broker, WOLFSSL *ssl)
             break;
         }
     }
+}
+
+/* Debian's wolfSSL keeps an ECC fixed-point cache per thread (FP_ECC): a server thread frees its own. */
+static void FreeThreadEccCache(void)
+{
+#if defined(FP_ECC)
+    wc_ecc_fp_free();
+#endif
 }
 
 static void *BrokerThread(void *arg)
@@ -227,6 +249,7 @@ static void *BrokerThread(void *arg)
         close(fd);
     }
     wolfSSL_CTX_free(ctx);
+    FreeThreadEccCache();
     return NULL;
 }
 
@@ -244,6 +267,9 @@ int main(int argc, char *argv[])
 {
     static char paths[6][600];
     static Broker_t broker;
+    static FakeS3_t s3;
+    char putUrl[200];
+    char getUrl[200];
     char deviceId[200] = {0};
     char topic[TOPIC_SIZE];
     char port[8];
@@ -280,6 +306,15 @@ int main(int argc, char *argv[])
     broker.keyPath = paths[1];
     broker.clientCaPath = paths[2];
     CHECK(pthread_create(&broker.thread, NULL, BrokerThread, &broker) == 0);
+    /* S3 stand-in: one connection for the PUT, one for the ranged GETs. */
+    s3.certPath = paths[0];
+    s3.keyPath = paths[1];
+    s3.connectionsToServe = 2;
+    CHECK(FakeS3_Start(&s3));
+    (void)snprintf(putUrl, sizeof(putUrl), "https://localhost:%u/demo-bucket/device-upload.txt?X-Amz-Signature=put",
+                   (unsigned)s3.port);
+    (void)snprintf(getUrl, sizeof(getUrl), "https://localhost:%u/demo-bucket/device-upload.txt?X-Amz-Signature=get",
+                   (unsigned)s3.port);
 
     (void)snprintf(port, sizeof(port), "%u", (unsigned)broker.port);
     char logPath[700];
@@ -291,7 +326,7 @@ int main(int argc, char *argv[])
             _exit(126);
         }
         execl(argv[2], argv[2], "--cert", paths[3], "--key", paths[4], "--ca", paths[5], "--endpoint", "localhost",
-              "--port", port, "--publish-count", "2", (char *)NULL);
+              "--port", port, "--publish-count", "2", "--s3-put-url", putUrl, "--s3-get-url", getUrl, (char *)NULL);
         _exit(127);
     }
     int status = 0;
@@ -300,9 +335,14 @@ int main(int argc, char *argv[])
     if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
         /* Unblock the broker if the app died before its second session. */
         shutdown(broker.listenFd, SHUT_RDWR);
+        shutdown(s3.listenFd, SHUT_RDWR);
     }
     (void)pthread_join(broker.thread, NULL);
     close(broker.listenFd);
+    FakeS3_Stop(&s3);
+    CHECK(s3.putCount == 1 && s3.rangedGetCount >= 1 && s3.connections == 2);
+    CHECK(s3.objectSize > 0U && strstr((const char *)s3.object, deviceId) != NULL);
+    CHECK(broker.answeredGet);
 
     CHECK(broker.firstClosedAfterConnect);
     CHECK(broker.connections == 2);
@@ -311,12 +351,14 @@ int main(int argc, char *argv[])
     CHECK(Contains(broker.subscribed, broker.subscribedCount, topic));
     (void)snprintf(topic, sizeof(topic), "$aws/things/%s/shadow/update/delta", deviceId);
     CHECK(Contains(broker.subscribed, broker.subscribedCount, topic));
+    (void)snprintf(topic, sizeof(topic), "$aws/things/%s/shadow/get/accepted", deviceId);
+    CHECK(Contains(broker.subscribed, broker.subscribedCount, topic));
     (void)snprintf(topic, sizeof(topic), "$aws/things/%s/shadow/update", deviceId);
     CHECK(Contains(broker.published, broker.publishedCount, topic));
     (void)snprintf(topic, sizeof(topic), "devices/%s/telemetry", deviceId);
     CHECK(Contains(broker.published, broker.publishedCount, topic));
     CHECK(broker.disconnected);
-    /* The delta (version 3, interval 5 s) was applied and reported back. */
+    /* The desired state from the get (version 3, interval 5 s) was applied and reported back. */
     (void)snprintf(topic, sizeof(topic), "$aws/things/%s/shadow/update", deviceId);
     bool reportedNewInterval = false;
     int telemetryCount = 0;

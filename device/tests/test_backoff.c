@@ -8,7 +8,15 @@
 #include "backoff_algorithm.h"
 #include "check.h"
 #include "mqtt_connection.h"
+#include "platform.h"
 #include "retry_policy.h"
+
+static uint32_t fakeNowMs;
+
+static uint32_t FakeClock(void)
+{
+    return fakeNowMs;
+}
 
 static void NoCallback(MQTTContext_t *mqtt, MQTTPacketInfo_t *packet, MQTTDeserializedInfo_t *info)
 {
@@ -17,8 +25,12 @@ static void NoCallback(MQTTContext_t *mqtt, MQTTPacketInfo_t *packet, MQTTDeseri
     (void)info;
 }
 
-int main(void)
+int main(int argc, char *argv[])
 {
+    /* Any readable file stands for the DeviceAuth certificate: no attempt gets past TCP here. */
+    char *platformArgs[] = {argv[0], "--cert", argv[0], "--key", argv[0], NULL};
+    (void)argc;
+    CHECK(Platform_Init(5, platformArgs) == PLATFORM_SUCCESS);
     const RetryPolicy_t policy = RETRY_POLICY_DEFAULT;
     const uint32_t randoms[] = {0U, 1U, 12345U, 0x7FFFFFFFU, UINT32_MAX};
 
@@ -66,5 +78,47 @@ int main(void)
         config.eventCallback = NULL;
         CHECK(Connection_Init(&connection, &config) == CONNECTION_BAD_PARAMETER);
     }
+    /* Against a port nothing listens on: every delay keeps the next attempt a second after the previous one
+     * started (the fake clock stands still, so the jitter alone could draw less). */
+    {
+        static Connection_t connection;
+        ConnectionConfig_t config = {.host = "127.0.0.1", .port = 1, .clientId = "id", .keepAliveSeconds = 60,
+                                     .eventCallback = NoCallback, .getTimeMs = FakeClock};
+        uint32_t delayMs = 0;
+        fakeNowMs = 5000U;
+        CHECK(Connection_Init(&connection, &config) == CONNECTION_SUCCESS);
+        for (uint32_t retry = 0; retry < RETRY_MAX_ATTEMPTS; retry++) {
+            CHECK(Connection_Attempt(&connection, NULL) == CONNECTION_TCP_FAILURE);
+            CHECK(Connection_NextRetryDelay(&connection, &delayMs) == CONNECTION_SUCCESS);
+            CHECK(delayMs >= RETRY_MIN_CONNECT_INTERVAL_MS);
+        }
+    }
+
+    /* Drops right after CONNACK escalate: the backoff is not reset, the drops are counted; a session that
+     * stayed up RETRY_STABLE_SESSION_MS resets it. (The session is marked connected by hand: no broker here.) */
+    {
+        static Connection_t connection;
+        ConnectionConfig_t config = {.host = "localhost", .port = 8883, .clientId = "id", .keepAliveSeconds = 60,
+                                     .eventCallback = NoCallback, .getTimeMs = FakeClock};
+        uint32_t delayMs = 0;
+        fakeNowMs = 1000U;
+        CHECK(Connection_Init(&connection, &config) == CONNECTION_SUCCESS);
+        for (uint32_t drop = 1; drop <= 3U; drop++) {
+            CHECK(Connection_NextRetryDelay(&connection, &delayMs) == CONNECTION_SUCCESS);
+            connection.connected = true;
+            connection.connectedAtMs = fakeNowMs;
+            fakeNowMs += 2000U; /* dropped 2 s after CONNACK */
+            CHECK(Connection_HandleDrop(&connection) == 2000U);
+            CHECK(!connection.connected);
+            CHECK(connection.shortDrops == drop);
+            CHECK(connection.backoff.attemptsDone == drop); /* not reset: the next ceiling is higher */
+        }
+        connection.connected = true;
+        connection.connectedAtMs = fakeNowMs;
+        fakeNowMs += RETRY_STABLE_SESSION_MS;
+        CHECK(Connection_HandleDrop(&connection) == RETRY_STABLE_SESSION_MS);
+        CHECK(connection.shortDrops == 0U && connection.backoff.attemptsDone == 0U);
+    }
+    Platform_Close();
     return CHECK_DONE();
 }

@@ -46,5 +46,21 @@ int main(void)
     CHECK(RetryPolicy_IsValid(&small, 3500U));
     CHECK(!RetryPolicy_IsValid(NULL, UINT64_MAX));
 
+    /* Backoff resets only after a session that stayed up for RETRY_STABLE_SESSION_MS (60 s). */
+    CHECK(RETRY_STABLE_SESSION_MS >= 60000U);
+    CHECK(!RetryPolicy_SessionWasStable(0U));
+    CHECK(!RetryPolicy_SessionWasStable(RETRY_STABLE_SESSION_MS - 1U));
+    CHECK(RetryPolicy_SessionWasStable(RETRY_STABLE_SESSION_MS));
+
+    /* Never two CONNECTs within a second (AWS IoT's limit per client id), whatever the jitter drew. */
+    CHECK(RETRY_MIN_CONNECT_INTERVAL_MS >= 1000U);
+    CHECK(RetryPolicy_ApplyConnectFloor(0U, 0U) == RETRY_MIN_CONNECT_INTERVAL_MS);
+    CHECK(RetryPolicy_ApplyConnectFloor(0U, 400U) == RETRY_MIN_CONNECT_INTERVAL_MS - 400U);
+    CHECK(RetryPolicy_ApplyConnectFloor(5000U, 0U) == 5000U);
+    CHECK(RetryPolicy_ApplyConnectFloor(0U, RETRY_MIN_CONNECT_INTERVAL_MS) == 0U);
+    for (uint32_t since = 0; since < 3000U; since += 7U) {
+        CHECK(since + RetryPolicy_ApplyConnectFloor(0U, since) >= RETRY_MIN_CONNECT_INTERVAL_MS);
+    }
+
     return CHECK_DONE();
 }

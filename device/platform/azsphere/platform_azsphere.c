@@ -3,7 +3,6 @@
  * client certificate managed by the OS, the Amazon root CAs from the image package, Log_Debug, and the
  * applibs EventLoop with timerfd-backed timers (what the samples' eventloop_timer_utilities do).
  */
-#define _GNU_SOURCE
 #include "platform.h"
 
 #include <errno.h>
@@ -33,8 +32,8 @@ static size_t timerCount;
 static char *rootCaPaths[PLATFORM_MAX_ROOT_CAS];
 
 /* Image-package resources added by azsphere_target_add_image_package in CMakeLists.txt. */
-static const char *const rootCaResources[PLATFORM_MAX_ROOT_CAS] = {"certs/AmazonRootCA1.pem",
-                                                                     "certs/AmazonRootCA3.pem"};
+static const char *const rootCaResources[PLATFORM_MAX_ROOT_CAS] = {
+    "certs/AmazonRootCA1.pem", "certs/AmazonRootCA3.pem", "certs/StarfieldServicesRootCA-G2.pem"};
 
 PlatformStatus_t Platform_Init(int argc, char *argv[])
 {
@@ -126,9 +125,11 @@ PlatformStatus_t Platform_GetCredentials(PlatformCredentials_t *credentials)
     if (credentials == NULL) {
         return PLATFORM_BAD_PARAMETER;
     }
-    /* The OS keeps the private key with the certificate: wolfSSL loads both from the same path. */
+    /* The certificate only: its private key never leaves the security subsystem, and the OS's wolfSSL signs
+     * with it (Microsoft's samples load DeviceAuth_GetCertificatePath() with wolfSSL_CTX_use_certificate_file
+     * and no key). Loading a key from this path fails, on every attempt. */
     credentials->clientCertPath = DeviceAuth_GetCertificatePath();
-    credentials->clientKeyPath = credentials->clientCertPath;
+    credentials->clientKeyPath = NULL;
     for (size_t i = 0; i < PLATFORM_MAX_ROOT_CAS; i++) {
         credentials->rootCaPaths[i] = rootCaPaths[i];
     }
@@ -140,6 +141,13 @@ void Platform_GetEndpointOverride(const char **host, uint16_t *port)
     /* The device only talks to the endpoint in the generated configuration (and AllowedConnections). */
     (void)host;
     (void)port;
+}
+
+void Platform_GetS3UrlOverride(const char **putUrl, const char **getUrl)
+{
+    /* The device only uses the presigned URLs in the generated configuration. */
+    (void)putUrl;
+    (void)getUrl;
 }
 
 uint32_t Platform_GetPublishLimit(void)
@@ -164,9 +172,10 @@ PlatformStatus_t Platform_TimerSet(PlatformTimer_t *timer, uint32_t delayMs, uin
         return PLATFORM_BAD_PARAMETER;
     }
     uint32_t firstMs = (delayMs == 0U && periodMs != 0U) ? 1U : delayMs;
+    /* Explicit conversions: time_t is 32-bit and signed on the 32-bit target, and the SDK builds with -Wconversion. */
     struct itimerspec spec = {
-        .it_value = {.tv_sec = firstMs / 1000U, .tv_nsec = (long)(firstMs % 1000U) * 1000000L},
-        .it_interval = {.tv_sec = periodMs / 1000U, .tv_nsec = (long)(periodMs % 1000U) * 1000000L},
+        .it_value = {.tv_sec = (time_t)(firstMs / 1000U), .tv_nsec = (long)((firstMs % 1000U) * 1000000U)},
+        .it_interval = {.tv_sec = (time_t)(periodMs / 1000U), .tv_nsec = (long)((periodMs % 1000U) * 1000000U)},
     };
     if (timerfd_settime(timer->fd, 0, &spec, NULL) == -1) {
         Platform_Log(PLATFORM_LOG_ERROR, "timerfd_settime: %s (%d)", strerror(errno), errno);

@@ -2,7 +2,6 @@
  * Linux implementation of the platform seam: credentials and endpoint from the command line or the
  * environment, log lines on stderr, an epoll loop over timerfds in place of the applibs EventLoop.
  */
-#define _GNU_SOURCE
 #include "platform.h"
 
 #include <errno.h>
@@ -25,6 +24,8 @@ static size_t timerCount;
 static int epollFd = -1;
 static PlatformCredentials_t credentials;
 static const char *endpointHost;
+static const char *s3PutUrl;
+static const char *s3GetUrl;
 static uint16_t endpointPort;
 static uint32_t publishLimit;
 static PlatformLogLevel_t logLevel = PLATFORM_LOG_INFO;
@@ -34,12 +35,14 @@ static PlatformLogLevel_t logLevel = PLATFORM_LOG_INFO;
 #endif
 
 static const char *const defaultRootCas[PLATFORM_MAX_ROOT_CAS] = {
-    DEVICE_DEFAULT_CERTS_DIR "/AmazonRootCA1.pem", DEVICE_DEFAULT_CERTS_DIR "/AmazonRootCA3.pem"};
+    DEVICE_DEFAULT_CERTS_DIR "/AmazonRootCA1.pem", DEVICE_DEFAULT_CERTS_DIR "/AmazonRootCA3.pem",
+    DEVICE_DEFAULT_CERTS_DIR "/StarfieldServicesRootCA-G2.pem"};
 
 static void PrintUsage(const char *program)
 {
     fprintf(stderr,
-            "usage: %s --cert FILE --key FILE [--ca FILE]... [--endpoint HOST] [--port N] [--publish-count N] [--debug]\n"
+            "usage: %s --cert FILE --key FILE [--ca FILE]... [--endpoint HOST] [--port N] [--publish-count N]\n"
+            "          [--s3-put-url URL --s3-get-url URL] [--debug]\n"
             "  environment fallbacks: DEVICE_CERT, DEVICE_KEY, DEVICE_CA, DEVICE_ENDPOINT, DEVICE_PORT\n"
             "  without --ca the bundled Amazon root CAs are trusted\n",
             program);
@@ -89,6 +92,10 @@ PlatformStatus_t Platform_Init(int argc, char *argv[])
             endpointHost = value;
         } else if (strcmp(arg, "--port") == 0) {
             portText = value;
+        } else if (strcmp(arg, "--s3-put-url") == 0) {
+            s3PutUrl = value;
+        } else if (strcmp(arg, "--s3-get-url") == 0) {
+            s3GetUrl = value;
         } else if (strcmp(arg, "--publish-count") == 0) {
             publishLimit = (uint32_t)strtoul(value, NULL, 10);
         } else {
@@ -102,8 +109,9 @@ PlatformStatus_t Platform_Init(int argc, char *argv[])
         return PLATFORM_BAD_PARAMETER;
     }
     if (caCount == 0) {
-        credentials.rootCaPaths[0] = defaultRootCas[0];
-        credentials.rootCaPaths[1] = defaultRootCas[1];
+        for (size_t i = 0; i < PLATFORM_MAX_ROOT_CAS; i++) {
+            credentials.rootCaPaths[i] = defaultRootCas[i];
+        }
     }
     if (credentials.clientCertPath == NULL || credentials.clientKeyPath == NULL) {
         PrintUsage(argv[0]);
@@ -181,6 +189,16 @@ void Platform_GetEndpointOverride(const char **host, uint16_t *port)
     }
 }
 
+void Platform_GetS3UrlOverride(const char **putUrl, const char **getUrl)
+{
+    if (putUrl != NULL && s3PutUrl != NULL) {
+        *putUrl = s3PutUrl;
+    }
+    if (getUrl != NULL && s3GetUrl != NULL) {
+        *getUrl = s3GetUrl;
+    }
+}
+
 uint32_t Platform_GetPublishLimit(void)
 {
     return publishLimit;
@@ -189,8 +207,8 @@ uint32_t Platform_GetPublishLimit(void)
 static struct itimerspec ToItimerspec(uint32_t delayMs, uint32_t periodMs)
 {
     struct itimerspec spec = {
-        .it_value = {.tv_sec = delayMs / 1000U, .tv_nsec = (long)(delayMs % 1000U) * 1000000L},
-        .it_interval = {.tv_sec = periodMs / 1000U, .tv_nsec = (long)(periodMs % 1000U) * 1000000L},
+        .it_value = {.tv_sec = (time_t)(delayMs / 1000U), .tv_nsec = (long)((delayMs % 1000U) * 1000000U)},
+        .it_interval = {.tv_sec = (time_t)(periodMs / 1000U), .tv_nsec = (long)((periodMs % 1000U) * 1000000U)},
     };
     return spec;
 }
