@@ -22,7 +22,7 @@ import (
 )
 
 // ErrNoStack is returned by ReadStack when CloudFormation has no stack of that name in the region.
-var ErrNoStack = errors.New("no such stack")
+var ErrNoStack = errors.New("does not exist")
 
 // Outputs are the raw outputs of one stack and where they came from (for messages).
 type Outputs struct {
@@ -103,7 +103,7 @@ func ReadStack(ctx context.Context, api DescribeStacksAPI, stack, region string)
 	out, err := api.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: &stack})
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) && apiErr.ErrorCode() == "ValidationError" && strings.Contains(apiErr.ErrorMessage(), "does not exist") {
-		return nil, fmt.Errorf("stack %s in %s: %w", stack, region, ErrNoStack)
+		return nil, fmt.Errorf("stack %s %w in %s", stack, ErrNoStack, region)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("describe stack %s in %s: %w", stack, region, err)

@@ -116,7 +116,7 @@ func TestReadStack(t *testing.T) {
 	if err != nil || o.Values[contract.OutputIotEndpoint] != "e" || o.Source != "CloudFormation stack SphereJitr in eu-west-1" {
 		t.Errorf("outputs %+v, err %v", o, err)
 	}
-	if _, err := ReadStack(context.Background(), api, "Gone", "eu-west-1"); err == nil || !errors.Is(err, ErrNoStack) || !strings.Contains(err.Error(), "stack Gone in eu-west-1") {
+	if _, err := ReadStack(context.Background(), api, "Gone", "eu-west-1"); err == nil || !errors.Is(err, ErrNoStack) || !strings.Contains(err.Error(), "stack Gone does not exist in eu-west-1") {
 		t.Errorf("err = %v", err)
 	}
 }
