@@ -153,7 +153,9 @@ func TestDeviceIdentityRules(t *testing.T) {
 	}
 	p256 := ecKey(elliptic.P256())
 	x, y := testpki.RandomDeviceID(), testpki.RandomDeviceID()
-	cn := func(v string) pkix.AttributeTypeAndValue { return pkix.AttributeTypeAndValue{Type: oidCommonName, Value: v} }
+	cn := func(v string) pkix.AttributeTypeAndValue {
+		return pkix.AttributeTypeAndValue{Type: oidCommonName, Value: v}
+	}
 	org := pkix.AttributeTypeAndValue{Type: asn1.ObjectIdentifier{2, 5, 4, 10}, Value: "Contoso"}
 	withCN := func(v string) func(*x509.Certificate) {
 		return func(tmpl *x509.Certificate) { tmpl.Subject = pkix.Name{CommonName: v} }
@@ -188,7 +190,10 @@ func TestDeviceIdentityRules(t *testing.T) {
 			c.ExtKeyUsage = nil
 			c.UnknownExtKeyUsage = []asn1.ObjectIdentifier{{1, 2, 3, 4}}
 		}, "", "clientAuth"},
-		{"extendedKeyUsage any", p256, func(c *x509.Certificate) { c.Subject.CommonName = x; c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageAny} }, strings.ToLower(x), ""},
+		{"extendedKeyUsage any", p256, func(c *x509.Certificate) {
+			c.Subject.CommonName = x
+			c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageAny}
+		}, strings.ToLower(x), ""},
 		{"extendedKeyUsage absent", p256, func(c *x509.Certificate) { c.Subject.CommonName = x; c.ExtKeyUsage = nil }, strings.ToLower(x), ""},
 		{"EC P-384 key", ecKey(elliptic.P384()), withCN(x), strings.ToLower(x), ""},
 		{"EC P-521 key", ecKey(elliptic.P521()), withCN(x), strings.ToLower(x), ""},
