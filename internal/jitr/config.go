@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
 )
 
 // Environment variables the JitrProvisioning construct gives the Lambda.
@@ -14,6 +17,9 @@ const (
 	EnvCACertificatesPEM = "CA_CERTIFICATES_PEM"
 	EnvDevicePolicyName  = "DEVICE_POLICY_NAME"
 	EnvProvisionedBy     = "PROVISIONED_BY"
+	// EnvClockSkewTolerance is how far a device certificate's NotBefore may be ahead of the function's clock
+	// (a Go duration such as "5m"; empty means azsphere.DefaultClockSkew).
+	EnvClockSkewTolerance = "CLOCK_SKEW_TOLERANCE"
 )
 
 // DefaultMetricsNamespace is the CloudWatch namespace of the handler's embedded-metric-format records.
@@ -30,6 +36,9 @@ type Config struct {
 	ProvisionedBy string
 	// MetricsNamespace is the CloudWatch namespace of the metrics; empty means DefaultMetricsNamespace.
 	MetricsNamespace string
+	// ClockSkew is how far a certificate's NotBefore may be ahead of the clock and still be provisioned now;
+	// beyond it the certificate is left PENDING_ACTIVATION for a later event. Zero tolerates no skew.
+	ClockSkew time.Duration
 }
 
 // ConfigFromEnv reads the configuration from the Lambda environment through getenv (os.Getenv in production).
@@ -48,6 +57,14 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		PolicyName:       strings.TrimSpace(getenv(EnvDevicePolicyName)),
 		ProvisionedBy:    strings.TrimSpace(getenv(EnvProvisionedBy)),
 		MetricsNamespace: DefaultMetricsNamespace,
+		ClockSkew:        azsphere.DefaultClockSkew,
+	}
+	if v := strings.TrimSpace(getenv(EnvClockSkewTolerance)); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > time.Hour {
+			problems = append(problems, fmt.Errorf("%s %q is not a duration between 0s and 1h (e.g. 5m)", EnvClockSkewTolerance, clip(v)))
+		}
+		cfg.ClockSkew = d
 	}
 	if cfg.PolicyName == "" {
 		problems = append(problems, errors.New(EnvDevicePolicyName+" is empty"))

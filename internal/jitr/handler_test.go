@@ -3,12 +3,18 @@ package jitr_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math/big"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +22,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 
+	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
 	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
 	"github.com/sphere-jitr/sphere-jitr/internal/testpki"
 )
@@ -35,7 +42,40 @@ func newUnitCert(t *testing.T, issue func() (*testpki.Pair, error)) unitCert {
 	return unitCert{id: hex.EncodeToString(sum[:]), pem: string(p.CertPEM())}
 }
 
-const unitCAID = "cacacacacacacacacacacacacacacacacacacacacacacacacacacacacacacaca"
+const (
+	unitCAID  = "cacacacacacacacacacacacacacacacacacacacacacacacacacacacacacacaca"
+	unitCA2ID = "ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2c"
+)
+
+// allMetrics are the counts every metric assertion compares, so an unexpected count fails the test.
+var allMetrics = []string{jitr.MetricProvisioned, jitr.MetricRotated, jitr.MetricRevoked, jitr.MetricRefused, jitr.MetricIgnored,
+	jitr.MetricDeferred, jitr.MetricCAMismatch, jitr.MetricOtherAccount, jitr.MetricForeignAttached}
+
+// issueTwoCNs signs a device-like certificate whose subject holds two CN attributes, first then last, which
+// testpki cannot make.
+func issueTwoCNs(ca *testpki.Pair, first, last string, notBefore time.Time) (*testpki.Pair, error) {
+	cn := asn1.ObjectIdentifier{2, 5, 4, 3}
+	subject, err := asn1.Marshal(pkix.RDNSequence{{{Type: cn, Value: first}}, {{Type: cn, Value: last}}})
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(notBefore.UnixNano()), RawSubject: subject, NotBefore: notBefore,
+		NotAfter: notBefore.Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &testpki.Pair{Cert: cert, Key: key}, nil
+}
 
 func TestHandleBranches(t *testing.T) {
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -59,6 +99,17 @@ func TestHandleBranches(t *testing.T) {
 		tieLo, tieHi = tieHi, tieLo
 	}
 	foreign := device(otherCA, now.Add(-2*time.Hour))
+	foreignNewer := device(otherCA, now.Add(-time.Hour))
+	ca2, err := testpki.NewCA(testpki.CAOptions{NotBefore: now.Add(-24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ofCA2, oldOfCA2 := device(ca2, now.Add(-2*time.Hour)), device(ca2, now.Add(-3*time.Hour))
+	otherDevice := newUnitCert(t, func() (*testpki.Pair, error) { return ca.IssueDevice(testpki.RandomDeviceID(), now.Add(-3*time.Hour)) })
+	withinSkew := device(ca, now.Add(2*time.Minute))
+	twoCNs := newUnitCert(t, func() (*testpki.Pair, error) {
+		return issueTwoCNs(ca, testpki.RandomDeviceID(), dev, now.Add(-time.Hour))
+	})
 	expired := device(ca, now.Add(-48*time.Hour))
 	notYet := device(ca, now.Add(time.Hour))
 	badCN := newUnitCert(t, func() (*testpki.Pair, error) {
@@ -67,12 +118,14 @@ func TestHandleBranches(t *testing.T) {
 	pending := func(r *fakeRegistry, c unitCert) {
 		r.certs[c.id] = &fakeCert{pem: c.pem, status: types.CertificateStatusPendingActivation}
 	}
+	cfg := jitr.Config{CAs: map[string]*x509.Certificate{unitCAID: ca.Cert, unitCA2ID: ca2.Cert}, PolicyName: "device-policy",
+		ProvisionedBy: "UnitStack", ClockSkew: azsphere.DefaultClockSkew}
 
 	var (
 		firstBoot = []string{"DescribeCertificate", "AttachThingPrincipal", "CreateThing", "AttachThingPrincipal", "ListThingPrincipals", "AttachPolicy", "UpdateCertificate"}
 		rotation  = []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate", "AttachPolicy", "UpdateCertificate", "UpdateCertificate", "DetachThingPrincipal", "DeleteCertificate"}
 		refusal   = []string{"DescribeCertificate", "UpdateCertificate"}
-		supersede = []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate", "UpdateCertificate", "DetachThingPrincipal", "DetachPolicy"}
+		supersede = []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate", "DetachThingPrincipal", "DetachPolicy", "UpdateCertificate"}
 	)
 	const (
 		active   = types.CertificateStatusActive
@@ -139,13 +192,57 @@ func TestHandleBranches(t *testing.T) {
 			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1, jitr.MetricRotated: 2},
 		},
 		{
-			name: "attached certificate with an unreadable PEM counts as oldest and is retired",
+			name: "attached certificate with an unreadable PEM: left alone, counted",
 			setup: func(r *fakeRegistry) {
 				r.provisioned(old.id, "not a certificate", thing, active)
 				pending(r, cur)
 			},
+			wantCalls:   rotation[:6],
+			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: active},
+			wantThing:   []string{old.id, cur.id},
+			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1, jitr.MetricForeignAttached: 1},
+		},
+		{
+			name: "newer certificate of another CA attached: neither deleted nor superseding",
+			setup: func(r *fakeRegistry) {
+				r.provisioned(foreignNewer.id, foreignNewer.pem, thing, active)
+				pending(r, cur)
+			},
+			wantCalls:   rotation[:6],
+			wantStatus:  map[string]types.CertificateStatus{cur.id: active, foreignNewer.id: active},
+			wantThing:   []string{foreignNewer.id, cur.id},
+			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1, jitr.MetricForeignAttached: 1},
+		},
+		{
+			name: "older certificate registered under a CA not the stack's: left alone",
+			setup: func(r *fakeRegistry) {
+				r.provisioned(old.id, old.pem, thing, active)
+				r.certs[old.id].ca = strings.Repeat("d", 64)
+				pending(r, cur)
+			},
+			wantCalls:   rotation[:6],
+			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: active},
+			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1, jitr.MetricForeignAttached: 1},
+		},
+		{
+			name: "older certificate of the stack's CA for another device attached: left alone",
+			setup: func(r *fakeRegistry) {
+				r.provisioned(otherDevice.id, otherDevice.pem, thing, active)
+				pending(r, cur)
+			},
+			wantCalls:   rotation[:6],
+			wantStatus:  map[string]types.CertificateStatus{cur.id: active, otherDevice.id: active},
+			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1, jitr.MetricForeignAttached: 1},
+		},
+		{
+			name: "older certificate of the stack's second CA: retired",
+			setup: func(r *fakeRegistry) {
+				r.provisioned(oldOfCA2.id, oldOfCA2.pem, thing, active)
+				r.certs[oldOfCA2.id].ca = unitCA2ID
+				pending(r, cur)
+			},
 			wantCalls:   rotation,
-			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: ""},
+			wantStatus:  map[string]types.CertificateStatus{cur.id: active, oldOfCA2.id: ""},
 			wantThing:   []string{cur.id},
 			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1, jitr.MetricRotated: 1},
 		},
@@ -237,11 +334,71 @@ func TestHandleBranches(t *testing.T) {
 			wantMetrics: map[string]float64{jitr.MetricRefused: 1},
 		},
 		{
-			name:        "not yet valid: refused and revoked",
+			name:        "NotBefore ahead of the clock beyond the skew: left pending, not revoked",
 			cert:        notYet,
 			setup:       func(r *fakeRegistry) { pending(r, notYet) },
+			wantCalls:   []string{"DescribeCertificate"},
+			wantStatus:  map[string]types.CertificateStatus{notYet.id: pend},
+			wantMetrics: map[string]float64{jitr.MetricDeferred: 1},
+		},
+		{
+			name:        "NotBefore ahead of the clock within the skew: provisioned",
+			cert:        withinSkew,
+			setup:       func(r *fakeRegistry) { pending(r, withinSkew) },
+			wantCalls:   firstBoot,
+			wantStatus:  map[string]types.CertificateStatus{withinSkew.id: active},
+			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1},
+		},
+		{
+			name:        "two CN attributes: refused and revoked",
+			cert:        twoCNs,
+			setup:       func(r *fakeRegistry) { pending(r, twoCNs) },
 			wantCalls:   refusal,
-			wantStatus:  map[string]types.CertificateStatus{notYet.id: revoked},
+			wantStatus:  map[string]types.CertificateStatus{twoCNs.id: revoked},
+			wantMetrics: map[string]float64{jitr.MetricRefused: 1},
+		},
+		{
+			name: "event names another CA of the stack than AWS reports: left pending, counted",
+			setup: func(r *fakeRegistry) {
+				pending(r, cur)
+				r.certs[cur.id].ca = unitCA2ID
+			},
+			wantCalls:   []string{"DescribeCertificate"},
+			wantStatus:  map[string]types.CertificateStatus{cur.id: pend},
+			wantMetrics: map[string]float64{jitr.MetricDeferred: 1, jitr.MetricCAMismatch: 1},
+		},
+		{
+			name: "event names a CA AWS does not report for the certificate: left pending, counted",
+			setup: func(r *fakeRegistry) {
+				pending(r, cur)
+				r.certs[cur.id].ca = strings.Repeat("d", 64)
+			},
+			wantCalls:   []string{"DescribeCertificate"},
+			wantStatus:  map[string]types.CertificateStatus{cur.id: pend},
+			wantMetrics: map[string]float64{jitr.MetricDeferred: 1, jitr.MetricCAMismatch: 1},
+		},
+		{
+			name:        "no CA reported, signed by the stack's other CA: left pending, counted",
+			cert:        ofCA2,
+			setup:       func(r *fakeRegistry) { pending(r, ofCA2) },
+			wantCalls:   []string{"DescribeCertificate"},
+			wantStatus:  map[string]types.CertificateStatus{ofCA2.id: pend},
+			wantMetrics: map[string]float64{jitr.MetricDeferred: 1, jitr.MetricCAMismatch: 1},
+		},
+		{
+			name:        "event for another AWS account: ignored, counted",
+			setup:       func(r *fakeRegistry) { pending(r, cur) },
+			event:       func(e *jitr.Event) { e.AWSAccountID = "210987654321" },
+			wantCalls:   []string{"DescribeCertificate"},
+			wantStatus:  map[string]types.CertificateStatus{cur.id: pend},
+			wantMetrics: map[string]float64{jitr.MetricIgnored: 1, jitr.MetricOtherAccount: 1},
+		},
+		{
+			name:        "active certificate failing a check: left to rotation, not revoked while attached",
+			cert:        expired,
+			setup:       func(r *fakeRegistry) { r.provisioned(expired.id, expired.pem, thing, active) },
+			wantCalls:   []string{"DescribeCertificate"},
+			wantStatus:  map[string]types.CertificateStatus{expired.id: active},
 			wantMetrics: map[string]float64{jitr.MetricRefused: 1},
 		},
 		{
@@ -517,11 +674,24 @@ func TestHandleBranches(t *testing.T) {
 			wantMetrics: map[string]float64{jitr.MetricRevoked: 1},
 		},
 		{
-			name: "revoking a superseded certificate fails: error",
+			name: "revoking a superseded certificate fails: error, already detached and still pending",
 			setup: func(r *fakeRegistry) {
 				r.provisioned(newer.id, newer.pem, thing, active)
 				pending(r, cur)
 				r.failures["UpdateCertificate"] = errThrottled
+			},
+			wantErr:     errThrottled,
+			wantCalls:   supersede,
+			wantStatus:  map[string]types.CertificateStatus{cur.id: pend, newer.id: active},
+			wantThing:   []string{newer.id},
+			wantMetrics: map[string]float64{},
+		},
+		{
+			name: "detaching a superseded certificate from the thing fails: error, still pending for the retry",
+			setup: func(r *fakeRegistry) {
+				r.provisioned(newer.id, newer.pem, thing, active)
+				pending(r, cur)
+				r.failures["DetachThingPrincipal"] = errThrottled
 			},
 			wantErr:     errThrottled,
 			wantCalls:   supersede[:5],
@@ -529,27 +699,15 @@ func TestHandleBranches(t *testing.T) {
 			wantMetrics: map[string]float64{},
 		},
 		{
-			name: "detaching a superseded certificate from the thing fails: error, already revoked",
-			setup: func(r *fakeRegistry) {
-				r.provisioned(newer.id, newer.pem, thing, active)
-				pending(r, cur)
-				r.failures["DetachThingPrincipal"] = errThrottled
-			},
-			wantErr:     errThrottled,
-			wantCalls:   supersede[:6],
-			wantStatus:  map[string]types.CertificateStatus{cur.id: revoked, newer.id: active},
-			wantMetrics: map[string]float64{},
-		},
-		{
-			name: "detaching the policy of a superseded certificate fails: error",
+			name: "detaching the policy of a superseded certificate fails: error, still pending for the retry",
 			setup: func(r *fakeRegistry) {
 				r.provisioned(newer.id, newer.pem, thing, active)
 				pending(r, cur)
 				r.failures["DetachPolicy"] = errThrottled
 			},
 			wantErr:     errThrottled,
-			wantCalls:   supersede,
-			wantStatus:  map[string]types.CertificateStatus{cur.id: revoked, newer.id: active},
+			wantCalls:   supersede[:6],
+			wantStatus:  map[string]types.CertificateStatus{cur.id: pend, newer.id: active},
 			wantThing:   []string{newer.id},
 			wantMetrics: map[string]float64{},
 		},
@@ -571,7 +729,7 @@ func TestHandleBranches(t *testing.T) {
 				tc.event(&e)
 			}
 			var logs, metrics bytes.Buffer
-			h := jitr.NewHandler(r.api(), jitr.Config{CAs: map[string]*x509.Certificate{unitCAID: ca.Cert}, PolicyName: "device-policy", ProvisionedBy: "UnitStack"},
+			h := jitr.NewHandler(r.api(), cfg,
 				jitr.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))), jitr.WithMetricsOutput(&metrics), jitr.WithClock(func() time.Time { return now }))
 
 			err := h.Handle(context.Background(), e)
@@ -678,7 +836,7 @@ func assertEMF(t *testing.T, metrics string, want map[string]float64) {
 	if declared["Duration.Handler"] != "Milliseconds" {
 		t.Errorf("handler duration not declared in milliseconds: %v", declared)
 	}
-	for _, name := range []string{jitr.MetricProvisioned, jitr.MetricRotated, jitr.MetricRevoked, jitr.MetricRefused, jitr.MetricIgnored} {
+	for _, name := range allMetrics {
 		got, _ := doc[name].(float64)
 		if got != want[name] {
 			t.Errorf("metric %s = %v, want %v", name, got, want[name])

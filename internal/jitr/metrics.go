@@ -13,7 +13,13 @@ const (
 	MetricRotated     = "Rotated"     // older certificate of the device deactivated and deleted
 	MetricRevoked     = "Revoked"     // certificate revoked because a newer one of the device is attached
 	MetricRefused     = "Refused"     // event or certificate failed the checks; certificate revoked if it exists
-	MetricIgnored     = "Ignored"     // event for another CA, or certificate already settled or gone
+	MetricIgnored     = "Ignored"     // event for another CA or account, or certificate already settled or gone
+	MetricDeferred    = "Deferred"    // certificate left PENDING_ACTIVATION: it may become acceptable, a later event provisions it
+	// MetricCAMismatch counts events whose CA id differs from the CA AWS IoT reports for the certificate (also
+	// Deferred); an alarm watches it.
+	MetricCAMismatch      = "CAMismatch"
+	MetricOtherAccount    = "OtherAccount"    // event for another AWS account (also Ignored)
+	MetricForeignAttached = "ForeignAttached" // certificate of another issuer or device attached to the thing, left alone by rotation
 )
 
 // metricRecord collects the counts and step durations of one event and writes them as one EMF JSON line.

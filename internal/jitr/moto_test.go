@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,6 +33,15 @@ import (
 var moto *motoserver.Server
 
 func TestMain(m *testing.M) {
+	// A fuzzing run (-fuzz, and its worker processes) exercises only the fuzz targets, which need no server:
+	// starting moto in each worker would cost seconds of every bounded run.
+	flag.Parse()
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		os.Exit(m.Run())
+	}
+	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
+		os.Exit(m.Run())
+	}
 	os.Exit(motoserver.RunTests(m, &moto, func() { printBenchTable(os.Stdout) }))
 }
 
