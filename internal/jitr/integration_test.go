@@ -26,6 +26,9 @@ var (
 		"ListThingPrincipals", "AttachPolicy", "UpdateCertificate"}
 	rotationCalls = []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate",
 		"AttachPolicy", "UpdateCertificate", "UpdateCertificate", "DetachThingPrincipal", "DeleteCertificate"}
+	lateOlderCalls = []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate",
+		"DetachThingPrincipal", "DetachPolicy", "UpdateCertificate"}
+	refusalCalls = []string{"DescribeCertificate", "UpdateCertificate"}
 )
 
 // scenario runs fn against a freshly reset moto and then checks the invariant: no ACTIVE certificate lacks its
@@ -235,46 +238,54 @@ func TestScenarios(t *testing.T) {
 		f.wantMetrics(t, map[string]float64{jitr.MetricIgnored: 1})
 	})
 
-	for _, path := range []struct {
-		name  string
-		calls []string
-	}{{"first boot", firstBootCalls}, {"rotation", rotationCalls}} {
+	for _, path := range faultPaths(now) {
+		scenario(t, "path without faults: "+path.name, func(t *testing.T, f *fixture) {
+			cert, converged := path.setup(t, f)
+			f.handle(t, cert)
+			calls, _ := f.rec.snapshot()
+			if got := ops(calls); !slices.Equal(got, path.calls) {
+				t.Fatalf("calls = %v, want %v (the fault scenarios inject at each of these)", got, path.calls)
+			}
+			converged(t)
+		})
 		for k := 1; k <= len(path.calls); k++ {
 			step := fmt.Sprintf("%s step %d %s", path.name, k, path.calls[k-1])
 			scenario(t, "throttled once at "+step, func(t *testing.T, f *fixture) {
-				dev, old, current := throttleSetup(t, f, path.name == "rotation", now)
+				cert, converged := path.setup(t, f)
 				f.rec.setThrottle(func(_ string, n, attempt int) bool { return n == k && attempt == 1 })
-				f.handle(t, current)
+				f.handle(t, cert)
 				calls, attempts := f.rec.snapshot()
 				if attempts != len(calls)+1 {
 					t.Errorf("%d attempts for %d calls, want exactly one retry", attempts, len(calls))
 				}
-				wantProvisioned(t, f, dev, old, current)
+				converged(t)
 			})
-			scenario(t, "throttled beyond the retryer at "+step, func(t *testing.T, f *fixture) {
-				dev, old, current := throttleSetup(t, f, path.name == "rotation", now)
-				f.rec.setThrottle(func(_ string, n, _ int) bool { return n == k }) // every attempt of that call
-				err := f.h.Handle(context.Background(), f.event(current))
-				var throttled *types.ThrottlingException
-				if !errors.As(err, &throttled) {
-					t.Fatalf("Handle = %v, want the ThrottlingException returned so the async retry applies", err)
-				}
-				f.assertInvariant(t) // also in the state the failure left
-				f.rec.setThrottle(nil)
-				f.handle(t, current) // the asynchronous retry
-				wantProvisioned(t, f, dev, old, current)
-			})
-			scenario(t, "failure after the call took effect at "+step, func(t *testing.T, f *fixture) {
-				dev, old, current := throttleSetup(t, f, path.name == "rotation", now)
-				f.rec.setLose(func(_ string, n, _ int) bool { return n == k })
-				if err := f.h.Handle(context.Background(), f.event(current)); err == nil {
-					t.Fatal("Handle returned nil although a call's response was lost")
-				}
-				f.assertInvariant(t)
-				f.rec.setLose(nil)
-				f.handle(t, current) // the asynchronous retry
-				wantProvisioned(t, f, dev, old, current)
-			})
+			for _, fault := range []faultKind{faultError, faultLostResponse, faultThrottle, faultDeadline} {
+				scenario(t, fmt.Sprintf("%s at %s, then the retry", fault, step), func(t *testing.T, f *fixture) {
+					cert, converged := path.setup(t, f)
+					ctx := newDeadlineContext()
+					f.rec.setFault(fault, func(_ string, n, _ int) bool { return n == k }, ctx.expire)
+					err := f.h.Handle(ctx, f.event(cert))
+					if err == nil {
+						t.Fatalf("Handle returned nil although call %d (%s) failed with %s", k, path.calls[k-1], fault)
+					}
+					var throttled *types.ThrottlingException
+					if fault == faultThrottle && !errors.As(err, &throttled) {
+						t.Errorf("Handle = %v, want the ThrottlingException returned so the async retry applies", err)
+					}
+					if fault == faultDeadline && !errors.Is(err, context.DeadlineExceeded) {
+						t.Errorf("Handle = %v, want the deadline error", err)
+					}
+					if calls, _ := f.rec.snapshot(); len(calls) < k || calls[k-1].op != path.calls[k-1] {
+						t.Fatalf("the fault was not injected at %s: calls %v", path.calls[k-1], ops(calls))
+					}
+					f.assertActiveInvariant(t) // also in the state the failure left
+					f.rec.setFault(faultNone, nil, nil)
+					f.handle(t, cert) // the asynchronous retry
+					converged(t)
+					f.assertInvariant(t)
+				})
+			}
 		}
 	}
 
@@ -293,7 +304,7 @@ func TestScenarios(t *testing.T) {
 		if attempts <= len(calls) {
 			t.Errorf("%d attempts for %d calls: the throttled call was not retried", attempts, len(calls))
 		}
-		f.assertInvariant(t)
+		f.assertActiveInvariant(t)
 		f.rec.setThrottle(nil)
 		if err := h.Handle(context.Background(), f.event(cert)); err != nil {
 			t.Fatalf("retry: %v", err)
@@ -318,6 +329,65 @@ func TestScenarios(t *testing.T) {
 			handleConcurrently(t, f, newer, older)
 			wantOnlyActive(t, f, dev, newer, older, first)
 		})
+	}
+}
+
+// faultPath is one path through the handler, for injecting a fault at each of its calls: setup prepares the
+// registry and returns the event's certificate and the check of the state the path converges to.
+type faultPath struct {
+	name  string
+	calls []string
+	setup func(t *testing.T, f *fixture) (cert string, converged func(t *testing.T))
+}
+
+func faultPaths(now time.Time) []faultPath {
+	return []faultPath{
+		{"first boot", firstBootCalls, func(t *testing.T, f *fixture) (string, func(*testing.T)) {
+			dev, old, current := throttleSetup(t, f, false, now)
+			return current, func(t *testing.T) { wantProvisioned(t, f, dev, old, current) }
+		}},
+		{"rotation", rotationCalls, func(t *testing.T, f *fixture) (string, func(*testing.T)) {
+			dev, old, current := throttleSetup(t, f, true, now)
+			return current, func(t *testing.T) { wantProvisioned(t, f, dev, old, current) }
+		}},
+		{"late older certificate", lateOlderCalls, func(t *testing.T, f *fixture) (string, func(*testing.T)) {
+			dev := testpki.RandomDeviceID()
+			older := f.device(t, dev, now.Add(-2*time.Hour))
+			newer := f.device(t, dev, now.Add(-time.Hour))
+			f.handle(t, newer)
+			f.rec.reset()
+			return older, func(t *testing.T) { wantSuperseded(t, f, dev, older, newer) }
+		}},
+		{"refusal", refusalCalls, func(t *testing.T, f *fixture) (string, func(*testing.T)) {
+			dev := testpki.RandomDeviceID()
+			expired := f.device(t, dev, now.Add(-48*time.Hour))
+			return expired, func(t *testing.T) {
+				if st := f.status(t, expired); st != types.CertificateStatusRevoked {
+					t.Errorf("certificate status = %s, want REVOKED", st)
+				}
+				if f.thingExists(t, thingOf(dev)) {
+					t.Error("thing created for a refused certificate")
+				}
+			}
+		}},
+	}
+}
+
+// wantSuperseded checks the state a late older certificate converges to: REVOKED, detached from the thing and
+// the policy, the newer certificate ACTIVE and alone on the thing.
+func wantSuperseded(t *testing.T, f *fixture, dev, older, newer string) {
+	t.Helper()
+	if st := f.status(t, older); st != types.CertificateStatusRevoked {
+		t.Errorf("older certificate status = %s, want REVOKED", st)
+	}
+	if st := f.status(t, newer); st != types.CertificateStatusActive {
+		t.Errorf("newer certificate status = %s, want ACTIVE", st)
+	}
+	if got := f.thingPrincipals(t, thingOf(dev)); !slices.Equal(got, []string{newer}) {
+		t.Errorf("thing principals = %v, want only the newer %s", got, newer[:8])
+	}
+	if f.state(t).Policies[older] {
+		t.Error("the revoked older certificate still has the device policy")
 	}
 }
 
