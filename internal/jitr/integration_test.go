@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 
@@ -222,6 +224,118 @@ func TestScenarios(t *testing.T) {
 		f.wantMetrics(t, map[string]float64{jitr.MetricRefused: 5})
 	})
 
+	scenario(t, "event names the stack's other CA: left pending, then provisioned by its own event", func(t *testing.T, f *fixture) {
+		ca2, ca2ID := f.registerCA(t)
+		f.cfg.CAs[ca2ID] = ca2.Cert // the stack registered both
+		f.h = f.newHandler(f.rec, testRetryPolicy)
+		dev := testpki.RandomDeviceID()
+		cert := f.device(t, dev, now.Add(-time.Hour)) // registered under the first CA
+		desc, err := f.admin.DescribeCertificate(context.Background(), &iot.DescribeCertificateInput{CertificateId: aws.String(cert)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := aws.ToString(desc.CertificateDescription.CaCertificateId); got != f.caID {
+			t.Fatalf("DescribeCertificate caCertificateId = %q, want %s as AWS returns it (moto launcher patch)", got, f.caID[:8])
+		}
+		e := f.event(cert)
+		e.CACertificateID = ca2ID
+		if err := f.h.Handle(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+		if st := f.status(t, cert); st != types.CertificateStatusPendingActivation {
+			t.Errorf("certificate status = %s after an event naming another CA, want PENDING_ACTIVATION (never revoked on its word)", st)
+		}
+		if !jsonLogHas(t, f.logs.String(), map[string]string{"reportedCaCertificateId": f.caID, "caCertificateId": ca2ID, "outcome": "deferred"}) {
+			t.Errorf("no log line naming both CAs; logs:\n%s", f.logs.String())
+		}
+		f.handle(t, cert) // its own event
+		wantProvisioned(t, f, dev, "", cert)
+		f.wantMetrics(t, map[string]float64{jitr.MetricDeferred: 1, jitr.MetricCAMismatch: 1, jitr.MetricProvisioned: 1})
+	})
+
+	scenario(t, "NotBefore ahead of the clock beyond the skew: left pending, provisioned once valid", func(t *testing.T, f *fixture) {
+		dev := testpki.RandomDeviceID()
+		cert := f.device(t, dev, now.Add(f.cfg.ClockSkew+time.Minute))
+		f.handle(t, cert)
+		if st := f.status(t, cert); st != types.CertificateStatusPendingActivation {
+			t.Errorf("certificate status = %s, want PENDING_ACTIVATION (it becomes valid)", st)
+		}
+		later := jitr.NewHandler(newIoTClient(f.rec, testRetryPolicy), f.cfg, jitr.WithMetricsOutput(f.metrics),
+			jitr.WithLogger(slog.New(slog.NewJSONHandler(f.logs, nil))), jitr.WithClock(func() time.Time { return now.Add(2 * f.cfg.ClockSkew) }))
+		if err := later.Handle(context.Background(), f.event(cert)); err != nil {
+			t.Fatal(err)
+		}
+		wantProvisioned(t, f, dev, "", cert)
+		f.wantMetrics(t, map[string]float64{jitr.MetricDeferred: 1, jitr.MetricProvisioned: 1})
+	})
+
+	scenario(t, "two CN attributes (device X first, Y last): refused, no thing for either", func(t *testing.T, f *fixture) {
+		x, y := testpki.RandomDeviceID(), testpki.RandomDeviceID()
+		pair, err := issueTwoCNs(f.ca, x, y, now.Add(-time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert := f.register(t, pair)
+		f.handle(t, cert)
+		wantRefused(t, f, cert, thingOf(y))
+		if f.thingExists(t, thingOf(x)) {
+			t.Errorf("thing %.8s… of the first CN created", thingOf(x))
+		}
+	})
+
+	scenario(t, "rotation with a newer certificate of another CA attached to the thing", func(t *testing.T, f *fixture) {
+		dev := testpki.RandomDeviceID()
+		first := f.device(t, dev, now.Add(-3*time.Hour))
+		f.handle(t, first)
+		other, _ := f.registerCA(t) // registered in the account, not by the stack
+		pair, err := other.IssueDevice(dev, now.Add(-30*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		alien := f.registerUnder(t, pair, other)
+		ctx := context.Background()
+		if _, err := f.admin.UpdateCertificate(ctx, &iot.UpdateCertificateInput{CertificateId: aws.String(alien), NewStatus: types.CertificateStatusActive}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.admin.AttachThingPrincipal(ctx, &iot.AttachThingPrincipalInput{ThingName: aws.String(thingOf(dev)), Principal: aws.String(certARNOf(t, f, alien))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.admin.AttachPolicy(ctx, &iot.AttachPolicyInput{PolicyName: aws.String(testPolicy), Target: aws.String(certARNOf(t, f, alien))}); err != nil {
+			t.Fatal(err)
+		}
+		current := f.device(t, dev, now.Add(-time.Hour))
+		f.handle(t, current)
+		if st := f.status(t, current); st != types.CertificateStatusActive {
+			t.Errorf("the device's own certificate is %s, want ACTIVE: another issuer's newer certificate must not supersede it", st)
+		}
+		if st := f.status(t, alien); st != types.CertificateStatusActive {
+			t.Errorf("the other CA's certificate is %q, want left ACTIVE (never deleted by rotation)", st)
+		}
+		if st := f.status(t, first); st != "" {
+			t.Errorf("the device's older certificate is %s, want retired", st)
+		}
+		if got := f.metricTotals(t)[jitr.MetricForeignAttached]; got < 1 {
+			t.Errorf("ForeignAttached = %v, want the other CA's certificate counted", got)
+		}
+	})
+
+	scenario(t, "event for another AWS account", func(t *testing.T, f *fixture) {
+		cert := f.device(t, testpki.RandomDeviceID(), now.Add(-time.Hour))
+		e := f.event(cert)
+		e.AWSAccountID = "210987654321"
+		if err := f.h.Handle(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+		if st := f.status(t, cert); st != types.CertificateStatusPendingActivation {
+			t.Errorf("certificate status = %s, want untouched PENDING_ACTIVATION", st)
+		}
+		calls, _ := f.rec.snapshot()
+		if got := ops(calls); !slices.Equal(got, []string{"DescribeCertificate"}) {
+			t.Errorf("calls = %v, want only the DescribeCertificate that tells the own account", got)
+		}
+		f.wantMetrics(t, map[string]float64{jitr.MetricIgnored: 1, jitr.MetricOtherAccount: 1})
+	})
+
 	scenario(t, "event for a CA this stack did not register", func(t *testing.T, f *fixture) {
 		cert := f.device(t, testpki.RandomDeviceID(), now.Add(-time.Hour))
 		e := f.event(cert)
@@ -330,6 +444,16 @@ func TestScenarios(t *testing.T) {
 			wantOnlyActive(t, f, dev, newer, older, first)
 		})
 	}
+}
+
+// certARNOf returns a certificate's ARN as the registry reports it.
+func certARNOf(t *testing.T, f *fixture, id string) string {
+	t.Helper()
+	out, err := f.admin.DescribeCertificate(context.Background(), &iot.DescribeCertificateInput{CertificateId: aws.String(id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *out.CertificateDescription.CertificateArn
 }
 
 // faultPath is one path through the handler, for injecting a fault at each of its calls: setup prepares the
