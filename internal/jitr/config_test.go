@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
 	"github.com/sphere-jitr/sphere-jitr/internal/testpki"
@@ -46,6 +47,16 @@ func TestConfigFromEnv(t *testing.T) {
 		if cfg.PolicyName != "policy" || cfg.ProvisionedBy != "Stack" || cfg.MetricsNamespace != jitr.DefaultMetricsNamespace {
 			t.Errorf("config = %+v", cfg)
 		}
+		if cfg.ClockSkew != 5*time.Minute {
+			t.Errorf("clock skew tolerance = %v without %s, want the 5m default", cfg.ClockSkew, jitr.EnvClockSkewTolerance)
+		}
+	})
+
+	t.Run("clock skew tolerance set", func(t *testing.T) {
+		cfg, err := jitr.ConfigFromEnv(func(k string) string { return with(jitr.EnvClockSkewTolerance, "90s")[k] })
+		if err != nil || cfg.ClockSkew != 90*time.Second {
+			t.Fatalf("ClockSkew = %v, %v; want 90s", cfg.ClockSkew, err)
+		}
 	})
 
 	for _, tc := range []struct {
@@ -63,6 +74,9 @@ func TestConfigFromEnv(t *testing.T) {
 		{"id listed twice", "listed twice", with(jitr.EnvCACertificateIDs, id1+","+id1)},
 		{"policy missing", jitr.EnvDevicePolicyName + " is empty", with(jitr.EnvDevicePolicyName, " ")},
 		{"stack name missing", jitr.EnvProvisionedBy + " is empty", with(jitr.EnvProvisionedBy, "")},
+		{"clock skew not a duration", jitr.EnvClockSkewTolerance, with(jitr.EnvClockSkewTolerance, "5 minutes")},
+		{"clock skew negative", jitr.EnvClockSkewTolerance, with(jitr.EnvClockSkewTolerance, "-1m")},
+		{"clock skew beyond an hour", jitr.EnvClockSkewTolerance, with(jitr.EnvClockSkewTolerance, "2h")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := jitr.ConfigFromEnv(func(k string) string { return tc.env[k] })
