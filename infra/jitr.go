@@ -21,6 +21,17 @@ const (
 	EnvCACertificatesPEM = "CA_CERTIFICATES_PEM"
 	EnvDevicePolicyName  = "DEVICE_POLICY_NAME"
 	EnvProvisionedBy     = "PROVISIONED_BY"
+	// EnvClockSkewTolerance: how far a device certificate's NotBefore may be ahead of the function's clock.
+	EnvClockSkewTolerance = "CLOCK_SKEW_TOLERANCE"
+)
+
+// JITR metrics the stack alarms on (embedded metric format records of internal/jitr, dimension ProvisionedBy).
+const (
+	JitrMetricsNamespace = "SphereJitr"
+	JitrMetricCAMismatch = "CAMismatch"
+	// DefaultClockSkewTolerance is the JITR Lambda's clock-skew tolerance (Azure Sphere's and Lambda's clocks are
+	// independent; a genuine certificate may start a few seconds in the function's future).
+	DefaultClockSkewTolerance = "5m"
 )
 
 // RegisteredEventTopicPrefix is the topic AWS IoT publishes a certificate-registered event on, followed by the
@@ -56,6 +67,9 @@ type JitrProvisioning struct {
 	Rules           []awsiot.CfnTopicRule
 	DLQAlarm        awscloudwatch.Alarm
 	ErrorsAlarm     awscloudwatch.Alarm
+	// CAMismatchAlarm fires when an event names another CA than AWS IoT reports for its certificate: the
+	// certificate is left PENDING rather than revoked, so someone should look.
+	CAMismatchAlarm awscloudwatch.Alarm
 }
 
 // NewJitrProvisioning declares the pipeline.
@@ -117,10 +131,11 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 		RetryAttempts: jsii.Number(2),
 		OnFailure:     awslambdadestinations.NewSqsDestination(j.DeadLetterQueue),
 		Environment: &map[string]*string{
-			EnvCACertificateIDs:  awscdk.Fn_Join(jsii.String(","), &ids),
-			EnvCACertificatesPEM: jsii.String(strings.Join(pems, "")),
-			EnvDevicePolicyName:  props.Policy.PolicyName(),
-			EnvProvisionedBy:     props.ProvisionedBy,
+			EnvCACertificateIDs:   awscdk.Fn_Join(jsii.String(","), &ids),
+			EnvCACertificatesPEM:  jsii.String(strings.Join(pems, "")),
+			EnvDevicePolicyName:   props.Policy.PolicyName(),
+			EnvProvisionedBy:      props.ProvisionedBy,
+			EnvClockSkewTolerance: jsii.String(DefaultClockSkewTolerance),
 		},
 	})
 
@@ -162,6 +177,16 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 		"The JITR Lambda returned errors (they are retried; persistent ones reach the dead-letter queue)",
 		j.Function.MetricErrors(&awscloudwatch.MetricOptions{
 			Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum"),
+		}))
+	j.CAMismatchAlarm = anyAlarm(c, "CAMismatchAlarm",
+		"A certificate-registered event named another CA than the one AWS IoT reports for the certificate; the "+
+			"certificate was left PENDING_ACTIVATION (see the JITR log lines with outcome deferred)",
+		awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+			Namespace:     jsii.String(JitrMetricsNamespace),
+			MetricName:    jsii.String(JitrMetricCAMismatch),
+			DimensionsMap: &map[string]*string{"ProvisionedBy": props.ProvisionedBy},
+			Period:        awscdk.Duration_Minutes(jsii.Number(5)),
+			Statistic:     jsii.String("Sum"),
 		}))
 	return j
 }
