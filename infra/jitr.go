@@ -46,6 +46,9 @@ type JitrProvisioning struct {
 	Rules           []awsiot.CfnTopicRule
 	DLQAlarm        awscloudwatch.Alarm
 	ErrorsAlarm     awscloudwatch.Alarm
+	// CAMismatchAlarm fires when an event names another CA than AWS IoT reports for its certificate: the
+	// certificate is left PENDING rather than revoked, so someone should look.
+	CAMismatchAlarm awscloudwatch.Alarm
 }
 
 // NewJitrProvisioning declares the pipeline.
@@ -82,6 +85,9 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 			contract.EnvCACertificatesPEM: jsii.String(strings.Join(pems, "")),
 			contract.EnvDevicePolicyName:  props.Policy.PolicyName(),
 			contract.EnvProvisionedBy:     props.ProvisionedBy,
+			// Azure Sphere's clock and Lambda's are independent: a genuine certificate may start a little in the
+			// function's future, and is then provisioned rather than left for a later event.
+			contract.EnvClockSkewTolerance: jsii.String("5m"),
 		},
 	})
 	j.Function, j.Role, j.LogGroup = fn.Function, fn.Role, fn.LogGroup
@@ -139,6 +145,16 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 		"The JITR Lambda returned errors (they are retried; persistent ones reach the dead-letter queue)",
 		j.Function.MetricErrors(&awscloudwatch.MetricOptions{
 			Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum"),
+		}))
+	j.CAMismatchAlarm = anyAlarm(c, "CAMismatchAlarm",
+		"A certificate-registered event named another CA than the one AWS IoT reports for the certificate; the "+
+			"certificate was left PENDING_ACTIVATION (see the JITR log lines with outcome deferred)",
+		awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+			Namespace:     jsii.String(contract.MetricsNamespace),
+			MetricName:    jsii.String(contract.MetricCAMismatch),
+			DimensionsMap: &map[string]*string{contract.MetricDimension: props.ProvisionedBy},
+			Period:        awscdk.Duration_Minutes(jsii.Number(5)),
+			Statistic:     jsii.String("Sum"),
 		}))
 	return j
 }

@@ -343,10 +343,11 @@ func TestJitrFunction(t *testing.T) {
 			"Architectures": []string{"arm64"},
 			"Handler":       "bootstrap",
 			"Environment": map[string]any{"Variables": map[string]any{
-				"CA_CERTIFICATE_IDS":  assertions.Match_AnyValue(),
-				"CA_CERTIFICATES_PEM": assertions.Match_StringLikeRegexp(jsii.String("^-----BEGIN CERTIFICATE-----")),
-				"DEVICE_POLICY_NAME":  map[string]any{"Ref": assertions.Match_StringLikeRegexp(jsii.String("^DevicePolicy"))},
-				"PROVISIONED_BY":      "SphereJitr",
+				"CA_CERTIFICATE_IDS":   assertions.Match_AnyValue(),
+				"CA_CERTIFICATES_PEM":  assertions.Match_StringLikeRegexp(jsii.String("^-----BEGIN CERTIFICATE-----")),
+				"DEVICE_POLICY_NAME":   map[string]any{"Ref": assertions.Match_StringLikeRegexp(jsii.String("^DevicePolicy"))},
+				"PROVISIONED_BY":       "SphereJitr",
+				"CLOCK_SKEW_TOLERANCE": "5m",
 			}},
 			"LoggingConfig": map[string]any{"LogGroup": map[string]any{"Ref": assertions.Match_StringLikeRegexp(jsii.String("^JitrLogGroup"))}},
 		})
@@ -373,6 +374,12 @@ func TestJitrFunction(t *testing.T) {
 	must(t, "errors alarm", func() {
 		oneCA.template.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), map[string]any{
 			"Namespace": "AWS/Lambda", "MetricName": "Errors", "Threshold": 1,
+		})
+	})
+	must(t, "CA mismatch alarm", func() {
+		oneCA.template.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), map[string]any{
+			"Namespace": "SphereJitr", "MetricName": "CAMismatch", "Threshold": 1,
+			"Dimensions": []any{map[string]any{"Name": "ProvisionedBy", "Value": "SphereJitr"}},
 		})
 	})
 	// Two CAs: both ids, and both PEMs in the same order.

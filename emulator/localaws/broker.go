@@ -314,21 +314,11 @@ func (b *Broker) issuingCA(leaf *x509.Certificate, intermediates []*x509.Certifi
 	return DeployedCA{}, false
 }
 
-// RegisteredEvent is the message AWS IoT publishes on $aws/events/certificates/registered/<caCertificateId>.
-type RegisteredEvent struct {
-	CertificateID                    string `json:"certificateId"`
-	CACertificateID                  string `json:"caCertificateId"`
-	Timestamp                        int64  `json:"timestamp"`
-	CertificateStatus                string `json:"certificateStatus"`
-	AWSAccountID                     string `json:"awsAccountId"`
-	CertificateRegistrationTimestamp int64  `json:"certificateRegistrationTimestamp"`
-}
-
 func (b *Broker) publishRegistered(certID, caID string) {
 	now := time.Now().UnixMilli()
-	ev, _ := json.Marshal(RegisteredEvent{
-		CertificateID: certID, CACertificateID: caID, Timestamp: now, CertificateStatus: "PENDING_ACTIVATION",
-		AWSAccountID: b.account, CertificateRegistrationTimestamp: now,
+	ev, _ := json.Marshal(contract.RegisteredEvent{
+		CertificateID: certID, CACertificateID: caID, Timestamp: contract.EpochMillis(now), CertificateStatus: "PENDING_ACTIVATION",
+		AWSAccountID: b.account, CertificateRegistrationTimestamp: contract.EpochMillis(now),
 	})
 	_ = b.Publish(contract.RegisteredEventTopic(caID), ev)
 }

@@ -161,7 +161,7 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 		Shadow:      t.Shadow,
 		Certificate: tls.Certificate{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key, Leaf: leaf.Cert},
 		OnRule: func(rule DeployedRule, topic string, payload []byte) {
-			var ev RegisteredEvent
+			var ev contract.RegisteredEvent
 			_ = json.Unmarshal(payload, &ev)
 			if !t.async.Enqueue(ev.CertificateID, payload) {
 				t.tl.Event("rules", "rule %s: invocation queue full, event dropped", rule.Name)
@@ -179,7 +179,7 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 // reportInvocation writes what the function did to the registry: the certificate's new status, and what became
 // of the device's older certificates (revoked, or retired: deactivated and deleted).
 func (t *Emulator) reportInvocation(res AsyncResult) {
-	var ev RegisteredEvent
+	var ev contract.RegisteredEvent
 	_ = json.Unmarshal(res.Payload, &ev)
 	if t.Broker != nil {
 		t.Broker.Settled(ev.CertificateID)

@@ -7,6 +7,10 @@ It also closes one gap between moto and AWS IoT that the JITR flow hits: DeleteC
 removes the certificate's policy attachments in AWS, while moto keeps them, and every later DeleteCertificate
 then fails with ResourceNotFound on the dangling attachment.
 
+And one fidelity point: AWS's DescribeCertificate returns certificateDescription.caCertificateId for a certificate
+registered under a CA (the JITR function compares it with the event's CA id). moto records that id at
+RegisterCertificate but leaves it out of the description; the patch below adds it, only when it is set.
+
 Usage: launcher.py PORT  (binds 127.0.0.1 only)
 """
 import sys
@@ -15,7 +19,7 @@ from moto.core.config import default_user_config
 
 default_user_config["iot"]["use_valid_cert"] = True
 
-from moto.iot.models import IoTBackend  # noqa: E402  (must come after the config change)
+from moto.iot.models import FakeCertificate, IoTBackend  # noqa: E402  (must come after the config change)
 from moto.server import main  # noqa: E402
 
 _moto_delete_certificate = IoTBackend.delete_certificate
@@ -29,6 +33,18 @@ def _delete_certificate(self, certificate_id, force_delete):
 
 
 IoTBackend.delete_certificate = _delete_certificate
+
+_moto_to_description_dict = FakeCertificate.to_description_dict
+
+
+def _to_description_dict(self):
+    description = _moto_to_description_dict(self)
+    if getattr(self, "ca_certificate_id", None):
+        description["caCertificateId"] = self.ca_certificate_id
+    return description
+
+
+FakeCertificate.to_description_dict = _to_description_dict
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():

@@ -2,8 +2,15 @@
 // name, the stack's outputs, the Lambda environment variables, the custom resource's properties, the thing
 // attribute JITR writes, and the AWS IoT topic of the certificate-registered event. The CDK app, the Lambdas, the
 // device-image tooling and the local emulator all take them from here, so a rename cannot leave one side behind.
-// It imports nothing, so any of them can use it without linking the others.
+// It imports only the standard library, so any of them can use it without linking the others.
 package contract
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+)
 
 // StackName is the name of the stack the CDK app deploys (and the default the tools look up).
 const StackName = "SphereJitr"
@@ -15,6 +22,22 @@ const MetricsNamespace = StackName
 // MetricDimension is the dimension of the Lambdas' metrics whose value is the stack name, so that several stacks in
 // one account keep their figures apart.
 const MetricDimension = "ProvisionedBy"
+
+// Metric names the JITR function emits (CloudWatch embedded metric format, namespace MetricsNamespace, dimension
+// MetricDimension), one record per event; the stack's alarms read them.
+const (
+	MetricProvisioned = "Provisioned" // certificate activated for its thing
+	MetricRotated     = "Rotated"     // older certificate of the device deactivated and deleted
+	MetricRevoked     = "Revoked"     // certificate revoked because a newer one of the device is attached
+	MetricRefused     = "Refused"     // event or certificate failed the checks; certificate revoked if it exists
+	MetricIgnored     = "Ignored"     // event for another CA or account, or certificate already settled or gone
+	MetricDeferred    = "Deferred"    // certificate left PENDING_ACTIVATION: it may become acceptable, a later event provisions it
+	// MetricCAMismatch counts events whose CA id differs from the CA AWS IoT reports for the certificate (also
+	// Deferred); an alarm watches it.
+	MetricCAMismatch      = "CAMismatch"
+	MetricOtherAccount    = "OtherAccount"    // event for another AWS account (also Ignored)
+	MetricForeignAttached = "ForeignAttached" // certificate of another issuer or device attached to the thing, left alone by rotation
+)
 
 // Output names of the stack (the keys of its CloudFormation Outputs).
 const (
@@ -38,10 +61,13 @@ const (
 	EnvCACertificatesPEM = "CA_CERTIFICATES_PEM" // the same CAs' certificates, PEM, in the same order
 	EnvDevicePolicyName  = "DEVICE_POLICY_NAME"  // the IoT policy attached to every device certificate
 	EnvProvisionedBy     = "PROVISIONED_BY"      // value of AttrProvisionedBy on the things JITR creates
+	// EnvClockSkewTolerance is how far a device certificate's NotBefore may be ahead of the function's clock (a
+	// Go duration such as "5m").
+	EnvClockSkewTolerance = "CLOCK_SKEW_TOLERANCE"
 )
 
 // JitrEnv lists the JITR Lambda's environment variables.
-var JitrEnv = []string{EnvCACertificateIDs, EnvCACertificatesPEM, EnvDevicePolicyName, EnvProvisionedBy}
+var JitrEnv = []string{EnvCACertificateIDs, EnvCACertificatesPEM, EnvDevicePolicyName, EnvProvisionedBy, EnvClockSkewTolerance}
 
 // The registry teardown custom resource: its type and properties.
 const (
@@ -69,4 +95,47 @@ const RegisteredEventTopicPrefix = "$aws/events/certificates/registered/"
 // RegisteredEventTopic is the certificate-registered event topic of one CA.
 func RegisteredEventTopic(caCertificateID string) string {
 	return RegisteredEventTopicPrefix + caCertificateID
+}
+
+// RegisteredEvent is the payload AWS IoT publishes on RegisteredEventTopic(caCertificateId) when it
+// auto-registers a device certificate signed by a registered CA (AWS IoT Developer Guide, "Just-in-time
+// registration"). The topic rule passes it to the JITR function unchanged.
+type RegisteredEvent struct {
+	CertificateID     string      `json:"certificateId"`
+	CACertificateID   string      `json:"caCertificateId"`
+	Timestamp         EpochMillis `json:"timestamp"`
+	CertificateStatus string      `json:"certificateStatus"`
+	AWSAccountID      string      `json:"awsAccountId"`
+	// CertificateRegistrationTimestamp is often null in real events; zero means absent.
+	CertificateRegistrationTimestamp EpochMillis `json:"certificateRegistrationTimestamp"`
+}
+
+// EpochMillis is a time in milliseconds since the Unix epoch. It decodes from a JSON number, a quoted number or
+// null (zero), because AWS IoT event payloads are not consistent about it, and encodes as a number.
+type EpochMillis int64
+
+// UnmarshalJSON accepts 1541544880127, "1541544880127" and null.
+func (m *EpochMillis) UnmarshalJSON(data []byte) error {
+	data = bytes.TrimSpace(data)
+	if bytes.Equal(data, []byte("null")) {
+		*m = 0
+		return nil
+	}
+	if len(data) > 0 && data[0] == '"' {
+		var s string
+		if err := json.Unmarshal(data, &s); err != nil {
+			return err
+		}
+		if s == "" {
+			*m = 0
+			return nil
+		}
+		data = []byte(s)
+	}
+	v, err := strconv.ParseInt(string(data), 10, 64)
+	if err != nil {
+		return fmt.Errorf("timestamp %s is not a whole number of milliseconds", data)
+	}
+	*m = EpochMillis(v)
+	return nil
 }

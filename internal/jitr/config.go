@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
+	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
@@ -21,6 +23,9 @@ type Config struct {
 	ProvisionedBy string
 	// MetricsNamespace is the CloudWatch namespace of the metrics; empty means contract.MetricsNamespace.
 	MetricsNamespace string
+	// ClockSkew is how far a certificate's NotBefore may be ahead of the clock and still be provisioned now;
+	// beyond it the certificate is left PENDING_ACTIVATION for a later event. Zero tolerates no skew.
+	ClockSkew time.Duration
 }
 
 // ConfigFromEnv reads the configuration from the Lambda environment through getenv (os.Getenv in production).
@@ -39,6 +44,14 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		PolicyName:       strings.TrimSpace(getenv(contract.EnvDevicePolicyName)),
 		ProvisionedBy:    strings.TrimSpace(getenv(contract.EnvProvisionedBy)),
 		MetricsNamespace: contract.MetricsNamespace,
+		ClockSkew:        azsphere.DefaultClockSkew,
+	}
+	if v := strings.TrimSpace(getenv(contract.EnvClockSkewTolerance)); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > time.Hour {
+			problems = append(problems, fmt.Errorf("%s %q is not a duration between 0s and 1h (e.g. 5m)", contract.EnvClockSkewTolerance, clip(v)))
+		}
+		cfg.ClockSkew = d
 	}
 	if cfg.PolicyName == "" {
 		problems = append(problems, errors.New(contract.EnvDevicePolicyName+" is empty"))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
@@ -47,6 +48,16 @@ func TestConfigFromEnv(t *testing.T) {
 		if cfg.PolicyName != "policy" || cfg.ProvisionedBy != "Stack" || cfg.MetricsNamespace != contract.MetricsNamespace {
 			t.Errorf("config = %+v", cfg)
 		}
+		if cfg.ClockSkew != 5*time.Minute {
+			t.Errorf("clock skew tolerance = %v without %s, want the 5m default", cfg.ClockSkew, contract.EnvClockSkewTolerance)
+		}
+	})
+
+	t.Run("clock skew tolerance set", func(t *testing.T) {
+		cfg, err := jitr.ConfigFromEnv(func(k string) string { return with(contract.EnvClockSkewTolerance, "90s")[k] })
+		if err != nil || cfg.ClockSkew != 90*time.Second {
+			t.Fatalf("ClockSkew = %v, %v; want 90s", cfg.ClockSkew, err)
+		}
 	})
 
 	for _, tc := range []struct {
@@ -64,6 +75,9 @@ func TestConfigFromEnv(t *testing.T) {
 		{"id listed twice", "listed twice", with(contract.EnvCACertificateIDs, id1+","+id1)},
 		{"policy missing", contract.EnvDevicePolicyName + " is empty", with(contract.EnvDevicePolicyName, " ")},
 		{"stack name missing", contract.EnvProvisionedBy + " is empty", with(contract.EnvProvisionedBy, "")},
+		{"clock skew not a duration", contract.EnvClockSkewTolerance, with(contract.EnvClockSkewTolerance, "5 minutes")},
+		{"clock skew negative", contract.EnvClockSkewTolerance, with(contract.EnvClockSkewTolerance, "-1m")},
+		{"clock skew beyond an hour", contract.EnvClockSkewTolerance, with(contract.EnvClockSkewTolerance, "2h")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := jitr.ConfigFromEnv(func(k string) string { return tc.env[k] })

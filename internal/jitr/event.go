@@ -1,63 +1,28 @@
 package jitr
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
-// Event is the payload AWS IoT publishes on $aws/events/certificates/registered/<caCertificateId> when it
-// auto-registers a device certificate signed by a registered CA. The topic rule passes it to the Lambda unchanged.
-type Event struct {
-	CertificateID     string      `json:"certificateId"`
-	CACertificateID   string      `json:"caCertificateId"`
-	Timestamp         EpochMillis `json:"timestamp"`
-	CertificateStatus string      `json:"certificateStatus"`
-	AWSAccountID      string      `json:"awsAccountId"`
-	// CertificateRegistrationTimestamp is often null in real events; zero means absent.
-	CertificateRegistrationTimestamp EpochMillis `json:"certificateRegistrationTimestamp"`
-}
+// Event is the certificate-registered event as the topic rule passes it to the Lambda; its wire shape is
+// contract.RegisteredEvent, which the emulator's broker publishes too.
+type Event contract.RegisteredEvent
 
-// EpochMillis is a time in milliseconds since the Unix epoch. It decodes from a JSON number, a quoted number or
-// null (zero), because AWS IoT event payloads are not consistent about it, and encodes as a number.
-type EpochMillis int64
-
-// UnmarshalJSON accepts 1541544880127, "1541544880127" and null.
-func (m *EpochMillis) UnmarshalJSON(data []byte) error {
-	data = bytes.TrimSpace(data)
-	if bytes.Equal(data, []byte("null")) {
-		*m = 0
-		return nil
-	}
-	if len(data) > 0 && data[0] == '"' {
-		var s string
-		if err := json.Unmarshal(data, &s); err != nil {
-			return err
-		}
-		if s == "" {
-			*m = 0
-			return nil
-		}
-		data = []byte(s)
-	}
-	v, err := strconv.ParseInt(string(data), 10, 64)
-	if err != nil {
-		return fmt.Errorf("timestamp %s is not a whole number of milliseconds", data)
-	}
-	*m = EpochMillis(v)
-	return nil
-}
+// EpochMillis is a time in milliseconds since the Unix epoch (see contract.EpochMillis).
+type EpochMillis = contract.EpochMillis
 
 // Validate reports what makes the event unusable, or nil. Only certificateRegistrationTimestamp may be absent.
 func (e Event) Validate() error {
 	var problems []error
 	if !isHexID(e.CertificateID) {
-		problems = append(problems, fmt.Errorf("certificateId %q is not a 64-character hexadecimal certificate id", e.CertificateID))
+		problems = append(problems, fmt.Errorf("certificateId %s is not a 64-character hexadecimal certificate id", clip(e.CertificateID)))
 	}
 	if !isHexID(e.CACertificateID) {
-		problems = append(problems, fmt.Errorf("caCertificateId %q is not a 64-character hexadecimal certificate id", e.CACertificateID))
+		problems = append(problems, fmt.Errorf("caCertificateId %s is not a 64-character hexadecimal certificate id", clip(e.CACertificateID)))
 	}
 	if e.Timestamp <= 0 {
 		problems = append(problems, errors.New("timestamp is missing"))
@@ -66,9 +31,30 @@ func (e Event) Validate() error {
 		problems = append(problems, errors.New("certificateStatus is missing"))
 	}
 	if !isAccountID(e.AWSAccountID) {
-		problems = append(problems, fmt.Errorf("awsAccountId %q is not a 12-digit account id", e.AWSAccountID))
+		problems = append(problems, fmt.Errorf("awsAccountId %s is not a 12-digit account id", clip(e.AWSAccountID)))
 	}
 	return errors.Join(problems...)
+}
+
+// maxLoggedField bounds what of a field that failed validation reaches a log line or an error message.
+const maxLoggedField = 64
+
+// clip renders a field that may come from anywhere for a log line or an error message: quoted with every
+// non-ASCII or control byte escaped, and cut to maxLoggedField bytes with the original length said, so a 1 MB
+// certificate id becomes a short line.
+func clip(s string) string {
+	if len(s) <= maxLoggedField {
+		return strconv.QuoteToASCII(s)
+	}
+	return strconv.QuoteToASCII(s[:maxLoggedField]) + fmt.Sprintf("... (%d bytes)", len(s))
+}
+
+// loggableID is an id for a log key: the id itself when it has the certificate-id format, else its clip.
+func loggableID(s string) string {
+	if isHexID(s) {
+		return s
+	}
+	return "invalid " + clip(s)
 }
 
 func isHexID(s string) bool {

@@ -85,6 +85,7 @@ type fakeRegistry struct {
 type fakeCert struct {
 	pem    string
 	status types.CertificateStatus
+	ca     string // the CA id AWS IoT registered it under; "" = not reported
 }
 
 func newFakeRegistry() *fakeRegistry {
@@ -131,10 +132,14 @@ func (r *fakeRegistry) call(ctx context.Context, op string, in any) (any, error)
 		if !ok {
 			return nil, errNotFound
 		}
-		return &iot.DescribeCertificateOutput{CertificateDescription: &types.CertificateDescription{
+		out := &iot.DescribeCertificateOutput{CertificateDescription: &types.CertificateDescription{
 			CertificateId: in.CertificateId, CertificateArn: aws.String(certARN(*in.CertificateId)),
 			CertificatePem: aws.String(c.pem), Status: c.status,
-		}}, nil
+		}}
+		if c.ca != "" {
+			out.CertificateDescription.CaCertificateId = aws.String(c.ca)
+		}
+		return out, nil
 	case *iot.UpdateCertificateInput:
 		c, ok := r.certs[*in.CertificateId]
 		if !ok {

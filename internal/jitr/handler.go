@@ -2,8 +2,8 @@
 // auto-registers under one of the stack's CAs it checks the certificate, creates the device's thing, attaches
 // the device policy and the thing, activates the certificate and retires the device's older certificates.
 // Every step is idempotent and ordered so that a retry after a failure at any point completes the work and no
-// certificate is ever ACTIVE without its thing and policy. The Lambda in lambda/jitr only wires it up (the
-// local emulator runs that Lambda, built); the teardown tests call the handler directly to provision devices.
+// certificate is ever ACTIVE without its thing and policy. The Lambda in lambda/jitr only wires it up; the
+// local twin and the teardown tests call it directly.
 package jitr
 
 import (
@@ -93,14 +93,17 @@ func NewHandler(api IoTAPI, cfg Config, opts ...Option) *Handler {
 // deadline): the asynchronous invocation retries it and then sends it to the dead-letter queue.
 func (h *Handler) Handle(ctx context.Context, e Event) error {
 	start := h.now()
+	// Ids reach log lines and metric properties only in their checked form: an event field is attacker-sized
+	// until validated.
+	certID, caID := loggableID(e.CertificateID), loggableID(e.CACertificateID)
 	run := &provisioning{
 		h:   h,
 		e:   e,
 		rec: newMetricRecord(h.cfg.MetricsNamespace),
-		log: h.log.With("certificateId", e.CertificateID, "caCertificateId", e.CACertificateID),
+		log: h.log.With("certificateId", certID, "caCertificateId", caID),
 	}
 	run.rec.dimensions[contract.MetricDimension] = h.cfg.ProvisionedBy
-	run.rec.properties["certificateId"] = e.CertificateID
+	run.rec.properties["certificateId"] = certID
 	defer func() {
 		run.rec.duration("Handler", h.now().Sub(start))
 		h.metrics.writeLine(run.rec.encode(h.now()))
@@ -108,13 +111,13 @@ func (h *Handler) Handle(ctx context.Context, e Event) error {
 
 	if err := e.Validate(); err != nil {
 		run.log.Warn("event refused", "step", "validate", "reason", err.Error())
-		run.rec.count(MetricRefused, 1)
+		run.rec.count(contract.MetricRefused, 1)
 		return nil
 	}
 	ca, ok := h.cfg.CAs[e.CACertificateID]
 	if !ok {
 		run.log.Info("event ignored", "step", "validate", "reason", "the CA is not one this stack registered")
-		run.rec.count(MetricIgnored, 1)
+		run.rec.count(contract.MetricIgnored, 1)
 		return nil
 	}
 	run.ca = ca
@@ -161,6 +164,9 @@ func (p *provisioning) step(name string, fn func() error) error {
 //	ListThingPrincipals + DescribeCertificate of each other certificate → AttachPolicy → UpdateCertificate
 //	ACTIVE → per older certificate: UpdateCertificate INACTIVE, DetachThingPrincipal, DeleteCertificate
 //
+// or, when a newer certificate of the device is attached: DetachThingPrincipal, DetachPolicy, UpdateCertificate
+// REVOKED. Only certificates signed by the stack's CAs for the same device take part in rotation.
+//
 // Failure anywhere before the activation leaves at most a PENDING certificate attached (never ACTIVE). After
 // it, the new certificate is ACTIVE with thing and policy, and the retry (status ACTIVE) lists the thing again
 // and finishes retiring what is still attached; an older certificate is deactivated before it loses its thing.
@@ -187,28 +193,56 @@ func (p *provisioning) provision(ctx context.Context) error {
 		return fmt.Errorf("describe certificate %s: response has no certificate description", id)
 	}
 	p.arn, p.status = *desc.CertificateArn, desc.Status
+	// The certificate's ARN names the account whose registry this function's credentials act on, its own: an
+	// event naming another account did not come from this account's AWS IoT.
+	if account := accountOfARN(p.arn); account != p.e.AWSAccountID {
+		p.rec.count(contract.MetricOtherAccount, 1)
+		return p.ignore("describe", "the event names account "+p.e.AWSAccountID+", this function runs in account "+clip(account))
+	}
 	switch p.status {
 	case types.CertificateStatusPendingActivation, types.CertificateStatusActive:
 	default:
-		// REVOKED: refused or superseded earlier; INACTIVE: being retired by a newer certificate's event.
-		// Neither may be activated again.
+		// REVOKED: refused or superseded earlier (superseding detaches before it revokes, so nothing is left
+		// attached); INACTIVE: being retired by a newer certificate's event. Neither may be activated again.
 		return p.ignore("describe", "the certificate is "+string(p.status))
+	}
+	// AWS IoT says which CA the certificate was registered under. An event naming another CA (even another of
+	// this stack's) is not this certificate's own event: a refusal on its word could revoke a genuine
+	// certificate for good, so the certificate is left PENDING for its own event.
+	reported := aws.ToString(desc.CaCertificateId)
+	if reported != "" && reported != p.e.CACertificateID {
+		return p.caMismatch(reported)
 	}
 
 	var refusal *azsphere.RefusalError
+	var notYet *azsphere.NotYetValidError
 	err = p.step("Check", func() error {
 		cert, err := azsphere.ParseCertificate([]byte(aws.ToString(desc.CertificatePem)))
 		if err != nil {
 			return &azsphere.RefusalError{Reason: "certificate PEM unreadable: " + err.Error()}
 		}
+		if err := azsphere.SignedBy(cert, p.ca); err != nil && reported == "" {
+			if other := p.h.signingCA(cert); other != "" {
+				return &caMismatchError{reported: other}
+			}
+		}
 		p.notBefore = cert.NotBefore
-		p.thing, err = azsphere.CheckDeviceCertificate(cert, p.ca, p.h.now())
+		p.thing, err = azsphere.CheckDeviceCertificate(cert, p.ca, p.h.now(), p.h.cfg.ClockSkew)
 		return err
 	})
-	if errors.As(err, &refusal) {
+	var mismatch *caMismatchError
+	switch {
+	case errors.As(err, &mismatch):
+		return p.caMismatch(mismatch.reported)
+	case errors.As(err, &notYet):
+		p.rec.count(contract.MetricDeferred, 1)
+		p.log.Info("certificate left pending: not valid yet", "step", "check", "outcome", "deferred",
+			"notBefore", notYet.NotBefore.UTC().Format(time.RFC3339), "clockSkewTolerance", p.h.cfg.ClockSkew.String(),
+			"reason", "NotBefore is ahead of this function's clock by more than the tolerated skew; the registered event AWS IoT publishes at the device's next connection provisions it")
+		return nil
+	case errors.As(err, &refusal):
 		return p.refuse(ctx, refusal.Reason)
-	}
-	if err != nil {
+	case err != nil:
 		return fmt.Errorf("check certificate %s: %w", id, err)
 	}
 	p.log = p.log.With("thingName", p.thing)
@@ -248,7 +282,7 @@ func (p *provisioning) provision(ctx context.Context) error {
 		if gone {
 			return p.ignore("activate", "the certificate was deleted while it was being provisioned (a newer certificate of the device won)")
 		}
-		p.rec.count(MetricProvisioned, 1)
+		p.rec.count(contract.MetricProvisioned, 1)
 		p.log.Info("certificate provisioned", "step", "activate", "outcome", "provisioned")
 	} else {
 		p.log.Info("certificate already active", "step", "activate", "outcome", "already-active")
@@ -258,7 +292,7 @@ func (p *provisioning) provision(ctx context.Context) error {
 		if err := p.step("Rotate", func() error { return p.retire(ctx, o) }); err != nil {
 			return err
 		}
-		p.rec.count(MetricRotated, 1)
+		p.rec.count(contract.MetricRotated, 1)
 		p.log.Info("older certificate retired", "step", "rotate", "outcome", "rotated", "retiredCertificateId", o.id)
 	}
 	return nil
@@ -326,14 +360,15 @@ func (p *provisioning) otherCertificates(ctx context.Context) ([]attached, error
 				return nil, fmt.Errorf("describe certificate %s attached to thing %s: response has no certificate description", certID, p.thing)
 			}
 			o := attached{id: certID, arn: arn, status: d.Status}
-			cert, err := azsphere.ParseCertificate([]byte(aws.ToString(d.CertificatePem)))
-			if err != nil {
-				// Unreadable and yet attached: not a certificate this handler attached; count it as oldest so
-				// rotation removes it.
-				p.log.Warn("attached certificate unreadable", "step", "list", "otherCertificateId", certID, "reason", err.Error())
-			} else {
-				o.notBefore = cert.NotBefore
+			if reason := p.foreign(d); reason != "" {
+				// Not a certificate of this stack's CAs for this device: rotation neither deletes it nor lets it
+				// supersede the device's own certificate.
+				p.rec.count(contract.MetricForeignAttached, 1)
+				p.log.Warn("attached certificate left alone", "step", "list", "otherCertificateId", certID, "reason", reason)
+				continue
 			}
+			cert, _ := azsphere.ParseCertificate([]byte(aws.ToString(d.CertificatePem)))
+			o.notBefore = cert.NotBefore
 			others = append(others, o)
 		}
 	}
@@ -436,16 +471,14 @@ func (p *provisioning) reattach(ctx context.Context, o attached) string {
 	return " (re-attached to thing " + p.thing + " for the retry)"
 }
 
-// supersede revokes this certificate because a newer one of the device is attached, and detaches it from the
-// thing and the policy. Revoked, it can neither connect nor fire the registered event again.
+// supersede revokes this certificate because a newer one of the device is attached, after detaching it from the
+// thing and the policy. Detaching first makes every interruption converge: until the revocation the certificate
+// is PENDING, so the retry attaches it again, finds the newer certificate and supersedes again; once it is
+// REVOKED nothing is left attached. Revoked, it can neither connect nor fire the registered event again.
 func (p *provisioning) supersede(ctx context.Context, newer attached) error {
 	api, id := p.h.api, p.e.CertificateID
 	err := p.step("Supersede", func() error {
-		_, err := api.UpdateCertificate(ctx, &iot.UpdateCertificateInput{CertificateId: aws.String(id), NewStatus: types.CertificateStatusRevoked})
-		if err != nil && !iotapi.IsNotFound(err) {
-			return fmt.Errorf("revoke superseded certificate %s: %w", id, err)
-		}
-		_, err = api.DetachThingPrincipal(ctx, &iot.DetachThingPrincipalInput{ThingName: aws.String(p.thing), Principal: aws.String(p.arn)})
+		_, err := api.DetachThingPrincipal(ctx, &iot.DetachThingPrincipalInput{ThingName: aws.String(p.thing), Principal: aws.String(p.arn)})
 		if err != nil && !iotapi.IsNotFound(err) {
 			return fmt.Errorf("detach superseded certificate %s from thing %s: %w", id, p.thing, err)
 		}
@@ -453,19 +486,31 @@ func (p *provisioning) supersede(ctx context.Context, newer attached) error {
 		if err != nil && !iotapi.IsNotFound(err) {
 			return fmt.Errorf("detach policy %s from superseded certificate %s: %w", p.h.cfg.PolicyName, id, err)
 		}
+		_, err = api.UpdateCertificate(ctx, &iot.UpdateCertificateInput{CertificateId: aws.String(id), NewStatus: types.CertificateStatusRevoked})
+		if err != nil && !iotapi.IsNotFound(err) {
+			return fmt.Errorf("revoke superseded certificate %s: %w", id, err)
+		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	p.rec.count(MetricRevoked, 1)
+	p.rec.count(contract.MetricRevoked, 1)
 	p.log.Info("certificate revoked: a newer certificate of the device is attached", "step", "supersede",
 		"outcome", "revoked", "newerCertificateId", newer.id)
 	return nil
 }
 
-// refuse revokes a certificate that failed the checks. The refusal is final, so Handle returns nil.
+// refuse revokes a PENDING certificate that failed a check nothing can undo (not signed by the stack's CA,
+// malformed identity, CA certificate, expired). The refusal is final, so Handle returns nil. An ACTIVE
+// certificate is not revoked here: it is attached to its thing, and revoking it would leave a REVOKED
+// certificate attached; the device's next rotation retires it.
 func (p *provisioning) refuse(ctx context.Context, reason string) error {
+	if p.status != types.CertificateStatusPendingActivation {
+		p.rec.count(contract.MetricRefused, 1)
+		p.log.Warn("active certificate fails the checks; left to the device's next rotation", "step", "check", "outcome", "refused", "reason", reason)
+		return nil
+	}
 	err := p.step("Refuse", func() error {
 		_, err := p.h.api.UpdateCertificate(ctx, &iot.UpdateCertificateInput{CertificateId: aws.String(p.e.CertificateID), NewStatus: types.CertificateStatusRevoked})
 		if err != nil && !iotapi.IsNotFound(err) {
@@ -476,15 +521,76 @@ func (p *provisioning) refuse(ctx context.Context, reason string) error {
 	if err != nil {
 		return err
 	}
-	p.rec.count(MetricRefused, 1)
+	p.rec.count(contract.MetricRefused, 1)
 	p.log.Warn("certificate refused and revoked", "step", "check", "outcome", "refused", "reason", reason)
 	return nil
 }
 
+// caMismatchError says that the certificate was issued by another CA than the event names.
+type caMismatchError struct{ reported string }
+
+func (e *caMismatchError) Error() string { return "the certificate was issued by CA " + e.reported }
+
+// caMismatch leaves the certificate PENDING: the event names another CA than the one AWS IoT reports for the
+// certificate (or than the one whose signature it carries). Logged and counted; an alarm watches the count.
+func (p *provisioning) caMismatch(reported string) error {
+	p.rec.count(contract.MetricCAMismatch, 1)
+	p.rec.count(contract.MetricDeferred, 1)
+	p.log.Warn("certificate left pending: the event names another CA than the certificate's", "step", "check",
+		"outcome", "deferred", "reportedCaCertificateId", loggableID(reported),
+		"reason", "an event for another CA than the issuer's is not this certificate's own event; the certificate is not revoked on its word")
+	return nil
+}
+
+// foreign says why a certificate attached to the device's thing is not one rotation may touch, or "": it must be
+// signed by one of the stack's CAs (and, when AWS IoT reports its CA, registered under one of them) and name
+// the same device.
+func (p *provisioning) foreign(d *types.CertificateDescription) string {
+	if ca := aws.ToString(d.CaCertificateId); ca != "" {
+		if _, ours := p.h.cfg.CAs[ca]; !ours {
+			return "registered under CA " + loggableID(ca) + ", not one of this stack's"
+		}
+	}
+	cert, err := azsphere.ParseCertificate([]byte(aws.ToString(d.CertificatePem)))
+	if err != nil {
+		return "certificate unreadable: " + err.Error()
+	}
+	if p.h.signingCA(cert) == "" {
+		return "not signed by any of this stack's CAs"
+	}
+	thing, err := azsphere.DeviceIdentity(cert)
+	if err != nil {
+		return "not a device certificate: " + err.Error()
+	}
+	if thing != p.thing {
+		return "names another device"
+	}
+	return ""
+}
+
+// signingCA returns the id of the stack's CA whose key signed cert, or "".
+func (h *Handler) signingCA(cert *x509.Certificate) string {
+	for id, ca := range h.cfg.CAs {
+		if ca != nil && azsphere.SignedBy(cert, ca) == nil {
+			return id
+		}
+	}
+	return ""
+}
+
 func (p *provisioning) ignore(step, reason string) error {
-	p.rec.count(MetricIgnored, 1)
+	p.rec.count(contract.MetricIgnored, 1)
 	p.log.Info("event ignored", "step", step, "outcome", "ignored", "reason", reason)
 	return nil
+}
+
+// accountOfARN returns the account field of an ARN (arn:partition:service:region:account:resource).
+func accountOfARN(arn string) string {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) < 6 {
+		return ""
+	}
+	return parts[4]
 }
 
 // certificateIDFromARN returns the id in arn:aws:iot:region:account:cert/<id>.

@@ -3,12 +3,18 @@ package jitr_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math/big"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
 )
@@ -36,7 +43,40 @@ func newUnitCert(t *testing.T, issue func() (*testpki.Pair, error)) unitCert {
 	return unitCert{id: hex.EncodeToString(sum[:]), pem: string(p.CertPEM())}
 }
 
-const unitCAID = "cacacacacacacacacacacacacacacacacacacacacacacacacacacacacacacaca"
+const (
+	unitCAID  = "cacacacacacacacacacacacacacacacacacacacacacacacacacacacacacacaca"
+	unitCA2ID = "ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2ca2c"
+)
+
+// allMetrics are the counts every metric assertion compares, so an unexpected count fails the test.
+var allMetrics = []string{contract.MetricProvisioned, contract.MetricRotated, contract.MetricRevoked, contract.MetricRefused, contract.MetricIgnored,
+	contract.MetricDeferred, contract.MetricCAMismatch, contract.MetricOtherAccount, contract.MetricForeignAttached}
+
+// issueTwoCNs signs a device-like certificate whose subject holds two CN attributes, first then last, which
+// testpki cannot make.
+func issueTwoCNs(ca *testpki.Pair, first, last string, notBefore time.Time) (*testpki.Pair, error) {
+	cn := asn1.ObjectIdentifier{2, 5, 4, 3}
+	subject, err := asn1.Marshal(pkix.RDNSequence{{{Type: cn, Value: first}}, {{Type: cn, Value: last}}})
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(notBefore.UnixNano()), RawSubject: subject, NotBefore: notBefore,
+		NotAfter: notBefore.Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &testpki.Pair{Cert: cert, Key: key}, nil
+}
 
 func TestHandleBranches(t *testing.T) {
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -60,6 +100,17 @@ func TestHandleBranches(t *testing.T) {
 		tieLo, tieHi = tieHi, tieLo
 	}
 	foreign := device(otherCA, now.Add(-2*time.Hour))
+	foreignNewer := device(otherCA, now.Add(-time.Hour))
+	ca2, err := testpki.NewCA(testpki.CAOptions{NotBefore: now.Add(-24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ofCA2, oldOfCA2 := device(ca2, now.Add(-2*time.Hour)), device(ca2, now.Add(-3*time.Hour))
+	otherDevice := newUnitCert(t, func() (*testpki.Pair, error) { return ca.IssueDevice(testpki.RandomDeviceID(), now.Add(-3*time.Hour)) })
+	withinSkew := device(ca, now.Add(2*time.Minute))
+	twoCNs := newUnitCert(t, func() (*testpki.Pair, error) {
+		return issueTwoCNs(ca, testpki.RandomDeviceID(), dev, now.Add(-time.Hour))
+	})
 	expired := device(ca, now.Add(-48*time.Hour))
 	notYet := device(ca, now.Add(time.Hour))
 	badCN := newUnitCert(t, func() (*testpki.Pair, error) {
@@ -68,12 +119,14 @@ func TestHandleBranches(t *testing.T) {
 	pending := func(r *fakeRegistry, c unitCert) {
 		r.certs[c.id] = &fakeCert{pem: c.pem, status: types.CertificateStatusPendingActivation}
 	}
+	cfg := jitr.Config{CAs: map[string]*x509.Certificate{unitCAID: ca.Cert, unitCA2ID: ca2.Cert}, PolicyName: "device-policy",
+		ProvisionedBy: "UnitStack", ClockSkew: azsphere.DefaultClockSkew}
 
 	var (
 		firstBoot = []string{"DescribeCertificate", "AttachThingPrincipal", "CreateThing", "AttachThingPrincipal", "ListThingPrincipals", "AttachPolicy", "UpdateCertificate"}
 		rotation  = []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate", "AttachPolicy", "UpdateCertificate", "UpdateCertificate", "DetachThingPrincipal", "DeleteCertificate"}
 		refusal   = []string{"DescribeCertificate", "UpdateCertificate"}
-		supersede = []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate", "UpdateCertificate", "DetachThingPrincipal", "DetachPolicy"}
+		supersede = []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate", "DetachThingPrincipal", "DetachPolicy", "UpdateCertificate"}
 	)
 	const (
 		active   = types.CertificateStatusActive
@@ -99,7 +152,7 @@ func TestHandleBranches(t *testing.T) {
 			wantCalls:   firstBoot,
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active},
 			wantThing:   []string{cur.id},
-			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
 		},
 		{
 			name: "thing created by a concurrent event: already exists is tolerated",
@@ -114,7 +167,7 @@ func TestHandleBranches(t *testing.T) {
 			wantCalls:   firstBoot,
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active},
 			wantThing:   []string{cur.id},
-			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
 		},
 		{
 			name:        "rotation retires the older certificate after activating",
@@ -122,7 +175,7 @@ func TestHandleBranches(t *testing.T) {
 			wantCalls:   rotation,
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: ""},
 			wantThing:   []string{cur.id},
-			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1, jitr.MetricRotated: 1},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricRotated: 1},
 		},
 		{
 			name: "rotation over several pages retires every older certificate and skips other principals",
@@ -137,18 +190,62 @@ func TestHandleBranches(t *testing.T) {
 				"DetachThingPrincipal", "DeleteCertificate", // oldest: already INACTIVE, no deactivation
 				"UpdateCertificate", "DetachThingPrincipal", "DeleteCertificate"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: "", oldest.id: ""},
-			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1, jitr.MetricRotated: 2},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricRotated: 2},
 		},
 		{
-			name: "attached certificate with an unreadable PEM counts as oldest and is retired",
+			name: "attached certificate with an unreadable PEM: left alone, counted",
 			setup: func(r *fakeRegistry) {
 				r.provisioned(old.id, "not a certificate", thing, active)
 				pending(r, cur)
 			},
+			wantCalls:   rotation[:6],
+			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: active},
+			wantThing:   []string{old.id, cur.id},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricForeignAttached: 1},
+		},
+		{
+			name: "newer certificate of another CA attached: neither deleted nor superseding",
+			setup: func(r *fakeRegistry) {
+				r.provisioned(foreignNewer.id, foreignNewer.pem, thing, active)
+				pending(r, cur)
+			},
+			wantCalls:   rotation[:6],
+			wantStatus:  map[string]types.CertificateStatus{cur.id: active, foreignNewer.id: active},
+			wantThing:   []string{foreignNewer.id, cur.id},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricForeignAttached: 1},
+		},
+		{
+			name: "older certificate registered under a CA not the stack's: left alone",
+			setup: func(r *fakeRegistry) {
+				r.provisioned(old.id, old.pem, thing, active)
+				r.certs[old.id].ca = strings.Repeat("d", 64)
+				pending(r, cur)
+			},
+			wantCalls:   rotation[:6],
+			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: active},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricForeignAttached: 1},
+		},
+		{
+			name: "older certificate of the stack's CA for another device attached: left alone",
+			setup: func(r *fakeRegistry) {
+				r.provisioned(otherDevice.id, otherDevice.pem, thing, active)
+				pending(r, cur)
+			},
+			wantCalls:   rotation[:6],
+			wantStatus:  map[string]types.CertificateStatus{cur.id: active, otherDevice.id: active},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricForeignAttached: 1},
+		},
+		{
+			name: "older certificate of the stack's second CA: retired",
+			setup: func(r *fakeRegistry) {
+				r.provisioned(oldOfCA2.id, oldOfCA2.pem, thing, active)
+				r.certs[oldOfCA2.id].ca = unitCA2ID
+				pending(r, cur)
+			},
 			wantCalls:   rotation,
-			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: ""},
+			wantStatus:  map[string]types.CertificateStatus{cur.id: active, oldOfCA2.id: ""},
 			wantThing:   []string{cur.id},
-			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1, jitr.MetricRotated: 1},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricRotated: 1},
 		},
 		{
 			name:        "duplicate event of an active certificate changes nothing",
@@ -167,7 +264,7 @@ func TestHandleBranches(t *testing.T) {
 			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate", "UpdateCertificate", "DetachThingPrincipal", "DeleteCertificate"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: ""},
 			wantThing:   []string{cur.id},
-			wantMetrics: map[string]float64{jitr.MetricRotated: 1},
+			wantMetrics: map[string]float64{contract.MetricRotated: 1},
 		},
 		{
 			name:        "older than an attached ACTIVE certificate: revoked, never activated",
@@ -175,7 +272,7 @@ func TestHandleBranches(t *testing.T) {
 			wantCalls:   supersede,
 			wantStatus:  map[string]types.CertificateStatus{cur.id: revoked, newer.id: active},
 			wantThing:   []string{newer.id},
-			wantMetrics: map[string]float64{jitr.MetricRevoked: 1},
+			wantMetrics: map[string]float64{contract.MetricRevoked: 1},
 		},
 		{
 			name: "older than an attached certificate still pending (its event in flight): revoked",
@@ -188,14 +285,14 @@ func TestHandleBranches(t *testing.T) {
 			wantCalls:   supersede,
 			wantStatus:  map[string]types.CertificateStatus{cur.id: revoked, newer.id: pend},
 			wantThing:   []string{newer.id},
-			wantMetrics: map[string]float64{jitr.MetricRevoked: 1},
+			wantMetrics: map[string]float64{contract.MetricRevoked: 1},
 		},
 		{
 			name:        "a newer attached certificate that is revoked does not supersede",
 			setup:       func(r *fakeRegistry) { r.provisioned(newer.id, newer.pem, thing, revoked); pending(r, cur) },
 			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate", "AttachPolicy", "UpdateCertificate"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, newer.id: revoked},
-			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
 		},
 		{
 			name:        "same NotBefore: the greater certificate id wins (event for the smaller)",
@@ -203,7 +300,7 @@ func TestHandleBranches(t *testing.T) {
 			setup:       func(r *fakeRegistry) { r.provisioned(tieHi.id, tieHi.pem, thing, active); pending(r, tieLo) },
 			wantCalls:   supersede,
 			wantStatus:  map[string]types.CertificateStatus{tieLo.id: revoked, tieHi.id: active},
-			wantMetrics: map[string]float64{jitr.MetricRevoked: 1},
+			wantMetrics: map[string]float64{contract.MetricRevoked: 1},
 		},
 		{
 			name:        "same NotBefore: the greater certificate id wins (event for the greater)",
@@ -211,7 +308,7 @@ func TestHandleBranches(t *testing.T) {
 			setup:       func(r *fakeRegistry) { r.provisioned(tieLo.id, tieLo.pem, thing, active); pending(r, tieHi) },
 			wantCalls:   rotation,
 			wantStatus:  map[string]types.CertificateStatus{tieHi.id: active, tieLo.id: ""},
-			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1, jitr.MetricRotated: 1},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricRotated: 1},
 		},
 		{
 			name:        "signed by another CA (same subject): refused and revoked",
@@ -219,7 +316,7 @@ func TestHandleBranches(t *testing.T) {
 			setup:       func(r *fakeRegistry) { pending(r, foreign) },
 			wantCalls:   refusal,
 			wantStatus:  map[string]types.CertificateStatus{foreign.id: revoked},
-			wantMetrics: map[string]float64{jitr.MetricRefused: 1},
+			wantMetrics: map[string]float64{contract.MetricRefused: 1},
 		},
 		{
 			name:        "CN not a device ID: refused and revoked",
@@ -227,7 +324,7 @@ func TestHandleBranches(t *testing.T) {
 			setup:       func(r *fakeRegistry) { pending(r, badCN) },
 			wantCalls:   refusal,
 			wantStatus:  map[string]types.CertificateStatus{badCN.id: revoked},
-			wantMetrics: map[string]float64{jitr.MetricRefused: 1},
+			wantMetrics: map[string]float64{contract.MetricRefused: 1},
 		},
 		{
 			name:        "expired: refused and revoked",
@@ -235,22 +332,82 @@ func TestHandleBranches(t *testing.T) {
 			setup:       func(r *fakeRegistry) { pending(r, expired) },
 			wantCalls:   refusal,
 			wantStatus:  map[string]types.CertificateStatus{expired.id: revoked},
-			wantMetrics: map[string]float64{jitr.MetricRefused: 1},
+			wantMetrics: map[string]float64{contract.MetricRefused: 1},
 		},
 		{
-			name:        "not yet valid: refused and revoked",
+			name:        "NotBefore ahead of the clock beyond the skew: left pending, not revoked",
 			cert:        notYet,
 			setup:       func(r *fakeRegistry) { pending(r, notYet) },
+			wantCalls:   []string{"DescribeCertificate"},
+			wantStatus:  map[string]types.CertificateStatus{notYet.id: pend},
+			wantMetrics: map[string]float64{contract.MetricDeferred: 1},
+		},
+		{
+			name:        "NotBefore ahead of the clock within the skew: provisioned",
+			cert:        withinSkew,
+			setup:       func(r *fakeRegistry) { pending(r, withinSkew) },
+			wantCalls:   firstBoot,
+			wantStatus:  map[string]types.CertificateStatus{withinSkew.id: active},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
+		},
+		{
+			name:        "two CN attributes: refused and revoked",
+			cert:        twoCNs,
+			setup:       func(r *fakeRegistry) { pending(r, twoCNs) },
 			wantCalls:   refusal,
-			wantStatus:  map[string]types.CertificateStatus{notYet.id: revoked},
-			wantMetrics: map[string]float64{jitr.MetricRefused: 1},
+			wantStatus:  map[string]types.CertificateStatus{twoCNs.id: revoked},
+			wantMetrics: map[string]float64{contract.MetricRefused: 1},
+		},
+		{
+			name: "event names another CA of the stack than AWS reports: left pending, counted",
+			setup: func(r *fakeRegistry) {
+				pending(r, cur)
+				r.certs[cur.id].ca = unitCA2ID
+			},
+			wantCalls:   []string{"DescribeCertificate"},
+			wantStatus:  map[string]types.CertificateStatus{cur.id: pend},
+			wantMetrics: map[string]float64{contract.MetricDeferred: 1, contract.MetricCAMismatch: 1},
+		},
+		{
+			name: "event names a CA AWS does not report for the certificate: left pending, counted",
+			setup: func(r *fakeRegistry) {
+				pending(r, cur)
+				r.certs[cur.id].ca = strings.Repeat("d", 64)
+			},
+			wantCalls:   []string{"DescribeCertificate"},
+			wantStatus:  map[string]types.CertificateStatus{cur.id: pend},
+			wantMetrics: map[string]float64{contract.MetricDeferred: 1, contract.MetricCAMismatch: 1},
+		},
+		{
+			name:        "no CA reported, signed by the stack's other CA: left pending, counted",
+			cert:        ofCA2,
+			setup:       func(r *fakeRegistry) { pending(r, ofCA2) },
+			wantCalls:   []string{"DescribeCertificate"},
+			wantStatus:  map[string]types.CertificateStatus{ofCA2.id: pend},
+			wantMetrics: map[string]float64{contract.MetricDeferred: 1, contract.MetricCAMismatch: 1},
+		},
+		{
+			name:        "event for another AWS account: ignored, counted",
+			setup:       func(r *fakeRegistry) { pending(r, cur) },
+			event:       func(e *jitr.Event) { e.AWSAccountID = "210987654321" },
+			wantCalls:   []string{"DescribeCertificate"},
+			wantStatus:  map[string]types.CertificateStatus{cur.id: pend},
+			wantMetrics: map[string]float64{contract.MetricIgnored: 1, contract.MetricOtherAccount: 1},
+		},
+		{
+			name:        "active certificate failing a check: left to rotation, not revoked while attached",
+			cert:        expired,
+			setup:       func(r *fakeRegistry) { r.provisioned(expired.id, expired.pem, thing, active) },
+			wantCalls:   []string{"DescribeCertificate"},
+			wantStatus:  map[string]types.CertificateStatus{expired.id: active},
+			wantMetrics: map[string]float64{contract.MetricRefused: 1},
 		},
 		{
 			name:        "unreadable PEM: refused and revoked",
 			setup:       func(r *fakeRegistry) { r.certs[cur.id] = &fakeCert{pem: "garbage", status: pend} },
 			wantCalls:   refusal,
 			wantStatus:  map[string]types.CertificateStatus{cur.id: revoked},
-			wantMetrics: map[string]float64{jitr.MetricRefused: 1},
+			wantMetrics: map[string]float64{contract.MetricRefused: 1},
 		},
 		{
 			name:        "refusal whose revocation is throttled returns the error for a retry",
@@ -266,40 +423,40 @@ func TestHandleBranches(t *testing.T) {
 			cert:        expired,
 			setup:       func(r *fakeRegistry) { pending(r, expired); r.failures["UpdateCertificate"] = errNotFound },
 			wantCalls:   refusal,
-			wantMetrics: map[string]float64{jitr.MetricRefused: 1},
+			wantMetrics: map[string]float64{contract.MetricRefused: 1},
 		},
 		{
 			name:        "malformed event: refused before any call",
 			setup:       func(r *fakeRegistry) { pending(r, cur) },
 			event:       func(e *jitr.Event) { e.AWSAccountID = "" },
 			wantStatus:  map[string]types.CertificateStatus{cur.id: pend},
-			wantMetrics: map[string]float64{jitr.MetricRefused: 1},
+			wantMetrics: map[string]float64{contract.MetricRefused: 1},
 		},
 		{
 			name:        "event for a CA the stack did not register: ignored before any call",
 			setup:       func(r *fakeRegistry) { pending(r, cur) },
 			event:       func(e *jitr.Event) { e.CACertificateID = strings.Repeat("0", 64) },
 			wantStatus:  map[string]types.CertificateStatus{cur.id: pend},
-			wantMetrics: map[string]float64{jitr.MetricIgnored: 1},
+			wantMetrics: map[string]float64{contract.MetricIgnored: 1},
 		},
 		{
 			name:        "certificate gone: ignored",
 			wantCalls:   []string{"DescribeCertificate"},
-			wantMetrics: map[string]float64{jitr.MetricIgnored: 1},
+			wantMetrics: map[string]float64{contract.MetricIgnored: 1},
 		},
 		{
 			name:        "certificate revoked earlier: ignored",
 			setup:       func(r *fakeRegistry) { r.certs[cur.id] = &fakeCert{pem: cur.pem, status: revoked} },
 			wantCalls:   []string{"DescribeCertificate"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: revoked},
-			wantMetrics: map[string]float64{jitr.MetricIgnored: 1},
+			wantMetrics: map[string]float64{contract.MetricIgnored: 1},
 		},
 		{
 			name:        "certificate being retired (INACTIVE): never reactivated",
 			setup:       func(r *fakeRegistry) { r.provisioned(cur.id, cur.pem, thing, inactive) },
 			wantCalls:   []string{"DescribeCertificate"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: inactive},
-			wantMetrics: map[string]float64{jitr.MetricIgnored: 1},
+			wantMetrics: map[string]float64{contract.MetricIgnored: 1},
 		},
 		{
 			name: "certificate in transfer: ignored",
@@ -307,7 +464,7 @@ func TestHandleBranches(t *testing.T) {
 				r.certs[cur.id] = &fakeCert{pem: cur.pem, status: types.CertificateStatusPendingTransfer}
 			},
 			wantCalls:   []string{"DescribeCertificate"},
-			wantMetrics: map[string]float64{jitr.MetricIgnored: 1},
+			wantMetrics: map[string]float64{contract.MetricIgnored: 1},
 		},
 		{
 			name:        "describe throttled: error for a retry",
@@ -375,7 +532,7 @@ func TestHandleBranches(t *testing.T) {
 			},
 			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate", "AttachPolicy", "UpdateCertificate"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active},
-			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
 		},
 		{
 			name:        "attach policy fails: error, certificate still pending",
@@ -393,7 +550,7 @@ func TestHandleBranches(t *testing.T) {
 				r.failures["AttachPolicy"] = errNotFound
 			},
 			wantCalls:   firstBoot[:6],
-			wantMetrics: map[string]float64{jitr.MetricIgnored: 1},
+			wantMetrics: map[string]float64{contract.MetricIgnored: 1},
 		},
 		{
 			name:        "activation fails: error, policy and thing in place for the retry",
@@ -408,7 +565,7 @@ func TestHandleBranches(t *testing.T) {
 			name:        "certificate deleted before activation (a newer one won): ignored",
 			setup:       func(r *fakeRegistry) { pending(r, cur); r.failures["UpdateCertificate"] = errNotFound },
 			wantCalls:   firstBoot,
-			wantMetrics: map[string]float64{jitr.MetricIgnored: 1},
+			wantMetrics: map[string]float64{contract.MetricIgnored: 1},
 		},
 		{
 			name: "older certificate deleted before its deactivation: rotation done",
@@ -419,7 +576,7 @@ func TestHandleBranches(t *testing.T) {
 			},
 			wantCalls:   rotation[:7],
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active},
-			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1, jitr.MetricRotated: 1},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricRotated: 1},
 		},
 		{
 			name: "deactivating the older certificate fails: error, both still valid for the retry",
@@ -432,7 +589,7 @@ func TestHandleBranches(t *testing.T) {
 			wantCalls:   rotation[:7],
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: active},
 			wantThing:   []string{old.id, cur.id},
-			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
 		},
 		{
 			name: "detaching the older certificate fails: error, it stays attached and inactive",
@@ -445,7 +602,7 @@ func TestHandleBranches(t *testing.T) {
 			wantCalls:   append(slices.Clone(rotation[:8]), "AttachThingPrincipal"),
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: inactive},
 			wantThing:   []string{old.id, cur.id},
-			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
 		},
 		{
 			name: "older certificate already detached: deleted anyway",
@@ -461,7 +618,7 @@ func TestHandleBranches(t *testing.T) {
 			},
 			wantCalls:   rotation,
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: ""},
-			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1, jitr.MetricRotated: 1},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricRotated: 1},
 		},
 		{
 			name: "older certificate reactivated by its own concurrent event: deactivated again and deleted",
@@ -477,7 +634,7 @@ func TestHandleBranches(t *testing.T) {
 			wantCalls:   append(slices.Clone(rotation), "UpdateCertificate", "DeleteCertificate"),
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: ""},
 			wantThing:   []string{cur.id},
-			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1, jitr.MetricRotated: 1},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricRotated: 1},
 		},
 		{
 			name: "deleting the older certificate fails: error, re-attached so the retry finds it",
@@ -490,7 +647,7 @@ func TestHandleBranches(t *testing.T) {
 			wantCalls:   append(slices.Clone(rotation), "AttachThingPrincipal"),
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: inactive},
 			wantThing:   []string{cur.id, old.id},
-			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
 		},
 		{
 			name: "deleting and re-attaching the older certificate fail: error, left inactive",
@@ -504,7 +661,7 @@ func TestHandleBranches(t *testing.T) {
 			wantCalls:   append(slices.Clone(rotation), "AttachThingPrincipal"),
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: inactive},
 			wantThing:   []string{cur.id},
-			wantMetrics: map[string]float64{jitr.MetricProvisioned: 1},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
 		},
 		{
 			name: "superseded certificate already gone: settled",
@@ -515,14 +672,27 @@ func TestHandleBranches(t *testing.T) {
 				r.failures["DetachThingPrincipal"] = errNotFound
 			},
 			wantCalls:   supersede,
-			wantMetrics: map[string]float64{jitr.MetricRevoked: 1},
+			wantMetrics: map[string]float64{contract.MetricRevoked: 1},
 		},
 		{
-			name: "revoking a superseded certificate fails: error",
+			name: "revoking a superseded certificate fails: error, already detached and still pending",
 			setup: func(r *fakeRegistry) {
 				r.provisioned(newer.id, newer.pem, thing, active)
 				pending(r, cur)
 				r.failures["UpdateCertificate"] = errThrottled
+			},
+			wantErr:     errThrottled,
+			wantCalls:   supersede,
+			wantStatus:  map[string]types.CertificateStatus{cur.id: pend, newer.id: active},
+			wantThing:   []string{newer.id},
+			wantMetrics: map[string]float64{},
+		},
+		{
+			name: "detaching a superseded certificate from the thing fails: error, still pending for the retry",
+			setup: func(r *fakeRegistry) {
+				r.provisioned(newer.id, newer.pem, thing, active)
+				pending(r, cur)
+				r.failures["DetachThingPrincipal"] = errThrottled
 			},
 			wantErr:     errThrottled,
 			wantCalls:   supersede[:5],
@@ -530,27 +700,15 @@ func TestHandleBranches(t *testing.T) {
 			wantMetrics: map[string]float64{},
 		},
 		{
-			name: "detaching a superseded certificate from the thing fails: error, already revoked",
-			setup: func(r *fakeRegistry) {
-				r.provisioned(newer.id, newer.pem, thing, active)
-				pending(r, cur)
-				r.failures["DetachThingPrincipal"] = errThrottled
-			},
-			wantErr:     errThrottled,
-			wantCalls:   supersede[:6],
-			wantStatus:  map[string]types.CertificateStatus{cur.id: revoked, newer.id: active},
-			wantMetrics: map[string]float64{},
-		},
-		{
-			name: "detaching the policy of a superseded certificate fails: error",
+			name: "detaching the policy of a superseded certificate fails: error, still pending for the retry",
 			setup: func(r *fakeRegistry) {
 				r.provisioned(newer.id, newer.pem, thing, active)
 				pending(r, cur)
 				r.failures["DetachPolicy"] = errThrottled
 			},
 			wantErr:     errThrottled,
-			wantCalls:   supersede,
-			wantStatus:  map[string]types.CertificateStatus{cur.id: revoked, newer.id: active},
+			wantCalls:   supersede[:6],
+			wantStatus:  map[string]types.CertificateStatus{cur.id: pend, newer.id: active},
 			wantThing:   []string{newer.id},
 			wantMetrics: map[string]float64{},
 		},
@@ -572,7 +730,7 @@ func TestHandleBranches(t *testing.T) {
 				tc.event(&e)
 			}
 			var logs, metrics bytes.Buffer
-			h := jitr.NewHandler(r.api(), jitr.Config{CAs: map[string]*x509.Certificate{unitCAID: ca.Cert}, PolicyName: "device-policy", ProvisionedBy: "UnitStack"},
+			h := jitr.NewHandler(r.api(), cfg,
 				jitr.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))), jitr.WithMetricsOutput(&metrics), jitr.WithClock(func() time.Time { return now }))
 
 			err := h.Handle(context.Background(), e)
@@ -679,7 +837,7 @@ func assertEMF(t *testing.T, metrics string, want map[string]float64) {
 	if declared["Duration.Handler"] != "Milliseconds" {
 		t.Errorf("handler duration not declared in milliseconds: %v", declared)
 	}
-	for _, name := range []string{jitr.MetricProvisioned, jitr.MetricRotated, jitr.MetricRevoked, jitr.MetricRefused, jitr.MetricIgnored} {
+	for _, name := range allMetrics {
 		got, _ := doc[name].(float64)
 		if got != want[name] {
 			t.Errorf("metric %s = %v, want %v", name, got, want[name])

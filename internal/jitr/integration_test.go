@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 
@@ -28,6 +30,9 @@ var (
 		"ListThingPrincipals", "AttachPolicy", "UpdateCertificate"}
 	rotationCalls = []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate",
 		"AttachPolicy", "UpdateCertificate", "UpdateCertificate", "DetachThingPrincipal", "DeleteCertificate"}
+	lateOlderCalls = []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate",
+		"DetachThingPrincipal", "DetachPolicy", "UpdateCertificate"}
+	refusalCalls = []string{"DescribeCertificate", "UpdateCertificate"}
 )
 
 // scenario runs fn against a freshly reset moto and then checks the invariant: no ACTIVE certificate lacks its
@@ -78,7 +83,7 @@ func TestScenarios(t *testing.T) {
 				t.Errorf("AttachThingPrincipal type = %q, want EXCLUSIVE_THING", in.ThingPrincipalType)
 			}
 		}
-		f.wantMetrics(t, map[string]float64{jitr.MetricProvisioned: 1})
+		f.wantMetrics(t, map[string]float64{contract.MetricProvisioned: 1})
 		if !jsonLogHas(t, f.logs.String(), map[string]string{"certificateId": cert, "thingName": thingOf(dev), "caCertificateId": f.caID, "step": "activate"}) {
 			t.Errorf("no JSON log line with the stable keys for the activation; logs:\n%s", f.logs.String())
 		}
@@ -108,7 +113,7 @@ func TestScenarios(t *testing.T) {
 		if got := ops(calls); !slices.Equal(got, rotationCalls) {
 			t.Errorf("calls = %v, want %v", got, rotationCalls)
 		}
-		f.wantMetrics(t, map[string]float64{jitr.MetricProvisioned: 2, jitr.MetricRotated: 1})
+		f.wantMetrics(t, map[string]float64{contract.MetricProvisioned: 2, contract.MetricRotated: 1})
 	})
 
 	scenario(t, "same event 5 times", func(t *testing.T, f *fixture) {
@@ -125,7 +130,7 @@ func TestScenarios(t *testing.T) {
 		if got := f.state(t); !reflect.DeepEqual(got, once) {
 			t.Errorf("state after 5 deliveries differs from after 1:\n got %+v\nwant %+v", got, once)
 		}
-		f.wantMetrics(t, map[string]float64{jitr.MetricProvisioned: 2, jitr.MetricRotated: 1, jitr.MetricIgnored: 1})
+		f.wantMetrics(t, map[string]float64{contract.MetricProvisioned: 2, contract.MetricRotated: 1, contract.MetricIgnored: 1})
 	})
 
 	scenario(t, "two certificates delivered newest first", func(t *testing.T, f *fixture) {
@@ -153,7 +158,7 @@ func TestScenarios(t *testing.T) {
 				t.Error("the older certificate was activated")
 			}
 		}
-		f.wantMetrics(t, map[string]float64{jitr.MetricProvisioned: 1, jitr.MetricRevoked: 1})
+		f.wantMetrics(t, map[string]float64{contract.MetricProvisioned: 1, contract.MetricRevoked: 1})
 	})
 
 	scenario(t, "certificate from another CA, event naming ours", func(t *testing.T, f *fixture) {
@@ -218,7 +223,119 @@ func TestScenarios(t *testing.T) {
 		if st := f.status(t, cert); st != types.CertificateStatusPendingActivation {
 			t.Errorf("certificate status = %s, want untouched PENDING_ACTIVATION", st)
 		}
-		f.wantMetrics(t, map[string]float64{jitr.MetricRefused: 5})
+		f.wantMetrics(t, map[string]float64{contract.MetricRefused: 5})
+	})
+
+	scenario(t, "event names the stack's other CA: left pending, then provisioned by its own event", func(t *testing.T, f *fixture) {
+		ca2, ca2ID := f.registerCA(t)
+		f.cfg.CAs[ca2ID] = ca2.Cert // the stack registered both
+		f.h = f.newHandler(f.rec, testRetryPolicy)
+		dev := testpki.RandomDeviceID()
+		cert := f.device(t, dev, now.Add(-time.Hour)) // registered under the first CA
+		desc, err := f.admin.DescribeCertificate(context.Background(), &iot.DescribeCertificateInput{CertificateId: aws.String(cert)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := aws.ToString(desc.CertificateDescription.CaCertificateId); got != f.caID {
+			t.Fatalf("DescribeCertificate caCertificateId = %q, want %s as AWS returns it (moto launcher patch)", got, f.caID[:8])
+		}
+		e := f.event(cert)
+		e.CACertificateID = ca2ID
+		if err := f.h.Handle(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+		if st := f.status(t, cert); st != types.CertificateStatusPendingActivation {
+			t.Errorf("certificate status = %s after an event naming another CA, want PENDING_ACTIVATION (never revoked on its word)", st)
+		}
+		if !jsonLogHas(t, f.logs.String(), map[string]string{"reportedCaCertificateId": f.caID, "caCertificateId": ca2ID, "outcome": "deferred"}) {
+			t.Errorf("no log line naming both CAs; logs:\n%s", f.logs.String())
+		}
+		f.handle(t, cert) // its own event
+		wantProvisioned(t, f, dev, "", cert)
+		f.wantMetrics(t, map[string]float64{contract.MetricDeferred: 1, contract.MetricCAMismatch: 1, contract.MetricProvisioned: 1})
+	})
+
+	scenario(t, "NotBefore ahead of the clock beyond the skew: left pending, provisioned once valid", func(t *testing.T, f *fixture) {
+		dev := testpki.RandomDeviceID()
+		cert := f.device(t, dev, now.Add(f.cfg.ClockSkew+time.Minute))
+		f.handle(t, cert)
+		if st := f.status(t, cert); st != types.CertificateStatusPendingActivation {
+			t.Errorf("certificate status = %s, want PENDING_ACTIVATION (it becomes valid)", st)
+		}
+		later := jitr.NewHandler(newIoTClient(f.rec, testRetryPolicy), f.cfg, jitr.WithMetricsOutput(f.metrics),
+			jitr.WithLogger(slog.New(slog.NewJSONHandler(f.logs, nil))), jitr.WithClock(func() time.Time { return now.Add(2 * f.cfg.ClockSkew) }))
+		if err := later.Handle(context.Background(), f.event(cert)); err != nil {
+			t.Fatal(err)
+		}
+		wantProvisioned(t, f, dev, "", cert)
+		f.wantMetrics(t, map[string]float64{contract.MetricDeferred: 1, contract.MetricProvisioned: 1})
+	})
+
+	scenario(t, "two CN attributes (device X first, Y last): refused, no thing for either", func(t *testing.T, f *fixture) {
+		x, y := testpki.RandomDeviceID(), testpki.RandomDeviceID()
+		pair, err := issueTwoCNs(f.ca, x, y, now.Add(-time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert := f.register(t, pair)
+		f.handle(t, cert)
+		wantRefused(t, f, cert, thingOf(y))
+		if f.thingExists(t, thingOf(x)) {
+			t.Errorf("thing %.8s… of the first CN created", thingOf(x))
+		}
+	})
+
+	scenario(t, "rotation with a newer certificate of another CA attached to the thing", func(t *testing.T, f *fixture) {
+		dev := testpki.RandomDeviceID()
+		first := f.device(t, dev, now.Add(-3*time.Hour))
+		f.handle(t, first)
+		other, _ := f.registerCA(t) // registered in the account, not by the stack
+		pair, err := other.IssueDevice(dev, now.Add(-30*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		alien := f.registerUnder(t, pair, other)
+		ctx := context.Background()
+		if _, err := f.admin.UpdateCertificate(ctx, &iot.UpdateCertificateInput{CertificateId: aws.String(alien), NewStatus: types.CertificateStatusActive}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.admin.AttachThingPrincipal(ctx, &iot.AttachThingPrincipalInput{ThingName: aws.String(thingOf(dev)), Principal: aws.String(certARNOf(t, f, alien))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.admin.AttachPolicy(ctx, &iot.AttachPolicyInput{PolicyName: aws.String(testPolicy), Target: aws.String(certARNOf(t, f, alien))}); err != nil {
+			t.Fatal(err)
+		}
+		current := f.device(t, dev, now.Add(-time.Hour))
+		f.handle(t, current)
+		if st := f.status(t, current); st != types.CertificateStatusActive {
+			t.Errorf("the device's own certificate is %s, want ACTIVE: another issuer's newer certificate must not supersede it", st)
+		}
+		if st := f.status(t, alien); st != types.CertificateStatusActive {
+			t.Errorf("the other CA's certificate is %q, want left ACTIVE (never deleted by rotation)", st)
+		}
+		if st := f.status(t, first); st != "" {
+			t.Errorf("the device's older certificate is %s, want retired", st)
+		}
+		if got := f.metricTotals(t)[contract.MetricForeignAttached]; got < 1 {
+			t.Errorf("ForeignAttached = %v, want the other CA's certificate counted", got)
+		}
+	})
+
+	scenario(t, "event for another AWS account", func(t *testing.T, f *fixture) {
+		cert := f.device(t, testpki.RandomDeviceID(), now.Add(-time.Hour))
+		e := f.event(cert)
+		e.AWSAccountID = "210987654321"
+		if err := f.h.Handle(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+		if st := f.status(t, cert); st != types.CertificateStatusPendingActivation {
+			t.Errorf("certificate status = %s, want untouched PENDING_ACTIVATION", st)
+		}
+		calls, _ := f.rec.snapshot()
+		if got := ops(calls); !slices.Equal(got, []string{"DescribeCertificate"}) {
+			t.Errorf("calls = %v, want only the DescribeCertificate that tells the own account", got)
+		}
+		f.wantMetrics(t, map[string]float64{contract.MetricIgnored: 1, contract.MetricOtherAccount: 1})
 	})
 
 	scenario(t, "event for a CA this stack did not register", func(t *testing.T, f *fixture) {
@@ -234,49 +351,57 @@ func TestScenarios(t *testing.T) {
 		if st := f.status(t, cert); st != types.CertificateStatusPendingActivation {
 			t.Errorf("certificate status = %s, want untouched PENDING_ACTIVATION", st)
 		}
-		f.wantMetrics(t, map[string]float64{jitr.MetricIgnored: 1})
+		f.wantMetrics(t, map[string]float64{contract.MetricIgnored: 1})
 	})
 
-	for _, path := range []struct {
-		name  string
-		calls []string
-	}{{"first boot", firstBootCalls}, {"rotation", rotationCalls}} {
+	for _, path := range faultPaths(now) {
+		scenario(t, "path without faults: "+path.name, func(t *testing.T, f *fixture) {
+			cert, converged := path.setup(t, f)
+			f.handle(t, cert)
+			calls, _ := f.rec.snapshot()
+			if got := ops(calls); !slices.Equal(got, path.calls) {
+				t.Fatalf("calls = %v, want %v (the fault scenarios inject at each of these)", got, path.calls)
+			}
+			converged(t)
+		})
 		for k := 1; k <= len(path.calls); k++ {
 			step := fmt.Sprintf("%s step %d %s", path.name, k, path.calls[k-1])
 			scenario(t, "throttled once at "+step, func(t *testing.T, f *fixture) {
-				dev, old, current := throttleSetup(t, f, path.name == "rotation", now)
+				cert, converged := path.setup(t, f)
 				f.rec.setThrottle(func(_ string, n, attempt int) bool { return n == k && attempt == 1 })
-				f.handle(t, current)
+				f.handle(t, cert)
 				calls, attempts := f.rec.snapshot()
 				if attempts != len(calls)+1 {
 					t.Errorf("%d attempts for %d calls, want exactly one retry", attempts, len(calls))
 				}
-				wantProvisioned(t, f, dev, old, current)
+				converged(t)
 			})
-			scenario(t, "throttled beyond the retryer at "+step, func(t *testing.T, f *fixture) {
-				dev, old, current := throttleSetup(t, f, path.name == "rotation", now)
-				f.rec.setThrottle(func(_ string, n, _ int) bool { return n == k }) // every attempt of that call
-				err := f.h.Handle(context.Background(), f.event(current))
-				var throttled *types.ThrottlingException
-				if !errors.As(err, &throttled) {
-					t.Fatalf("Handle = %v, want the ThrottlingException returned so the async retry applies", err)
-				}
-				f.assertInvariant(t) // also in the state the failure left
-				f.rec.setThrottle(nil)
-				f.handle(t, current) // the asynchronous retry
-				wantProvisioned(t, f, dev, old, current)
-			})
-			scenario(t, "failure after the call took effect at "+step, func(t *testing.T, f *fixture) {
-				dev, old, current := throttleSetup(t, f, path.name == "rotation", now)
-				f.rec.setLose(func(_ string, n, _ int) bool { return n == k })
-				if err := f.h.Handle(context.Background(), f.event(current)); err == nil {
-					t.Fatal("Handle returned nil although a call's response was lost")
-				}
-				f.assertInvariant(t)
-				f.rec.setLose(nil)
-				f.handle(t, current) // the asynchronous retry
-				wantProvisioned(t, f, dev, old, current)
-			})
+			for _, fault := range []faultKind{faultError, faultLostResponse, faultThrottle, faultDeadline} {
+				scenario(t, fmt.Sprintf("%s at %s, then the retry", fault, step), func(t *testing.T, f *fixture) {
+					cert, converged := path.setup(t, f)
+					ctx := newDeadlineContext()
+					f.rec.setFault(fault, func(_ string, n, _ int) bool { return n == k }, ctx.expire)
+					err := f.h.Handle(ctx, f.event(cert))
+					if err == nil {
+						t.Fatalf("Handle returned nil although call %d (%s) failed with %s", k, path.calls[k-1], fault)
+					}
+					var throttled *types.ThrottlingException
+					if fault == faultThrottle && !errors.As(err, &throttled) {
+						t.Errorf("Handle = %v, want the ThrottlingException returned so the async retry applies", err)
+					}
+					if fault == faultDeadline && !errors.Is(err, context.DeadlineExceeded) {
+						t.Errorf("Handle = %v, want the deadline error", err)
+					}
+					if calls, _ := f.rec.snapshot(); len(calls) < k || calls[k-1].op != path.calls[k-1] {
+						t.Fatalf("the fault was not injected at %s: calls %v", path.calls[k-1], ops(calls))
+					}
+					f.assertActiveInvariant(t) // also in the state the failure left
+					f.rec.setFault(faultNone, nil, nil)
+					f.handle(t, cert) // the asynchronous retry
+					converged(t)
+					f.assertInvariant(t)
+				})
+			}
 		}
 	}
 
@@ -295,7 +420,7 @@ func TestScenarios(t *testing.T) {
 		if attempts <= len(calls) {
 			t.Errorf("%d attempts for %d calls: the throttled call was not retried", attempts, len(calls))
 		}
-		f.assertInvariant(t)
+		f.assertActiveInvariant(t)
 		f.rec.setThrottle(nil)
 		if err := h.Handle(context.Background(), f.event(cert)); err != nil {
 			t.Fatalf("retry: %v", err)
@@ -320,6 +445,75 @@ func TestScenarios(t *testing.T) {
 			handleConcurrently(t, f, newer, older)
 			wantOnlyActive(t, f, dev, newer, older, first)
 		})
+	}
+}
+
+// certARNOf returns a certificate's ARN as the registry reports it.
+func certARNOf(t *testing.T, f *fixture, id string) string {
+	t.Helper()
+	out, err := f.admin.DescribeCertificate(context.Background(), &iot.DescribeCertificateInput{CertificateId: aws.String(id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *out.CertificateDescription.CertificateArn
+}
+
+// faultPath is one path through the handler, for injecting a fault at each of its calls: setup prepares the
+// registry and returns the event's certificate and the check of the state the path converges to.
+type faultPath struct {
+	name  string
+	calls []string
+	setup func(t *testing.T, f *fixture) (cert string, converged func(t *testing.T))
+}
+
+func faultPaths(now time.Time) []faultPath {
+	return []faultPath{
+		{"first boot", firstBootCalls, func(t *testing.T, f *fixture) (string, func(*testing.T)) {
+			dev, old, current := throttleSetup(t, f, false, now)
+			return current, func(t *testing.T) { wantProvisioned(t, f, dev, old, current) }
+		}},
+		{"rotation", rotationCalls, func(t *testing.T, f *fixture) (string, func(*testing.T)) {
+			dev, old, current := throttleSetup(t, f, true, now)
+			return current, func(t *testing.T) { wantProvisioned(t, f, dev, old, current) }
+		}},
+		{"late older certificate", lateOlderCalls, func(t *testing.T, f *fixture) (string, func(*testing.T)) {
+			dev := testpki.RandomDeviceID()
+			older := f.device(t, dev, now.Add(-2*time.Hour))
+			newer := f.device(t, dev, now.Add(-time.Hour))
+			f.handle(t, newer)
+			f.rec.reset()
+			return older, func(t *testing.T) { wantSuperseded(t, f, dev, older, newer) }
+		}},
+		{"refusal", refusalCalls, func(t *testing.T, f *fixture) (string, func(*testing.T)) {
+			dev := testpki.RandomDeviceID()
+			expired := f.device(t, dev, now.Add(-48*time.Hour))
+			return expired, func(t *testing.T) {
+				if st := f.status(t, expired); st != types.CertificateStatusRevoked {
+					t.Errorf("certificate status = %s, want REVOKED", st)
+				}
+				if f.thingExists(t, thingOf(dev)) {
+					t.Error("thing created for a refused certificate")
+				}
+			}
+		}},
+	}
+}
+
+// wantSuperseded checks the state a late older certificate converges to: REVOKED, detached from the thing and
+// the policy, the newer certificate ACTIVE and alone on the thing.
+func wantSuperseded(t *testing.T, f *fixture, dev, older, newer string) {
+	t.Helper()
+	if st := f.status(t, older); st != types.CertificateStatusRevoked {
+		t.Errorf("older certificate status = %s, want REVOKED", st)
+	}
+	if st := f.status(t, newer); st != types.CertificateStatusActive {
+		t.Errorf("newer certificate status = %s, want ACTIVE", st)
+	}
+	if got := f.thingPrincipals(t, thingOf(dev)); !slices.Equal(got, []string{newer}) {
+		t.Errorf("thing principals = %v, want only the newer %s", got, newer[:8])
+	}
+	if f.state(t).Policies[older] {
+		t.Error("the revoked older certificate still has the device policy")
 	}
 }
 
@@ -368,7 +562,7 @@ func wantRefused(t *testing.T, f *fixture, cert, thing string) {
 	if got, want := ops(calls), []string{"DescribeCertificate", "UpdateCertificate"}; !slices.Equal(got, want) {
 		t.Errorf("calls = %v, want %v", got, want)
 	}
-	f.wantMetrics(t, map[string]float64{jitr.MetricRefused: 1})
+	f.wantMetrics(t, map[string]float64{contract.MetricRefused: 1})
 }
 
 // handleConcurrently runs one event per certificate at the same time, each through its own client and handler

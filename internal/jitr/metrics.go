@@ -7,15 +7,6 @@ import (
 	"time"
 )
 
-// Metric names the handler emits (CloudWatch embedded metric format, one record per event).
-const (
-	MetricProvisioned = "Provisioned" // certificate activated for its thing
-	MetricRotated     = "Rotated"     // older certificate of the device deactivated and deleted
-	MetricRevoked     = "Revoked"     // certificate revoked because a newer one of the device is attached
-	MetricRefused     = "Refused"     // event or certificate failed the checks; certificate revoked if it exists
-	MetricIgnored     = "Ignored"     // event for another CA, or certificate already settled or gone
-)
-
 // metricRecord collects the counts and step durations of one event and writes them as one EMF JSON line.
 type metricRecord struct {
 	namespace  string

@@ -3,8 +3,11 @@ package jitr_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,6 +37,15 @@ import (
 var moto *motoserver.Server
 
 func TestMain(m *testing.M) {
+	// A fuzzing run (-fuzz, and its worker processes) exercises only the fuzz targets, which need no server:
+	// starting moto in each worker would cost seconds of every bounded run.
+	flag.Parse()
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		os.Exit(m.Run())
+	}
+	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
+		os.Exit(m.Run())
+	}
 	os.Exit(motoserver.RunTests(m, &moto, func() { printBenchTable(os.Stdout) }))
 }
 
@@ -61,7 +73,13 @@ type recorder struct {
 	throttle func(op string, n, attempt int) bool
 	// lose decides, per attempt, whether the attempt takes effect in moto but its response is lost.
 	lose func(op string, n, attempt int) bool
-	base http.RoundTripper
+	// reject decides, per attempt, whether it fails with a non-retryable error and does not take effect.
+	reject func(op string, n, attempt int) bool
+	// hang decides, per attempt, whether it never completes: the attempt calls expire (which ends the
+	// handler's context as the Lambda deadline would) and waits for the context to end.
+	hang   func(op string, n, attempt int) bool
+	expire func()
+	base   http.RoundTripper
 }
 
 type callIndexKey struct{}
@@ -78,7 +96,17 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	attempt := r.perCall[n]
 	throttle := r.throttle != nil && r.throttle(op, n, attempt)
 	lose := r.lose != nil && r.lose(op, n, attempt)
+	reject := r.reject != nil && r.reject(op, n, attempt)
+	hang, expire := r.hang != nil && r.hang(op, n, attempt), r.expire
 	r.mu.Unlock()
+	if hang {
+		expire()
+		<-req.Context().Done()
+		return nil, req.Context().Err()
+	}
+	if reject {
+		return errorResponse(req, http.StatusBadRequest, "InvalidRequestException", "rejected (test)"), nil
+	}
 	if lose {
 		// The request reaches moto and takes effect; its response is lost, as when a Lambda dies or a
 		// connection drops mid-call. The SDK sees a 500, retries, and finally returns the error.
@@ -132,8 +160,63 @@ func (r *recorder) snapshot() (calls []call, attempts int) {
 func (r *recorder) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.calls, r.attempts, r.perCall, r.throttle, r.lose = nil, 0, nil, nil, nil
+	r.calls, r.attempts, r.perCall, r.throttle, r.lose, r.reject, r.hang, r.expire = nil, 0, nil, nil, nil, nil, nil, nil
 }
+
+// setFault installs one kind of fault, chosen per attempt by at; faultNone removes them all.
+func (r *recorder) setFault(kind faultKind, at func(op string, n, attempt int) bool, expire func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.throttle, r.lose, r.reject, r.hang, r.expire = nil, nil, nil, nil, expire
+	switch kind {
+	case faultThrottle:
+		r.throttle = at
+	case faultLostResponse:
+		r.lose = at
+	case faultError:
+		r.reject = at
+	case faultDeadline:
+		r.hang = at
+	}
+}
+
+// faultKind is what goes wrong with an AWS call in the fault-injection scenarios.
+type faultKind string
+
+const (
+	faultNone         faultKind = ""
+	faultError        faultKind = "error"         // rejected (HTTP 400), not applied, not retried
+	faultLostResponse faultKind = "lost response" // applied by moto, the client sees a 500 on every attempt
+	faultThrottle     faultKind = "throttling"    // 429 on every attempt, beyond the retryer
+	faultDeadline     faultKind = "deadline"      // the Lambda deadline passes during the call
+)
+
+// deadlineContext is a context whose deadline is far away until expire is called, and then has passed: the
+// handler sees exactly what a Lambda deadline reached during a given call looks like.
+type deadlineContext struct {
+	context.Context // Background: values only
+	done            chan struct{}
+	once            sync.Once
+}
+
+func newDeadlineContext() *deadlineContext {
+	return &deadlineContext{Context: context.Background(), done: make(chan struct{})}
+}
+
+func (c *deadlineContext) Deadline() (time.Time, bool) { return time.Now().Add(time.Hour), true }
+
+func (c *deadlineContext) Done() <-chan struct{} { return c.done }
+
+func (c *deadlineContext) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+func (c *deadlineContext) expire() { c.once.Do(func() { close(c.done) }) }
 
 func (r *recorder) setThrottle(f func(op string, n, attempt int) bool) {
 	r.mu.Lock()
@@ -262,15 +345,45 @@ func (f *fixture) device(t testing.TB, deviceID string, notBefore time.Time) str
 
 func (f *fixture) register(t testing.TB, pair *testpki.Pair) string {
 	t.Helper()
+	return f.registerUnder(t, pair, f.ca)
+}
+
+// registerUnder registers a certificate as auto-registration under ca does.
+func (f *fixture) registerUnder(t testing.TB, pair, ca *testpki.Pair) string {
+	t.Helper()
 	out, err := f.admin.RegisterCertificate(context.Background(), &iot.RegisterCertificateInput{
 		CertificatePem:   aws.String(string(pair.CertPEM())),
-		CaCertificatePem: aws.String(string(f.ca.CertPEM())),
+		CaCertificatePem: aws.String(string(ca.CertPEM())),
 		Status:           types.CertificateStatusPendingActivation,
 	})
+	var exists *types.ResourceAlreadyExistsException
+	if errors.As(err, &exists) {
+		// The admin client's retryer resent a registration whose first answer was lost (it happens when the
+		// machine is loaded): the certificate is there, under the id AWS IoT gives it, the SHA-256 of its DER.
+		sum := sha256.Sum256(pair.Cert.Raw)
+		return hex.EncodeToString(sum[:])
+	}
 	if err != nil {
 		t.Fatalf("register device certificate: %v", err)
 	}
 	return *out.CertificateId
+}
+
+// registerCA registers another CA in moto (ACTIVE, auto-registration) and returns it with its id. The
+// stack's configuration is not changed.
+func (f *fixture) registerCA(t testing.TB) (*testpki.Pair, string) {
+	t.Helper()
+	ca, err := testpki.NewCA(testpki.CAOptions{CommonName: "Another Tenant CA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := f.admin.RegisterCACertificate(context.Background(), &iot.RegisterCACertificateInput{
+		CaCertificate: aws.String(string(ca.CertPEM())), SetAsActive: true, AllowAutoRegistration: true,
+	})
+	if err != nil {
+		t.Fatalf("register CA: %v", err)
+	}
+	return ca, *reg.CertificateId
 }
 
 func (f *fixture) event(certID string) jitr.Event {
@@ -379,27 +492,64 @@ func (f *fixture) state(t testing.TB) registryState {
 	return s
 }
 
-// assertInvariant fails the test if any ACTIVE certificate lacks its thing or the device policy.
+// assertActiveInvariant fails the test if any ACTIVE certificate lacks its thing or the device policy: the
+// invariant that holds at every moment, also right after a failure.
+func (f *fixture) assertActiveInvariant(t testing.TB) {
+	t.Helper()
+	f.checkInvariant(t, false)
+}
+
+// assertInvariant fails the test unless the registry has converged: every ACTIVE certificate has its one
+// thing and the policy, no REVOKED or INACTIVE certificate of the stack's CAs is attached to a thing, and no
+// thing has more than one ACTIVE certificate of the stack's CAs.
 func (f *fixture) assertInvariant(t testing.TB) {
 	t.Helper()
+	f.checkInvariant(t, true)
+}
+
+func (f *fixture) checkInvariant(t testing.TB, converged bool) {
+	t.Helper()
 	ctx := context.Background()
-	certs, err := f.admin.ListCertificates(ctx, &iot.ListCertificatesInput{})
+	certs, err := f.admin.ListCertificates(ctx, &iot.ListCertificatesInput{PageSize: aws.Int32(250)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	activeByThing := map[string][]string{}
 	for _, c := range certs.Certificates {
-		if c.Status != types.CertificateStatusActive {
-			continue
-		}
+		id := *c.CertificateId
 		things, err := f.admin.ListPrincipalThings(ctx, &iot.ListPrincipalThingsInput{Principal: c.CertificateArn})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(things.Things) != 1 {
-			t.Errorf("invariant broken: ACTIVE certificate %s is attached to things %v, want exactly one", (*c.CertificateId)[:8], things.Things)
+		desc, err := f.admin.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: c.CertificateId})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if !f.hasPolicy(t, *c.CertificateArn) {
-			t.Errorf("invariant broken: ACTIVE certificate %s has no %s policy", (*c.CertificateId)[:8], testPolicy)
+		_, ours := f.cfg.CAs[aws.ToString(desc.CertificateDescription.CaCertificateId)]
+		switch c.Status {
+		case types.CertificateStatusActive:
+			if len(things.Things) != 1 {
+				t.Errorf("invariant broken: ACTIVE certificate %s is attached to things %v, want exactly one", id[:8], things.Things)
+			}
+			if !f.hasPolicy(t, *c.CertificateArn) {
+				t.Errorf("invariant broken: ACTIVE certificate %s has no %s policy", id[:8], testPolicy)
+			}
+			if ours {
+				for _, th := range things.Things {
+					activeByThing[th] = append(activeByThing[th], id[:8])
+				}
+			}
+		case types.CertificateStatusRevoked, types.CertificateStatusInactive:
+			if converged && ours && len(things.Things) > 0 {
+				t.Errorf("not converged: %s certificate %s of the stack's CA is still attached to things %v", c.Status, id[:8], things.Things)
+			}
+		}
+	}
+	if converged {
+		for th, ids := range activeByThing {
+			if len(ids) > 1 {
+				t.Errorf("not converged: thing %.8s… has %d ACTIVE certificates %v, want at most one", th, len(ids), ids)
+			}
 		}
 	}
 }
@@ -431,7 +581,7 @@ func (f *fixture) metricTotals(t testing.TB) map[string]float64 {
 		if _, ok := rec["_aws"]; !ok {
 			t.Fatalf("metrics line has no _aws directive: %s", line)
 		}
-		for _, name := range []string{jitr.MetricProvisioned, jitr.MetricRotated, jitr.MetricRevoked, jitr.MetricRefused, jitr.MetricIgnored} {
+		for _, name := range allMetrics {
 			if v, ok := rec[name].(float64); ok {
 				totals[name] += v
 			}
@@ -443,7 +593,7 @@ func (f *fixture) metricTotals(t testing.TB) map[string]float64 {
 func (f *fixture) wantMetrics(t testing.TB, want map[string]float64) {
 	t.Helper()
 	got := f.metricTotals(t)
-	for _, name := range []string{jitr.MetricProvisioned, jitr.MetricRotated, jitr.MetricRevoked, jitr.MetricRefused, jitr.MetricIgnored} {
+	for _, name := range allMetrics {
 		if got[name] != want[name] {
 			t.Errorf("metric %s = %v, want %v (all: %v)", name, got[name], want[name], got)
 		}
