@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sphere-jitr/sphere-jitr/emulator/motoserver"
 )
 
 // Invoker runs one invocation of the function and waits for its result.
@@ -56,12 +58,12 @@ func StartRIEPool(ctx context.Context, opts RIEOptions) (*RIEPool, error) {
 	}
 	p := &RIEPool{free: make(chan string, opts.Size), hc: &http.Client{Timeout: 5 * time.Minute}}
 	for i := 0; i < opts.Size; i++ {
-		invokePort, err := freePort()
+		invokePort, err := motoserver.FreePort()
 		if err != nil {
 			p.Stop()
 			return nil, err
 		}
-		apiPort, err := freePort()
+		apiPort, err := motoserver.FreePort()
 		if err != nil {
 			p.Stop()
 			return nil, err
@@ -271,13 +273,4 @@ func (a *AsyncInvoker) work(ctx context.Context) {
 			a.pending.Done()
 		}
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

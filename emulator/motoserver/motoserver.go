@@ -62,7 +62,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = 60 * time.Second
 	}
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +160,8 @@ func RepoRoot() (string, error) {
 	}
 }
 
-func freePort() (int, error) {
+// FreePort returns a TCP port on the loopback interface that nothing listens on right now.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
