@@ -7,6 +7,8 @@ It also closes one gap between moto and AWS IoT that the JITR flow hits: DeleteC
 removes the certificate's policy attachments in AWS, while moto keeps them, and every later DeleteCertificate
 then fails with ResourceNotFound on the dangling attachment.
 
+And it enforces IAM for the project's functions (iam.py): moto alone allows every call.
+
 Usage: launcher.py PORT  (binds 127.0.0.1 only)
 """
 import sys
@@ -17,6 +19,8 @@ default_user_config["iot"]["use_valid_cert"] = True
 
 from moto.iot.models import IoTBackend  # noqa: E402  (must come after the config change)
 from moto.server import main  # noqa: E402
+
+import iam  # noqa: E402  (IAM enforced for the project's functions, see iam.py)
 
 _moto_delete_certificate = IoTBackend.delete_certificate
 
@@ -29,6 +33,7 @@ def _delete_certificate(self, certificate_id, force_delete):
 
 
 IoTBackend.delete_certificate = _delete_certificate
+iam.install()
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():
