@@ -88,21 +88,10 @@ func Deploy(ctx context.Context, t *Template, iotc deployIoTAPI, s3c deployS3API
 	if opts.StackName == "" {
 		opts.StackName = contract.StackName
 	}
-	r := NewResolver(t, opts.StackName, opts.Region, opts.AccountID)
+	suffix := randomSuffix()
+	r := templateResolver(t, opts.StackName, opts.Region, opts.AccountID, suffix)
 	for k, v := range opts.Attrs {
 		r.Attrs[k] = v
-	}
-	suffix := randomSuffix()
-	r.Fallback = func(logicalID, attr string) (string, bool) {
-		name := physicalName(opts.StackName, logicalID, suffix, 64)
-		if attr == "" {
-			return name, true
-		}
-		if attr == "Arn" {
-			svc := strings.ToLower(strings.Split(t.Resources[logicalID].Type+"::x", "::")[1])
-			return fmt.Sprintf("arn:aws:%s:%s:%s:%s", svc, opts.Region, opts.AccountID, name), true
-		}
-		return "emu-" + name + "-" + attr, true
 	}
 	d := &Deployment{StackName: opts.StackName, Resolver: r, Policies: map[string]*Policy{}, Outputs: map[string]string{}}
 	dp := &deployer{t: t, spec: spec, r: r, iot: iotc, s3: s3c, opts: opts, suffix: suffix, d: d}
