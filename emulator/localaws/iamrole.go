@@ -145,3 +145,16 @@ func MoveGrant(t *Template, functionID string, actions []string, from, to string
 		}
 	}
 }
+
+// Clone returns a deep copy of the template, for making variants of it.
+func (t *Template) Clone() *Template {
+	data, err := json.Marshal(t)
+	if err != nil {
+		panic(fmt.Sprintf("clone template: %v", err))
+	}
+	var c Template
+	if err := json.Unmarshal(data, &c); err != nil {
+		panic(fmt.Sprintf("clone template: %v", err))
+	}
+	return &c
+}

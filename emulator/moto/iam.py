@@ -206,6 +206,10 @@ def _params(svc, op, path, query, headers, body):
     for k, v in values.items():
         if isinstance(v, str):
             out.setdefault(k.lower(), v)
+    for k, v in list(out.items()):
+        # A resource named by its URL (SQS's QueueUrl) also names it by the URL's last segment (QueueName).
+        if k.endswith("url") and re.match(r"^https?://", v):
+            out.setdefault(k[:-3] + "name", v.rstrip("/").rsplit("/", 1)[-1])
     return out
 
 
