@@ -24,6 +24,25 @@ type awsResourceType struct {
 // resource types of each action. Nothing here types an action's resource types by hand.
 func awsResourceTypes(t *testing.T, actions []string) map[string][]awsResourceType {
 	t.Helper()
+	var missing []string
+	for _, a := range actions {
+		if _, ok := knownResourceTypes[a]; !ok {
+			missing = append(missing, a)
+		}
+	}
+	if len(missing) > 0 {
+		for a, rts := range readResourceTypes(t, missing) {
+			knownResourceTypes[a] = rts
+		}
+	}
+	return knownResourceTypes
+}
+
+// knownResourceTypes caches the answers: reading the data takes seconds.
+var knownResourceTypes = map[string][]awsResourceType{}
+
+func readResourceTypes(t *testing.T, actions []string) map[string][]awsResourceType {
+	t.Helper()
 	python := os.Getenv("MOTO_PYTHON")
 	if python == "" {
 		python = filepath.Join("..", ".venv", "bin", "python")
