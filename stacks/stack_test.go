@@ -642,15 +642,6 @@ func list(v any) []string {
 	return out
 }
 
-func contains(xs []string, x string) bool {
-	for _, e := range xs {
-		if e == x {
-			return true
-		}
-	}
-	return false
-}
-
 // ---- cdk-nag and snapshot -------------------------------------------------------------------------------------------
 
 func TestCdkNagAwsSolutionsClean(t *testing.T) {

