@@ -17,13 +17,6 @@ import (
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
-// JitrIoTActions are the AWS IoT actions the JITR handler calls, by the resource type IAM scopes them to.
-var JitrIoTActions = map[string][]string{
-	"cert/*": {"iot:DescribeCertificate", "iot:UpdateCertificate", "iot:DeleteCertificate",
-		"iot:AttachPolicy", "iot:DetachPolicy"},
-	"thing/*": {"iot:CreateThing", "iot:ListThingPrincipals", "iot:AttachThingPrincipal", "iot:DetachThingPrincipal"},
-}
-
 // JitrProvisioningProps configures JitrProvisioning.
 type JitrProvisioningProps struct {
 	CAs        []*TenantCA
@@ -54,7 +47,6 @@ type JitrProvisioning struct {
 // NewJitrProvisioning declares the pipeline.
 func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvisioningProps) *JitrProvisioning {
 	c := constructs.NewConstruct(scope, jsii.String(id))
-	stack := awscdk.Stack_Of(c)
 	j := &JitrProvisioning{Construct: c}
 
 	j.DeadLetterQueue = awssqs.NewQueue(c, jsii.String("DeadLetterQueue"), &awssqs.QueueProps{
@@ -91,16 +83,13 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 		},
 	})
 	j.Function, j.Role, j.LogGroup = fn.Function, fn.Role, fn.LogGroup
-	for _, resourceType := range []string{"cert/*", "thing/*"} {
-		j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-			Actions:   jsii.Strings(JitrIoTActions[resourceType]...),
-			Resources: &[]*string{stack.FormatArn(&awscdk.ArnComponents{Service: jsii.String("iot"), Resource: jsii.String(resourceType)})},
-		}))
-	}
-	j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Actions:   jsii.Strings("iot:AttachPolicy", "iot:DetachPolicy"),
-		Resources: &[]*string{props.Policy.PolicyArn()},
-	}))
+	// Each grant names the ARN AWS authorizes the action on (Service Authorization Reference, "Actions, resources,
+	// and condition keys for AWS IoT"): the certificate for the attachments, which are not authorized on the thing
+	// nor on the policy; the thing only for the calls that name no certificate. TestRoleGrantsMatchAWSResourceTypes
+	// checks every statement against AWS's authorization data.
+	iotGrant(j.Role, "cert/*", "iot:DescribeCertificate", "iot:UpdateCertificate", "iot:DeleteCertificate",
+		"iot:AttachPolicy", "iot:DetachPolicy", "iot:AttachThingPrincipal", "iot:DetachThingPrincipal")
+	iotGrant(j.Role, "thing/*", "iot:CreateThing", "iot:ListThingPrincipals")
 	suppress(j.Role, "AwsSolutions-IAM5",
 		"Device certificate ids and thing names are created at run time by JITR, so the IoT actions are scoped to "+
 			"the cert/* and thing/* resource types of this account and region, never to *",
@@ -157,6 +146,15 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 			Statistic:     jsii.String("Sum"),
 		}))
 	return j
+}
+
+// iotGrant allows actions on the AWS IoT resources of this account and region whose ARN ends in resource
+// (e.g. "cert/*").
+func iotGrant(role awsiam.Role, resource string, actions ...string) {
+	role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings(actions...),
+		Resources: &[]*string{awscdk.Stack_Of(role).FormatArn(&awscdk.ArnComponents{Service: jsii.String("iot"), Resource: jsii.String(resource)})},
+	}))
 }
 
 // anyAlarm raises an alarm as soon as metric reaches 1 in one period; no data is not a breach.

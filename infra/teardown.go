@@ -12,15 +12,6 @@ import (
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
-// TeardownIoTActions are the AWS IoT actions the teardown calls, by the resource IAM scopes them to. The list
-// operations have no resource type in IAM, so they can only be granted on "*".
-var TeardownIoTActions = map[string][]string{
-	"cacert/*": {"iot:UpdateCACertificate"},
-	"cert/*":   {"iot:DetachPolicy", "iot:UpdateCertificate", "iot:DeleteCertificate"},
-	"thing/*":  {"iot:ListThingPrincipals", "iot:DetachThingPrincipal", "iot:DeleteThing"},
-	"*":        {"iot:ListCertificatesByCA", "iot:ListPrincipalThings", "iot:ListThings"},
-}
-
 // RegistryTeardownProps configures RegistryTeardown.
 type RegistryTeardownProps struct {
 	CAs           []*TenantCA
@@ -42,7 +33,6 @@ type RegistryTeardown struct {
 // NewRegistryTeardown declares the teardown.
 func NewRegistryTeardown(scope constructs.Construct, id string, props *RegistryTeardownProps) *RegistryTeardown {
 	c := constructs.NewConstruct(scope, jsii.String(id))
-	stack := awscdk.Stack_Of(c)
 
 	f := newGoFunction(c, goFunctionProps{
 		ModuleRoot:      props.ModuleRoot,
@@ -54,24 +44,21 @@ func NewRegistryTeardown(scope constructs.Construct, id string, props *RegistryT
 		Timeout: awscdk.Duration_Minutes(jsii.Number(15)),
 	})
 	fn, role := f.Function, f.Role
-	for _, resourceType := range []string{"cacert/*", "cert/*", "thing/*", "*"} {
-		resource := jsii.String("*")
-		if resourceType != "*" {
-			resource = stack.FormatArn(&awscdk.ArnComponents{Service: jsii.String("iot"), Resource: jsii.String(resourceType)})
-		}
-		role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-			Actions:   jsii.Strings(TeardownIoTActions[resourceType]...),
-			Resources: &[]*string{resource},
-		}))
-	}
+	// Each grant names the ARN AWS authorizes the action on (Service Authorization Reference for AWS IoT): the
+	// certificate for the detachments and ListPrincipalThings, the thing for ListThingPrincipals and DeleteThing;
+	// ListCertificatesByCA and ListThings have no resource type, so IAM accepts only * for them.
+	iotGrant(role, "cacert/*", "iot:UpdateCACertificate")
+	iotGrant(role, "cert/*", "iot:UpdateCertificate", "iot:DeleteCertificate", "iot:DetachPolicy",
+		"iot:DetachThingPrincipal", "iot:ListPrincipalThings")
+	iotGrant(role, "thing/*", "iot:ListThingPrincipals", "iot:DeleteThing")
 	role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Actions:   jsii.Strings("iot:DetachPolicy"),
-		Resources: &[]*string{props.Policy.PolicyArn()},
+		Actions:   jsii.Strings("iot:ListCertificatesByCA", "iot:ListThings"),
+		Resources: jsii.Strings("*"),
 	}))
 	suppress(role, "AwsSolutions-IAM5",
 		"Certificates and things are created at run time by JITR, so the teardown's IoT actions are scoped to the "+
-			"cacert/*, cert/* and thing/* resource types; ListCertificatesByCA, ListPrincipalThings and ListThings "+
-			"have no resource type in IAM and can only be granted on *",
+			"cacert/*, cert/* and thing/* resource types; ListCertificatesByCA and ListThings have no resource type "+
+			"in IAM and can only be granted on *",
 		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:cacert/*",
 		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:cert/*",
 		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:thing/*",

@@ -56,15 +56,19 @@ type DeployedRule struct {
 
 // Deployment is the stack as deployed into the emulator: physical ids, resolved documents and environment.
 type Deployment struct {
-	StackName   string
-	Resolver    *Resolver
-	CAs         []DeployedCA
-	Policies    map[string]*Policy // by physical policy name
-	Rules       []DeployedRule
-	Function    string            // physical function name
-	FunctionEnv map[string]string // the function's environment, resolved
-	Bucket      string            // demo bucket (first AWS::S3::Bucket)
-	Outputs     map[string]string // outputs that resolved (custom-resource values may not)
+	StackName  string
+	Resolver   *Resolver
+	CAs        []DeployedCA
+	Policies   map[string]*Policy // by physical policy name
+	Rules      []DeployedRule
+	Function   string // physical function name
+	FunctionID string // the function's logical id
+	// DeadLetterQueueURL is the function's on-failure destination (its AWS::Lambda::EventInvokeConfig), created in
+	// moto; "" when the template has none or DeployOptions.Queues is nil.
+	DeadLetterQueueURL string
+	FunctionEnv        map[string]string // the function's environment, resolved
+	Bucket             string            // demo bucket (first AWS::S3::Bucket)
+	Outputs            map[string]string // outputs that resolved (custom-resource values may not)
 }
 
 // DeployOptions tunes Deploy.
@@ -75,6 +79,13 @@ type DeployOptions struct {
 	// Attrs pins Fn::GetAtt values the emulator knows better than a placeholder, e.g. the IoT endpoint custom
 	// resource's address ("LogicalId.Attribute" → value).
 	Attrs map[string]string
+	// Queues creates the SQS queues the emulator plays Lambda's on-failure destination with; nil creates none.
+	Queues deployQueueAPI
+}
+
+// deployQueueAPI is the part of SQS the deployer uses.
+type deployQueueAPI interface {
+	CreateQueue(ctx context.Context, name string) (string, error)
 }
 
 // Deploy creates in moto what the template describes for the device flow: CA registrations (status and
@@ -88,26 +99,15 @@ func Deploy(ctx context.Context, t *Template, iotc deployIoTAPI, s3c deployS3API
 	if opts.StackName == "" {
 		opts.StackName = contract.StackName
 	}
-	r := NewResolver(t, opts.StackName, opts.Region, opts.AccountID)
+	suffix := randomSuffix()
+	r := templateResolver(t, opts.StackName, opts.Region, opts.AccountID, suffix)
 	for k, v := range opts.Attrs {
 		r.Attrs[k] = v
-	}
-	suffix := randomSuffix()
-	r.Fallback = func(logicalID, attr string) (string, bool) {
-		name := physicalName(opts.StackName, logicalID, suffix, 64)
-		if attr == "" {
-			return name, true
-		}
-		if attr == "Arn" {
-			svc := strings.ToLower(strings.Split(t.Resources[logicalID].Type+"::x", "::")[1])
-			return fmt.Sprintf("arn:aws:%s:%s:%s:%s", svc, opts.Region, opts.AccountID, name), true
-		}
-		return "emu-" + name + "-" + attr, true
 	}
 	d := &Deployment{StackName: opts.StackName, Resolver: r, Policies: map[string]*Policy{}, Outputs: map[string]string{}}
 	dp := &deployer{t: t, spec: spec, r: r, iot: iotc, s3: s3c, opts: opts, suffix: suffix, d: d}
 	// Order matters: each step resolves references to what the steps before it created.
-	for _, step := range []func(context.Context) error{dp.cas, dp.function, dp.buckets, dp.policies, dp.functionEnv, dp.rules} {
+	for _, step := range []func(context.Context) error{dp.cas, dp.function, dp.deadLetterQueue, dp.buckets, dp.policies, dp.functionEnv, dp.rules} {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}
@@ -146,8 +146,37 @@ func (dp *deployer) cas(ctx context.Context) error {
 // function names the JITR function; the emulator runs it itself (moto's Lambda is not used).
 func (dp *deployer) function(context.Context) error {
 	dp.d.Function = physicalName(dp.opts.StackName, dp.spec.Function, dp.suffix, 64)
+	dp.d.FunctionID = dp.spec.Function
 	dp.r.Refs[dp.spec.Function] = dp.d.Function
 	dp.r.Attrs[dp.spec.Function+".Arn"] = fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", dp.opts.Region, dp.opts.AccountID, dp.d.Function)
+	return nil
+}
+
+// deadLetterQueue creates the queue the function's asynchronous invocations fail to (EventInvokeConfig's
+// DestinationConfig.OnFailure), so the emulator can deliver what still fails after Lambda's retries as AWS does.
+func (dp *deployer) deadLetterQueue(ctx context.Context) error {
+	if dp.opts.Queues == nil {
+		return nil
+	}
+	for _, id := range dp.t.OfType("AWS::Lambda::EventInvokeConfig") {
+		if ReferencedResource(dp.t.Prop(id, "FunctionName")) != dp.spec.Function {
+			continue
+		}
+		queue := ReferencedResource(dp.t.Prop(id, "DestinationConfig.OnFailure.Destination"))
+		if dp.t.Resources[queue].Type != "AWS::SQS::Queue" {
+			continue
+		}
+		name := physicalName(dp.opts.StackName, queue, dp.suffix, 80)
+		url, err := dp.opts.Queues.CreateQueue(ctx, name)
+		if err != nil {
+			return fmt.Errorf("create dead-letter queue %s: %w", name, err)
+		}
+		dp.r.Refs[queue] = url
+		dp.r.Attrs[queue+".Arn"] = fmt.Sprintf("arn:aws:sqs:%s:%s:%s", dp.opts.Region, dp.opts.AccountID, name)
+		dp.r.Attrs[queue+".QueueName"] = name
+		dp.r.Attrs[queue+".QueueUrl"] = url
+		dp.d.DeadLetterQueueURL = url
+	}
 	return nil
 }
 

@@ -129,11 +129,20 @@ func (w *lineWriter) String() string {
 // startEmulator deploys the synthesized template into a clean moto and starts broker and function.
 func startEmulator(t *testing.T, tl *timeline.Timeline) *localaws.Emulator {
 	t.Helper()
+	return startEmulatorWith(t, tl, env.template)
+}
+
+// startEmulatorWith is startEmulator with another template (a variant of the synthesized one).
+func startEmulatorWith(t *testing.T, tl *timeline.Timeline, template *localaws.Template) *localaws.Emulator {
+	t.Helper()
 	if err := env.moto.Reset(); err != nil {
 		t.Fatal(err)
 	}
+	if err := env.moto.ResetIAMStats(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	tw, err := localaws.Start(context.Background(), localaws.Options{
-		Template: env.template, Moto: env.moto, Bootstrap: env.bootstrap, RIE: env.rie, Workers: 2, Timeline: tl,
+		Template: template, Moto: env.moto, Bootstrap: env.bootstrap, RIE: env.rie, Workers: 2, Timeline: tl,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -267,6 +276,11 @@ func TestDemoScenario(t *testing.T) {
 		}
 	}
 	checkContract(t, tw, sum)
+	// IAM was enforced on the function's calls, and the template's grants allowed every one of them.
+	if sum.IAM.Authorized == 0 || sum.IAM.Denied != 0 {
+		t.Errorf("IAM: %d calls authorized, %d denied (%+v); want some authorized and none denied", sum.IAM.Authorized, sum.IAM.Denied, sum.IAM.Denials)
+	}
+	t.Log(sum.IAMLine())
 	if sum.Certificates["ACTIVE"] != 3 || sum.Certificates["PENDING_ACTIVATION"] != 0 {
 		t.Errorf("certificates by status = %v, want 3 ACTIVE, none pending", sum.Certificates)
 	}

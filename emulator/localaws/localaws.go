@@ -61,6 +61,10 @@ type Emulator struct {
 	IoT        *iot.Client
 	S3         *s3.Client
 	Shadow     *ShadowClient
+	Queues     *QueueClient
+	// Principal is the JITR function as IAM sees it: its own access key and its role's policies from the template,
+	// registered with moto, which authorizes every AWS call the function makes against them.
+	Principal motoserver.Principal
 
 	async      *AsyncInvoker
 	pool       *RIEPool
@@ -111,8 +115,10 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 	t.S3 = s3.NewFromConfig(t.AWS, func(o *s3.Options) { o.UsePathStyle = true })
 	t.Shadow = &ShadowClient{Endpoint: t.Moto.URL, Region: t.AWS.Region, Credentials: t.AWS.Credentials, HTTP: t.AWS.HTTPClient.(*http.Client)}
 
+	t.Queues = &QueueClient{Endpoint: t.Moto.URL, Region: t.AWS.Region, Credentials: t.AWS.Credentials, HTTP: t.AWS.HTTPClient.(*http.Client)}
+
 	t.Deployment, err = Deploy(ctx, opts.Template, t.IoT, t.S3, DeployOptions{
-		StackName: opts.StackName, Region: motoserver.Region, AccountID: motoserver.AccountID,
+		StackName: opts.StackName, Region: motoserver.Region, AccountID: motoserver.AccountID, Queues: t.Queues,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("deploy template: %w", err)
@@ -126,10 +132,27 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 	for _, r := range t.Deployment.Rules {
 		t.tl.Event("deploy", "topic rule %s: %s", r.Name, r.SQL)
 	}
+	// The function runs as its role: its own credentials, its role's policies enforced by moto's IAM check.
+	t.Principal, err = FunctionPrincipal(opts.Template, t.Deployment.Resolver, t.Deployment.FunctionID)
+	if err != nil {
+		return nil, fmt.Errorf("JITR function role: %w", err)
+	}
+	if err := t.Moto.RegisterPrincipal(ctx, t.Principal); err != nil {
+		return nil, err
+	}
+	t.tl.Event("deploy", "IAM enforced: function %s runs as role %s with its %d policy document(s) from the template; each AWS call it makes is authorized as AWS does",
+		t.Deployment.Function, t.Principal.RoleName(), len(t.Principal.Policies))
 
 	fn := opts.Function
 	if fn == nil {
-		env := append(t.Moto.Env(), "AWS_LAMBDA_FUNCTION_NAME="+t.Deployment.Function, "PATH="+os.Getenv("PATH"))
+		var env []string
+		for _, kv := range t.Moto.Env() {
+			if !strings.HasPrefix(kv, "AWS_ACCESS_KEY_ID=") && !strings.HasPrefix(kv, "AWS_SECRET_ACCESS_KEY=") && !strings.HasPrefix(kv, "AWS_SESSION_TOKEN=") {
+				env = append(env, kv)
+			}
+		}
+		env = append(env, t.Principal.Env()...)
+		env = append(env, "AWS_LAMBDA_FUNCTION_NAME="+t.Deployment.Function, "PATH="+os.Getenv("PATH"))
 		keys := make([]string, 0, len(t.Deployment.FunctionEnv))
 		for k, v := range t.Deployment.FunctionEnv {
 			env = append(env, k+"="+v)
@@ -186,6 +209,7 @@ func (t *Emulator) reportInvocation(res AsyncResult) {
 	}
 	if res.Err != nil {
 		t.tl.Event("jitr", "certificate %s: function failed after %d attempts: %v", timeline.Short(ev.CertificateID), res.Attempts, res.Err)
+		t.deadLetter(res)
 		return
 	}
 	if t.tl == nil {
@@ -213,6 +237,52 @@ func (t *Emulator) reportInvocation(res AsyncResult) {
 			t.show(id, st, "old certificate %s of thing %s → %s", timeline.Short(id), timeline.Short(thing), st)
 		}
 	}
+}
+
+// deadLetter sends the invocation record of an event that failed every attempt to the function's on-failure
+// destination, as Lambda does (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html):
+// Lambda sends it with the function's execution role, so the send is authorized against the role too.
+func (t *Emulator) deadLetter(res AsyncResult) {
+	if t.Deployment.DeadLetterQueueURL == "" {
+		return
+	}
+	fnArn := t.Deployment.Resolver.Attrs[t.Deployment.FunctionID+".Arn"]
+	errorType, message := "Unhandled", res.Err.Error()
+	var fe *FunctionError
+	if errors.As(res.Err, &fe) {
+		errorType, message = fe.Type, fe.Message
+	}
+	record := map[string]any{
+		"version":   "1.0",
+		"timestamp": time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
+		"requestContext": map[string]any{
+			"requestId": fmt.Sprintf("emulator-%d", time.Now().UnixNano()), "functionArn": fnArn + ":$LATEST",
+			"condition": "RetriesExhausted", "approximateInvokeCount": res.Attempts,
+		},
+		"requestPayload":  json.RawMessage(res.Payload),
+		"responseContext": map[string]any{"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+		"responsePayload": map[string]any{"errorType": errorType, "errorMessage": message},
+	}
+	body, _ := json.Marshal(record)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q := *t.Queues
+	q.Credentials = t.Principal.Credentials()
+	if err := q.SendMessage(ctx, t.Deployment.DeadLetterQueueURL, string(body)); err != nil {
+		t.tl.Event("jitr", "dead-letter queue: the invocation record could not be delivered: %v", err)
+		return
+	}
+	var ev contract.RegisteredEvent
+	_ = json.Unmarshal(res.Payload, &ev)
+	t.tl.Event("jitr", "certificate %s: event sent to the dead-letter queue after %d attempts", timeline.Short(ev.CertificateID), res.Attempts)
+}
+
+// DeadLetters returns the invocation records waiting in the function's dead-letter queue (up to ten).
+func (t *Emulator) DeadLetters(ctx context.Context) ([]string, error) {
+	if t.Deployment.DeadLetterQueueURL == "" {
+		return nil, errors.New("the template gives the function no on-failure destination")
+	}
+	return t.Queues.ReceiveMessages(ctx, t.Deployment.DeadLetterQueueURL)
 }
 
 // certificateState returns a certificate's status ("deleted" once gone) and the thing its CN names.

@@ -14,6 +14,7 @@ import (
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/motoserver"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 )
 
@@ -22,6 +23,7 @@ type Summary struct {
 	Things       []ThingSummary
 	Certificates map[string]int // count by status
 	Objects      []string       // keys in the demo bucket
+	IAM          motoserver.IAMStats
 }
 
 // ThingSummary is one thing with its certificates and shadow.
@@ -85,6 +87,10 @@ func Summarize(ctx context.Context, cfg aws.Config, bucket string) (*Summary, er
 		sum.Things = append(sum.Things, ts)
 	}
 	sort.Slice(sum.Things, func(i, j int) bool { return sum.Things[i].Name < sum.Things[j].Name })
+	var err error
+	if sum.IAM, err = motoserver.FetchIAMStats(ctx, aws.ToString(cfg.BaseEndpoint)); err != nil {
+		return nil, err
+	}
 	if bucket != "" {
 		p := s3.NewListObjectsV2Paginator(s3c, &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
 		for p.HasMorePages() {
@@ -140,6 +146,7 @@ func (s *Summary) Print(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "shadows: %d\n", shadows)
+	fmt.Fprintln(w, s.IAMLine())
 	fmt.Fprintf(w, "S3 objects: %d\n", len(s.Objects))
 	for _, o := range s.Objects {
 		parts := strings.Split(o, "/")
@@ -148,4 +155,15 @@ func (s *Summary) Print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  %s\n", o)
 	}
+}
+
+// IAMLine says that IAM was enforced on the functions' AWS calls, and how many were authorized and denied.
+func (s *Summary) IAMLine() string {
+	roles := make([]string, 0, len(s.IAM.ByRole))
+	for r := range s.IAM.ByRole {
+		roles = append(roles, r)
+	}
+	sort.Strings(roles)
+	return fmt.Sprintf("IAM: enforced on every AWS call of the function role(s) %s as AWS authorizes it: %d calls authorized, %d denied",
+		strings.Join(roles, ", "), s.IAM.Authorized, s.IAM.Denied)
 }

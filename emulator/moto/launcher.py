@@ -11,6 +11,8 @@ And one fidelity point: AWS's DescribeCertificate returns certificateDescription
 registered under a CA (the JITR function compares it with the event's CA id). moto records that id at
 RegisterCertificate but leaves it out of the description; the patch below adds it, only when it is set.
 
+And it enforces IAM for the project's functions (iam.py): moto alone allows every call.
+
 Usage: launcher.py PORT  (binds 127.0.0.1 only)
 """
 import sys
@@ -21,6 +23,8 @@ default_user_config["iot"]["use_valid_cert"] = True
 
 from moto.iot.models import FakeCertificate, IoTBackend  # noqa: E402  (must come after the config change)
 from moto.server import main  # noqa: E402
+
+import iam  # noqa: E402  (IAM enforced for the project's functions, see iam.py)
 
 _moto_delete_certificate = IoTBackend.delete_certificate
 
@@ -33,6 +37,7 @@ def _delete_certificate(self, certificate_id, force_delete):
 
 
 IoTBackend.delete_certificate = _delete_certificate
+iam.install()
 
 _moto_to_description_dict = FakeCertificate.to_description_dict
 

@@ -262,7 +262,7 @@ func TestScenarios(t *testing.T) {
 		if st := f.status(t, cert); st != types.CertificateStatusPendingActivation {
 			t.Errorf("certificate status = %s, want PENDING_ACTIVATION (it becomes valid)", st)
 		}
-		later := jitr.NewHandler(newIoTClient(f.rec, testRetryPolicy), f.cfg, jitr.WithMetricsOutput(f.metrics),
+		later := jitr.NewHandler(newIoTClient(f.rec, testRetryPolicy, f.principal.Credentials()), f.cfg, jitr.WithMetricsOutput(f.metrics),
 			jitr.WithLogger(slog.New(slog.NewJSONHandler(f.logs, nil))), jitr.WithClock(func() time.Time { return now.Add(2 * f.cfg.ClockSkew) }))
 		if err := later.Handle(context.Background(), f.event(cert)); err != nil {
 			t.Fatal(err)

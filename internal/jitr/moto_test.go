@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
 	"github.com/sphere-jitr/sphere-jitr/emulator/motoserver"
 	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
@@ -241,11 +242,14 @@ func ops(calls []call) []string {
 // testRetryPolicy is the production retryer with short delays, so throttling scenarios take milliseconds.
 var testRetryPolicy = iotapi.RetryPolicy{MaxAttempts: 4, MaxBackoff: 20 * time.Millisecond}
 
-func newIoTClient(rec *recorder, policy iotapi.RetryPolicy) *iot.Client {
+// adminCredentials sign the fixtures' own set-up and assertions: moto does not check them.
+var adminCredentials = credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, "")
+
+func newIoTClient(rec *recorder, policy iotapi.RetryPolicy, creds aws.CredentialsProvider) *iot.Client {
 	opts := iot.Options{
 		Region:       motoserver.Region,
 		BaseEndpoint: aws.String(moto.URL),
-		Credentials:  credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, ""),
+		Credentials:  creds,
 		Retryer:      iotapi.NewRetryer(policy),
 	}
 	if rec != nil {
@@ -274,16 +278,48 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// snapshotTemplate is the stack as `cdk synth` writes it: the snapshot the stacks tests keep equal to the synthesis.
+const snapshotTemplate = "../../stacks/testdata/SphereJitr.template.snapshot.json"
+
+// jitrPrincipal reads the JITR function's role from the synthesized template (edit, when not nil, changes the
+// template first, e.g. to break a grant) and registers it with moto: every call the handler makes with
+// principal.Credentials() is then authorized by IAM's rules against the role's policies, as in AWS.
+func jitrPrincipal(t testing.TB, edit func(*localaws.Template)) motoserver.Principal {
+	t.Helper()
+	tmpl, err := localaws.LoadTemplate(snapshotTemplate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(tmpl)
+	}
+	spec, err := localaws.ReadStack(tmpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := localaws.TemplateResolver(tmpl, testStack, motoserver.Region, motoserver.AccountID)
+	p, err := localaws.FunctionPrincipal(tmpl, r, spec.Function)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := moto.RegisterPrincipal(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // fixture is a freshly reset moto with the stack's parts in place: a registered tenant CA and the device policy.
+// The handler calls AWS IoT as the JITR function's role (IAM enforced); the fixture's own calls are not checked.
 type fixture struct {
-	admin   *iot.Client // setup and assertions; not recorded
-	ca      *testpki.Pair
-	caID    string
-	cfg     jitr.Config
-	rec     *recorder
-	h       *jitr.Handler
-	logs    *syncBuffer
-	metrics *syncBuffer
+	principal motoserver.Principal
+	admin     *iot.Client // setup and assertions; not recorded
+	ca        *testpki.Pair
+	caID      string
+	cfg       jitr.Config
+	rec       *recorder
+	h         *jitr.Handler
+	logs      *syncBuffer
+	metrics   *syncBuffer
 }
 
 func newFixture(t testing.TB, policy iotapi.RetryPolicy) *fixture {
@@ -292,7 +328,7 @@ func newFixture(t testing.TB, policy iotapi.RetryPolicy) *fixture {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	admin := newIoTClient(nil, iotapi.DefaultRetryPolicy)
+	admin := newIoTClient(nil, iotapi.DefaultRetryPolicy, adminCredentials)
 	ca, err := testpki.NewCA(testpki.CAOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -322,13 +358,13 @@ func newFixture(t testing.TB, policy iotapi.RetryPolicy) *fixture {
 	if err != nil {
 		t.Fatalf("ConfigFromEnv: %v", err)
 	}
-	f := &fixture{admin: admin, ca: ca, caID: *reg.CertificateId, cfg: cfg, rec: &recorder{}, logs: &syncBuffer{}, metrics: &syncBuffer{}}
+	f := &fixture{principal: jitrPrincipal(t, nil), admin: admin, ca: ca, caID: *reg.CertificateId, cfg: cfg, rec: &recorder{}, logs: &syncBuffer{}, metrics: &syncBuffer{}}
 	f.h = f.newHandler(f.rec, policy)
 	return f
 }
 
 func (f *fixture) newHandler(rec *recorder, policy iotapi.RetryPolicy) *jitr.Handler {
-	return jitr.NewHandler(newIoTClient(rec, policy), f.cfg,
+	return jitr.NewHandler(newIoTClient(rec, policy, f.principal.Credentials()), f.cfg,
 		jitr.WithLogger(slog.New(slog.NewJSONHandler(f.logs, nil))), jitr.WithMetricsOutput(f.metrics))
 }
 

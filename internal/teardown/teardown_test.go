@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
 	"github.com/sphere-jitr/sphere-jitr/emulator/motoserver"
 	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
@@ -62,11 +63,48 @@ func (t *throttler) RoundTrip(req *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(req)
 }
 
-func client(transport http.RoundTripper) *iot.Client {
+// adminCredentials sign the tests' own set-up and assertions: moto does not check them.
+var adminCredentials = credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, "")
+
+// snapshotTemplate is the stack as `cdk synth` writes it: the snapshot the stacks tests keep equal to the synthesis.
+const snapshotTemplate = "../../stacks/testdata/SphereJitr.template.snapshot.json"
+
+// teardownPrincipal reads the teardown function's role from the synthesized template (edit, when not nil,
+// changes the template first) and registers it with moto, which then authorizes every call signed with its
+// credentials by IAM's rules against the role's policies, as AWS does.
+func teardownPrincipal(t *testing.T, edit func(*localaws.Template)) aws.CredentialsProvider {
+	t.Helper()
+	tmpl, err := localaws.LoadTemplate(snapshotTemplate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(tmpl)
+	}
+	fn, err := localaws.TeardownFunction(tmpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := localaws.FunctionPrincipal(tmpl, localaws.TemplateResolver(tmpl, stackName, motoserver.Region, motoserver.AccountID), fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := moto.RegisterPrincipal(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	return p.Credentials()
+}
+
+// teardownClient is the teardown function's client: its calls are authorized as the function's role.
+func teardownClient(t *testing.T, transport http.RoundTripper) *iot.Client {
+	return client(transport, teardownPrincipal(t, nil))
+}
+
+func client(transport http.RoundTripper, creds aws.CredentialsProvider) *iot.Client {
 	opts := iot.Options{
 		Region:       motoserver.Region,
 		BaseEndpoint: aws.String(moto.URL),
-		Credentials:  credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, ""),
+		Credentials:  creds,
 		Retryer:      iotapi.NewRetryer(iotapi.RetryPolicy{MaxAttempts: 10, MaxBackoff: 20 * time.Millisecond}),
 	}
 	if transport != nil {
@@ -93,7 +131,7 @@ func newRegistry(t *testing.T) *registry {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	r := &registry{admin: client(nil)}
+	r := &registry{admin: client(nil, adminCredentials)}
 	var err error
 	if r.ca, err = testpki.NewCA(testpki.CAOptions{CommonName: "Our Tenant CA"}); err != nil {
 		t.Fatal(err)
@@ -245,7 +283,7 @@ func (r *registry) wantOnlyForeignLeft(t *testing.T) {
 
 func TestDeleteRemovesWhatJITRCreatedAndNothingElse(t *testing.T) {
 	r := newRegistry(t)
-	td := teardown.New(client(nil), quiet, 4)
+	td := teardown.New(teardownClient(t, nil), quiet, 4)
 	ctx := context.Background()
 
 	id, data, err := td.HandleEvent(ctx, deleteEvent([]string{r.caID}, "false"))
@@ -274,7 +312,7 @@ func TestDeleteRemovesWhatJITRCreatedAndNothingElse(t *testing.T) {
 
 func TestDeleteRetainsDevicesWhenAsked(t *testing.T) {
 	r := newRegistry(t)
-	td := teardown.New(client(nil), quiet, 4)
+	td := teardown.New(teardownClient(t, nil), quiet, 4)
 	if _, _, err := td.HandleEvent(context.Background(), deleteEvent([]string{r.caID}, "true")); err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +326,7 @@ func TestDeleteRetainsDevicesWhenAsked(t *testing.T) {
 
 func TestCreateAndUpdateRemoveNothingOfCurrentCAs(t *testing.T) {
 	r := newRegistry(t)
-	td := teardown.New(client(nil), quiet, 4)
+	td := teardown.New(teardownClient(t, nil), quiet, 4)
 	ctx := context.Background()
 	create := deleteEvent([]string{r.caID}, "false")
 	create.RequestType, create.PhysicalResourceID = cfn.RequestCreate, ""
@@ -325,7 +363,7 @@ func TestCreateAndUpdateRemoveNothingOfCurrentCAs(t *testing.T) {
 func TestDeleteRidesOutThrottling(t *testing.T) {
 	r := newRegistry(t)
 	th := &throttler{every: 3}
-	td := teardown.New(client(th), quiet, 4)
+	td := teardown.New(teardownClient(t, th), quiet, 4)
 	if _, _, err := td.HandleEvent(context.Background(), deleteEvent([]string{r.caID}, "false")); err != nil {
 		t.Fatalf("Delete under throttling: %v", err)
 	}
@@ -361,7 +399,7 @@ func TestPartialFailureReportsWhatIsLeftAndRerunFinishes(t *testing.T) {
 	defer srv.Close()
 	ev := deleteEvent([]string{r.caID}, "false")
 	ev.ResponseURL = srv.URL
-	td := teardown.New(failingDelete{Client: client(nil), certID: victim}, quiet, 4)
+	td := teardown.New(failingDelete{Client: teardownClient(t, nil), certID: victim}, quiet, 4)
 	if _, err := cfn.LambdaWrap(td.HandleEvent)(context.Background(), ev); err != nil {
 		t.Fatalf("sending the response: %v", err)
 	}
@@ -379,8 +417,47 @@ func TestPartialFailureReportsWhatIsLeftAndRerunFinishes(t *testing.T) {
 	}
 
 	// The fault clears: running again finishes the job.
-	if _, _, err := teardown.New(client(nil), quiet, 4).HandleEvent(context.Background(), ev); err != nil {
+	if _, _, err := teardown.New(teardownClient(t, nil), quiet, 4).HandleEvent(context.Background(), ev); err != nil {
 		t.Fatalf("rerun: %v", err)
 	}
 	r.wantOnlyForeignLeft(t)
+}
+
+// TestDeleteWithoutDetachGrantAnswersFailedNamingTheAction: IAM is enforced as in AWS, so a teardown role that
+// lacks iot:DetachThingPrincipal is denied at its first detachment, and CloudFormation is told FAILED with the
+// denied action in the reason.
+func TestDeleteWithoutDetachGrantAnswersFailedNamingTheAction(t *testing.T) {
+	r := newRegistry(t)
+	creds := teardownPrincipal(t, func(tmpl *localaws.Template) {
+		fn, err := localaws.TeardownFunction(tmpl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		localaws.MoveGrant(tmpl, fn, []string{"iot:DetachThingPrincipal"}, ":cert/*", "")
+	})
+	defer teardownPrincipal(t, nil) // the next tests run with the role as synthesized
+
+	var response struct{ Status, Reason, PhysicalResourceId string }
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		_ = json.NewDecoder(req.Body).Decode(&response)
+	}))
+	defer srv.Close()
+	ev := deleteEvent([]string{r.caID}, "false")
+	ev.ResponseURL = srv.URL
+	td := teardown.New(client(nil, creds), quiet, 4)
+	if _, err := cfn.LambdaWrap(td.HandleEvent)(context.Background(), ev); err != nil {
+		t.Fatalf("sending the response: %v", err)
+	}
+	if response.Status != "FAILED" {
+		t.Fatalf("response %+v, want FAILED", response)
+	}
+	for _, want := range []string{"AccessDeniedException", "is not authorized to perform: iot:DetachThingPrincipal on resource: arn:aws:iot:"} {
+		if !strings.Contains(response.Reason, want) {
+			t.Errorf("reason %q lacks %q", response.Reason, want)
+		}
+	}
+	t.Logf("CloudFormation is told: %s", response.Reason)
+	if n := len(r.thingsOf(t, stackName)); n != 3 {
+		t.Errorf("%d JITR things left, want all 3 (nothing could be detached)", n)
+	}
 }

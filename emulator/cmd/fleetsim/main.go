@@ -284,6 +284,12 @@ func check(sum *localaws.Summary, devices []*fleet.Device) error {
 	if sum.Certificates["ACTIVE"] != len(devices) {
 		problems = append(problems, fmt.Sprintf("%d active certificates for %d devices", sum.Certificates["ACTIVE"], len(devices)))
 	}
+	if sum.IAM.Authorized == 0 {
+		problems = append(problems, "no AWS call of the function was authorized by IAM: is IAM enforced?")
+	}
+	if sum.IAM.Denied > 0 {
+		problems = append(problems, fmt.Sprintf("IAM denied %d call(s) of the function: %s", sum.IAM.Denied, sum.IAM.Denials[0].Message))
+	}
 	if len(sum.Objects) != len(devices) {
 		problems = append(problems, fmt.Sprintf("%d S3 objects for %d devices", len(sum.Objects), len(devices)))
 	}
