@@ -29,6 +29,7 @@ def _delete_certificate(self, certificate_id, force_delete):
 
 
 IoTBackend.delete_certificate = _delete_certificate
+__import__("fidelity").install()  # the AWS IoT rules moto lacks: see fidelity.py
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():
