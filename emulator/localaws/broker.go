@@ -62,11 +62,6 @@ type Broker struct {
 	// lookups bounds the registry calls of connections in progress: a fleet retrying at once would otherwise
 	// flood moto, a single process, and starve the function that provisions the fleet.
 	lookups chan struct{}
-	// pending remembers certificates this broker saw PENDING_ACTIVATION (id → CA id). Only the function changes
-	// that status in this flow, and the emulator calls Settled when it has run, so a device retrying meanwhile is
-	// refused (and its event re-published) without a registry call.
-	pendingMu sync.Mutex
-	pending   map[string]string
 	// ctx ends when the broker closes, so admissions in progress stop waiting for the registry.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -75,26 +70,6 @@ type Broker struct {
 // registrySlotWait is how long a connection waits for a registry slot before it is refused as AWS IoT refuses
 // when it is overloaded; the device retries with backoff, which is what spreads a storm out.
 const registrySlotWait = 3 * time.Second
-
-// Settled tells the broker the function has handled a certificate's event: its next connection asks the registry.
-func (b *Broker) Settled(certID string) {
-	b.pendingMu.Lock()
-	delete(b.pending, certID)
-	b.pendingMu.Unlock()
-}
-
-func (b *Broker) pendingCA(certID string) (string, bool) {
-	b.pendingMu.Lock()
-	defer b.pendingMu.Unlock()
-	ca, ok := b.pending[certID]
-	return ca, ok
-}
-
-func (b *Broker) markPending(certID, caID string) {
-	b.pendingMu.Lock()
-	b.pending[certID] = caID
-	b.pendingMu.Unlock()
-}
 
 // session is what the broker knows about an admitted connection.
 type session struct {
@@ -113,7 +88,7 @@ func StartBroker(opts BrokerOptions) (*Broker, error) {
 	}
 	d := opts.Deployment
 	b := &Broker{opts: opts, region: d.Resolver.Pseudo["AWS::Region"], account: d.Resolver.Pseudo["AWS::AccountId"],
-		lookups: make(chan struct{}, 4), pending: map[string]string{}}
+		lookups: make(chan struct{}, 4)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	for name, p := range d.Policies {
 		b.policies.Store(name, p)
@@ -186,10 +161,6 @@ func (b *Broker) admit(ctx context.Context, cl *mqtt.Client) (*session, string) 
 	leaf := chain[0]
 	sum := sha256.Sum256(leaf.Raw)
 	certID := hex.EncodeToString(sum[:])
-	if caID, ok := b.pendingCA(certID); ok {
-		b.publishRegistered(certID, caID)
-		return nil, fmt.Sprintf("certificate %s is PENDING_ACTIVATION: registered event re-published", timeline.Short(certID))
-	}
 	wait := time.NewTimer(registrySlotWait)
 	defer wait.Stop()
 	select {
@@ -213,8 +184,12 @@ func (b *Broker) admit(ctx context.Context, cl *mqtt.Client) (*session, string) 
 	status := desc.CertificateDescription.Status
 	switch status {
 	case iottypes.CertificateStatusPendingActivation:
+		// AWS IoT publishes the registered event again on every connection attempt with a certificate still
+		// PENDING_ACTIVATION (the registry decides, each time: no answer from memory), at least once and in no
+		// guaranteed order: "Event messages are guaranteed to be published once. It is possible for them to be
+		// published more than once. The ordering of event messages is not guaranteed."
+		// (https://docs.aws.amazon.com/iot/latest/developerguide/iot-events.html)
 		if ca, ok := b.issuingCA(leaf, chain[1:]); ok {
-			b.markPending(certID, ca.ID)
 			b.publishRegistered(certID, ca.ID)
 			return nil, fmt.Sprintf("certificate %s is PENDING_ACTIVATION: registered event re-published", timeline.Short(certID))
 		}
@@ -291,7 +266,6 @@ func (b *Broker) autoRegister(ctx context.Context, leaf *x509.Certificate, inter
 	if err != nil && !errors.As(err, &exists) {
 		return fmt.Sprintf("register certificate %s: %v", timeline.Short(certID), err)
 	}
-	b.markPending(certID, ca.ID)
 	b.publishRegistered(certID, ca.ID)
 	return fmt.Sprintf("unknown certificate %s of CA %s: registered PENDING_ACTIVATION, registered event published, connection closed",
 		timeline.Short(certID), timeline.Short(ca.ID))

@@ -632,3 +632,85 @@ func TestShadowTopicsAreBridgedWithAcceptedRejectedAndDelta(t *testing.T) {
 	request("delete", `{}`, "delete/accepted")
 	request("get", `{}`, "get/rejected")
 }
+
+// AWS IoT publishes the registered event again on every connection attempt with a PENDING_ACTIVATION certificate,
+// and every event reaches the rule's function: none is merged with a copy still waiting for the function. The
+// broker asks the registry on each attempt, so a certificate activated meanwhile connects at once, even while the
+// function still has events of it to handle.
+func TestEveryPendingConnectionAttemptReachesTheFunction(t *testing.T) {
+	if err := env.moto.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var events []contract.RegisteredEvent
+	slow := localaws.InvokeFunc(func(ctx context.Context, payload []byte) ([]byte, error) {
+		var ev contract.RegisteredEvent
+		if err := json.Unmarshal(payload, &ev); err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		events = append(events, ev)
+		mu.Unlock()
+		select { // a function slower than the device's retries: its events queue up
+		case <-release:
+		case <-ctx.Done():
+		}
+		return []byte("null"), nil
+	})
+	tw, err := localaws.Start(context.Background(), localaws.Options{Template: env.template, Moto: env.moto, Function: slow, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tw.Stop) // its end also ends the function's wait
+
+	d := fleet.NewDevice("pending", env.tenantCA, deviceConfig(tw, nil))
+	if err := d.Boot(); err != nil {
+		t.Fatal(err)
+	}
+	const attempts = 4
+	for i := 0; i < attempts; i++ {
+		if c, err := d.ConnectOnce(d.Thing, d.Certificate()); err == nil {
+			c.Disconnect(0)
+			t.Fatalf("attempt %d connected with a PENDING_ACTIVATION certificate", i+1)
+		}
+	}
+	certID := fleet.CertificateID(d.Certificate().Cert)
+	if got := certStatus(t, tw, certID); got != "PENDING_ACTIVATION" {
+		t.Fatalf("certificate is %s, want PENDING_ACTIVATION", got)
+	}
+
+	// Provisioned by hand while the function is still busy: the next attempt must be admitted by the registry.
+	ctx := context.Background()
+	arn := aws.String(fmt.Sprintf("arn:aws:iot:%s:%s:cert/%s", motoserver.Region, motoserver.AccountID, certID))
+	if _, err := tw.IoT.CreateThing(ctx, &iot.CreateThingInput{ThingName: aws.String(d.Thing)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.IoT.AttachThingPrincipal(ctx, &iot.AttachThingPrincipalInput{ThingName: aws.String(d.Thing), Principal: arn, ThingPrincipalType: iottypes.ThingPrincipalTypeExclusiveThing}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.IoT.AttachPolicy(ctx, &iot.AttachPolicyInput{PolicyName: aws.String(tw.Info().DevicePolicy), Target: arn}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.IoT.UpdateCertificate(ctx, &iot.UpdateCertificateInput{CertificateId: aws.String(certID), NewStatus: iottypes.CertificateStatusActive}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := d.ConnectOnce(d.Thing, d.Certificate())
+	if err != nil {
+		t.Fatalf("ACTIVE certificate refused while its earlier events wait for the function: %v", err)
+	}
+	c.Disconnect(0)
+
+	close(release)
+	tw.DrainFunction()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) != attempts {
+		t.Fatalf("the function received %d registered events for %d attempts with a PENDING_ACTIVATION certificate", len(events), attempts)
+	}
+	for i, ev := range events {
+		if ev.CertificateID != certID || ev.CertificateStatus != "PENDING_ACTIVATION" || ev.CACertificateID != tw.Deployment.CAs[0].ID {
+			t.Errorf("event %d = %+v, want certificate %s PENDING_ACTIVATION of CA %s", i+1, ev, certID, tw.Deployment.CAs[0].ID)
+		}
+	}
+}

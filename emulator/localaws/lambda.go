@@ -180,26 +180,33 @@ type AsyncResult struct {
 }
 
 // AsyncInvoker queues events and invokes the function like Lambda's asynchronous invocation: a bounded number of
-// concurrent executions, and up to two retries after a function error. Unlike Lambda, whose concurrency would absorb
-// them, an event identical in key to one still waiting in the queue is coalesced with it: the function is
-// idempotent, so the outcome is the same, and a fleet retrying against an emulator with two executions cannot snowball.
+// concurrent executions, and up to two retries after a function error. Every event is delivered on its own, as AWS
+// IoT delivers the registered event at least once per connection attempt, duplicates included: none is merged with
+// another and none is dropped. The queue is bounded; when it is full, Enqueue waits for room, which holds back the
+// connection whose attempt published the event (backpressure, where Lambda's concurrency would absorb the storm).
 type AsyncInvoker struct {
 	invoker    Invoker
-	mu         sync.Mutex
-	waiting    map[string]bool // keys of queued, not yet started events
-	queue      chan queued
+	queue      chan []byte
 	retries    int
 	retryDelay time.Duration
 	onResult   func(AsyncResult)
 	wg         sync.WaitGroup
 	pending    sync.WaitGroup
+	ctx        context.Context
 	cancel     context.CancelFunc
 }
 
-// NewAsyncInvoker starts workers that drain the queue; onResult (optional) sees every final outcome.
-func NewAsyncInvoker(inv Invoker, workers int, onResult func(AsyncResult)) *AsyncInvoker {
+// DefaultQueueSize is the number of events the asynchronous invoker holds before Enqueue waits.
+const DefaultQueueSize = 1 << 14
+
+// NewAsyncInvoker starts workers that drain a queue of queueSize events (DefaultQueueSize when not positive);
+// onResult (optional) sees every final outcome.
+func NewAsyncInvoker(inv Invoker, workers, queueSize int, onResult func(AsyncResult)) *AsyncInvoker {
+	if queueSize <= 0 {
+		queueSize = DefaultQueueSize
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &AsyncInvoker{invoker: inv, queue: make(chan queued, 1<<16), waiting: map[string]bool{}, retries: 2, retryDelay: 200 * time.Millisecond, onResult: onResult, cancel: cancel}
+	a := &AsyncInvoker{invoker: inv, queue: make(chan []byte, queueSize), retries: 2, retryDelay: 200 * time.Millisecond, onResult: onResult, ctx: ctx, cancel: cancel}
 	for i := 0; i < workers; i++ {
 		a.wg.Add(1)
 		go a.work(ctx)
@@ -207,27 +214,14 @@ func NewAsyncInvoker(inv Invoker, workers int, onResult func(AsyncResult)) *Asyn
 	return a
 }
 
-type queued struct {
-	key     string
-	payload []byte
-}
-
-// Enqueue accepts an event without waiting for it to run; it reports false when the queue is full. An event whose
-// non-empty key matches a queued one is coalesced with it.
-func (a *AsyncInvoker) Enqueue(key string, payload []byte) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if key != "" && a.waiting[key] {
-		return true
-	}
+// Enqueue accepts an event for invocation, waiting while the queue is full. It reports false only when the
+// invoker has been stopped.
+func (a *AsyncInvoker) Enqueue(payload []byte) bool {
 	a.pending.Add(1)
 	select {
-	case a.queue <- queued{key: key, payload: payload}:
-		if key != "" {
-			a.waiting[key] = true
-		}
+	case a.queue <- payload:
 		return true
-	default:
+	case <-a.ctx.Done():
 		a.pending.Done()
 		return false
 	}
@@ -248,11 +242,7 @@ func (a *AsyncInvoker) work(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case q := <-a.queue:
-			a.mu.Lock()
-			delete(a.waiting, q.key)
-			a.mu.Unlock()
-			payload := q.payload
+		case payload := <-a.queue:
 			res := AsyncResult{Payload: payload}
 			for attempt := 0; attempt <= a.retries; attempt++ {
 				if attempt > 0 {

@@ -15,10 +15,10 @@ func TestAsyncInvokerRetriesFunctionErrorsTwice(t *testing.T) {
 	a := NewAsyncInvoker(InvokeFunc(func(context.Context, []byte) ([]byte, error) {
 		calls.Add(1)
 		return nil, &FunctionError{Type: "Throttled", Message: "try again"}
-	}), 1, func(r AsyncResult) { mu.Lock(); results = append(results, r); mu.Unlock() })
+	}), 1, 0, func(r AsyncResult) { mu.Lock(); results = append(results, r); mu.Unlock() })
 	a.retryDelay = 0
 	defer a.Stop()
-	a.Enqueue("c1", []byte(`{}`))
+	a.Enqueue([]byte(`{}`))
 	a.Drain()
 	var fe *FunctionError
 	if calls.Load() != 3 || len(results) != 1 || results[0].Attempts != 3 || !errors.As(results[0].Err, &fe) {
@@ -33,41 +33,55 @@ func TestAsyncInvokerStopsRetryingOnSuccess(t *testing.T) {
 			return nil, errors.New("transient")
 		}
 		return nil, nil
-	}), 1, nil)
+	}), 1, 0, nil)
 	a.retryDelay = 0
 	defer a.Stop()
-	a.Enqueue("", []byte(`{}`))
+	a.Enqueue([]byte(`{}`))
 	a.Drain()
 	if calls.Load() != 2 {
 		t.Errorf("calls = %d, want 2 (one failure, one success)", calls.Load())
 	}
 }
 
-func TestAsyncInvokerCoalescesQueuedDuplicates(t *testing.T) {
+// AWS IoT publishes the registered event on every connection attempt of a PENDING_ACTIVATION certificate: each
+// copy, identical or not, reaches the function, even while earlier copies wait in a full queue.
+func TestAsyncInvokerDeliversEveryEventEvenWhenTheQueueIsFull(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan string, 10)
 	a := NewAsyncInvoker(InvokeFunc(func(_ context.Context, p []byte) ([]byte, error) {
 		started <- string(p)
 		<-release
 		return nil, nil
-	}), 1, nil)
+	}), 1, 1, nil)
 	defer a.Stop()
-	a.Enqueue("c1", []byte("first"))
-	if got := <-started; got != "first" {
+	if !a.Enqueue([]byte("c1")) {
+		t.Fatal("first event refused")
+	}
+	if got := <-started; got != "c1" {
 		t.Fatalf("started %q", got)
 	}
-	// c1 is running, not waiting: a re-fired event queues again. Further copies while it waits coalesce.
-	a.Enqueue("c1", []byte("refire"))
-	a.Enqueue("c1", []byte("refire-dup"))
-	a.Enqueue("c2", []byte("other"))
+	// The worker is busy with c1 and the queue holds one event: the copies after it wait for room, none is
+	// dropped or merged.
+	accepted := make(chan bool, 3)
+	go func() {
+		for _, p := range []string{"c1", "c1", "c2"} {
+			accepted <- a.Enqueue([]byte(p))
+		}
+		close(accepted)
+	}()
 	close(release)
+	for ok := range accepted {
+		if !ok {
+			t.Error("an event was refused")
+		}
+	}
 	a.Drain()
 	close(started)
 	var ran []string
 	for p := range started {
 		ran = append(ran, p)
 	}
-	if len(ran) != 2 || ran[0] != "refire" || ran[1] != "other" {
-		t.Errorf("ran %v after first, want [refire other]", ran)
+	if len(ran) != 3 || ran[0] != "c1" || ran[1] != "c1" || ran[2] != "c2" {
+		t.Errorf("ran %v after the first c1, want [c1 c1 c2]: every copy, in the order published", ran)
 	}
 }

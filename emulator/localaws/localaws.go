@@ -167,7 +167,7 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 			t.Deployment.Function, opts.Workers, strings.Join(keys, ", "))
 		fn = t.pool
 	}
-	t.async = NewAsyncInvoker(fn, opts.Workers, t.reportInvocation)
+	t.async = NewAsyncInvoker(fn, opts.Workers, 0, t.reportInvocation)
 
 	srvCA, err := testpki.NewCA(testpki.CAOptions{CommonName: "sphere-jitr emulator server CA"})
 	if err != nil {
@@ -184,10 +184,9 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 		Shadow:      t.Shadow,
 		Certificate: tls.Certificate{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key, Leaf: leaf.Cert},
 		OnRule: func(rule DeployedRule, topic string, payload []byte) {
-			var ev contract.RegisteredEvent
-			_ = json.Unmarshal(payload, &ev)
-			if !t.async.Enqueue(ev.CertificateID, payload) {
-				t.tl.Event("rules", "rule %s: invocation queue full, event dropped", rule.Name)
+			// Every event reaches the function, duplicates included; a full queue holds the publisher back.
+			if !t.async.Enqueue(payload) {
+				t.tl.Event("rules", "rule %s: emulator stopping, event not delivered", rule.Name)
 			}
 		},
 		Timeline: t.tl,
@@ -204,9 +203,6 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 func (t *Emulator) reportInvocation(res AsyncResult) {
 	var ev contract.RegisteredEvent
 	_ = json.Unmarshal(res.Payload, &ev)
-	if t.Broker != nil {
-		t.Broker.Settled(ev.CertificateID)
-	}
 	if res.Err != nil {
 		t.tl.Event("jitr", "certificate %s: function failed after %d attempts: %v", timeline.Short(ev.CertificateID), res.Attempts, res.Err)
 		t.deadLetter(res)

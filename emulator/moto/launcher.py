@@ -50,6 +50,7 @@ def _to_description_dict(self):
 
 
 FakeCertificate.to_description_dict = _to_description_dict
+__import__("fidelity").install()  # the AWS IoT rules moto lacks: see fidelity.py
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():
