@@ -196,8 +196,13 @@ type AsyncInvoker struct {
 
 // NewAsyncInvoker starts workers that drain the queue; onResult (optional) sees every final outcome.
 func NewAsyncInvoker(inv Invoker, workers int, onResult func(AsyncResult)) *AsyncInvoker {
+	return newAsyncInvoker(inv, workers, 2, onResult)
+}
+
+// newAsyncInvoker is NewAsyncInvoker with the number of retries after a function error.
+func newAsyncInvoker(inv Invoker, workers, retries int, onResult func(AsyncResult)) *AsyncInvoker {
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &AsyncInvoker{invoker: inv, queue: make(chan queued, 1<<16), waiting: map[string]bool{}, retries: 2, retryDelay: 200 * time.Millisecond, onResult: onResult, cancel: cancel}
+	a := &AsyncInvoker{invoker: inv, queue: make(chan queued, 1<<16), waiting: map[string]bool{}, retries: retries, retryDelay: 200 * time.Millisecond, onResult: onResult, cancel: cancel}
 	for i := 0; i < workers; i++ {
 		a.wg.Add(1)
 		go a.work(ctx)
