@@ -85,7 +85,11 @@ func (t *Emulator) runRule(rule DeployedRule, topic string, payload []byte) {
 			t.tl.Event("rules", "rule %s on %s: %v", rule.Name, topic, err)
 			return
 		}
-		t.tl.Event("rules", "rule %s: request on %s → presign function", rule.Name, timeline.Short(topic))
+		levels := strings.Split(topic, "/")
+		if len(levels) > 1 {
+			levels[1] = timeline.Short(levels[1])
+		}
+		t.tl.Event("rules", "rule %s: request on %s → presign function", rule.Name, strings.Join(levels, "/"))
 		if !inv.Enqueue("", event) {
 			t.tl.Event("rules", "rule %s: invocation queue full, request dropped", rule.Name)
 		}

@@ -26,6 +26,7 @@ type S3Gate struct {
 	timeline *timeline.Timeline
 	mu       sync.Mutex
 	skew     time.Duration // added to the clock: tests age URLs past their expiry without waiting
+	expire   int           // the next presigned requests judged as if their URL had expired (tests)
 }
 
 // StartS3Gate listens on a free loopback port and proxies to moto at motoURL.
@@ -62,6 +63,24 @@ func (g *S3Gate) Advance(d time.Duration) {
 	g.mu.Unlock()
 }
 
+// ExpireNext judges the next n presigned requests as if their URL had expired before use (tests: a device that
+// used its URL too late must ask for a new one).
+func (g *S3Gate) ExpireNext(n int) {
+	g.mu.Lock()
+	g.expire = n
+	g.mu.Unlock()
+}
+
+func (g *S3Gate) expiredForTest() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.expire > 0 {
+		g.expire--
+		return true
+	}
+	return false
+}
+
 func (g *S3Gate) now() time.Time {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -88,7 +107,7 @@ func (g *S3Gate) check(r *http.Request) (code, msg string) {
 	if err := a.verify(r, pr.Secret, "UNSIGNED-PAYLOAD", false); err != nil {
 		return "SignatureDoesNotMatch", err.Error()
 	}
-	if g.now().After(a.Date.Add(a.Expires)) {
+	if g.now().After(a.Date.Add(a.Expires)) || g.expiredForTest() {
 		return "AccessDenied", "Request has expired"
 	}
 	action := map[string]string{http.MethodPut: "s3:PutObject", http.MethodGet: "s3:GetObject", http.MethodHead: "s3:GetObject"}[r.Method]
