@@ -22,7 +22,6 @@ type S3Gate struct {
 	srv      *http.Server
 	addr     string
 	keys     *principals
-	region   string
 	timeline *timeline.Timeline
 	mu       sync.Mutex
 	skew     time.Duration // added to the clock: tests age URLs past their expiry without waiting
