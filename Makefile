@@ -49,7 +49,8 @@ $(STATICCHECK):
 
 # Go packages of the CDK app and the shared libraries; the parts in mk/*.mk test their own packages.
 CORE_GO_PKGS := . ./stacks/... ./infra/... ./internal/config/... ./internal/azsphere/... ./internal/contract/... \
-                ./internal/iotapi/... ./internal/lambdabuild/... ./internal/teardown/... ./lambda/teardown/...
+                ./internal/iotapi/... ./internal/lambdabuild/... ./internal/teardown/... ./lambda/teardown/... \
+                ./internal/presign/... ./lambda/presign/...
 TEST_TARGETS += lint test-cdk
 
 # The parts add to SETUP_TARGETS, TEST_TARGETS and BENCH_TARGETS: include them before any rule uses those.

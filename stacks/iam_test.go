@@ -101,6 +101,7 @@ var cfnArnShapes = map[string]string{
 	"AWS::IoT::Policy":      "arn:aws:iot:us-east-1:123456789012:policy/NAME",
 	"AWS::Lambda::Function": "arn:aws:lambda:us-east-1:123456789012:function:NAME",
 	"AWS::IAM::Role":        "arn:aws:iam::123456789012:role/NAME",
+	"AWS::S3::Bucket":       "arn:aws:s3:::NAME",
 }
 
 // grantARN renders a statement's resource as the ARN pattern IAM would match, in us-east-1 of account 123456789012.

@@ -30,6 +30,7 @@ type SphereJitrStack struct {
 	Bucket       *infra.DemoBucket
 	Endpoint     *infra.IotEndpoint
 	Teardown     *infra.RegistryTeardown
+	S3Urls       *infra.S3UrlService
 }
 
 // NewSphereJitrStack declares the stack.
@@ -62,6 +63,15 @@ func NewSphereJitrStack(scope constructs.Construct, id string, props *SphereJitr
 	})
 	s.Bucket = infra.NewDemoBucket(stack, "DemoBucket")
 	s.Endpoint = infra.NewIotEndpoint(stack, "DataEndpoint")
+	s.S3Urls = infra.NewS3UrlService(stack, "S3Urls", &infra.S3UrlServiceProps{
+		Policy:        s.Policy,
+		Bucket:        s.Bucket,
+		Endpoint:      s.Endpoint,
+		ModuleRoot:    props.ModuleRoot,
+		MaxPutBytes:   cfg.PresignMaxPutBytes,
+		URLExpiry:     awscdk.Duration_Seconds(jsii.Number(cfg.PresignURLExpiry.Seconds())),
+		ProvisionedBy: stack.StackName(),
+	})
 
 	caIDs := make([]*string, 0, len(s.CAs))
 	for _, ca := range s.CAs {
@@ -73,7 +83,7 @@ func NewSphereJitrStack(scope constructs.Construct, id string, props *SphereJitr
 	output(contract.OutputIotEndpoint, "AWS IoT data endpoint (iot:Data-ATS) the devices connect to", s.Endpoint.Address())
 	output(contract.OutputCACertificateIDs, "AWS IoT ids of the registered tenant CA certificates", awscdk.Fn_Join(jsii.String(","), &caIDs))
 	output(contract.OutputDevicePolicyName, "IoT policy attached to every device certificate", s.Policy.PolicyName())
-	output(contract.OutputDemoBucketName, "S3 bucket for the device's presigned upload and download", s.Bucket.Bucket.BucketName())
+	output(contract.OutputDemoBucketName, "S3 bucket of the devices' objects (devices/<thing>/..., through runtime presigned URLs) and the fleet file", s.Bucket.Bucket.BucketName())
 	output(contract.OutputRegion, "Region of the stack", stack.Region())
 	output(contract.OutputTenantID, "Azure Sphere tenant (catalog) id", jsii.String(cfg.TenantID))
 	output(contract.OutputRetainDevices, "Whether cdk destroy keeps the devices, their certificates and the CA", jsii.String(strconv.FormatBool(cfg.RetainDevices)))

@@ -442,6 +442,14 @@ func TestTemplateSpeaksTheContract(t *testing.T) {
 		}
 		for id, r := range rules {
 			sql := flattenJoin(props(r)["TopicRulePayload"].(map[string]any)["Sql"])
+			if strings.HasPrefix(id, "S3Urls") {
+				want := "SELECT topic(2) AS " + contract.S3URLRuleThingVar + ", operation, name, contentLength, clientToken FROM '" +
+					contract.S3URLRequestTopic(s.stack.Policy.TopicRoot, "+") + "'"
+				if sql != want {
+					t.Errorf("S3 URL rule %s: %s, want %s", id, sql, want)
+				}
+				continue
+			}
 			if !strings.HasPrefix(sql, "SELECT * FROM '"+contract.RegisteredEventTopicPrefix) {
 				t.Errorf("rule %s listens to %s, not to %s<caId>", id, sql, contract.RegisteredEventTopicPrefix)
 			}
@@ -449,10 +457,10 @@ func TestTemplateSpeaksTheContract(t *testing.T) {
 	}
 }
 
-// TestBundledHandlersAreArm64Bootstraps checks both Go Lambdas (JITR, teardown) were built by the local bundler.
+// TestBundledHandlersAreArm64Bootstraps checks the Go Lambdas (JITR, teardown, presign) were built by the local bundler.
 func TestBundledHandlersAreArm64Bootstraps(t *testing.T) {
-	if len(oneCA.bootstraps) != 2 {
-		t.Fatalf("found %d bundled bootstrap executables in the cloud assembly, want 2 (JITR, teardown)", len(oneCA.bootstraps))
+	if len(oneCA.bootstraps) != 3 {
+		t.Fatalf("found %d bundled bootstrap executables in the cloud assembly, want 3 (JITR, teardown, presign)", len(oneCA.bootstraps))
 	}
 	for _, b := range oneCA.bootstraps {
 		data, err := os.ReadFile(b)
@@ -474,6 +482,11 @@ func TestTopicRulePerOwnCA(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cas := resources(tc.s, "AWS::IoT::CACertificate")
 			rules := resources(tc.s, "AWS::IoT::TopicRule")
+			for id := range rules {
+				if strings.HasPrefix(id, "S3Urls") { // the S3 URL request rule, TestPresignFunction
+					delete(rules, id)
+				}
+			}
 			if len(rules) != len(cas) {
 				t.Fatalf("%d rules for %d CAs", len(rules), len(cas))
 			}
@@ -614,6 +627,104 @@ func TestNoWildcardGrants(t *testing.T) {
 					t.Errorf("statement grants %s: %s", a, asJSON(st))
 				}
 			}
+		}
+	}
+}
+
+// TestPresignFunction checks the S3 URL service: the function's environment is contract.PresignEnv, resolved from
+// the bucket, the endpoint lookup and the context; it is not retried (the device asks again) and its failures go to
+// its own dead-letter queue.
+func TestPresignFunction(t *testing.T) {
+	var found bool
+	for id, fn := range resources(oneCA, "AWS::Lambda::Function") {
+		if !strings.HasPrefix(id, "S3UrlsFunction") {
+			continue
+		}
+		found = true
+		vars := props(fn)["Environment"].(map[string]any)["Variables"].(map[string]any)
+		var got []string
+		for k := range vars {
+			got = append(got, k)
+		}
+		sort.Strings(got)
+		want := append([]string(nil), contract.PresignEnv...)
+		sort.Strings(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("presign environment %v, contract.PresignEnv %v", got, want)
+		}
+		if vars[contract.EnvPresignMaxBytes] != "1048576" || vars[contract.EnvPresignExpirySec] != "900" {
+			t.Errorf("defaults: max %v, expiry %v; want 1048576 and 900", vars[contract.EnvPresignMaxBytes], vars[contract.EnvPresignExpirySec])
+		}
+		if vars[contract.EnvDeviceTopicRoot] != "devices" {
+			t.Errorf("topic root %v", vars[contract.EnvDeviceTopicRoot])
+		}
+		if !strings.Contains(asJSON(vars[contract.EnvIotDataEndpoint]), "endpointAddress") {
+			t.Errorf("%s = %s, want the endpoint lookup's endpointAddress", contract.EnvIotDataEndpoint, asJSON(vars[contract.EnvIotDataEndpoint]))
+		}
+		if !strings.Contains(asJSON(vars[contract.EnvBucketName]), "DemoBucket") {
+			t.Errorf("%s = %s, want the demo bucket", contract.EnvBucketName, asJSON(vars[contract.EnvBucketName]))
+		}
+	}
+	if !found {
+		t.Fatal("no presign function")
+	}
+	must(t, "no retry, failures to the presign dead-letter queue", func() {
+		oneCA.template.HasResourceProperties(jsii.String("AWS::Lambda::EventInvokeConfig"), map[string]any{
+			"MaximumRetryAttempts": 0,
+			"DestinationConfig": map[string]any{"OnFailure": map[string]any{
+				"Destination": map[string]any{"Fn::GetAtt": []any{assertions.Match_StringLikeRegexp(jsii.String("^S3UrlsDeadLetterQueue")), "Arn"}},
+			}},
+		})
+	})
+	alarms := 0
+	for _, a := range resources(oneCA, "AWS::CloudWatch::Alarm") {
+		if strings.Contains(asJSON(props(a)), "S3Urls") {
+			alarms++
+		}
+	}
+	if alarms != 2 {
+		t.Errorf("%d alarms on the presign function and its queue, want 2 (errors, dead letters)", alarms)
+	}
+}
+
+// TestPresignRoleGrantsOnlyDeviceObjectsAndReplyTopics is the acceptance check of issue 14: the synthesized
+// template grants the presign role no S3 action outside devices/* of the bucket and no publish outside the reply
+// topics; besides those it may only write its own logs and send failed invocations to its dead-letter queue.
+func TestPresignRoleGrantsOnlyDeviceObjectsAndReplyTopics(t *testing.T) {
+	for name, s := range map[string]*synthesized{"one CA": oneCA, "retained": retained} {
+		statements := 0
+		for id, p := range resources(s, "AWS::IAM::Policy") {
+			if !strings.Contains(asJSON(props(p)["Roles"]), "S3UrlsRole") {
+				continue
+			}
+			for _, st := range stmts(props(p)["PolicyDocument"]) {
+				statements++
+				if st["Effect"] != "Allow" || st["Condition"] != nil {
+					t.Errorf("%s %s: unexpected statement %s", name, id, asJSON(st))
+				}
+				for _, a := range list(st["Action"]) {
+					for _, r := range asSlice(st["Resource"]) {
+						arn := flattenJoin(r)
+						ok := false
+						switch {
+						case a == "s3:PutObject" || a == "s3:GetObject":
+							ok = regexp.MustCompile(`^\{"Fn::GetAtt":\["DemoBucket[0-9A-F]+","Arn"\]\}/devices/\*$`).MatchString(arn)
+						case a == "iot:Publish":
+							ok = regexp.MustCompile(`^arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/devices/\*/s3/url/(accepted|rejected)$`).MatchString(arn)
+						case strings.HasPrefix(a, "logs:"):
+							ok = regexp.MustCompile(`S3UrlsLogGroup`).MatchString(arn)
+						case strings.HasPrefix(a, "sqs:"): // the on-failure destination
+							ok = regexp.MustCompile(`^\{"Fn::GetAtt":\["S3UrlsDeadLetterQueue[0-9A-F]+","Arn"\]\}$`).MatchString(arn)
+						}
+						if !ok {
+							t.Errorf("%s: presign role may %s on %s", name, a, arn)
+						}
+					}
+				}
+			}
+		}
+		if statements < 3 {
+			t.Errorf("%s: found %d statements for the presign role: the walk is broken", name, statements)
 		}
 	}
 }

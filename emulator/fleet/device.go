@@ -1,7 +1,7 @@
 // Package fleet simulates Azure Sphere MT3620 devices against AWS IoT Core (or the local emulator): each boot makes a
 // new key and certificate with the device ID as CN, the device connects with just-in-time-registration retries
 // (exponential backoff, full jitter), then does what the device app does: telemetry on its own topics, a shadow
-// update and read, an upload and a download through presigned S3 URLs.
+// update and read, an upload and a download through presigned S3 URLs it asks for over MQTT at run time.
 package fleet
 
 import (
@@ -24,6 +24,7 @@ import (
 	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
 // Backoff is the device's reconnect policy: exponential from Base up to Max, full jitter.
@@ -40,16 +41,14 @@ func (b Backoff) Delay(attempt int) time.Duration {
 	return time.Duration(rand.Int64N(int64(ceiling))) + b.Base/4
 }
 
-// Presigner returns the presigned URLs a device image is configured with (`make device-image` bakes them in).
-type Presigner func(ctx context.Context, thing string) (putURL, getURL string, err error)
-
 // Config is what every simulated device is given.
 type Config struct {
 	Endpoint       string         // host:port of the MQTT broker
 	ServerCAs      *x509.CertPool // trust anchors for the broker (Amazon roots in AWS)
 	ServerName     string         // TLS name of the broker; default the endpoint host
 	TopicRoot      string         // first level of the device's own topics; default "devices"
-	Presign        Presigner      // nil skips the S3 step
+	S3             bool           // upload and download devices/<thing>/hello.txt through runtime URLs asked for over MQTT
+	URLTimeout     time.Duration  // how long to wait for an answer to a URL request; default 5 s
 	Backoff        Backoff        // default 250 ms .. 4 s
 	MaxAttempts    int            // connect attempts per boot; default 40
 	ConnectTimeout time.Duration  // default 10 s
@@ -96,6 +95,9 @@ func NewDevice(name string, ca *testpki.Pair, cfg Config) *Device {
 	}
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.URLTimeout == 0 {
+		cfg.URLTimeout = 5 * time.Second
 	}
 	id := testpki.RandomDeviceID()
 	thing, _ := azsphere.ThingName(id)
@@ -237,8 +239,8 @@ func (d *Device) RunSession(ctx context.Context) error {
 	if err := d.syncShadow(ctx); err != nil {
 		return err
 	}
-	if d.cfg.Presign != nil {
-		if err := d.roundTripS3(ctx); err != nil {
+	if d.cfg.S3 {
+		if err := d.RoundTripS3(ctx); err != nil {
 			return err
 		}
 	}
@@ -324,33 +326,160 @@ func (d *Device) syncShadow(ctx context.Context) error {
 	return nil
 }
 
-func (d *Device) roundTripS3(ctx context.Context) error {
-	putURL, getURL, err := d.cfg.Presign(ctx, d.Thing)
-	if err != nil {
-		return fmt.Errorf("presign: %w", err)
+// ErrURLTimeout means no answer came to a URL request in time (the function failed or is unavailable).
+var ErrURLTimeout = errors.New("no answer to the URL request")
+
+// URLRejectedError is a request the presign function refused, with its reason.
+type URLRejectedError struct{ Reason string }
+
+func (e *URLRejectedError) Error() string { return "URL request rejected: " + e.Reason }
+
+// S3URLTopic returns the device's URL request topic, or with an outcome its reply topic.
+func (d *Device) S3URLTopic(outcome string) string {
+	if outcome == "" {
+		return contract.S3URLRequestTopic(d.cfg.TopicRoot, d.Thing)
 	}
-	body := []byte(fmt.Sprintf("hello from %s, boot %d\n", d.ID, d.boots))
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, putURL, bytes.NewReader(body))
+	return contract.S3URLReplyTopic(d.cfg.TopicRoot, d.Thing, outcome)
+}
+
+// RequestURL asks the presign service for a URL over the device's MQTT connection, as the device app does, and
+// waits for the answer that carries its client token.
+func (d *Device) RequestURL(ctx context.Context, req contract.S3URLRequest) (contract.S3URLReply, error) {
+	if d.client == nil {
+		return contract.S3URLReply{}, errors.New("not connected")
+	}
+	accepted, rejected := make(chan []byte, 4), make(chan []byte, 4)
+	d.mu.Lock()
+	d.replies[d.S3URLTopic(contract.ReplyAccepted)] = accepted
+	d.replies[d.S3URLTopic(contract.ReplyRejected)] = rejected
+	d.mu.Unlock()
+	filter := d.S3URLTopic("+")
+	tok := d.client.Subscribe(filter, 1, nil)
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil || tok.(*paho.SubscribeToken).Result()[filter] == 0x80 {
+		return contract.S3URLReply{}, fmt.Errorf("subscribe to %s refused", filter)
+	}
+	req.ClientToken = fmt.Sprintf("%s-%d", d.Thing[:8], rand.Int64N(1<<40))
+	payload, _ := json.Marshal(req)
+	if pt := d.client.Publish(d.S3URLTopic(""), 1, false, payload); !pt.WaitTimeout(10*time.Second) || pt.Error() != nil {
+		return contract.S3URLReply{}, fmt.Errorf("publish URL request: %v", pt.Error())
+	}
+	deadline := time.After(d.cfg.URLTimeout)
+	for {
+		var (
+			msg []byte
+			ok  bool
+		)
+		select {
+		case msg = <-accepted:
+			ok = true
+		case msg = <-rejected:
+		case <-ctx.Done():
+			return contract.S3URLReply{}, ctx.Err()
+		case <-deadline:
+			return contract.S3URLReply{}, ErrURLTimeout
+		}
+		var r contract.S3URLReply
+		if json.Unmarshal(msg, &r) != nil || r.ClientToken != req.ClientToken {
+			continue // an answer to an earlier request that timed out
+		}
+		if !ok {
+			return r, &URLRejectedError{Reason: r.Reason}
+		}
+		return r, nil
+	}
+}
+
+// HTTPError is an S3 answer other than 200.
+type HTTPError struct {
+	Status int
+	Body   string
+}
+
+func (e *HTTPError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Status, e.Body) }
+
+// Transfer sends one request to a presigned URL and returns the body of a 200 answer.
+func Transfer(ctx context.Context, method, url string, body []byte) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("S3 upload: %w", err)
+		return nil, err
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("S3 upload: HTTP %d", resp.StatusCode)
-	}
-	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, getURL, nil)
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("S3 download: %w", err)
-	}
+	defer resp.Body.Close()
 	got, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(got, body) {
-		return fmt.Errorf("S3 download: HTTP %d, %d bytes, equal to upload: %v (%v)", resp.StatusCode, len(got), bytes.Equal(got, body), err)
+	if err != nil {
+		return nil, err
 	}
-	d.cfg.Timeline.Event(d.Name, "S3: uploaded %d bytes with the presigned PUT, downloaded them back with the presigned GET", len(body))
+	if resp.StatusCode != http.StatusOK {
+		return nil, &HTTPError{Status: resp.StatusCode, Body: string(got)}
+	}
+	return got, nil
+}
+
+// ObjectName is the name the device uploads under devices/<thing>/.
+const ObjectName = "hello.txt"
+
+// RoundTripS3 is the device app's S3 step: ask for a PUT URL signed for the exact length, upload, ask for a GET
+// URL, download and compare. A rejection, no answer or a refused transfer (403: an expired URL) leads to a new
+// request after a backoff, never to giving up at once.
+func (d *Device) RoundTripS3(ctx context.Context) error {
+	body := []byte(fmt.Sprintf("hello from %s, boot %d\n", d.ID, d.boots))
+	var last error
+	for attempt := 1; attempt <= 6; attempt++ {
+		if attempt > 1 {
+			wait := d.cfg.Backoff.Delay(attempt - 1)
+			d.cfg.Timeline.Event(d.Name, "S3 attempt %d failed (%v); new URL in %s", attempt-1, last, wait.Round(time.Millisecond))
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(wait):
+			}
+		}
+		if last = d.s3Once(ctx, body); last == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("S3: %w", last)
+}
+
+func (d *Device) s3Once(ctx context.Context, body []byte) error {
+	put, err := d.RequestURL(ctx, contract.S3URLRequest{Operation: contract.S3OperationPut, Name: ObjectName, ContentLength: int64(len(body))})
+	if err != nil {
+		return err
+	}
+	d.cfg.Timeline.Event(d.Name, "S3: runtime PUT URL for %s over %s (%d bytes signed, expires in %s)",
+		shortKey(put.Key), shortKey(d.S3URLTopic("")), put.ContentLength, time.Until(time.Unix(put.ExpiresAt, 0)).Round(time.Minute))
+	if _, err := Transfer(ctx, http.MethodPut, put.URL, body); err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	get, err := d.RequestURL(ctx, contract.S3URLRequest{Operation: contract.S3OperationGet, Name: ObjectName})
+	if err != nil {
+		return err
+	}
+	got, err := Transfer(ctx, http.MethodGet, get.URL, nil)
+	if err != nil {
+		return fmt.Errorf("download: %w", err)
+	}
+	if !bytes.Equal(got, body) {
+		return fmt.Errorf("download: %d bytes differ from the %d uploaded", len(got), len(body))
+	}
+	d.cfg.Timeline.Event(d.Name, "S3: uploaded %d bytes to %s with the runtime PUT URL, downloaded them back with the runtime GET URL", len(body), shortKey(put.Key))
 	return nil
+}
+
+// shortKey abbreviates the thing name inside a key or topic for the timeline.
+func shortKey(s string) string {
+	parts := strings.Split(s, "/")
+	if len(parts) > 1 {
+		parts[1] = timeline.Short(parts[1])
+	}
+	return strings.Join(parts, "/")
 }
 
 // Disconnect closes the current connection (as a reboot does).

@@ -12,9 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
 	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
 )
 
@@ -30,24 +27,6 @@ func hostOf(endpoint string) string {
 		return endpoint
 	}
 	return h
-}
-
-// S3Presigner presigns a PUT and a GET of devices/<thing>/hello.txt in the bucket, valid for an hour.
-func S3Presigner(cfg aws.Config, bucket string) Presigner {
-	ps := s3.NewPresignClient(s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }))
-	return func(ctx context.Context, thing string) (string, string, error) {
-		key := aws.String("devices/" + thing + "/hello.txt")
-		exp := s3.WithPresignExpires(time.Hour)
-		put, err := ps.PresignPutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: key}, exp)
-		if err != nil {
-			return "", "", fmt.Errorf("presign PUT: %w", err)
-		}
-		get, err := ps.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: key}, exp)
-		if err != nil {
-			return "", "", fmt.Errorf("presign GET: %w", err)
-		}
-		return put.URL, get.URL, nil
-	}
 }
 
 // Scenario is a fleet run: devices boot at once; some of them reboot once after their first session.

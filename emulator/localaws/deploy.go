@@ -52,6 +52,18 @@ type DeployedRule struct {
 	Name        string
 	SQL         string
 	TopicFilter string
+	Statement   *RuleStatement // the SQL, parsed: what the rule hands its action
+	Function    string         // logical id of the function its Lambda action invokes
+}
+
+// DeployedFunction is a function of the template other than JITR, run by the emulator (the presign function).
+type DeployedFunction struct {
+	LogicalID string
+	Name      string            // physical name
+	Env       map[string]string // environment, resolved
+	// RolePolicy gathers the statements of every AWS::IAM::Policy attached to the function's role, resolved: the
+	// emulator's S3 gate and data-plane endpoint authorise the function's requests with it.
+	RolePolicy *Policy
 }
 
 // Deployment is the stack as deployed into the emulator: physical ids, resolved documents and environment.
@@ -61,14 +73,15 @@ type Deployment struct {
 	CAs        []DeployedCA
 	Policies   map[string]*Policy // by physical policy name
 	Rules      []DeployedRule
-	Function   string // physical function name
-	FunctionID string // the function's logical id
+	Function   string // physical name of the JITR function
+	FunctionID string // the JITR function's logical id
 	// DeadLetterQueueURL is the function's on-failure destination (its AWS::Lambda::EventInvokeConfig), created in
 	// moto; "" when the template has none or DeployOptions.Queues is nil.
 	DeadLetterQueueURL string
-	FunctionEnv        map[string]string // the function's environment, resolved
-	Bucket             string            // demo bucket (first AWS::S3::Bucket)
-	Outputs            map[string]string // outputs that resolved (custom-resource values may not)
+	FunctionEnv        map[string]string            // the JITR function's environment, resolved
+	Others             map[string]*DeployedFunction // the other functions the rules invoke, by logical id
+	Bucket             string                       // demo bucket (first AWS::S3::Bucket)
+	Outputs            map[string]string            // outputs that resolved (custom-resource values may not)
 }
 
 // DeployOptions tunes Deploy.
@@ -143,12 +156,20 @@ func (dp *deployer) cas(ctx context.Context) error {
 	return nil
 }
 
-// function names the JITR function; the emulator runs it itself (moto's Lambda is not used).
+// function names the functions; the emulator runs them itself (moto's Lambda is not used).
 func (dp *deployer) function(context.Context) error {
-	dp.d.Function = physicalName(dp.opts.StackName, dp.spec.Function, dp.suffix, 64)
+	name := func(id string) string {
+		n := physicalName(dp.opts.StackName, id, dp.suffix, 64)
+		dp.r.Refs[id] = n
+		dp.r.Attrs[id+".Arn"] = fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", dp.opts.Region, dp.opts.AccountID, n)
+		return n
+	}
+	dp.d.Function = name(dp.spec.Function)
 	dp.d.FunctionID = dp.spec.Function
-	dp.r.Refs[dp.spec.Function] = dp.d.Function
-	dp.r.Attrs[dp.spec.Function+".Arn"] = fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", dp.opts.Region, dp.opts.AccountID, dp.d.Function)
+	dp.d.Others = map[string]*DeployedFunction{}
+	for _, id := range dp.spec.Others {
+		dp.d.Others[id] = &DeployedFunction{LogicalID: id, Name: name(id)}
+	}
 	return nil
 }
 
@@ -229,16 +250,68 @@ func (dp *deployer) policies(ctx context.Context) error {
 }
 
 func (dp *deployer) functionEnv(context.Context) error {
-	env, _ := dp.t.Prop(dp.spec.Function, "Environment.Variables").(map[string]any)
-	dp.d.FunctionEnv = map[string]string{}
+	var err error
+	if dp.d.FunctionEnv, err = dp.environment(dp.spec.Function); err != nil {
+		return err
+	}
+	for id, f := range dp.d.Others {
+		if f.Env, err = dp.environment(id); err != nil {
+			return err
+		}
+		if f.RolePolicy, err = dp.rolePolicy(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (dp *deployer) environment(fn string) (map[string]string, error) {
+	env, _ := dp.t.Prop(fn, "Environment.Variables").(map[string]any)
+	out := map[string]string{}
 	for k, v := range env {
 		s, err := dp.r.String(v)
 		if err != nil {
-			return fmt.Errorf("function %s environment %s: %w", dp.spec.Function, k, err)
+			return nil, fmt.Errorf("function %s environment %s: %w", fn, k, err)
 		}
-		dp.d.FunctionEnv[k] = s
+		out[k] = s
 	}
-	return nil
+	return out, nil
+}
+
+// rolePolicy resolves the statements of every AWS::IAM::Policy of the template attached to the function's role.
+func (dp *deployer) rolePolicy(fn string) (*Policy, error) {
+	role := ReferencedResource(dp.t.Prop(fn, "Role"))
+	if role == "" {
+		return nil, fmt.Errorf("function %s: no role of this template", fn)
+	}
+	var statements []any
+	for _, id := range dp.t.OfType("AWS::IAM::Policy") {
+		roles, _ := dp.t.Prop(id, "Roles").([]any)
+		attached := false
+		for _, r := range roles {
+			attached = attached || ReferencedResource(r) == role
+		}
+		if !attached {
+			continue
+		}
+		doc, err := dp.r.Resolve(dp.t.Prop(id, "PolicyDocument"))
+		if err != nil {
+			return nil, fmt.Errorf("role policy %s: %w", id, err)
+		}
+		m, _ := doc.(map[string]any)
+		switch st := m["Statement"].(type) {
+		case []any:
+			statements = append(statements, st...)
+		case map[string]any:
+			statements = append(statements, st)
+		}
+	}
+	doc, _ := json.Marshal(map[string]any{"Version": "2012-10-17", "Statement": statements})
+	p, err := ParsePolicy(doc)
+	if err != nil {
+		return nil, fmt.Errorf("role of function %s: %w", fn, err)
+	}
+	return p, nil
 }
 
 func (dp *deployer) rules(ctx context.Context) error {
@@ -247,10 +320,11 @@ func (dp *deployer) rules(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("topic rule %s: resolve SQL: %w", rs.LogicalID, err)
 		}
-		filter, err := RuleTopicFilter(sql)
+		stmt, err := ParseRuleSQL(sql)
 		if err != nil {
 			return fmt.Errorf("topic rule %s: %w", rs.LogicalID, err)
 		}
+		filter := stmt.TopicFilter
 		name := ruleName(rs.LogicalID, dp.suffix)
 		if n, ok := dp.t.Prop(rs.LogicalID, "RuleName").(string); ok {
 			name = n
@@ -271,7 +345,7 @@ func (dp *deployer) rules(ctx context.Context) error {
 			return fmt.Errorf("create topic rule %s: %w", name, err)
 		}
 		dp.r.Refs[rs.LogicalID] = name
-		dp.d.Rules = append(dp.d.Rules, DeployedRule{Name: name, SQL: sql, TopicFilter: filter})
+		dp.d.Rules = append(dp.d.Rules, DeployedRule{Name: name, SQL: sql, TopicFilter: filter, Statement: stmt, Function: rs.Function})
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -35,6 +36,7 @@ var env struct {
 	template  *localaws.Template
 	tenantCA  *testpki.Pair
 	bootstrap string
+	presign   string
 	rie       string
 	moto      *motoserver.Server
 }
@@ -98,6 +100,9 @@ func setUp(ctx context.Context, root, dir string) error {
 	if env.bootstrap, err = localaws.BuildBootstrap(ctx, root, dir); err != nil {
 		return err
 	}
+	if env.presign, err = localaws.BuildPresignBootstrap(ctx, root, dir); err != nil {
+		return err
+	}
 	if env.rie, err = localaws.FindRIE(ctx, root); err != nil {
 		return err
 	}
@@ -142,7 +147,7 @@ func startEmulatorWith(t *testing.T, tl *timeline.Timeline, template *localaws.T
 		t.Fatal(err)
 	}
 	tw, err := localaws.Start(context.Background(), localaws.Options{
-		Template: template, Moto: env.moto, Bootstrap: env.bootstrap, RIE: env.rie, Workers: 2, Timeline: tl,
+		Template: template, Moto: env.moto, Bootstrap: env.bootstrap, PresignBootstrap: env.presign, RIE: env.rie, Workers: 2, Timeline: tl,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +162,8 @@ func deviceConfig(tw *localaws.Emulator, tl *timeline.Timeline) fleet.Config {
 	return fleet.Config{
 		Endpoint:  tw.Broker.Addr(),
 		ServerCAs: pool,
-		Presign:   fleet.S3Presigner(tw.AWS, tw.Deployment.Bucket),
+		TopicRoot: tw.Info().TopicRoot,
+		S3:        true,
 		Backoff:   fleet.Backoff{Base: 100 * time.Millisecond, Max: 2 * time.Second},
 		Timeline:  tl,
 	}
@@ -186,12 +192,27 @@ func checkContract(t *testing.T, tw *localaws.Emulator, sum *localaws.Summary) {
 			t.Errorf("the emulator's JITR function has no %s", name)
 		}
 	}
-	if len(tw.Deployment.Rules) != len(tw.Deployment.CAs) {
-		t.Errorf("%d rules for %d CAs", len(tw.Deployment.Rules), len(tw.Deployment.CAs))
+	var jitrRules []localaws.DeployedRule
+	for _, rule := range tw.Deployment.Rules {
+		if _, other := tw.Deployment.Others[rule.Function]; !other {
+			jitrRules = append(jitrRules, rule)
+		} else if want := contract.S3URLRequestTopic(tw.Info().TopicRoot, "+"); rule.TopicFilter != want {
+			t.Errorf("S3 URL rule %s listens on %s, want %s", rule.Name, rule.TopicFilter, want)
+		}
 	}
-	for i, rule := range tw.Deployment.Rules {
+	if len(jitrRules) != len(tw.Deployment.CAs) {
+		t.Errorf("%d JITR rules for %d CAs", len(jitrRules), len(tw.Deployment.CAs))
+	}
+	for i, rule := range jitrRules {
 		if want := contract.RegisteredEventTopic(tw.Deployment.CAs[i].ID); rule.TopicFilter != want {
 			t.Errorf("rule %s listens on %s, want %s", rule.Name, rule.TopicFilter, want)
+		}
+	}
+	for _, f := range tw.Deployment.Others {
+		for _, name := range contract.PresignEnv {
+			if f.Env[name] == "" {
+				t.Errorf("the emulator's presign function has no %s", name)
+			}
 		}
 	}
 	for _, th := range sum.Things {
@@ -287,8 +308,13 @@ func TestDemoScenario(t *testing.T) {
 	if len(sum.Objects) != 3 {
 		t.Errorf("S3 objects = %v, want one per device", sum.Objects)
 	}
+	for _, d := range devices {
+		if key := contract.DeviceObjectPrefix + d.Thing + "/" + fleet.ObjectName; !slices.Contains(sum.Objects, key) {
+			t.Errorf("%s: no object %s in %v", d.Name, key, sum.Objects)
+		}
+	}
 	for _, step := range []string{"registered PENDING_ACTIVATION", "→ ACTIVE", "connected as thing", "telemetry published",
-		"shadow update accepted", "S3: uploaded", "reboot", "old certificate"} {
+		"shadow update accepted", "S3: runtime PUT URL", "S3: uploaded", "reboot", "old certificate"} {
 		if !strings.Contains(lw.String(), step) {
 			t.Errorf("timeline has no %q step", step)
 		}

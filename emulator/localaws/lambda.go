@@ -199,14 +199,21 @@ type AsyncInvoker struct {
 // DefaultQueueSize is the number of events the asynchronous invoker holds before Enqueue waits.
 const DefaultQueueSize = 1 << 14
 
-// NewAsyncInvoker starts workers that drain a queue of queueSize events (DefaultQueueSize when not positive);
-// onResult (optional) sees every final outcome.
+// NewAsyncInvoker starts workers that drain a queue of queueSize events (DefaultQueueSize when not positive),
+// retrying a failed invocation twice as Lambda does for asynchronous invocations; onResult (optional) sees every
+// final outcome.
 func NewAsyncInvoker(inv Invoker, workers, queueSize int, onResult func(AsyncResult)) *AsyncInvoker {
+	return newAsyncInvoker(inv, workers, queueSize, 2, onResult)
+}
+
+// newAsyncInvoker is NewAsyncInvoker with the number of retries after a function error (the template's
+// MaximumRetryAttempts).
+func newAsyncInvoker(inv Invoker, workers, queueSize, retries int, onResult func(AsyncResult)) *AsyncInvoker {
 	if queueSize <= 0 {
 		queueSize = DefaultQueueSize
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &AsyncInvoker{invoker: inv, queue: make(chan []byte, queueSize), retries: 2, retryDelay: 200 * time.Millisecond, onResult: onResult, ctx: ctx, cancel: cancel}
+	a := &AsyncInvoker{invoker: inv, queue: make(chan []byte, queueSize), retries: retries, retryDelay: 200 * time.Millisecond, onResult: onResult, ctx: ctx, cancel: cancel}
 	for i := 0; i < workers; i++ {
 		a.wg.Add(1)
 		go a.work(ctx)

@@ -45,10 +45,12 @@ type Options struct {
 	Moto      *motoserver.Server // an already running moto to deploy into; default: start one
 	Function  Invoker            // default: the bootstrap under RIE (Bootstrap, RIE)
 	Bootstrap string             // the JITR function built for the host
-	RIE       string             // the aws-lambda-rie command
-	Workers   int                // concurrent function executions; default 2
-	Timeline  *timeline.Timeline // readable account of the flow; nil for none
-	Log       io.Writer          // moto and function output; default discarded
+	// PresignBootstrap is the presign function built for the host; required when the template has it.
+	PresignBootstrap string
+	RIE              string             // the aws-lambda-rie command
+	Workers          int                // concurrent function executions; default 2
+	Timeline         *timeline.Timeline // readable account of the flow; nil for none
+	Log              io.Writer          // moto and function output; default discarded
 }
 
 // Emulator is a running local emulator.
@@ -66,8 +68,17 @@ type Emulator struct {
 	// registered with moto, which authorizes every AWS call the function makes against them.
 	Principal motoserver.Principal
 
-	async      *AsyncInvoker
-	pool       *RIEPool
+	async *AsyncInvoker
+	pool  *RIEPool
+	// The other functions of the template (the presign function): their invokers by logical id, the identities
+	// they sign with, and the endpoints that check those signatures (S3, the IoT data plane).
+	others     map[string]*AsyncInvoker
+	otherPools []*RIEPool
+	faults     *faultInvoker
+	keys       principals
+	S3Gate     *S3Gate
+	DataPlane  *DataPlane
+	tmpDir     string
 	ownsMoto   bool
 	tl         *timeline.Timeline
 	mu         sync.Mutex
@@ -117,8 +128,29 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 
 	t.Queues = &QueueClient{Endpoint: t.Moto.URL, Region: t.AWS.Region, Credentials: t.AWS.Credentials, HTTP: t.AWS.HTTPClient.(*http.Client)}
 
+	srvCA, err := testpki.NewCA(testpki.CAOptions{CommonName: "sphere-jitr emulator server CA"})
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := srvCA.IssueServer("127.0.0.1", "localhost")
+	if err != nil {
+		return nil, err
+	}
+	t.ServerCA = srvCA
+	serverCert := tls.Certificate{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key, Leaf: leaf.Cert}
+	if t.S3Gate, err = StartS3Gate(t.Moto.URL, &t.keys, t.tl); err != nil {
+		return nil, fmt.Errorf("S3 gate: %w", err)
+	}
+	if t.DataPlane, err = StartDataPlane(serverCert, &t.keys, motoserver.Region, motoserver.AccountID, t.tl); err != nil {
+		return nil, fmt.Errorf("IoT data endpoint: %w", err)
+	}
+	// The stack looks its IoT data endpoint up with a custom resource; in the emulator it is the one served here.
+	attrs := map[string]string{}
+	for _, id := range opts.Template.OfType("Custom::AWS") {
+		attrs[id+".endpointAddress"] = t.DataPlane.Addr()
+	}
 	t.Deployment, err = Deploy(ctx, opts.Template, t.IoT, t.S3, DeployOptions{
-		StackName: opts.StackName, Region: motoserver.Region, AccountID: motoserver.AccountID, Queues: t.Queues,
+		StackName: opts.StackName, Region: motoserver.Region, AccountID: motoserver.AccountID, Attrs: attrs, Queues: t.Queues,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("deploy template: %w", err)
@@ -168,32 +200,22 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 		fn = t.pool
 	}
 	t.async = NewAsyncInvoker(fn, opts.Workers, 0, t.reportInvocation)
+	if err := t.startOthers(ctx, opts); err != nil {
+		return nil, err
+	}
 
-	srvCA, err := testpki.NewCA(testpki.CAOptions{CommonName: "sphere-jitr emulator server CA"})
-	if err != nil {
-		return nil, err
-	}
-	leaf, err := srvCA.IssueServer("127.0.0.1", "localhost")
-	if err != nil {
-		return nil, err
-	}
-	t.ServerCA = srvCA
 	t.Broker, err = StartBroker(BrokerOptions{
 		Deployment:  t.Deployment,
 		IoT:         t.IoT,
 		Shadow:      t.Shadow,
-		Certificate: tls.Certificate{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key, Leaf: leaf.Cert},
-		OnRule: func(rule DeployedRule, topic string, payload []byte) {
-			// Every event reaches the function, duplicates included; a full queue holds the publisher back.
-			if !t.async.Enqueue(payload) {
-				t.tl.Event("rules", "rule %s: emulator stopping, event not delivered", rule.Name)
-			}
-		},
-		Timeline: t.tl,
+		Certificate: serverCert,
+		OnRule:      t.runRule,
+		Timeline:    t.tl,
 	})
 	if err != nil {
 		return nil, err
 	}
+	t.DataPlane.Deliver(t.Broker.Publish)
 	t.tl.Event("iot-core", "MQTT over TLS on %s (client certificate required)", t.Broker.Addr())
 	return t, nil
 }
@@ -329,8 +351,23 @@ func (t *Emulator) Stop() {
 		if t.async != nil {
 			t.async.Stop()
 		}
+		for _, a := range t.others {
+			a.Stop()
+		}
 		if t.pool != nil {
 			t.pool.Stop()
+		}
+		for _, p := range t.otherPools {
+			p.Stop()
+		}
+		if t.S3Gate != nil {
+			_ = t.S3Gate.Close()
+		}
+		if t.DataPlane != nil {
+			_ = t.DataPlane.Close()
+		}
+		if t.tmpDir != "" {
+			_ = os.RemoveAll(t.tmpDir)
 		}
 		if t.ownsMoto && t.Moto != nil {
 			t.Moto.Stop()
@@ -348,6 +385,7 @@ type Info struct {
 	Bucket           string   `json:"bucket"`
 	CACertificateIDs []string `json:"caCertificateIds"`
 	DevicePolicy     string   `json:"devicePolicy"`
+	TopicRoot        string   `json:"topicRoot"` // first level of each device's own topic tree (stack output)
 }
 
 // Info describes the running emulator.
@@ -355,6 +393,7 @@ func (t *Emulator) Info() Info {
 	info := Info{
 		Endpoint: t.Broker.Addr(), ServerCAPEM: string(t.ServerCA.CertPEM()), AWSEndpoint: t.Moto.URL,
 		Region: t.AWS.Region, Bucket: t.Deployment.Bucket, DevicePolicy: t.Deployment.FunctionEnv[contract.EnvDevicePolicyName],
+		TopicRoot: t.Deployment.Outputs[contract.OutputDeviceTopicRoot],
 	}
 	for _, ca := range t.Deployment.CAs {
 		info.CACertificateIDs = append(info.CACertificateIDs, ca.ID)
@@ -366,6 +405,11 @@ func (t *Emulator) Info() Info {
 // file the Lambda runtime starts, and returns its path.
 func BuildBootstrap(ctx context.Context, root, outDir string) (string, error) {
 	return lambdabuild.Build(ctx, root, "./lambda/jitr", runtime.GOARCH, outDir)
+}
+
+// BuildPresignBootstrap compiles the presign function (./lambda/presign) for the host into outDir/presign.
+func BuildPresignBootstrap(ctx context.Context, root, outDir string) (string, error) {
+	return lambdabuild.Build(ctx, root, "./lambda/presign", runtime.GOARCH, filepath.Join(outDir, "presign"))
 }
 
 // FindRIE builds the aws-lambda-rie command into build/tools/bin of the repository at root, at the version go.mod

@@ -3,7 +3,10 @@ package localaws
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
 // StackSpec is what the emulator deploys from a template: the IoT parts CloudFormation-in-moto cannot create, and
@@ -12,7 +15,8 @@ type StackSpec struct {
 	CAs      []string   // AWS::IoT::CACertificate logical ids
 	Policies []string   // AWS::IoT::Policy logical ids
 	Rules    []RuleSpec // AWS::IoT::TopicRule with a Lambda action
-	Function string     // logical id of the Lambda function the rules invoke
+	Function string     // logical id of the JITR function (the one with the CA certificate ids in its environment)
+	Others   []string   // logical ids of the other functions the rules invoke (the presign function)
 	Buckets  []string   // AWS::S3::Bucket logical ids
 }
 
@@ -47,10 +51,16 @@ func ReadStack(t *Template) (*StackSpec, error) {
 			if fn == "" || t.Resources[fn].Type != "AWS::Lambda::Function" {
 				return nil, fmt.Errorf("topic rule %s: Lambda action does not point at a function of this template", id)
 			}
-			if s.Function != "" && s.Function != fn {
-				return nil, fmt.Errorf("topic rules invoke two functions (%s, %s); the emulator runs one", s.Function, fn)
+			env, _ := t.Prop(fn, "Environment.Variables").(map[string]any)
+			_, isJitr := env[contract.EnvCACertificateIDs]
+			switch {
+			case isJitr && s.Function != "" && s.Function != fn:
+				return nil, fmt.Errorf("topic rules invoke two JITR functions (%s, %s); the emulator runs one", s.Function, fn)
+			case isJitr:
+				s.Function = fn
+			case !slices.Contains(s.Others, fn):
+				s.Others = append(s.Others, fn)
 			}
-			s.Function = fn
 			s.Rules = append(s.Rules, RuleSpec{LogicalID: id, Function: fn})
 		}
 	}

@@ -21,6 +21,19 @@ const (
 	KeyCertificateMode   = "certificateMode"
 	KeyTenantID          = "tenantId"
 	KeyRetainDevices     = "retainDevices"
+	KeyPresignMaxPut     = "presignMaxPutBytes"
+	KeyPresignURLExpiry  = "presignUrlExpiry"
+)
+
+// Defaults and bounds of the runtime S3 URLs (the presign function checks the same bounds): a PUT is capped at
+// 1 MiB unless the context says otherwise, at most 5 GiB (S3's single-PUT limit); a URL lives 15 minutes, from one
+// minute (time to connect and send) to one hour (it dies with the function's temporary credentials anyway).
+const (
+	DefaultPresignMaxPut    = 1 << 20
+	MaxPresignMaxPut        = 5 << 30
+	DefaultPresignURLExpiry = 15 * time.Minute
+	MinPresignURLExpiry     = time.Minute
+	MaxPresignURLExpiry     = time.Hour
 )
 
 // Certificate modes of an AWS IoT CA registration.
@@ -46,6 +59,10 @@ type Config struct {
 	CertificateMode string
 	TenantID        string
 	RetainDevices   bool
+	// PresignMaxPutBytes is the largest upload a device gets a URL for; the URL signs the exact length.
+	PresignMaxPutBytes int64
+	// PresignURLExpiry is how long a runtime URL lives.
+	PresignURLExpiry time.Duration
 }
 
 // Error is a refused context value.
@@ -65,12 +82,14 @@ const fixTenantCA = "run 'make tenant-ca' to download the current tenant CA and 
 // Load reads and validates the context through get (a node's TryGetContext), at time now. All problems are
 // reported together, so one synth shows everything to fix.
 func Load(get func(key string) any, now time.Time) (*Config, error) {
-	l := &loader{get: get, now: now, cfg: &Config{CertificateMode: ModeDefault}}
+	l := &loader{get: get, now: now, cfg: &Config{CertificateMode: ModeDefault,
+		PresignMaxPutBytes: DefaultPresignMaxPut, PresignURLExpiry: DefaultPresignURLExpiry}}
 	l.certificateMode()
 	caPaths := l.tenantCAs()
 	l.verificationCerts(caPaths)
 	l.tenantID()
 	l.retainDevices()
+	l.presign()
 	if len(l.errs) > 0 {
 		return nil, errors.Join(l.errs...)
 	}
@@ -192,6 +211,29 @@ func (l *loader) retainDevices() {
 		l.cfg.RetainDevices = b
 	default:
 		l.fail(KeyRetainDevices, fmt.Sprintf("%v is not true or false", v), fix)
+	}
+}
+
+func (l *loader) presign() {
+	switch v := l.get(KeyPresignMaxPut).(type) {
+	case nil:
+	case string, float64:
+		n, err := strconv.ParseInt(strings.TrimSpace(fmt.Sprint(v)), 10, 64)
+		if err != nil || n < 1 || n > MaxPresignMaxPut {
+			l.fail(KeyPresignMaxPut, fmt.Sprintf("%v is not a byte count from 1 to %d", v, int64(MaxPresignMaxPut)),
+				"pass -c presignMaxPutBytes=<bytes>, e.g. 1048576 (the default, 1 MiB)")
+		}
+		l.cfg.PresignMaxPutBytes = n
+	default:
+		l.fail(KeyPresignMaxPut, fmt.Sprintf("%v is not a byte count", v), "pass -c presignMaxPutBytes=<bytes>")
+	}
+	if v, ok := str(l.get(KeyPresignURLExpiry)); ok && v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < MinPresignURLExpiry || d > MaxPresignURLExpiry || d%time.Second != 0 {
+			l.fail(KeyPresignURLExpiry, fmt.Sprintf("%q is not a duration in whole seconds from %s to %s", v, MinPresignURLExpiry, MaxPresignURLExpiry),
+				"pass -c presignUrlExpiry=15m (the default), or any duration from 1m to 1h")
+		}
+		l.cfg.PresignURLExpiry = d
 	}
 }
 

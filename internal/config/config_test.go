@@ -104,6 +104,20 @@ func TestLoadAccepts(t *testing.T) {
 	}
 }
 
+func TestPresignDefaultsAndOverrides(t *testing.T) {
+	f := writeFixtures(t)
+	base := map[string]any{"tenantCaCerts": f.caDER, "verificationCerts": f.verification, "tenantId": tenant}
+	cfg, err := Load(func(k string) any { return base[k] }, time.Now())
+	if err != nil || cfg.PresignMaxPutBytes != 1<<20 || cfg.PresignURLExpiry != 15*time.Minute {
+		t.Fatalf("defaults: %+v %v", cfg, err)
+	}
+	base["presignMaxPutBytes"], base["presignUrlExpiry"] = "4096", "5m"
+	cfg, err = Load(func(k string) any { return base[k] }, time.Now())
+	if err != nil || cfg.PresignMaxPutBytes != 4096 || cfg.PresignURLExpiry != 5*time.Minute {
+		t.Fatalf("overrides: %+v %v", cfg, err)
+	}
+}
+
 func TestLoadRefuses(t *testing.T) {
 	f := writeFixtures(t)
 	good := func(over map[string]any) map[string]any {
@@ -142,6 +156,12 @@ func TestLoadRefuses(t *testing.T) {
 		{"tenant not a GUID", good(map[string]any{"tenantId": "my-tenant"}), KeyTenantID, "not a GUID", "az sphere catalog show"},
 		{"retain not a bool", good(map[string]any{"retainDevices": "yes"}), KeyRetainDevices, "not true or false", "-c retainDevices=true"},
 		{"retain as number", good(map[string]any{"retainDevices": 1.0}), KeyRetainDevices, "not true or false", "-c retainDevices=true"},
+		{"PUT cap zero", good(map[string]any{"presignMaxPutBytes": "0"}), KeyPresignMaxPut, "not a byte count from 1", "-c presignMaxPutBytes="},
+		{"PUT cap over 5 GiB", good(map[string]any{"presignMaxPutBytes": "5368709121"}), KeyPresignMaxPut, "not a byte count from 1", "-c presignMaxPutBytes="},
+		{"PUT cap not a number", good(map[string]any{"presignMaxPutBytes": "1MB"}), KeyPresignMaxPut, "not a byte count", "-c presignMaxPutBytes="},
+		{"expiry too short", good(map[string]any{"presignUrlExpiry": "30s"}), KeyPresignURLExpiry, "from 1m0s to 1h0m0s", "-c presignUrlExpiry=15m"},
+		{"expiry too long", good(map[string]any{"presignUrlExpiry": "2h"}), KeyPresignURLExpiry, "from 1m0s to 1h0m0s", "-c presignUrlExpiry=15m"},
+		{"expiry not a duration", good(map[string]any{"presignUrlExpiry": "15"}), KeyPresignURLExpiry, "not a duration", "-c presignUrlExpiry=15m"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -139,3 +139,57 @@ func (m *EpochMillis) UnmarshalJSON(data []byte) error {
 	*m = EpochMillis(v)
 	return nil
 }
+
+// DeviceObjectPrefix starts every S3 key a device may be given a URL for: devices/<thingName>/<name>.
+const DeviceObjectPrefix = "devices/"
+
+// The S3 URL service on MQTT: a device publishes a request on <root>/<thing>/s3/url, the presign function answers on
+// <root>/<thing>/s3/url/accepted or <root>/<thing>/s3/url/rejected (the topic rule's SQL takes the thing from the
+// topic, which the device policy lets only that device publish on).
+const (
+	S3URLTopicSuffix  = "s3/url"
+	ReplyAccepted     = "accepted"
+	ReplyRejected     = "rejected"
+	S3OperationPut    = "PUT"
+	S3OperationGet    = "GET"
+	S3URLRuleThingVar = "topicThing" // the rule's SELECT adds the thing name under this key
+)
+
+// S3URLRequestTopic is the topic a device asks for a URL on.
+func S3URLRequestTopic(root, thing string) string { return root + "/" + thing + "/" + S3URLTopicSuffix }
+
+// S3URLReplyTopic is the topic the answer to a device's request arrives on (accepted or rejected).
+func S3URLReplyTopic(root, thing, outcome string) string {
+	return S3URLRequestTopic(root, thing) + "/" + outcome
+}
+
+// S3URLRequest is what a device publishes on its request topic.
+type S3URLRequest struct {
+	Operation     string `json:"operation"`               // S3OperationPut or S3OperationGet
+	Name          string `json:"name"`                    // object name under devices/<thing>/
+	ContentLength int64  `json:"contentLength,omitempty"` // PUT only: the exact number of bytes the device sends
+	ClientToken   string `json:"clientToken,omitempty"`   // echoed in the reply, so the device matches it to its request
+}
+
+// S3URLReply is the answer on the accepted topic (URL set) or on the rejected topic (Reason set).
+type S3URLReply struct {
+	ClientToken   string `json:"clientToken,omitempty"`
+	URL           string `json:"url,omitempty"`
+	Method        string `json:"method,omitempty"`
+	Key           string `json:"key,omitempty"`
+	ContentLength int64  `json:"contentLength,omitempty"`
+	ExpiresAt     int64  `json:"expiresAt,omitempty"` // Unix seconds
+	Reason        string `json:"reason,omitempty"`
+}
+
+// Environment variables the stack gives the presign Lambda.
+const (
+	EnvBucketName       = "BUCKET_NAME"                // the bucket the devices' objects live in
+	EnvIotDataEndpoint  = "IOT_DATA_ENDPOINT"          // host[:port] of the account's AWS IoT data endpoint (iot:Data-ATS)
+	EnvDeviceTopicRoot  = "DEVICE_TOPIC_ROOT"          // first level of each device's own topic tree
+	EnvPresignMaxBytes  = "PRESIGN_MAX_PUT_BYTES"      // largest PUT a URL is signed for
+	EnvPresignExpirySec = "PRESIGN_URL_EXPIRY_SECONDS" // lifetime of a URL
+)
+
+// PresignEnv lists the presign Lambda's environment variables (it also reads EnvProvisionedBy for its metrics).
+var PresignEnv = []string{EnvBucketName, EnvIotDataEndpoint, EnvDeviceTopicRoot, EnvPresignMaxBytes, EnvPresignExpirySec, EnvProvisionedBy}

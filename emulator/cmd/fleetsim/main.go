@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,6 +33,7 @@ import (
 	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
 const usage = `usage: fleetsim tenant-ca -dir DIR | run [flags] | bench [flags] | device-cert [flags]  (fleetsim CMD -h for flags)`
@@ -180,7 +182,8 @@ func (c *common) load(tl *timeline.Timeline) (*testpki.Pair, localaws.Info, flee
 	cfg := fleet.Config{
 		Endpoint:  info.Endpoint,
 		ServerCAs: pool,
-		Presign:   fleet.S3Presigner(localaws.AWSConfig(info.AWSEndpoint), info.Bucket),
+		TopicRoot: info.TopicRoot,
+		S3:        true, // URLs asked for over MQTT at run time, from the stack's presign function
 		Backoff:   fleet.Backoff{Base: c.base, Max: c.maxDelay},
 		Timeline:  tl,
 	}
@@ -293,10 +296,15 @@ func check(sum *localaws.Summary, devices []*fleet.Device) error {
 	if len(sum.Objects) != len(devices) {
 		problems = append(problems, fmt.Sprintf("%d S3 objects for %d devices", len(sum.Objects), len(devices)))
 	}
+	for _, d := range devices {
+		if key := contract.DeviceObjectPrefix + d.Thing + "/" + fleet.ObjectName; !slices.Contains(sum.Objects, key) {
+			problems = append(problems, fmt.Sprintf("%s uploaded nothing under its own prefix %s", d.Name, key))
+		}
+	}
 	if len(problems) > 0 {
 		return errors.New("end state is wrong: " + strings.Join(problems, "; "))
 	}
-	fmt.Println("\nresult: every device provisioned just in time, connected, published, synced its shadow and used S3")
+	fmt.Println("\nresult: every device provisioned just in time, connected, published, synced its shadow and used S3 under devices/<its thing>/ through runtime URLs")
 	return nil
 }
 

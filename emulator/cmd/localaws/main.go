@@ -1,5 +1,5 @@
 // Command localaws runs the local emulator of the product's cloud side: it starts moto, deploys the template
-// `cdk synth` wrote into it, builds the JITR function of this checkout and runs it under aws-lambda-rie, and serves
+// `cdk synth` wrote into it, builds the JITR and presign functions of this checkout and runs them under aws-lambda-rie, and serves
 // MQTT over TLS on loopback like AWS IoT Core, until it is interrupted. It writes what devices need to reach it to
 // the -info file.
 //
@@ -63,6 +63,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	presign, err := localaws.BuildPresignBootstrap(ctx, root, dir)
+	if err != nil {
+		return err
+	}
 	var logw io.Writer = io.Discard
 	if *logPath != "" {
 		f, err := os.Create(*logPath)
@@ -76,7 +80,7 @@ func run() error {
 	if !*quiet {
 		tl = timeline.New(os.Stdout)
 	}
-	tw, err := localaws.Start(ctx, localaws.Options{Template: tmpl, Bootstrap: bootstrap, RIE: rie, Workers: *workers, Timeline: tl, Log: logw})
+	tw, err := localaws.Start(ctx, localaws.Options{Template: tmpl, Bootstrap: bootstrap, PresignBootstrap: presign, RIE: rie, Workers: *workers, Timeline: tl, Log: logw})
 	if err != nil {
 		return err
 	}
