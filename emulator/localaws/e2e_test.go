@@ -684,7 +684,7 @@ func TestEveryPendingConnectionAttemptReachesTheFunction(t *testing.T) {
 		}
 		return []byte("null"), nil
 	})
-	tw, err := localaws.Start(context.Background(), localaws.Options{Template: env.template, Moto: env.moto, Function: slow, Workers: 1})
+	tw, err := localaws.Start(context.Background(), localaws.Options{Template: env.template, Moto: env.moto, Function: slow, PresignBootstrap: env.presign, RIE: env.rie, Workers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
