@@ -9,6 +9,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 )
 
 // The message broker's limits and protocol rules, as AWS IoT Core documents them. Each constant names the page it
@@ -187,7 +189,7 @@ func (b *Broker) publishWill(s *session) {
 		return
 	}
 	if why := b.checkWill(w, s); why != "" {
-		b.opts.Timeline.Event(actorIoT, "last will of %s not published: %s", s.thing, why)
+		b.opts.Timeline.Event(actorIoT, "last will of %s not published: %s", timeline.Short(s.thing), why)
 		return
 	}
 	_ = b.srv.Publish(w.topic, w.payload, w.retain, w.qos)
@@ -208,7 +210,7 @@ func (h *strictHook) Provides(b byte) bool {
 // refuse ends a connection for a protocol or policy violation the way AWS IoT does: MQTT 3.1.1 has no
 // server DISCONNECT, so the connection is just closed; an MQTT 5 client gets a DISCONNECT with the reason code.
 func (h *strictHook) refuse(cl *mqtt.Client, code packets.Code, why string) error {
-	h.b.opts.Timeline.Event(actorIoT, "disconnected %s: %s", cl.ID, why)
+	h.b.opts.Timeline.Event(actorIoT, "disconnected %s: %s", timeline.Short(cl.ID), why)
 	if cl.Properties.ProtocolVersion == 5 {
 		_ = h.b.srv.DisconnectClient(cl, code)
 	} else {

@@ -8,6 +8,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 )
 
 // watchRegistry drops open connections whose certificate left the ACTIVE state or was deleted, and withdraws
@@ -102,7 +104,7 @@ func (b *Broker) checkRegistry() {
 			}
 		}
 		if len(names) != len(c.s.policyNames) {
-			b.opts.Timeline.Event(actorIoT, "policy detached from certificate of %s: its further requests are judged without it", c.cl.ID)
+			b.opts.Timeline.Event(actorIoT, "policy detached from certificate of %s: its further requests are judged without it", timeline.Short(c.cl.ID))
 		}
 		c.s.policyNames, c.s.policies = names, pols
 		c.s.mu.Unlock()
@@ -114,6 +116,6 @@ func (b *Broker) revoke(cl *mqtt.Client, s *session, why string) {
 	s.mu.Lock()
 	s.revoked = true
 	s.mu.Unlock()
-	b.opts.Timeline.Event(actorIoT, "disconnected %s: %s, as AWS IoT disconnects devices whose certificate is no longer ACTIVE", cl.ID, why)
+	b.opts.Timeline.Event(actorIoT, "disconnected %s: %s, as AWS IoT disconnects devices whose certificate is no longer ACTIVE", timeline.Short(cl.ID), why)
 	cl.Stop(errRevoked)
 }
