@@ -129,6 +129,9 @@ def test_delete_absent_shadow_is_rejected_404(shadow):
     assert shadow.first("update_accepted", "update_rejected")[0] == "update_accepted"
     shadow.delete()
     assert shadow.first("delete_accepted", "delete_rejected")[0] == "delete_accepted"
+    shadow.delete()  # deleted already: moto accepts this one, AWS does not
+    name, err = shadow.first("delete_accepted", "delete_rejected")
+    assert name == "delete_rejected" and err.code == 404, name
 
 
 def test_state_over_8kb_is_rejected_413(shadow):
