@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +35,9 @@ type brokerIoTAPI interface {
 	ListPrincipalThings(ctx context.Context, in *iot.ListPrincipalThingsInput, optFns ...func(*iot.Options)) (*iot.ListPrincipalThingsOutput, error)
 	ListAttachedPolicies(ctx context.Context, in *iot.ListAttachedPoliciesInput, optFns ...func(*iot.Options)) (*iot.ListAttachedPoliciesOutput, error)
 	GetPolicy(ctx context.Context, in *iot.GetPolicyInput, optFns ...func(*iot.Options)) (*iot.GetPolicyOutput, error)
+	// for dropping the connections of revoked certificates (revocation.go)
+	ListCertificates(ctx context.Context, in *iot.ListCertificatesInput, optFns ...func(*iot.Options)) (*iot.ListCertificatesOutput, error)
+	ListTargetsForPolicy(ctx context.Context, in *iot.ListTargetsForPolicyInput, optFns ...func(*iot.Options)) (*iot.ListTargetsForPolicyOutput, error)
 }
 
 var _ brokerIoTAPI = (*iot.Client)(nil)
@@ -48,6 +52,8 @@ type BrokerOptions struct {
 	OnRule   func(rule DeployedRule, topic string, payload []byte)
 	Timeline *timeline.Timeline
 	Log      *slog.Logger // broker internals; default discards
+	// RegistryPoll is how often open connections are checked against the registry; default RevocationPollInterval.
+	RegistryPoll time.Duration
 }
 
 // Broker is an MQTT-over-TLS server on loopback that behaves like AWS IoT Core for the JITR flow.
@@ -62,6 +68,7 @@ type Broker struct {
 	// lookups bounds the registry calls of connections in progress: a fleet retrying at once would otherwise
 	// flood moto, a single process, and starve the function that provisions the fleet.
 	lookups chan struct{}
+	rate connectRate // one CONNECT per second per client id (limits.go)
 	// ctx ends when the broker closes, so admissions in progress stop waiting for the registry.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -73,12 +80,25 @@ const registrySlotWait = 3 * time.Second
 
 // session is what the broker knows about an admitted connection.
 type session struct {
-	thing    string
-	certID   string
-	vars     map[string]string
-	policies []*Policy
-	mu       sync.Mutex
-	pending  map[string]bool // SUBSCRIBE filters already judged by iot:Subscribe, awaiting mochi's ACL call
+	thing   string
+	certID  string
+	certARN string
+	vars    map[string]string
+	mu      sync.Mutex
+	// policies and policyNames (same order) are the policies attached to the certificate; the registry poll
+	// withdraws detached ones (revocation.go). Read them under mu.
+	policies    []*Policy
+	policyNames []string
+	pending     map[string]bool // SUBSCRIBE filters already judged by iot:Subscribe, awaiting mochi's ACL call
+	will        *willMessage    // the Last Will, published by the broker under the policy (limits.go)
+	revoked     bool            // the certificate left ACTIVE: the connection was dropped, its will is not sent
+}
+
+// currentPolicies returns the policies attached to the session's certificate now.
+func (s *session) currentPolicies() []*Policy {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.policies
 }
 
 // StartBroker listens on 127.0.0.1 (a free port) and serves until Close.
@@ -95,6 +115,12 @@ func StartBroker(opts BrokerOptions) (*Broker, error) {
 	}
 	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: opts.Log})
 	srv.Options.Capabilities.MaximumClients = 1 << 20
+	applyCapabilities(srv.Options.Capabilities)
+	b.srv = srv
+	// The limits hook runs first: it must see a session before the broker's hook forgets it on disconnect.
+	if err := srv.AddHook(&strictHook{b: b}, nil); err != nil {
+		return nil, fmt.Errorf("add limits hook: %w", err)
+	}
 	if err := srv.AddHook(&hook{b: b}, nil); err != nil {
 		return nil, fmt.Errorf("add broker hook: %w", err)
 	}
@@ -102,11 +128,24 @@ func StartBroker(opts BrokerOptions) (*Broker, error) {
 		Certificates: []tls.Certificate{opts.Certificate},
 		ClientAuth:   tls.RequireAnyClientCert, // the chain is judged per connection, as AWS IoT does with its registry
 		MinVersion:   tls.VersionTLS12,
+		// "Clients must send the Server Name Indication (SNI) TLS extension ... Connection attempts that don't
+		// include the SNI are refused." (https://docs.aws.amazon.com/iot/latest/developerguide/mqtt.html)
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			if hello.ServerName == "" {
+				return nil, errNoSNI
+			}
+			return nil, nil
+		},
 	}})
 	if err := srv.AddListener(tcp); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	b.addr = tcp.Address()
+	// Devices reach the broker by name, so that their TLS stack sends SNI (none is sent for an IP address).
+	_, port, err := net.SplitHostPort(tcp.Address())
+	if err != nil {
+		return nil, fmt.Errorf("listener address: %w", err)
+	}
+	b.addr = net.JoinHostPort("localhost", port)
 	for i, rule := range d.Rules {
 		rule := rule
 		err := srv.Subscribe(rule.TopicFilter, i+1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
@@ -118,14 +157,18 @@ func StartBroker(opts BrokerOptions) (*Broker, error) {
 			return nil, fmt.Errorf("rule %s: %w", rule.Name, err)
 		}
 	}
-	b.srv = srv
 	if err := srv.Serve(); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
+	poll := opts.RegistryPoll
+	if poll <= 0 {
+		poll = RevocationPollInterval
+	}
+	go b.watchRegistry(poll)
 	return b, nil
 }
 
-// Addr is the broker's host:port.
+// Addr is the broker's host:port, by name (localhost) so that clients send SNI.
 func (b *Broker) Addr() string { return b.addr }
 
 // Close stops the broker and drops every connection.
@@ -147,6 +190,12 @@ const actorIoT = "iot-core"
 
 // errRefused closes a connection without CONNACK, as AWS IoT does when it refuses a certificate or a connect.
 var errRefused = errors.New("connection refused by the emulator")
+
+// errNoSNI fails the TLS handshake of a client that sent no server name, as AWS IoT refuses it.
+var errNoSNI = errors.New("TLS ClientHello without SNI")
+
+// errRevoked ends the connection of a certificate that is no longer ACTIVE.
+var errRevoked = errors.New("certificate no longer ACTIVE")
 
 // admit decides a CONNECT: it returns the session of an authorised client, or the reason for refusing it.
 func (b *Broker) admit(ctx context.Context, cl *mqtt.Client) (*session, string) {
@@ -225,7 +274,7 @@ func (b *Broker) admit(ctx context.Context, cl *mqtt.Client) (*session, string) 
 	if err != nil {
 		return nil, fmt.Sprintf("list policies of certificate: %v", err)
 	}
-	s := &session{certID: certID, vars: vars, pending: map[string]bool{}}
+	s := &session{certID: certID, certARN: certARN, vars: vars, pending: map[string]bool{}}
 	if attached {
 		s.thing = clientID
 	}
@@ -235,6 +284,7 @@ func (b *Broker) admit(ctx context.Context, cl *mqtt.Client) (*session, string) 
 			return nil, err.Error()
 		}
 		s.policies = append(s.policies, doc)
+		s.policyNames = append(s.policyNames, aws.ToString(p.PolicyName))
 	}
 	if !Allowed(Request{Action: "iot:Connect", Resource: b.arn("client", clientID), Vars: vars}, s.policies...) {
 		why := "no attached policy allows iot:Connect"
@@ -336,6 +386,11 @@ func (h *hook) Provides(b byte) bool {
 
 func (h *hook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 	s, reason := h.b.admit(h.b.ctx, cl)
+	if s != nil {
+		if why := h.b.enforceConnect(cl, s); why != "" {
+			s, reason = nil, why
+		}
+	}
 	if s == nil {
 		h.b.opts.Timeline.Event(actorIoT, "connect refused (%s): %s", timeline.Short(cl.ID), reason)
 		return errRefused
@@ -363,6 +418,7 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, f := range pk.Filters {
+		// The limits hook ran first; session.policies is read under s.mu, which is held here.
 		s.pending[f.Filter] = Allowed(Request{Action: "iot:Subscribe", Resource: h.b.arn("topicfilter", f.Filter), Vars: s.vars}, s.policies...)
 	}
 	return pk
@@ -374,7 +430,7 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return false
 	}
 	if write {
-		return Allowed(Request{Action: "iot:Publish", Resource: h.b.arn("topic", topic), Vars: s.vars}, s.policies...)
+		return Allowed(Request{Action: "iot:Publish", Resource: h.b.arn("topic", topic), Vars: s.vars}, s.currentPolicies()...)
 	}
 	s.mu.Lock()
 	verdict, isSubscribe := s.pending[topic]
@@ -383,7 +439,7 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if isSubscribe {
 		return verdict
 	}
-	return Allowed(Request{Action: "iot:Receive", Resource: h.b.arn("topic", topic), Vars: s.vars}, s.policies...)
+	return Allowed(Request{Action: "iot:Receive", Resource: h.b.arn("topic", topic), Vars: s.vars}, s.currentPolicies()...)
 }
 
 // OnPublished bridges shadow requests to moto's shadow service and publishes its answers.

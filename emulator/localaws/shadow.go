@@ -136,16 +136,24 @@ func HandleShadowRequest(ctx context.Context, c *ShadowClient, topic string, pay
 	}
 	token := req["clientToken"]
 	var (
-		out []byte
-		err error
+		out      []byte
+		err      error
+		previous []byte // the document before an update, for update/documents
 	)
 	switch st.Op {
 	case "get":
 		out, err = c.Do(ctx, http.MethodGet, st.Thing, st.Name, nil)
 	case "delete":
-		out, err = c.Do(ctx, http.MethodDelete, st.Thing, st.Name, nil)
+		// moto deletes an absent shadow without complaint; AWS answers 404 (No shadow exists with name).
+		if _, err = c.Do(ctx, http.MethodGet, st.Thing, st.Name, nil); err == nil {
+			out, err = c.Do(ctx, http.MethodDelete, st.Thing, st.Name, nil)
+		}
 	case "update":
-		body := map[string]any{"state": req["state"]}
+		if code, msg := shadowStateProblem(req["state"]); code != 0 {
+			return []shadowReply{rejected(st, code, msg, token)}, true
+		}
+		previous, _ = c.Do(ctx, http.MethodGet, st.Thing, st.Name, nil)
+		body := map[string]any{"state": nullSectionsAsKeys(req["state"], previous)}
 		if v, ok := req["version"]; ok {
 			// moto fails on a versioned update of a shadow that does not exist yet; AWS answers 409.
 			if _, gerr := c.Do(ctx, http.MethodGet, st.Thing, st.Name, nil); gerr != nil {
@@ -180,9 +188,18 @@ func HandleShadowRequest(ctx context.Context, c *ShadowClient, topic string, pay
 		delete(doc, "state")
 		delete(doc, "metadata")
 	}
+	if st.Op == "update" {
+		doc["state"] = req["state"] // AWS echoes the request's state, null sections included
+	}
+	if st.Op == "get" {
+		dropEmptySections(doc)
+	}
 	accepted, _ := json.Marshal(doc)
 	replies := []shadowReply{{Topic: st.Prefix + "/" + st.Op + "/accepted", Payload: accepted}}
 	if st.Op == "update" {
+		if current, err := c.Do(ctx, http.MethodGet, st.Thing, st.Name, nil); err == nil {
+			replies = append(replies, shadowReply{Topic: st.Prefix + "/update/documents", Payload: documentsMessage(previous, current, token)})
+		}
 		if d := desiredIn(req); d {
 			if delta := currentDelta(ctx, c, st); delta != nil {
 				replies = append(replies, shadowReply{Topic: st.Prefix + "/update/delta", Payload: delta})
@@ -190,6 +207,129 @@ func HandleShadowRequest(ctx context.Context, c *ShadowClient, topic string, pay
 		}
 	}
 	return replies, true
+}
+
+// Shadow limits, from "Device Shadow error messages" (https://docs.aws.amazon.com/iot/latest/developerguide/device-shadow-error-messages.html)
+// and "Diagnosing problems with shadows" (https://docs.aws.amazon.com/iot/latest/developerguide/diagnosing-shadows.html).
+const (
+	// MaxShadowStateBytes: "The device's shadow supports 8 KB of data only ... Only the data for desired and
+	// reported state inside the state document sent to the device's shadow counts toward the limit."
+	MaxShadowStateBytes = 8 * 1024
+	// MaxShadowDepth: 400 "JSON contains too many levels of nesting; maximum is 6".
+	MaxShadowDepth = 6
+)
+
+// shadowStateProblem judges the state of an update request against the shadow limits; it returns the HTTP code
+// and message of the rejected reply, or 0.
+func shadowStateProblem(state any) (int, string) {
+	m, ok := state.(map[string]any)
+	if !ok {
+		if state != nil {
+			return 400, "State node must be an object"
+		}
+		return 0, "" // a missing state is answered below (Missing required node: state)
+	}
+	size := 0
+	for _, section := range []string{"desired", "reported"} {
+		v, ok := m[section]
+		if !ok || v == nil {
+			continue
+		}
+		if _, isObj := v.(map[string]any); !isObj {
+			return 400, strings.ToUpper(section[:1]) + section[1:] + " node must be an object"
+		}
+		if jsonDepth(v) > MaxShadowDepth {
+			return 400, "JSON contains too many levels of nesting; maximum is 6"
+		}
+		enc, _ := json.Marshal(v)
+		size += len(enc)
+	}
+	if size > MaxShadowStateBytes {
+		return 413, "The payload exceeds the maximum size allowed"
+	}
+	return 0, ""
+}
+
+// jsonDepth counts the levels of objects and arrays in a decoded JSON value: {"a":1} is 1 level.
+func jsonDepth(v any) int {
+	deepest := 0
+	switch t := v.(type) {
+	case map[string]any:
+		for _, c := range t {
+			deepest = max(deepest, jsonDepth(c))
+		}
+	case []any:
+		for _, c := range t {
+			deepest = max(deepest, jsonDepth(c))
+		}
+	default:
+		return 0
+	}
+	return deepest + 1
+}
+
+// nullSectionsAsKeys turns "desired": null (or "reported": null), which deletes the whole section on AWS and
+// which moto ignores, into a null for each key the stored section has, which moto applies.
+func nullSectionsAsKeys(state any, stored []byte) any {
+	m, ok := state.(map[string]any)
+	if !ok {
+		return state
+	}
+	var doc struct {
+		State map[string]map[string]any `json:"state"`
+	}
+	_ = json.Unmarshal(stored, &doc)
+	out := map[string]any{}
+	for k, v := range m {
+		out[k] = v
+		if v != nil || (k != "desired" && k != "reported") {
+			continue
+		}
+		keys := map[string]any{}
+		for name := range doc.State[k] {
+			keys[name] = nil
+		}
+		if len(keys) == 0 {
+			delete(out, k)
+			continue
+		}
+		out[k] = keys
+	}
+	return out
+}
+
+// dropEmptySections removes the sections an update emptied: AWS has no "desired": {} once desired is deleted.
+func dropEmptySections(doc map[string]any) {
+	for _, part := range []string{"state", "metadata"} {
+		m, _ := doc[part].(map[string]any)
+		for k, v := range m {
+			if sub, ok := v.(map[string]any); ok && len(sub) == 0 {
+				delete(m, k)
+			}
+		}
+	}
+}
+
+// documentsMessage is the update/documents message: the shadow before and after an accepted update.
+func documentsMessage(previous, current []byte, token any) []byte {
+	side := func(raw []byte) any {
+		var doc map[string]any
+		if json.Unmarshal(raw, &doc) != nil {
+			return nil
+		}
+		dropEmptySections(doc)
+		if st, ok := doc["state"].(map[string]any); ok {
+			delete(st, "delta")
+		}
+		out := map[string]any{"state": doc["state"], "metadata": doc["metadata"], "version": doc["version"]}
+		return out
+	}
+	msg := map[string]any{"previous": side(previous), "current": side(current), "timestamp": time.Now().Unix()}
+	if token != nil {
+		msg["clientToken"] = token
+	}
+	enc, _ := json.Marshal(msg)
+	return enc
 }
 
 func desiredIn(req map[string]any) bool {
