@@ -68,7 +68,7 @@ type Broker struct {
 	// lookups bounds the registry calls of connections in progress: a fleet retrying at once would otherwise
 	// flood moto, a single process, and starve the function that provisions the fleet.
 	lookups chan struct{}
-	rate connectRate // one CONNECT per second per client id (limits.go)
+	rate    connectRate // one CONNECT per second per client id (limits.go)
 	// ctx ends when the broker closes, so admissions in progress stop waiting for the registry.
 	ctx    context.Context
 	cancel context.CancelFunc

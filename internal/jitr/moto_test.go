@@ -225,12 +225,6 @@ func (r *recorder) setThrottle(f func(op string, n, attempt int) bool) {
 	r.throttle = f
 }
 
-func (r *recorder) setLose(f func(op string, n, attempt int) bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.lose = f
-}
-
 func ops(calls []call) []string {
 	names := make([]string, len(calls))
 	for i, c := range calls {
