@@ -24,6 +24,11 @@ var JitrIoTActions = map[string][]string{
 	"thing/*": {"iot:CreateThing", "iot:ListThingPrincipals", "iot:AttachThingPrincipal", "iot:DetachThingPrincipal"},
 }
 
+// JitrDenyListActions are the DynamoDB actions the JITR handler calls on the deny-list table (Service
+// Authorization Reference: GetItem is authorized on the table resource type,
+// arn:${Partition}:dynamodb:${Region}:${Account}:table/${TableName}).
+var JitrDenyListActions = []string{"dynamodb:GetItem"}
+
 // JitrProvisioningProps configures JitrProvisioning.
 type JitrProvisioningProps struct {
 	CAs        []*TenantCA
@@ -32,6 +37,8 @@ type JitrProvisioningProps struct {
 	// ProvisionedBy marks the things the handler creates (thing attribute provisionedBy), so teardown deletes
 	// only those.
 	ProvisionedBy *string
+	// DenyList is the table of revoked devices the handler reads (GetItem only) before provisioning.
+	DenyList *DenyList
 }
 
 // JitrProvisioning is the just-in-time registration pipeline: one topic rule per own tenant CA on its
@@ -88,6 +95,7 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 			// Azure Sphere's clock and Lambda's are independent: a genuine certificate may start a little in the
 			// function's future, and is then provisioned rather than left for a later event.
 			contract.EnvClockSkewTolerance: jsii.String("5m"),
+			contract.EnvDenyListTable:      props.DenyList.TableName(),
 		},
 	})
 	j.Function, j.Role, j.LogGroup = fn.Function, fn.Role, fn.LogGroup
@@ -100,6 +108,11 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 	j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions:   jsii.Strings("iot:AttachPolicy", "iot:DetachPolicy"),
 		Resources: &[]*string{props.Policy.PolicyArn()},
+	}))
+	// The deny-list is only read, one item per event: GetItem on the table resource type, nothing else.
+	j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings(JitrDenyListActions...),
+		Resources: &[]*string{props.DenyList.Table.TableArn()},
 	}))
 	suppress(j.Role, "AwsSolutions-IAM5",
 		"Device certificate ids and thing names are created at run time by JITR, so the IoT actions are scoped to "+

@@ -26,7 +26,9 @@ type SphereJitrStack struct {
 	awscdk.Stack
 	CAs          []*infra.TenantCA
 	Policy       *infra.DevicePolicy
+	DenyList     *infra.DenyList
 	Provisioning *infra.JitrProvisioning
+	Operations   *infra.FleetOperations
 	Bucket       *infra.DemoBucket
 	Endpoint     *infra.IotEndpoint
 	Teardown     *infra.RegistryTeardown
@@ -47,11 +49,20 @@ func NewSphereJitrStack(scope constructs.Construct, id string, props *SphereJitr
 		}))
 	}
 	s.Policy = infra.NewDevicePolicy(stack, "DevicePolicy", &infra.DevicePolicyProps{Retain: cfg.RetainDevices})
+	s.DenyList = infra.NewDenyList(stack, "DenyList", &infra.DenyListProps{Retain: cfg.RetainDevices})
 	s.Provisioning = infra.NewJitrProvisioning(stack, "Jitr", &infra.JitrProvisioningProps{
 		CAs:           s.CAs,
 		Policy:        s.Policy,
 		ModuleRoot:    props.ModuleRoot,
 		ProvisionedBy: stack.StackName(),
+		DenyList:      s.DenyList,
+	})
+	s.Operations = infra.NewFleetOperations(stack, "Operations", &infra.FleetOperationsProps{
+		CAs:           s.CAs,
+		Provisioning:  s.Provisioning,
+		ModuleRoot:    props.ModuleRoot,
+		ProvisionedBy: stack.StackName(),
+		AlarmEmail:    cfg.AlarmEmail,
 	})
 	s.Teardown = infra.NewRegistryTeardown(stack, "RegistryTeardown", &infra.RegistryTeardownProps{
 		CAs:           s.CAs,
@@ -78,5 +89,7 @@ func NewSphereJitrStack(scope constructs.Construct, id string, props *SphereJitr
 	output(contract.OutputTenantID, "Azure Sphere tenant (catalog) id", jsii.String(cfg.TenantID))
 	output(contract.OutputRetainDevices, "Whether cdk destroy keeps the devices, their certificates and the CA", jsii.String(strconv.FormatBool(cfg.RetainDevices)))
 	output(contract.OutputDeviceTopicRoot, "First level of each device's own MQTT topic tree: <root>/<thingName>/...", jsii.String(s.Policy.TopicRoot))
+	output(contract.OutputDenyListTable, "DynamoDB table of revoked devices (fleetctl revoke / allow)", s.DenyList.TableName())
+	output(contract.OutputDashboardName, "CloudWatch dashboard of the fleet's provisioning", s.Operations.Dashboard.DashboardName())
 	return s
 }

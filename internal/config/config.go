@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ const (
 	KeyCertificateMode   = "certificateMode"
 	KeyTenantID          = "tenantId"
 	KeyRetainDevices     = "retainDevices"
+	KeyAlarmEmail        = "alarmEmail"
 )
 
 // Certificate modes of an AWS IoT CA registration.
@@ -46,6 +48,8 @@ type Config struct {
 	CertificateMode string
 	TenantID        string
 	RetainDevices   bool
+	// AlarmEmail, when set, is subscribed to an SNS topic the stack's alarms notify; empty means no topic.
+	AlarmEmail string
 }
 
 // Error is a refused context value.
@@ -71,6 +75,7 @@ func Load(get func(key string) any, now time.Time) (*Config, error) {
 	l.verificationCerts(caPaths)
 	l.tenantID()
 	l.retainDevices()
+	l.alarmEmail()
 	if len(l.errs) > 0 {
 		return nil, errors.Join(l.errs...)
 	}
@@ -193,6 +198,23 @@ func (l *loader) retainDevices() {
 	default:
 		l.fail(KeyRetainDevices, fmt.Sprintf("%v is not true or false", v), fix)
 	}
+}
+
+// emailPattern is a plausible e-mail address: SNS confirms the subscription by mail, so a typo shows there; this
+// only refuses what cannot be an address.
+var emailPattern = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
+
+func (l *loader) alarmEmail() {
+	email, _ := str(l.get(KeyAlarmEmail))
+	if email == "" {
+		return
+	}
+	if !emailPattern.MatchString(email) || len(email) > 254 {
+		l.fail(KeyAlarmEmail, fmt.Sprintf("%q is not an e-mail address", email),
+			"pass -c alarmEmail=ops@example.com (the address confirms the SNS subscription), or leave it out for no alarm topic")
+		return
+	}
+	l.cfg.AlarmEmail = email
 }
 
 func readCert(key, path, fix string) (*x509.Certificate, error) {

@@ -104,6 +104,18 @@ func TestLoadAccepts(t *testing.T) {
 	}
 }
 
+func TestAlarmEmail(t *testing.T) {
+	f := writeFixtures(t)
+	for _, tc := range []struct{ given, want string }{{"", ""}, {" ops@example.com ", "ops@example.com"}} {
+		cfg, err := Load(func(k string) any {
+			return map[string]any{"tenantCaCerts": f.caDER, "verificationCerts": f.verification, "tenantId": tenant, "alarmEmail": tc.given}[k]
+		}, time.Now())
+		if err != nil || cfg.AlarmEmail != tc.want {
+			t.Errorf("alarmEmail %q: got %q, %v; want %q", tc.given, cfg.AlarmEmail, err, tc.want)
+		}
+	}
+}
+
 func TestLoadRefuses(t *testing.T) {
 	f := writeFixtures(t)
 	good := func(over map[string]any) map[string]any {
@@ -142,6 +154,8 @@ func TestLoadRefuses(t *testing.T) {
 		{"tenant not a GUID", good(map[string]any{"tenantId": "my-tenant"}), KeyTenantID, "not a GUID", "az sphere catalog show"},
 		{"retain not a bool", good(map[string]any{"retainDevices": "yes"}), KeyRetainDevices, "not true or false", "-c retainDevices=true"},
 		{"retain as number", good(map[string]any{"retainDevices": 1.0}), KeyRetainDevices, "not true or false", "-c retainDevices=true"},
+		{"alarm e-mail without @", good(map[string]any{"alarmEmail": "ops.example.com"}), KeyAlarmEmail, "not an e-mail address", "-c alarmEmail=ops@example.com"},
+		{"alarm e-mail with a space", good(map[string]any{"alarmEmail": "ops team@example.com"}), KeyAlarmEmail, "not an e-mail address", "-c alarmEmail="},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
