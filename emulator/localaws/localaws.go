@@ -22,6 +22,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -113,6 +114,7 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 
 	t.Deployment, err = Deploy(ctx, opts.Template, t.IoT, t.S3, DeployOptions{
 		StackName: opts.StackName, Region: motoserver.Region, AccountID: motoserver.AccountID,
+		DynamoDB: dynamodb.NewFromConfig(t.AWS),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("deploy template: %w", err)
@@ -125,6 +127,9 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 	}
 	for _, r := range t.Deployment.Rules {
 		t.tl.Event("deploy", "topic rule %s: %s", r.Name, r.SQL)
+	}
+	for id, name := range t.Deployment.Tables {
+		t.tl.Event("deploy", "DynamoDB table %s (%s) created from the template", name, id)
 	}
 
 	fn := opts.Function
@@ -282,6 +287,12 @@ type Info struct {
 	Bucket           string   `json:"bucket"`
 	CACertificateIDs []string `json:"caCertificateIds"`
 	DevicePolicy     string   `json:"devicePolicy"`
+	// StackName, Outputs and the moto credentials let the operator CLI (fleetctl -emulator) work against the
+	// emulator as it works against the deployed stack.
+	StackName          string            `json:"stackName"`
+	Outputs            map[string]string `json:"outputs"`
+	AWSAccessKeyID     string            `json:"awsAccessKeyId"`
+	AWSSecretAccessKey string            `json:"awsSecretAccessKey"`
 }
 
 // Info describes the running emulator.
@@ -289,6 +300,8 @@ func (t *Emulator) Info() Info {
 	info := Info{
 		Endpoint: t.Broker.Addr(), ServerCAPEM: string(t.ServerCA.CertPEM()), AWSEndpoint: t.Moto.URL,
 		Region: t.AWS.Region, Bucket: t.Deployment.Bucket, DevicePolicy: t.Deployment.FunctionEnv[contract.EnvDevicePolicyName],
+		StackName: t.Deployment.StackName, Outputs: t.Deployment.Outputs,
+		AWSAccessKeyID: motoserver.AccessKeyID, AWSSecretAccessKey: motoserver.SecretAccessKey,
 	}
 	for _, ca := range t.Deployment.CAs {
 		info.CACertificateIDs = append(info.CACertificateIDs, ca.ID)

@@ -11,6 +11,10 @@ And one fidelity point: AWS's DescribeCertificate returns certificateDescription
 registered under a CA (the JITR function compares it with the event's CA id). moto records that id at
 RegisterCertificate but leaves it out of the description; the patch below adds it, only when it is set.
 
+And paging: AWS pages ListCertificatesByCA (pageSize up to 250, marker/nextMarker); moto returns every
+certificate at once, so a client that never follows nextMarker would pass here and miss certificates on AWS. The
+patch below pages the way AWS does (default page of 50 when pageSize is absent, like moto's ListThings).
+
 Usage: launcher.py PORT  (binds 127.0.0.1 only)
 """
 import sys
@@ -45,6 +49,24 @@ def _to_description_dict(self):
 
 
 FakeCertificate.to_description_dict = _to_description_dict
+
+from moto.core.responses import ActionResult  # noqa: E402
+from moto.iot.responses import IoTResponse  # noqa: E402
+
+
+def _list_certificates_by_ca(self):
+    ca_certificate_id = self._get_param("caCertificateId")
+    page_size = self._get_int_param("pageSize", 50)
+    start = int(self._get_param("marker") or 0)
+    certificates = self.iot_backend.list_certificates_by_ca(ca_certificate_id)
+    page = certificates[start : start + page_size]
+    result = {"certificates": [c.to_dict() for c in page]}
+    if start + page_size < len(certificates):
+        result["nextMarker"] = str(start + page_size)
+    return ActionResult(result)
+
+
+IoTResponse.list_certificates_by_ca = _list_certificates_by_ca
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():
