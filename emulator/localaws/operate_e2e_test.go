@@ -397,3 +397,33 @@ func listAllThings(t *testing.T, tw *localaws.Emulator) []iottypes.ThingAttribut
 	}
 	return out
 }
+
+// TestCAsReportsTheTenantCA: fleetctl cas reads the registered CA as AWS describes it (status, auto-registration,
+// the certificate's own validity), and with one CA there is no successor.
+func TestCAsReportsTheTenantCA(t *testing.T) {
+	_, info, _ := startOperated(t, nil)
+	out, _ := runFleetctl(t, info, "cas", "-json")
+	var r struct {
+		CAs []struct {
+			ID               string    `json:"caCertificateId"`
+			Status           string    `json:"status"`
+			AutoRegistration bool      `json:"autoRegistration"`
+			NotAfter         time.Time `json:"notAfter"`
+			DaysLeft         int       `json:"daysLeft"`
+			Successor        string    `json:"successor"`
+		} `json:"cas"`
+		DaysLeftWithoutSuccessor int `json:"daysLeftWithoutSuccessor"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.CAs) != 1 {
+		t.Fatalf("%d CAs, want the one the template registers", len(r.CAs))
+	}
+	ca := r.CAs[0]
+	wantDays := int(time.Until(env.tenantCA.Cert.NotAfter).Hours() / 24)
+	if ca.Status != "ACTIVE" || !ca.AutoRegistration || !ca.NotAfter.Equal(env.tenantCA.Cert.NotAfter) || ca.Successor != "" ||
+		ca.DaysLeft < wantDays-1 || ca.DaysLeft > wantDays || r.DaysLeftWithoutSuccessor != ca.DaysLeft {
+		t.Errorf("cas = %s; want ACTIVE, auto-registration, NotAfter %s, about %d days left, no successor", out, env.tenantCA.Cert.NotAfter, wantDays)
+	}
+}

@@ -105,17 +105,11 @@ func Describe(ctx context.Context, api DescribeAPI, ids []string) ([]CA, error) 
 			return nil, fmt.Errorf("describe CA certificate %s: response has no certificate description", id)
 		}
 		c := CA{ID: id, Status: string(d.Status), AutoRegistration: d.AutoRegistrationStatus == types.AutoRegistrationStatusEnable}
-		if d.Validity != nil {
-			c.NotBefore, c.NotAfter = aws.ToTime(d.Validity.NotBefore), aws.ToTime(d.Validity.NotAfter)
-		}
-		if c.NotAfter.IsZero() {
-			// moto does not report the validity: read it from the certificate itself.
-			if cert, err := parsePEM(aws.ToString(d.CertificatePem)); err == nil {
-				c.NotBefore, c.NotAfter = cert.NotBefore, cert.NotAfter
-			}
-		}
+		// The certificate itself is the authority on its validity; the response's validity is the fallback.
 		if cert, err := parsePEM(aws.ToString(d.CertificatePem)); err == nil {
-			c.Subject = cert.Subject.CommonName
+			c.Subject, c.NotBefore, c.NotAfter = cert.Subject.CommonName, cert.NotBefore, cert.NotAfter
+		} else if d.Validity != nil {
+			c.NotBefore, c.NotAfter = aws.ToTime(d.Validity.NotBefore), aws.ToTime(d.Validity.NotAfter)
 		}
 		if c.NotAfter.IsZero() {
 			return nil, fmt.Errorf("describe CA certificate %s: neither the validity nor a readable certificate in the response", id)
