@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -38,7 +39,7 @@ type check struct {
 	api   caexpiry.DescribeAPI
 	ids   []string
 	stack string
-	out   *os.File
+	out   io.Writer
 	log   *slog.Logger
 	now   func() time.Time
 }
