@@ -25,6 +25,8 @@ type JitrProvisioningProps struct {
 	// ProvisionedBy marks the things the handler creates (thing attribute provisionedBy), so teardown deletes
 	// only those.
 	ProvisionedBy *string
+	// DenyList is the table of revoked devices the handler reads (GetItem only) before provisioning.
+	DenyList *DenyList
 }
 
 // JitrProvisioning is the just-in-time registration pipeline: one topic rule per own tenant CA on its
@@ -80,6 +82,7 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 			// Azure Sphere's clock and Lambda's are independent: a genuine certificate may start a little in the
 			// function's future, and is then provisioned rather than left for a later event.
 			contract.EnvClockSkewTolerance: jsii.String("5m"),
+			contract.EnvDenyListTable:      props.DenyList.TableName(),
 		},
 	})
 	j.Function, j.Role, j.LogGroup = fn.Function, fn.Role, fn.LogGroup
@@ -90,6 +93,11 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 	iotGrant(j.Role, "cert/*", "iot:DescribeCertificate", "iot:UpdateCertificate", "iot:DeleteCertificate",
 		"iot:AttachPolicy", "iot:DetachPolicy", "iot:AttachThingPrincipal", "iot:DetachThingPrincipal")
 	iotGrant(j.Role, "thing/*", "iot:CreateThing", "iot:ListThingPrincipals")
+	// The deny-list is only read, one item per event: GetItem on the table resource type, nothing else.
+	j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("dynamodb:GetItem"),
+		Resources: &[]*string{props.DenyList.Table.TableArn()},
+	}))
 	suppress(j.Role, "AwsSolutions-IAM5",
 		"Device certificate ids and thing names are created at run time by JITR, so the IoT actions are scoped to "+
 			"the cert/* and thing/* resource types of this account and region, never to *",

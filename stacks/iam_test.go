@@ -102,6 +102,7 @@ var cfnArnShapes = map[string]string{
 	"AWS::Lambda::Function": "arn:aws:lambda:us-east-1:123456789012:function:NAME",
 	"AWS::IAM::Role":        "arn:aws:iam::123456789012:role/NAME",
 	"AWS::S3::Bucket":       "arn:aws:s3:::NAME",
+	"AWS::DynamoDB::Table":  "arn:aws:dynamodb:us-east-1:123456789012:table/NAME",
 }
 
 // grantARN renders a statement's resource as the ARN pattern IAM would match, in us-east-1 of account 123456789012.

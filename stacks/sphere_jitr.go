@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
@@ -26,7 +27,9 @@ type SphereJitrStack struct {
 	awscdk.Stack
 	CAs          []*infra.TenantCA
 	Policy       *infra.DevicePolicy
+	DenyList     *infra.DenyList
 	Provisioning *infra.JitrProvisioning
+	Operations   *infra.FleetOperations
 	Bucket       *infra.DemoBucket
 	Endpoint     *infra.IotEndpoint
 	Teardown     *infra.RegistryTeardown
@@ -48,11 +51,13 @@ func NewSphereJitrStack(scope constructs.Construct, id string, props *SphereJitr
 		}))
 	}
 	s.Policy = infra.NewDevicePolicy(stack, "DevicePolicy", &infra.DevicePolicyProps{Retain: cfg.RetainDevices})
+	s.DenyList = infra.NewDenyList(stack, "DenyList", &infra.DenyListProps{Retain: cfg.RetainDevices})
 	s.Provisioning = infra.NewJitrProvisioning(stack, "Jitr", &infra.JitrProvisioningProps{
 		CAs:           s.CAs,
 		Policy:        s.Policy,
 		ModuleRoot:    props.ModuleRoot,
 		ProvisionedBy: stack.StackName(),
+		DenyList:      s.DenyList,
 	})
 	s.Teardown = infra.NewRegistryTeardown(stack, "RegistryTeardown", &infra.RegistryTeardownProps{
 		CAs:           s.CAs,
@@ -72,6 +77,14 @@ func NewSphereJitrStack(scope constructs.Construct, id string, props *SphereJitr
 		URLExpiry:     awscdk.Duration_Seconds(jsii.Number(cfg.PresignURLExpiry.Seconds())),
 		ProvisionedBy: stack.StackName(),
 	})
+	s.Operations = infra.NewFleetOperations(stack, "Operations", &infra.FleetOperationsProps{
+		CAs:           s.CAs,
+		Provisioning:  s.Provisioning,
+		OtherAlarms:   []awscloudwatch.Alarm{s.S3Urls.DLQAlarm, s.S3Urls.ErrorsAlarm},
+		ModuleRoot:    props.ModuleRoot,
+		ProvisionedBy: stack.StackName(),
+		AlarmEmail:    cfg.AlarmEmail,
+	})
 
 	caIDs := make([]*string, 0, len(s.CAs))
 	for _, ca := range s.CAs {
@@ -88,5 +101,7 @@ func NewSphereJitrStack(scope constructs.Construct, id string, props *SphereJitr
 	output(contract.OutputTenantID, "Azure Sphere tenant (catalog) id", jsii.String(cfg.TenantID))
 	output(contract.OutputRetainDevices, "Whether cdk destroy keeps the devices, their certificates and the CA", jsii.String(strconv.FormatBool(cfg.RetainDevices)))
 	output(contract.OutputDeviceTopicRoot, "First level of each device's own MQTT topic tree: <root>/<thingName>/...", jsii.String(s.Policy.TopicRoot))
+	output(contract.OutputDenyListTable, "DynamoDB table of revoked devices (fleetctl revoke / allow)", s.DenyList.TableName())
+	output(contract.OutputDashboardName, "CloudWatch dashboard of the fleet's provisioning", s.Operations.Dashboard.DashboardName())
 	return s
 }

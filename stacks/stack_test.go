@@ -40,7 +40,7 @@ type synthesized struct {
 var (
 	oneCA    *synthesized // DEFAULT mode, one DER CA, Lambda bundled
 	twoCAs   *synthesized // the current and the next tenant CA
-	retained *synthesized // SNI_ONLY, retainDevices=true
+	retained *synthesized // SNI_ONLY, retainDevices=true, alarmEmail set
 )
 
 func TestMain(m *testing.M) {
@@ -61,7 +61,7 @@ func TestMain(m *testing.M) {
 		const tenant = "01234567-89ab-cdef-0123-456789abcdef"
 		oneCA = synth(dir, true, map[string]any{"tenantCaCerts": ca1 + ".der", "verificationCerts": ca1 + "-verification.pem", "tenantId": tenant})
 		twoCAs = synth(dir, false, map[string]any{"tenantCaCerts": ca1 + ".pem," + ca2 + ".der", "verificationCerts": ca1 + "-verification.pem," + ca2 + "-verification.pem", "tenantId": tenant})
-		retained = synth(dir, false, map[string]any{"tenantCaCerts": ca1 + ".pem", "certificateMode": "SNI_ONLY", "tenantId": tenant, "retainDevices": "true"})
+		retained = synth(dir, false, map[string]any{"tenantCaCerts": ca1 + ".pem", "certificateMode": "SNI_ONLY", "tenantId": tenant, "retainDevices": "true", "alarmEmail": "ops@example.com"})
 		return m.Run()
 	}()
 	os.Exit(code)
@@ -385,7 +385,7 @@ func TestJitrFunction(t *testing.T) {
 	// Two CAs: both ids, and both PEMs in the same order.
 	for _, fn := range resources(twoCAs, "AWS::Lambda::Function") {
 		env := asJSON(props(fn)["Environment"])
-		if strings.Contains(env, "CA_CERTIFICATE_IDS") && strings.Count(env, "BEGIN CERTIFICATE") != 2 {
+		if strings.Contains(env, contract.EnvCACertificatesPEM) && strings.Count(env, "BEGIN CERTIFICATE") != 2 {
 			t.Errorf("two CAs: environment has %d CA PEMs", strings.Count(env, "BEGIN CERTIFICATE"))
 		}
 	}
@@ -396,15 +396,19 @@ func TestJitrFunction(t *testing.T) {
 // each rule, the stack name the things are marked with.
 func TestTemplateSpeaksTheContract(t *testing.T) {
 	for _, s := range []*synthesized{oneCA, twoCAs} {
-		var jitrEnv []string
-		for _, fn := range resources(s, "AWS::Lambda::Function") {
+		var jitrEnv, checkEnv []string
+		for id, fn := range resources(s, "AWS::Lambda::Function") {
 			envProp, _ := props(fn)["Environment"].(map[string]any)
 			vars, _ := envProp["Variables"].(map[string]any)
 			if _, ok := vars[contract.EnvCACertificateIDs]; !ok {
 				continue
 			}
 			for k := range vars {
-				jitrEnv = append(jitrEnv, k)
+				if strings.HasPrefix(id, "OperationsCaCheck") {
+					checkEnv = append(checkEnv, k)
+				} else {
+					jitrEnv = append(jitrEnv, k)
+				}
 			}
 			if vars[contract.EnvProvisionedBy] != contract.StackName {
 				t.Errorf("%s = %v, want the stack name %s", contract.EnvProvisionedBy, vars[contract.EnvProvisionedBy], contract.StackName)
@@ -415,6 +419,12 @@ func TestTemplateSpeaksTheContract(t *testing.T) {
 		sort.Strings(want)
 		if !slices.Equal(jitrEnv, want) {
 			t.Errorf("JITR environment %v, contract.JitrEnv %v", jitrEnv, want)
+		}
+		sort.Strings(checkEnv)
+		wantCheck := append([]string(nil), contract.CACheckEnv...)
+		sort.Strings(wantCheck)
+		if !slices.Equal(checkEnv, wantCheck) {
+			t.Errorf("CA check environment %v, contract.CACheckEnv %v", checkEnv, wantCheck)
 		}
 
 		teardowns := resources(s, contract.TeardownResourceType)
@@ -457,10 +467,11 @@ func TestTemplateSpeaksTheContract(t *testing.T) {
 	}
 }
 
-// TestBundledHandlersAreArm64Bootstraps checks the Go Lambdas (JITR, teardown, presign) were built by the local bundler.
+// TestBundledHandlersAreArm64Bootstraps checks the Go Lambdas (JITR, presign, CA check, teardown) were built by the
+// local bundler.
 func TestBundledHandlersAreArm64Bootstraps(t *testing.T) {
-	if len(oneCA.bootstraps) != 3 {
-		t.Fatalf("found %d bundled bootstrap executables in the cloud assembly, want 3 (JITR, teardown, presign)", len(oneCA.bootstraps))
+	if len(oneCA.bootstraps) != 4 {
+		t.Fatalf("found %d bundled bootstrap executables in the cloud assembly, want 4 (JITR, presign, CA check, teardown)", len(oneCA.bootstraps))
 	}
 	for _, b := range oneCA.bootstraps {
 		data, err := os.ReadFile(b)

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -31,9 +33,16 @@ type deployS3API interface {
 	CreateBucket(ctx context.Context, in *s3.CreateBucketInput, optFns ...func(*s3.Options)) (*s3.CreateBucketOutput, error)
 }
 
+// deployDynamoDBAPI is the part of DynamoDB the deployer uses.
+type deployDynamoDBAPI interface {
+	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
+	UpdateContinuousBackups(ctx context.Context, in *dynamodb.UpdateContinuousBackupsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateContinuousBackupsOutput, error)
+}
+
 var (
-	_ deployIoTAPI = (*iot.Client)(nil)
-	_ deployS3API  = (*s3.Client)(nil)
+	_ deployIoTAPI      = (*iot.Client)(nil)
+	_ deployS3API       = (*s3.Client)(nil)
+	_ deployDynamoDBAPI = (*dynamodb.Client)(nil)
 )
 
 // DeployedCA is a tenant CA registered in the emulator.
@@ -81,6 +90,7 @@ type Deployment struct {
 	FunctionEnv        map[string]string            // the JITR function's environment, resolved
 	Others             map[string]*DeployedFunction // the other functions the rules invoke, by logical id
 	Bucket             string                       // demo bucket (first AWS::S3::Bucket)
+	Tables             map[string]string            // DynamoDB tables: logical id → physical name
 	Outputs            map[string]string            // outputs that resolved (custom-resource values may not)
 }
 
@@ -92,6 +102,8 @@ type DeployOptions struct {
 	// Attrs pins Fn::GetAtt values the emulator knows better than a placeholder, e.g. the IoT endpoint custom
 	// resource's address ("LogicalId.Attribute" → value).
 	Attrs map[string]string
+	// DynamoDB creates the template's tables (the deny-list); required when the template has any.
+	DynamoDB deployDynamoDBAPI
 	// Queues creates the SQS queues the emulator plays Lambda's on-failure destination with; nil creates none.
 	Queues deployQueueAPI
 }
@@ -117,10 +129,10 @@ func Deploy(ctx context.Context, t *Template, iotc deployIoTAPI, s3c deployS3API
 	for k, v := range opts.Attrs {
 		r.Attrs[k] = v
 	}
-	d := &Deployment{StackName: opts.StackName, Resolver: r, Policies: map[string]*Policy{}, Outputs: map[string]string{}}
+	d := &Deployment{StackName: opts.StackName, Resolver: r, Policies: map[string]*Policy{}, Outputs: map[string]string{}, Tables: map[string]string{}}
 	dp := &deployer{t: t, spec: spec, r: r, iot: iotc, s3: s3c, opts: opts, suffix: suffix, d: d}
 	// Order matters: each step resolves references to what the steps before it created.
-	for _, step := range []func(context.Context) error{dp.cas, dp.function, dp.deadLetterQueue, dp.buckets, dp.policies, dp.functionEnv, dp.rules} {
+	for _, step := range []func(context.Context) error{dp.cas, dp.function, dp.deadLetterQueue, dp.buckets, dp.tables, dp.policies, dp.functionEnv, dp.rules} {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}
@@ -220,6 +232,62 @@ func (dp *deployer) buckets(ctx context.Context) error {
 	}
 	return nil
 }
+
+// tables creates each AWS::DynamoDB::Table with the key schema, billing mode, encryption and point-in-time recovery
+// the template gives it.
+func (dp *deployer) tables(ctx context.Context) error {
+	ids := dp.t.OfType("AWS::DynamoDB::Table")
+	if len(ids) > 0 && dp.opts.DynamoDB == nil {
+		return fmt.Errorf("the template has DynamoDB tables (%s) and the deployer has no DynamoDB client", strings.Join(ids, ", "))
+	}
+	for _, id := range ids {
+		name := physicalName(dp.opts.StackName, id, dp.suffix, 255)
+		if n, ok := dp.t.Prop(id, "TableName").(string); ok {
+			name = n
+		}
+		in := &dynamodb.CreateTableInput{TableName: aws.String(name), BillingMode: ddbtypes.BillingModeProvisioned}
+		for _, k := range asMaps(dp.t.Prop(id, "KeySchema")) {
+			in.KeySchema = append(in.KeySchema, ddbtypes.KeySchemaElement{AttributeName: aws.String(str(k["AttributeName"])), KeyType: ddbtypes.KeyType(str(k["KeyType"]))})
+		}
+		for _, a := range asMaps(dp.t.Prop(id, "AttributeDefinitions")) {
+			in.AttributeDefinitions = append(in.AttributeDefinitions, ddbtypes.AttributeDefinition{AttributeName: aws.String(str(a["AttributeName"])), AttributeType: ddbtypes.ScalarAttributeType(str(a["AttributeType"]))})
+		}
+		if mode, _ := dp.t.Prop(id, "BillingMode").(string); mode == string(ddbtypes.BillingModePayPerRequest) {
+			in.BillingMode = ddbtypes.BillingModePayPerRequest
+		} else {
+			in.ProvisionedThroughput = &ddbtypes.ProvisionedThroughput{ReadCapacityUnits: aws.Int64(5), WriteCapacityUnits: aws.Int64(5)}
+		}
+		if sse, _ := dp.t.Prop(id, "SSESpecification.SSEEnabled").(bool); sse {
+			in.SSESpecification = &ddbtypes.SSESpecification{Enabled: aws.Bool(true), SSEType: ddbtypes.SSETypeKms}
+		}
+		if _, err := dp.opts.DynamoDB.CreateTable(ctx, in); err != nil {
+			return fmt.Errorf("create table %s: %w", name, err)
+		}
+		if pitr, _ := dp.t.Prop(id, "PointInTimeRecoverySpecification.PointInTimeRecoveryEnabled").(bool); pitr {
+			if _, err := dp.opts.DynamoDB.UpdateContinuousBackups(ctx, &dynamodb.UpdateContinuousBackupsInput{TableName: aws.String(name),
+				PointInTimeRecoverySpecification: &ddbtypes.PointInTimeRecoverySpecification{PointInTimeRecoveryEnabled: aws.Bool(true)}}); err != nil {
+				return fmt.Errorf("table %s: enable point-in-time recovery: %w", name, err)
+			}
+		}
+		dp.r.Refs[id] = name
+		dp.r.Attrs[id+".Arn"] = fmt.Sprintf("arn:aws:dynamodb:%s:%s:table/%s", dp.opts.Region, dp.opts.AccountID, name)
+		dp.d.Tables[id] = name
+	}
+	return nil
+}
+
+func asMaps(v any) []map[string]any {
+	list, _ := v.([]any)
+	out := make([]map[string]any, 0, len(list))
+	for _, e := range list {
+		if m, ok := e.(map[string]any); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func str(v any) string { s, _ := v.(string); return s }
 
 func (dp *deployer) policies(ctx context.Context) error {
 	for _, id := range dp.spec.Policies {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -151,6 +152,7 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 	}
 	t.Deployment, err = Deploy(ctx, opts.Template, t.IoT, t.S3, DeployOptions{
 		StackName: opts.StackName, Region: motoserver.Region, AccountID: motoserver.AccountID, Attrs: attrs, Queues: t.Queues,
+		DynamoDB: dynamodb.NewFromConfig(t.AWS),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("deploy template: %w", err)
@@ -163,6 +165,9 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 	}
 	for _, r := range t.Deployment.Rules {
 		t.tl.Event("deploy", "topic rule %s: %s", r.Name, r.SQL)
+	}
+	for id, name := range t.Deployment.Tables {
+		t.tl.Event("deploy", "DynamoDB table %s (%s) created from the template", name, id)
 	}
 	// The function runs as its role: its own credentials, its role's policies enforced by moto's IAM check.
 	t.Principal, err = FunctionPrincipal(opts.Template, t.Deployment.Resolver, t.Deployment.FunctionID)
@@ -386,6 +391,12 @@ type Info struct {
 	CACertificateIDs []string `json:"caCertificateIds"`
 	DevicePolicy     string   `json:"devicePolicy"`
 	TopicRoot        string   `json:"topicRoot"` // first level of each device's own topic tree (stack output)
+	// StackName, Outputs and the moto credentials let the operator CLI (fleetctl -emulator) work against the
+	// emulator as it works against the deployed stack.
+	StackName          string            `json:"stackName"`
+	Outputs            map[string]string `json:"outputs"`
+	AWSAccessKeyID     string            `json:"awsAccessKeyId"`
+	AWSSecretAccessKey string            `json:"awsSecretAccessKey"`
 }
 
 // Info describes the running emulator.
@@ -394,6 +405,8 @@ func (t *Emulator) Info() Info {
 		Endpoint: t.Broker.Addr(), ServerCAPEM: string(t.ServerCA.CertPEM()), AWSEndpoint: t.Moto.URL,
 		Region: t.AWS.Region, Bucket: t.Deployment.Bucket, DevicePolicy: t.Deployment.FunctionEnv[contract.EnvDevicePolicyName],
 		TopicRoot: t.Deployment.Outputs[contract.OutputDeviceTopicRoot],
+		StackName: t.Deployment.StackName, Outputs: t.Deployment.Outputs,
+		AWSAccessKeyID: motoserver.AccessKeyID, AWSSecretAccessKey: motoserver.SecretAccessKey,
 	}
 	for _, ca := range t.Deployment.CAs {
 		info.CACertificateIDs = append(info.CACertificateIDs, ca.ID)

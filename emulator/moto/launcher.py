@@ -13,6 +13,15 @@ RegisterCertificate but leaves it out of the description; the patch below adds i
 
 And it enforces IAM for the project's functions (iam.py): moto alone allows every call.
 
+And paging: AWS pages ListCertificatesByCA (pageSize up to 250, marker/nextMarker); moto returns every
+certificate at once, so a client that never follows nextMarker would pass here and miss certificates on AWS. The
+patch below pages the way AWS does (default page of 50 when pageSize is absent, like moto's ListThings).
+
+And the CA registration as AWS describes it: moto ignores allowAutoRegistration and newAutoRegistrationStatus and
+reports a made-up validity (now ± 1 day) for every certificate. The patches below record the auto-registration
+status and report it in DescribeCACertificate, and report each certificate's real validity (its NotBefore and
+NotAfter), so the tenant-CA expiry check and `fleetctl cas` read what AWS would give them.
+
 Usage: launcher.py PORT  (binds 127.0.0.1 only)
 """
 import sys
@@ -51,6 +60,70 @@ def _to_description_dict(self):
 
 FakeCertificate.to_description_dict = _to_description_dict
 __import__("fidelity").install()  # the AWS IoT rules moto lacks: see fidelity.py
+
+from moto.core.responses import ActionResult  # noqa: E402
+from moto.iot.responses import IoTResponse  # noqa: E402
+
+
+def _list_certificates_by_ca(self):
+    ca_certificate_id = self._get_param("caCertificateId")
+    page_size = self._get_int_param("pageSize", 50)
+    start = int(self._get_param("marker") or 0)
+    certificates = self.iot_backend.list_certificates_by_ca(ca_certificate_id)
+    page = certificates[start : start + page_size]
+    result = {"certificates": [c.to_dict() for c in page]}
+    if start + page_size < len(certificates):
+        result["nextMarker"] = str(start + page_size)
+    return ActionResult(result)
+
+
+IoTResponse.list_certificates_by_ca = _list_certificates_by_ca
+
+from cryptography import x509  # noqa: E402
+
+_with_auto_registration = FakeCertificate.to_description_dict
+
+
+def _real_validity(self):
+    description = _with_auto_registration(self)
+    try:
+        cert = x509.load_pem_x509_certificate(self.certificate_pem.encode("utf-8"))
+        description["validity"] = {"notBefore": cert.not_valid_before_utc, "notAfter": cert.not_valid_after_utc}
+    except ValueError:
+        pass
+    if hasattr(self, "registration_config"):  # a CA certificate
+        description["autoRegistrationStatus"] = getattr(self, "auto_registration_status", "DISABLE")
+    return description
+
+
+FakeCertificate.to_description_dict = _real_validity
+
+_moto_register_ca_certificate = IoTResponse.register_ca_certificate
+
+
+def _register_ca_certificate(self):
+    result = _moto_register_ca_certificate(self)
+    pem = self._get_param("caCertificate")
+    for ca in self.iot_backend.ca_certificates.values():
+        if ca.certificate_pem == pem:
+            ca.auto_registration_status = "ENABLE" if self._get_bool_param("allowAutoRegistration") else "DISABLE"
+    return result
+
+
+IoTResponse.register_ca_certificate = _register_ca_certificate
+
+_moto_update_ca_certificate = IoTResponse.update_ca_certificate
+
+
+def _update_ca_certificate(self):
+    result = _moto_update_ca_certificate(self)
+    status = self._get_param("newAutoRegistrationStatus")
+    if status:
+        self.iot_backend.describe_ca_certificate(self.path.split("/")[-1]).auto_registration_status = status
+    return result
+
+
+IoTResponse.update_ca_certificate = _update_ca_certificate
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +24,7 @@ const (
 	KeyRetainDevices     = "retainDevices"
 	KeyPresignMaxPut     = "presignMaxPutBytes"
 	KeyPresignURLExpiry  = "presignUrlExpiry"
+	KeyAlarmEmail        = "alarmEmail"
 )
 
 // Defaults and bounds of the runtime S3 URLs (the presign function checks the same bounds): a PUT is capped at
@@ -63,6 +65,8 @@ type Config struct {
 	PresignMaxPutBytes int64
 	// PresignURLExpiry is how long a runtime URL lives.
 	PresignURLExpiry time.Duration
+	// AlarmEmail, when set, is subscribed to an SNS topic the stack's alarms notify; empty means no topic.
+	AlarmEmail string
 }
 
 // Error is a refused context value.
@@ -90,6 +94,7 @@ func Load(get func(key string) any, now time.Time) (*Config, error) {
 	l.tenantID()
 	l.retainDevices()
 	l.presign()
+	l.alarmEmail()
 	if len(l.errs) > 0 {
 		return nil, errors.Join(l.errs...)
 	}
@@ -235,6 +240,23 @@ func (l *loader) presign() {
 		}
 		l.cfg.PresignURLExpiry = d
 	}
+}
+
+// emailPattern is a plausible e-mail address: SNS confirms the subscription by mail, so a typo shows there; this
+// only refuses what cannot be an address.
+var emailPattern = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
+
+func (l *loader) alarmEmail() {
+	email, _ := str(l.get(KeyAlarmEmail))
+	if email == "" {
+		return
+	}
+	if !emailPattern.MatchString(email) || len(email) > 254 {
+		l.fail(KeyAlarmEmail, fmt.Sprintf("%q is not an e-mail address", email),
+			"pass -c alarmEmail=ops@example.com (the address confirms the SNS subscription), or leave it out for no alarm topic")
+		return
+	}
+	l.cfg.AlarmEmail = email
 }
 
 func readCert(key, path, fix string) (*x509.Certificate, error) {

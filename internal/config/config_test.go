@@ -118,6 +118,18 @@ func TestPresignDefaultsAndOverrides(t *testing.T) {
 	}
 }
 
+func TestAlarmEmail(t *testing.T) {
+	f := writeFixtures(t)
+	for _, tc := range []struct{ given, want string }{{"", ""}, {" ops@example.com ", "ops@example.com"}} {
+		cfg, err := Load(func(k string) any {
+			return map[string]any{"tenantCaCerts": f.caDER, "verificationCerts": f.verification, "tenantId": tenant, "alarmEmail": tc.given}[k]
+		}, time.Now())
+		if err != nil || cfg.AlarmEmail != tc.want {
+			t.Errorf("alarmEmail %q: got %q, %v; want %q", tc.given, cfg.AlarmEmail, err, tc.want)
+		}
+	}
+}
+
 func TestLoadRefuses(t *testing.T) {
 	f := writeFixtures(t)
 	good := func(over map[string]any) map[string]any {
@@ -162,6 +174,8 @@ func TestLoadRefuses(t *testing.T) {
 		{"expiry too short", good(map[string]any{"presignUrlExpiry": "30s"}), KeyPresignURLExpiry, "from 1m0s to 1h0m0s", "-c presignUrlExpiry=15m"},
 		{"expiry too long", good(map[string]any{"presignUrlExpiry": "2h"}), KeyPresignURLExpiry, "from 1m0s to 1h0m0s", "-c presignUrlExpiry=15m"},
 		{"expiry not a duration", good(map[string]any{"presignUrlExpiry": "15"}), KeyPresignURLExpiry, "not a duration", "-c presignUrlExpiry=15m"},
+		{"alarm e-mail without @", good(map[string]any{"alarmEmail": "ops.example.com"}), KeyAlarmEmail, "not an e-mail address", "-c alarmEmail=ops@example.com"},
+		{"alarm e-mail with a space", good(map[string]any{"alarmEmail": "ops team@example.com"}), KeyAlarmEmail, "not an e-mail address", "-c alarmEmail="},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -37,6 +37,31 @@ const (
 	MetricCAMismatch      = "CAMismatch"
 	MetricOtherAccount    = "OtherAccount"    // event for another AWS account (also Ignored)
 	MetricForeignAttached = "ForeignAttached" // certificate of another issuer or device attached to the thing, left alone by rotation
+	// MetricDenied counts certificates refused because their device is on the deny-list (`fleetctl revoke`); the
+	// certificate is revoked.
+	MetricDenied = "Denied"
+)
+
+// Metrics of the scheduled tenant-CA check (namespace MetricsNamespace, dimension MetricDimension; the per-CA
+// metric also has MetricCADimension).
+const (
+	// MetricTenantCADaysLeft is the number of days until one registered tenant CA expires.
+	MetricTenantCADaysLeft = "TenantCADaysLeft"
+	// MetricDaysLeftWithoutSuccessor is the number of days until the last of the stack's ACTIVE tenant CAs with
+	// auto-registration expires: from then on no new device certificate can be provisioned. An alarm fires when it
+	// drops below 60, i.e. a CA is within 60 days of expiry and no successor is registered.
+	MetricDaysLeftWithoutSuccessor = "TenantCADaysLeftWithoutSuccessor"
+	// MetricCADimension is the dimension of MetricTenantCADaysLeft whose value is the CA certificate id.
+	MetricCADimension = "CaCertificateId"
+)
+
+// The deny-list: a DynamoDB table of the devices `fleetctl revoke` shut out, read by the JITR function before it
+// provisions anything. One item per device; the partition key is the thing name (the lower-case device ID).
+const (
+	DenyListKey       = "DeviceId"  // partition key, string: the thing name
+	DenyListRevokedAt = "RevokedAt" // RFC 3339 time of the revocation
+	DenyListReason    = "Reason"    // free text the operator gave
+	DenyListRevokedBy = "RevokedBy" // the caller identity (ARN) that revoked it
 )
 
 // Output names of the stack (the keys of its CloudFormation Outputs).
@@ -49,11 +74,13 @@ const (
 	OutputTenantID         = "TenantId"
 	OutputRetainDevices    = "RetainDevices"
 	OutputDeviceTopicRoot  = "DeviceTopicRoot"
+	OutputDenyListTable    = "DenyListTable"
+	OutputDashboardName    = "DashboardName"
 )
 
 // Outputs lists every output name, in the order the stack declares them.
 var Outputs = []string{OutputIotEndpoint, OutputCACertificateIDs, OutputDevicePolicyName, OutputDemoBucketName,
-	OutputRegion, OutputTenantID, OutputRetainDevices, OutputDeviceTopicRoot}
+	OutputRegion, OutputTenantID, OutputRetainDevices, OutputDeviceTopicRoot, OutputDenyListTable, OutputDashboardName}
 
 // Environment variables the stack gives the JITR Lambda.
 const (
@@ -64,10 +91,16 @@ const (
 	// EnvClockSkewTolerance is how far a device certificate's NotBefore may be ahead of the function's clock (a
 	// Go duration such as "5m").
 	EnvClockSkewTolerance = "CLOCK_SKEW_TOLERANCE"
+	// EnvDenyListTable is the name of the deny-list table (DenyListKey is its partition key).
+	EnvDenyListTable = "DENY_LIST_TABLE"
 )
 
 // JitrEnv lists the JITR Lambda's environment variables.
-var JitrEnv = []string{EnvCACertificateIDs, EnvCACertificatesPEM, EnvDevicePolicyName, EnvProvisionedBy, EnvClockSkewTolerance}
+var JitrEnv = []string{EnvCACertificateIDs, EnvCACertificatesPEM, EnvDevicePolicyName, EnvProvisionedBy, EnvClockSkewTolerance,
+	EnvDenyListTable}
+
+// CACheckEnv lists the environment variables of the scheduled tenant-CA check.
+var CACheckEnv = []string{EnvCACertificateIDs, EnvProvisionedBy}
 
 // The registry teardown custom resource: its type and properties.
 const (

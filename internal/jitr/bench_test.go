@@ -17,6 +17,7 @@ import (
 type benchResult struct {
 	events        int
 	callsPerEvent float64
+	readsPerEvent float64 // deny-list GetItem calls
 	attempts      float64
 	times         []time.Duration
 }
@@ -24,7 +25,7 @@ type benchResult struct {
 var (
 	benchMu      sync.Mutex
 	benchResults = map[string]benchResult{}
-	benchOrder   = []string{"first provisioning", "rotation", "duplicate event", "refused certificate"}
+	benchOrder   = []string{"first provisioning", "rotation", "duplicate event", "refused certificate", "denied device"}
 )
 
 // BenchmarkHandle measures, against moto through the real SDK client, the IoT API calls and the handler time
@@ -35,13 +36,14 @@ func BenchmarkHandle(b *testing.B) {
 		b.Run(kind, func(b *testing.B) {
 			f := newFixture(b, testRetryPolicy)
 			ctx := context.Background()
-			var calls, attempts int
+			var calls, attempts, reads int
 			times := make([]time.Duration, 0, b.N)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				cert := benchSetup(b, f, kind)
 				f.rec.reset()
+				f.deny.reset()
 				b.StartTimer()
 				start := time.Now()
 				err := f.h.Handle(ctx, f.event(cert))
@@ -51,7 +53,8 @@ func BenchmarkHandle(b *testing.B) {
 					b.Fatal(err)
 				}
 				c, a := f.rec.snapshot()
-				calls, attempts = calls+len(c), attempts+a
+				d, _ := f.deny.snapshot()
+				calls, attempts, reads = calls+len(c), attempts+a, reads+len(d)
 				times = append(times, elapsed)
 				b.StartTimer()
 			}
@@ -59,7 +62,8 @@ func BenchmarkHandle(b *testing.B) {
 			perEvent := float64(calls) / float64(b.N)
 			b.ReportMetric(perEvent, "iot-calls/event")
 			benchMu.Lock()
-			benchResults[kind] = benchResult{events: b.N, callsPerEvent: perEvent, attempts: float64(attempts) / float64(b.N), times: times}
+			benchResults[kind] = benchResult{events: b.N, callsPerEvent: perEvent, readsPerEvent: float64(reads) / float64(b.N),
+				attempts: float64(attempts) / float64(b.N), times: times}
 			benchMu.Unlock()
 			f.assertInvariant(b)
 		})
@@ -81,6 +85,9 @@ func benchSetup(b *testing.B, f *fixture, kind string) string {
 		return cert
 	case "refused certificate":
 		return f.device(b, dev, now.Add(-48*time.Hour))
+	case "denied device":
+		f.denyDevice(b, dev)
+		return f.device(b, dev, now.Add(-time.Hour))
 	}
 	b.Fatalf("unknown kind %q", kind)
 	return ""
@@ -95,7 +102,7 @@ func printBenchTable(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nJITR handler against moto (real aws-sdk-go-v2 client; setup not counted)")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "event\tevents\tIoT API calls/event\tHTTP attempts/event\tmedian ms/event\tmean ms/event\t")
+	fmt.Fprintln(tw, "event\tevents\tIoT API calls/event\tdeny-list reads/event\tIoT HTTP attempts/event\tmedian ms/event\tmean ms/event\t")
 	for _, kind := range benchOrder {
 		r, ok := benchResults[kind]
 		if !ok {
@@ -107,7 +114,7 @@ func printBenchTable(w io.Writer) {
 		for _, d := range sorted {
 			sum += d
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t\n", kind, r.events, r.callsPerEvent, r.attempts,
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", kind, r.events, r.callsPerEvent, r.readsPerEvent, r.attempts,
 			ms(sorted[len(sorted)/2]), ms(sum/time.Duration(len(sorted))))
 	}
 	tw.Flush()

@@ -26,6 +26,9 @@ type Config struct {
 	// ClockSkew is how far a certificate's NotBefore may be ahead of the clock and still be provisioned now;
 	// beyond it the certificate is left PENDING_ACTIVATION for a later event. Zero tolerates no skew.
 	ClockSkew time.Duration
+	// DenyListTable is the DynamoDB table of devices shut out by `fleetctl revoke`; a certificate of a device on it
+	// is revoked instead of provisioned. Empty disables the check (tests of other paths).
+	DenyListTable string
 }
 
 // ConfigFromEnv reads the configuration from the Lambda environment through getenv (os.Getenv in production).
@@ -45,6 +48,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		ProvisionedBy:    strings.TrimSpace(getenv(contract.EnvProvisionedBy)),
 		MetricsNamespace: contract.MetricsNamespace,
 		ClockSkew:        azsphere.DefaultClockSkew,
+		DenyListTable:    strings.TrimSpace(getenv(contract.EnvDenyListTable)),
 	}
 	if v := strings.TrimSpace(getenv(contract.EnvClockSkewTolerance)); v != "" {
 		d, err := time.ParseDuration(v)
@@ -58,6 +62,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	if cfg.ProvisionedBy == "" {
 		problems = append(problems, errors.New(contract.EnvProvisionedBy+" is empty"))
+	}
+	if cfg.DenyListTable == "" {
+		problems = append(problems, errors.New(contract.EnvDenyListTable+" is empty"))
 	}
 	if err == nil && len(ids) > 0 && len(ids) != len(certs) {
 		problems = append(problems, fmt.Errorf("%s has %d ids but %s has %d certificates; they must pair up in order",

@@ -27,6 +27,7 @@ func TestConfigFromEnv(t *testing.T) {
 		contract.EnvCACertificatesPEM: pems,
 		contract.EnvDevicePolicyName:  "policy",
 		contract.EnvProvisionedBy:     "Stack",
+		contract.EnvDenyListTable:     "deny-list",
 	}
 	with := func(k, v string) map[string]string {
 		env := map[string]string{}
@@ -47,6 +48,9 @@ func TestConfigFromEnv(t *testing.T) {
 		}
 		if cfg.PolicyName != "policy" || cfg.ProvisionedBy != "Stack" || cfg.MetricsNamespace != contract.MetricsNamespace {
 			t.Errorf("config = %+v", cfg)
+		}
+		if cfg.DenyListTable != "deny-list" {
+			t.Errorf("DenyListTable = %q, want deny-list", cfg.DenyListTable)
 		}
 		if cfg.ClockSkew != 5*time.Minute {
 			t.Errorf("clock skew tolerance = %v without %s, want the 5m default", cfg.ClockSkew, contract.EnvClockSkewTolerance)
@@ -75,6 +79,7 @@ func TestConfigFromEnv(t *testing.T) {
 		{"id listed twice", "listed twice", with(contract.EnvCACertificateIDs, id1+","+id1)},
 		{"policy missing", contract.EnvDevicePolicyName + " is empty", with(contract.EnvDevicePolicyName, " ")},
 		{"stack name missing", contract.EnvProvisionedBy + " is empty", with(contract.EnvProvisionedBy, "")},
+		{"deny-list table missing", contract.EnvDenyListTable + " is empty", with(contract.EnvDenyListTable, "")},
 		{"clock skew not a duration", contract.EnvClockSkewTolerance, with(contract.EnvClockSkewTolerance, "5 minutes")},
 		{"clock skew negative", contract.EnvClockSkewTolerance, with(contract.EnvClockSkewTolerance, "-1m")},
 		{"clock skew beyond an hour", contract.EnvClockSkewTolerance, with(contract.EnvClockSkewTolerance, "2h")},

@@ -19,6 +19,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 
@@ -42,6 +44,13 @@ type IoTAPI interface {
 
 var _ IoTAPI = (*iot.Client)(nil)
 
+// DenyListAPI is the DynamoDB call the handler makes: one GetItem on the deny-list table per event.
+type DenyListAPI interface {
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+}
+
+var _ DenyListAPI = (*dynamodb.Client)(nil)
+
 // deadlineMargin is kept free before the Lambda deadline so the handler returns its own error (and the async
 // retry applies) instead of being cut off in the middle of an API call.
 const deadlineMargin = 500 * time.Millisecond
@@ -49,6 +58,7 @@ const deadlineMargin = 500 * time.Millisecond
 // Handler handles certificate-registered events. It is safe for concurrent use.
 type Handler struct {
 	api     IoTAPI
+	deny    DenyListAPI
 	cfg     Config
 	log     *slog.Logger
 	metrics *lockedWriter
@@ -66,6 +76,10 @@ func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
 func WithMetricsOutput(w io.Writer) Option {
 	return func(h *Handler) { h.metrics = &lockedWriter{w: w} }
 }
+
+// WithDenyList sets the client of the deny-list table Config.DenyListTable names. Without it (or without a table
+// name) no device is denied: the Lambda always wires both.
+func WithDenyList(api DenyListAPI) Option { return func(h *Handler) { h.deny = api } }
 
 // WithClock sets the clock used for certificate validity and the provisionedAt attribute.
 func WithClock(now func() time.Time) Option { return func(h *Handler) { h.now = now } }
@@ -247,6 +261,20 @@ func (p *provisioning) provision(ctx context.Context) error {
 	}
 	p.log = p.log.With("thingName", p.thing)
 	p.rec.properties["thingName"] = p.thing
+
+	// The deny-list is read before anything is attached or activated: a revoked device's new certificate never
+	// becomes usable, not even for a moment.
+	var denied bool
+	if err := p.step("DenyList", func() error {
+		var err error
+		denied, err = p.onDenyList(ctx)
+		return err
+	}); err != nil {
+		return err
+	}
+	if denied {
+		return p.deny(ctx)
+	}
 
 	if err := p.step("AttachThing", func() error { return p.attachThing(ctx) }); err != nil {
 		return err
@@ -471,28 +499,64 @@ func (p *provisioning) reattach(ctx context.Context, o attached) string {
 	return " (re-attached to thing " + p.thing + " for the retry)"
 }
 
+// onDenyList reports whether the device is on the deny-list, with one strongly consistent GetItem (an entry
+// `fleetctl revoke` has just written must be seen). An error is returned for a retry: without an answer the
+// certificate is not provisioned.
+func (p *provisioning) onDenyList(ctx context.Context) (bool, error) {
+	if p.h.deny == nil || p.h.cfg.DenyListTable == "" {
+		return false, nil
+	}
+	out, err := p.h.deny.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:            aws.String(p.h.cfg.DenyListTable),
+		Key:                  map[string]ddbtypes.AttributeValue{contract.DenyListKey: &ddbtypes.AttributeValueMemberS{Value: p.thing}},
+		ConsistentRead:       aws.Bool(true),
+		ProjectionExpression: aws.String(contract.DenyListKey),
+	})
+	if err != nil {
+		return false, fmt.Errorf("read deny-list entry of %s: %w", p.thing, err)
+	}
+	return len(out.Item) > 0, nil
+}
+
+// deny refuses the certificate of a device on the deny-list: detached from the thing and the policy (in case an
+// earlier, interrupted event attached it), then REVOKED, so it can neither connect nor fire the registered event
+// again. The order converges like supersede's: until the revocation the certificate is PENDING or ACTIVE and the
+// retry denies it again.
+func (p *provisioning) deny(ctx context.Context) error {
+	if err := p.step("Deny", func() error { return p.detachAndRevoke(ctx, "denied") }); err != nil {
+		return err
+	}
+	p.rec.count(contract.MetricDenied, 1)
+	p.log.Warn("certificate refused and revoked: the device is on the deny-list", "step", "deny", "outcome", "denied",
+		"reason", "'fleetctl revoke' put the device on the deny-list; 'fleetctl allow' takes it off")
+	return nil
+}
+
+// detachAndRevoke detaches this certificate from the thing and the policy, then revokes it; what describes the
+// certificate in error messages ("superseded", "denied").
+func (p *provisioning) detachAndRevoke(ctx context.Context, what string) error {
+	api, id := p.h.api, p.e.CertificateID
+	_, err := api.DetachThingPrincipal(ctx, &iot.DetachThingPrincipalInput{ThingName: aws.String(p.thing), Principal: aws.String(p.arn)})
+	if err != nil && !iotapi.IsNotFound(err) {
+		return fmt.Errorf("detach %s certificate %s from thing %s: %w", what, id, p.thing, err)
+	}
+	_, err = api.DetachPolicy(ctx, &iot.DetachPolicyInput{PolicyName: aws.String(p.h.cfg.PolicyName), Target: aws.String(p.arn)})
+	if err != nil && !iotapi.IsNotFound(err) {
+		return fmt.Errorf("detach policy %s from %s certificate %s: %w", p.h.cfg.PolicyName, what, id, err)
+	}
+	_, err = api.UpdateCertificate(ctx, &iot.UpdateCertificateInput{CertificateId: aws.String(id), NewStatus: types.CertificateStatusRevoked})
+	if err != nil && !iotapi.IsNotFound(err) {
+		return fmt.Errorf("revoke %s certificate %s: %w", what, id, err)
+	}
+	return nil
+}
+
 // supersede revokes this certificate because a newer one of the device is attached, after detaching it from the
 // thing and the policy. Detaching first makes every interruption converge: until the revocation the certificate
 // is PENDING, so the retry attaches it again, finds the newer certificate and supersedes again; once it is
 // REVOKED nothing is left attached. Revoked, it can neither connect nor fire the registered event again.
 func (p *provisioning) supersede(ctx context.Context, newer attached) error {
-	api, id := p.h.api, p.e.CertificateID
-	err := p.step("Supersede", func() error {
-		_, err := api.DetachThingPrincipal(ctx, &iot.DetachThingPrincipalInput{ThingName: aws.String(p.thing), Principal: aws.String(p.arn)})
-		if err != nil && !iotapi.IsNotFound(err) {
-			return fmt.Errorf("detach superseded certificate %s from thing %s: %w", id, p.thing, err)
-		}
-		_, err = api.DetachPolicy(ctx, &iot.DetachPolicyInput{PolicyName: aws.String(p.h.cfg.PolicyName), Target: aws.String(p.arn)})
-		if err != nil && !iotapi.IsNotFound(err) {
-			return fmt.Errorf("detach policy %s from superseded certificate %s: %w", p.h.cfg.PolicyName, id, err)
-		}
-		_, err = api.UpdateCertificate(ctx, &iot.UpdateCertificateInput{CertificateId: aws.String(id), NewStatus: types.CertificateStatusRevoked})
-		if err != nil && !iotapi.IsNotFound(err) {
-			return fmt.Errorf("revoke superseded certificate %s: %w", id, err)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := p.step("Supersede", func() error { return p.detachAndRevoke(ctx, "superseded") }); err != nil {
 		return err
 	}
 	p.rec.count(contract.MetricRevoked, 1)

@@ -50,7 +50,7 @@ const (
 
 // allMetrics are the counts every metric assertion compares, so an unexpected count fails the test.
 var allMetrics = []string{contract.MetricProvisioned, contract.MetricRotated, contract.MetricRevoked, contract.MetricRefused, contract.MetricIgnored,
-	contract.MetricDeferred, contract.MetricCAMismatch, contract.MetricOtherAccount, contract.MetricForeignAttached}
+	contract.MetricDeferred, contract.MetricCAMismatch, contract.MetricOtherAccount, contract.MetricForeignAttached, contract.MetricDenied}
 
 // issueTwoCNs signs a device-like certificate whose subject holds two CN attributes, first then last, which
 // testpki cannot make.

@@ -22,6 +22,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 	"github.com/aws/smithy-go/middleware"
@@ -53,6 +55,8 @@ func TestMain(m *testing.M) {
 const (
 	testPolicy = "sphere-jitr-test-device-policy"
 	testStack  = "SphereJitrTestStack"
+	// testDenyList is the deny-list table of the fixture.
+	testDenyList = "sphere-jitr-test-deny-list"
 )
 
 // call is one IoT API call the handler's client made (not an attempt: retries are counted in attempts).
@@ -254,6 +258,21 @@ func newIoTClient(rec *recorder, policy iotapi.RetryPolicy, creds aws.Credential
 	return iot.New(opts)
 }
 
+// newDenyListClient is the deny-list's DynamoDB client against moto; rec (optional) records its calls apart from
+// the IoT calls.
+func newDenyListClient(rec *recorder, creds aws.CredentialsProvider) *dynamodb.Client {
+	opts := dynamodb.Options{
+		Region:       motoserver.Region,
+		BaseEndpoint: aws.String(moto.URL),
+		Credentials:  creds,
+		Retryer:      iotapi.NewRetryer(iotapi.DefaultRetryPolicy),
+	}
+	if rec != nil {
+		opts.APIOptions = append(opts.APIOptions, rec.record)
+	}
+	return dynamodb.New(opts)
+}
+
 // syncBuffer is a bytes.Buffer safe for the concurrent scenario.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -292,6 +311,11 @@ func jitrPrincipal(t testing.TB, edit func(*localaws.Template)) motoserver.Princ
 		t.Fatal(err)
 	}
 	r := localaws.TemplateResolver(tmpl, testStack, motoserver.Region, motoserver.AccountID)
+	// The fixture's deny-list table stands for the stack's: the role's grant names it.
+	for _, id := range tmpl.OfType("AWS::DynamoDB::Table") {
+		r.Refs[id] = testDenyList
+		r.Attrs[id+".Arn"] = fmt.Sprintf("arn:aws:dynamodb:%s:%s:table/%s", motoserver.Region, motoserver.AccountID, testDenyList)
+	}
 	p, err := localaws.FunctionPrincipal(tmpl, r, spec.Function)
 	if err != nil {
 		t.Fatal(err)
@@ -311,6 +335,7 @@ type fixture struct {
 	caID      string
 	cfg       jitr.Config
 	rec       *recorder
+	deny      *recorder // the deny-list reads, counted apart from the IoT calls
 	h         *jitr.Handler
 	logs      *syncBuffer
 	metrics   *syncBuffer
@@ -341,25 +366,58 @@ func newFixture(t testing.TB, policy iotapi.RetryPolicy) *fixture {
 	}); err != nil {
 		t.Fatalf("create policy: %v", err)
 	}
+	// The deny-list table, keyed as the stack declares it.
+	if _, err := newDenyListClient(nil, adminCredentials).CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            aws.String(testDenyList),
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String(contract.DenyListKey), AttributeType: ddbtypes.ScalarAttributeTypeS}},
+		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String(contract.DenyListKey), KeyType: ddbtypes.KeyTypeHash}},
+		BillingMode:          ddbtypes.BillingModePayPerRequest,
+	}); err != nil {
+		t.Fatalf("create deny-list table: %v", err)
+	}
 	// The configuration goes through ConfigFromEnv with the variables the stack sets.
 	env := map[string]string{
 		contract.EnvCACertificateIDs:  *reg.CertificateId,
 		contract.EnvCACertificatesPEM: string(ca.CertPEM()),
 		contract.EnvDevicePolicyName:  testPolicy,
 		contract.EnvProvisionedBy:     testStack,
+		contract.EnvDenyListTable:     testDenyList,
 	}
 	cfg, err := jitr.ConfigFromEnv(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatalf("ConfigFromEnv: %v", err)
 	}
-	f := &fixture{principal: jitrPrincipal(t, nil), admin: admin, ca: ca, caID: *reg.CertificateId, cfg: cfg, rec: &recorder{}, logs: &syncBuffer{}, metrics: &syncBuffer{}}
+	f := &fixture{principal: jitrPrincipal(t, nil), admin: admin, ca: ca, caID: *reg.CertificateId, cfg: cfg, rec: &recorder{}, deny: &recorder{}, logs: &syncBuffer{}, metrics: &syncBuffer{}}
 	f.h = f.newHandler(f.rec, policy)
 	return f
 }
 
 func (f *fixture) newHandler(rec *recorder, policy iotapi.RetryPolicy) *jitr.Handler {
-	return jitr.NewHandler(newIoTClient(rec, policy, f.principal.Credentials()), f.cfg,
+	return jitr.NewHandler(newIoTClient(rec, policy, f.principal.Credentials()), f.cfg, jitr.WithDenyList(newDenyListClient(f.deny, f.principal.Credentials())),
 		jitr.WithLogger(slog.New(slog.NewJSONHandler(f.logs, nil))), jitr.WithMetricsOutput(f.metrics))
+}
+
+// denyDevice puts the device on the deny-list as `fleetctl revoke` does.
+func (f *fixture) denyDevice(t testing.TB, deviceID string) {
+	t.Helper()
+	_, err := newDenyListClient(nil, adminCredentials).PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(testDenyList),
+		Item: map[string]ddbtypes.AttributeValue{
+			contract.DenyListKey:       &ddbtypes.AttributeValueMemberS{Value: strings.ToLower(deviceID)},
+			contract.DenyListRevokedAt: &ddbtypes.AttributeValueMemberS{Value: time.Now().UTC().Format(time.RFC3339)},
+		}})
+	if err != nil {
+		t.Fatalf("deny device: %v", err)
+	}
+}
+
+// allowDevice takes the device off the deny-list as `fleetctl allow` does.
+func (f *fixture) allowDevice(t testing.TB, deviceID string) {
+	t.Helper()
+	_, err := newDenyListClient(nil, adminCredentials).DeleteItem(context.Background(), &dynamodb.DeleteItemInput{TableName: aws.String(testDenyList),
+		Key: map[string]ddbtypes.AttributeValue{contract.DenyListKey: &ddbtypes.AttributeValueMemberS{Value: strings.ToLower(deviceID)}}})
+	if err != nil {
+		t.Fatalf("allow device: %v", err)
+	}
 }
 
 // device issues a device certificate from the fixture's CA and registers it the way AWS IoT auto-registration

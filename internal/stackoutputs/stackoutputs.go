@@ -177,3 +177,44 @@ func (o *Outputs) Device() (*DeviceSettings, error) {
 	}
 	return s, nil
 }
+
+// OperationsSettings are the checked values the operator tool (fleetctl) needs.
+type OperationsSettings struct {
+	Name          string // the stack name: the provisionedBy attribute of its things
+	CAIDs         []string
+	DevicePolicy  string
+	DenyListTable string
+}
+
+var certIDPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// Operations checks and returns the values fleetctl needs. All problems are reported together.
+func (o *Outputs) Operations() (*OperationsSettings, error) {
+	var errs []error
+	get := func(name string) string {
+		v := strings.TrimSpace(o.Values[name])
+		if v == "" {
+			errs = append(errs, &Error{name, fmt.Sprintf("is missing from %s", o.Source), fixRedeploy})
+		}
+		return v
+	}
+	s := &OperationsSettings{Name: o.Stack, DevicePolicy: get(contract.OutputDevicePolicyName), DenyListTable: get(contract.OutputDenyListTable)}
+	for _, id := range strings.Split(get(contract.OutputCACertificateIDs), ",") {
+		id = strings.TrimSpace(id)
+		if id == "" {
+			continue
+		}
+		if !certIDPattern.MatchString(id) {
+			errs = append(errs, &Error{contract.OutputCACertificateIDs, fmt.Sprintf("%q is not a certificate id (64 lower-case hexadecimal characters)", id), fixRedeploy})
+			continue
+		}
+		s.CAIDs = append(s.CAIDs, id)
+	}
+	if s.Name == "" {
+		errs = append(errs, errors.New("the stack name is unknown"))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return s, nil
+}

@@ -120,3 +120,20 @@ func TestReadStack(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestOperations(t *testing.T) {
+	id := strings.Repeat("ab", 32)
+	o := &Outputs{Stack: "SphereJitr", Source: "test", Values: map[string]string{
+		contract.OutputCACertificateIDs: id + "," + id, contract.OutputDevicePolicyName: "policy", contract.OutputDenyListTable: "table",
+	}}
+	s, err := o.Operations()
+	if err != nil || s.Name != "SphereJitr" || len(s.CAIDs) != 2 || s.DevicePolicy != "policy" || s.DenyListTable != "table" {
+		t.Fatalf("Operations = %+v, %v", s, err)
+	}
+	delete(o.Values, contract.OutputDenyListTable)
+	o.Values[contract.OutputCACertificateIDs] = "not-an-id"
+	_, err = o.Operations()
+	if err == nil || !strings.Contains(err.Error(), contract.OutputDenyListTable) || !strings.Contains(err.Error(), "not a certificate id") {
+		t.Errorf("Operations error = %v, want both problems", err)
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 
@@ -69,11 +71,43 @@ func TestWiringProvisionsThroughTheLambdaRuntimePath(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The deny-list table as the stack declares it, with another device on it.
+	db := dynamodb.New(dynamodb.Options{
+		Region:       motoserver.Region,
+		BaseEndpoint: aws.String(moto.URL),
+		Credentials:  credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, ""),
+	})
+	if _, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            aws.String("deny-list"),
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String(contract.DenyListKey), AttributeType: ddbtypes.ScalarAttributeTypeS}},
+		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String(contract.DenyListKey), KeyType: ddbtypes.KeyTypeHash}},
+		BillingMode:          ddbtypes.BillingModePayPerRequest,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deniedDev, err := ca.IssueDevice(testpki.RandomDeviceID(), time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deniedThing := strings.ToLower(deniedDev.Cert.Subject.CommonName)
+	if _, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String("deny-list"),
+		Item: map[string]ddbtypes.AttributeValue{contract.DenyListKey: &ddbtypes.AttributeValueMemberS{Value: deniedThing}}}); err != nil {
+		t.Fatal(err)
+	}
+	deniedCert, err := admin.RegisterCertificate(ctx, &iot.RegisterCertificateInput{
+		CertificatePem: aws.String(string(deniedDev.CertPEM())), CaCertificatePem: aws.String(string(ca.CertPEM())),
+		Status: types.CertificateStatusPendingActivation,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	env := map[string]string{
 		contract.EnvCACertificateIDs:  *reg.CertificateId,
 		contract.EnvCACertificatesPEM: string(ca.CertPEM()),
 		contract.EnvDevicePolicyName:  "device-policy",
 		contract.EnvProvisionedBy:     "WiringTestStack",
+		contract.EnvDenyListTable:     "deny-list",
 	}
 	h, err := newHandler(ctx, func(k string) string { return env[k] }, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -97,6 +131,23 @@ func TestWiringProvisionsThroughTheLambdaRuntimePath(t *testing.T) {
 	}
 	if thing.Attributes[contract.AttrProvisionedBy] != "WiringTestStack" {
 		t.Errorf("thing attributes = %v", thing.Attributes)
+	}
+
+	// The device on the deny-list: its certificate is revoked, no thing is made for it.
+	payload = fmt.Sprintf(`{"certificateId":"%s","caCertificateId":"%s","timestamp":%d,"certificateStatus":"PENDING_ACTIVATION",`+
+		`"awsAccountId":"%s","certificateRegistrationTimestamp":null}`, *deniedCert.CertificateId, *reg.CertificateId, time.Now().UnixMilli(), motoserver.AccountID)
+	if _, err := lambda.NewHandler(h.Handle).Invoke(ctx, []byte(payload)); err != nil {
+		t.Fatalf("Invoke (denied device): %v", err)
+	}
+	out, err = admin.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: deniedCert.CertificateId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.CertificateDescription.Status != types.CertificateStatusRevoked {
+		t.Errorf("certificate of the denied device is %s, want REVOKED", out.CertificateDescription.Status)
+	}
+	if _, err := admin.DescribeThing(ctx, &iot.DescribeThingInput{ThingName: aws.String(deniedThing)}); err == nil {
+		t.Errorf("a thing was created for the denied device %s", deniedThing)
 	}
 }
 

@@ -1,0 +1,91 @@
+// Command fleetctl operates the fleet the SphereJitr stack provisions: fleet status, one device, the certificates
+// of the stack's CAs by status, revoke and allow a device, and the tenant CAs' expiry. It works against AWS (the
+// usual credential chain, -region, -stack; the stack's outputs from CloudFormation or -outputs) and against the
+// local emulator (-emulator build/demo/emulator.json, which `make demo` writes).
+//
+//	fleetctl status   [-json]                      devices, their ACTIVE certificate, totals
+//	fleetctl device   <device-id>                  one device: thing, attached certificates, deny-list entry
+//	fleetctl certs    [-status PENDING_ACTIVATION] certificates of the stack's CAs (PENDING ones with their age)
+//	fleetctl revoke   <device-id> [-reason text]   deny-list entry, then every certificate REVOKED and detached
+//	fleetctl allow    <device-id>                  off the deny-list: its next boot is provisioned
+//	fleetctl cas                                   tenant CAs: status, expiry, days left, successor
+//	fleetctl denylist                              the devices on the deny-list
+//
+// Tables go to stdout (-json for scripts), progress of long listings to stderr (-quiet silences it).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "fleetctl:", err)
+		os.Exit(1)
+	}
+}
+
+// commands maps each subcommand to its function and one-line help.
+var commands = map[string]struct {
+	run  func(ctx context.Context, c *cli) error
+	args string
+	help string
+}{
+	"status":   {runStatus, "", "devices provisioned by the stack, their ACTIVE certificate (NotBefore, expiry, last rotation), totals"},
+	"device":   {runDevice, "<device-id>", "one device: thing, attached certificates, deny-list entry"},
+	"certs":    {runCerts, "", "certificates of the stack's CAs by status; -status PENDING_ACTIVATION lists the stuck ones with their age"},
+	"revoke":   {runRevoke, "<device-id>", "put the device on the deny-list, revoke and detach all its certificates"},
+	"allow":    {runAllow, "<device-id>", "take the device off the deny-list: its next boot is provisioned"},
+	"cas":      {runCAs, "", "the stack's tenant CAs: status, expiry, days left, whether a successor is registered"},
+	"denylist": {runDenyList, "", "the devices on the deny-list"},
+}
+
+var order = []string{"status", "device", "certs", "revoke", "allow", "cas", "denylist"}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: fleetctl <command> [flags] [device-id]")
+	for _, name := range order {
+		c := commands[name]
+		fmt.Fprintf(w, "  %-9s %-12s %s\n", name, c.args, c.help)
+	}
+	fmt.Fprintln(w, "flags of every command: -emulator FILE | [-region R] [-stack NAME] [-outputs cdk-outputs.json] [-endpoint-url URL];")
+	fmt.Fprintln(w, "  -json, -quiet, -page-size N (list calls, ≤250), -rate-share F (fraction of the IoT quotas, default 0.5)")
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "help" {
+		usage(stderr)
+		return flag.ErrHelp
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		usage(stderr)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+	c, err := parse(args[0], args[1:], stdout, stderr)
+	if err != nil {
+		return err
+	}
+	if cmd.args != "" && len(c.args) != 1 {
+		return fmt.Errorf("%s needs exactly one %s", args[0], cmd.args)
+	}
+	if cmd.args == "" && len(c.args) != 0 {
+		return fmt.Errorf("%s takes no argument (got %q)", args[0], c.args)
+	}
+	if err := c.connect(ctx); err != nil {
+		return err
+	}
+	return cmd.run(ctx, c)
+}

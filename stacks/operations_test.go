@@ -1,0 +1,195 @@
+package stacks
+
+import (
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+)
+
+// ---- issue 16: deny-list, CA check, alarms, dashboard -------------------------------------------------------------
+
+func onlyOne(t *testing.T, s *synthesized, typ string) (string, map[string]any) {
+	t.Helper()
+	rs := resources(s, typ)
+	if len(rs) != 1 {
+		t.Fatalf("%d %s resources, want 1", len(rs), typ)
+	}
+	for id, r := range rs {
+		return id, r
+	}
+	return "", nil
+}
+
+func TestDenyListTable(t *testing.T) {
+	for name, s := range map[string]*synthesized{"one CA": oneCA, "retained": retained} {
+		id, table := onlyOne(t, s, "AWS::DynamoDB::Table")
+		p := props(table)
+		if got := asJSON(p["KeySchema"]); got != `[{"AttributeName":"`+contract.DenyListKey+`","KeyType":"HASH"}]` {
+			t.Errorf("%s: key schema %s", name, got)
+		}
+		if p["BillingMode"] != "PAY_PER_REQUEST" {
+			t.Errorf("%s: billing mode %v, want on-demand", name, p["BillingMode"])
+		}
+		if got := asJSON(p["SSESpecification"]); !strings.Contains(got, `"SSEEnabled":true`) {
+			t.Errorf("%s: encryption %s, want SSE with the AWS managed key", name, got)
+		}
+		if got := asJSON(p["PointInTimeRecoverySpecification"]); !strings.Contains(got, `"PointInTimeRecoveryEnabled":true`) {
+			t.Errorf("%s: point-in-time recovery %s", name, got)
+		}
+		wantPolicy := "Delete"
+		if s == retained {
+			wantPolicy = "Retain"
+		}
+		if table["DeletionPolicy"] != wantPolicy {
+			t.Errorf("%s: deletion policy %v, want %s", name, table["DeletionPolicy"], wantPolicy)
+		}
+		env := asJSON(props(onlyJitrFunction(t, s))["Environment"])
+		if !strings.Contains(env, `"`+contract.EnvDenyListTable+`":{"Ref":"`+id+`"}`) {
+			t.Errorf("%s: JITR environment %s does not name the table %s", name, env, id)
+		}
+	}
+}
+
+func onlyJitrFunction(t *testing.T, s *synthesized) map[string]any {
+	t.Helper()
+	for id, f := range resources(s, "AWS::Lambda::Function") {
+		if strings.HasPrefix(id, "JitrFunction") {
+			return f
+		}
+	}
+	t.Fatal("no JITR function")
+	return nil
+}
+
+// TestOnlyTheJitrRoleReadsTheDenyListAndOnlyWithGetItem: the JITR role may only read the table, with exactly the
+// call the code makes, on the table resource type; no other role of the stack touches DynamoDB.
+func TestOnlyTheJitrRoleReadsTheDenyListAndOnlyWithGetItem(t *testing.T) {
+	tableID, _ := onlyOne(t, oneCA, "AWS::DynamoDB::Table")
+	found := false
+	for id, p := range resources(oneCA, "AWS::IAM::Policy") {
+		for _, st := range stmts(props(p)["PolicyDocument"]) {
+			var ddb []string
+			for _, a := range list(st["Action"]) {
+				if strings.HasPrefix(a, "dynamodb:") {
+					ddb = append(ddb, a)
+				}
+			}
+			if len(ddb) == 0 {
+				continue
+			}
+			if !strings.HasPrefix(id, "JitrRole") {
+				t.Errorf("policy %s grants %v: only the JITR role may use the deny-list", id, ddb)
+				continue
+			}
+			found = true
+			// Pinned here, not read from infra: widening the grant there must fail this test.
+			if want := []string{"dynamodb:GetItem"}; !slices.Equal(ddb, want) || len(list(st["Action"])) != len(ddb) {
+				t.Errorf("JITR role grants %v in one statement, want exactly %v", list(st["Action"]), want)
+			}
+			if got := asJSON(st["Resource"]); got != `{"Fn::GetAtt":["`+tableID+`","Arn"]}` {
+				t.Errorf("JITR role's deny-list grant is on %s, want the table's ARN", got)
+			}
+		}
+	}
+	if !found {
+		t.Error("the JITR role has no grant on the deny-list")
+	}
+}
+
+func TestCACheckScheduleAndAlarm(t *testing.T) {
+	var check string
+	for id, f := range resources(twoCAs, "AWS::Lambda::Function") {
+		if strings.HasPrefix(id, "OperationsCaCheckFunction") {
+			check = id
+			env := asJSON(props(f)["Environment"])
+			if strings.Count(env, "TenantCA") != 2 || !strings.Contains(env, contract.EnvProvisionedBy) {
+				t.Errorf("CA check environment %s: want both CA ids and the stack name", env)
+			}
+		}
+	}
+	if check == "" {
+		t.Fatal("no CA check function")
+	}
+	_, rule := onlyOne(t, twoCAs, "AWS::Events::Rule")
+	if p := props(rule); p["ScheduleExpression"] != "rate(12 hours)" || !strings.Contains(asJSON(p["Targets"]), check) {
+		t.Errorf("schedule %v targets %s, want rate(12 hours) on %s", p["ScheduleExpression"], asJSON(p["Targets"]), check)
+	}
+	// The check may only describe the stack's own CAs.
+	var arns []string
+	for id, p := range resources(twoCAs, "AWS::IAM::Policy") {
+		if !strings.HasPrefix(id, "OperationsCaCheckRole") {
+			continue
+		}
+		for _, st := range stmts(props(p)["PolicyDocument"]) {
+			if slices.Contains(list(st["Action"]), "iot:DescribeCACertificate") {
+				if len(list(st["Action"])) != 1 {
+					t.Errorf("CA check grants %v", list(st["Action"]))
+				}
+				for _, r := range asSlice(st["Resource"]) {
+					arns = append(arns, flattenJoin(r))
+				}
+			}
+		}
+	}
+	sort.Strings(arns)
+	if len(arns) != 2 || !regexp.MustCompile(`:cacert/<TenantCA[0-9A-Za-z]+>$`).MatchString(arns[0]) || !regexp.MustCompile(`:cacert/<TenantCA[0-9A-Za-z]+>$`).MatchString(arns[1]) {
+		t.Errorf("CA check describes %v, want the cacert ARN of each of the two CAs", arns)
+	}
+	found := false
+	for _, a := range resources(twoCAs, "AWS::CloudWatch::Alarm") {
+		p := props(a)
+		if p["MetricName"] != contract.MetricDaysLeftWithoutSuccessor {
+			continue
+		}
+		found = true
+		if p["Threshold"] != float64(60) || p["ComparisonOperator"] != "LessThanThreshold" || p["Namespace"] != contract.MetricsNamespace || p["Period"] != float64(86400) {
+			t.Errorf("CA expiry alarm %s", asJSON(p))
+		}
+	}
+	if !found {
+		t.Error("no alarm on " + contract.MetricDaysLeftWithoutSuccessor)
+	}
+}
+
+func TestDashboard(t *testing.T) {
+	_, d := onlyOne(t, oneCA, "AWS::CloudWatch::Dashboard")
+	body := asJSON(props(d)["DashboardBody"])
+	for _, want := range []string{contract.MetricProvisioned, contract.MetricDenied, contract.MetricRefused, contract.MetricRevoked,
+		contract.MetricDaysLeftWithoutSuccessor, "AsyncEventAge", "AsyncEventsDropped", "ApproximateNumberOfMessagesVisible",
+		"ApproximateAgeOfOldestMessage", "Errors", "Throttles", `\"type\":\"alarm\"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("dashboard body lacks %s", want)
+		}
+	}
+}
+
+func TestAlarmTopicOnlyWithAnEmail(t *testing.T) {
+	if n := len(resources(oneCA, "AWS::SNS::Topic")); n != 0 {
+		t.Errorf("%d SNS topics without alarmEmail, want none", n)
+	}
+	topicID, topic := onlyOne(t, retained, "AWS::SNS::Topic")
+	if !strings.Contains(asJSON(props(topic)["KmsMasterKeyId"]), "AlarmTopicKey") {
+		t.Errorf("alarm topic not encrypted with its own key: %s", asJSON(props(topic)))
+	}
+	_, sub := onlyOne(t, retained, "AWS::SNS::Subscription")
+	if p := props(sub); p["Protocol"] != "email" || p["Endpoint"] != "ops@example.com" {
+		t.Errorf("subscription %s", asJSON(p))
+	}
+	_, key := onlyOne(t, retained, "AWS::KMS::Key")
+	if kp := asJSON(props(key)); !strings.Contains(kp, "cloudwatch.amazonaws.com") || !strings.Contains(kp, `"EnableKeyRotation":true`) {
+		t.Errorf("alarm topic key does not let CloudWatch publish, or is not rotated: %s", kp)
+	}
+	alarms := resources(retained, "AWS::CloudWatch::Alarm")
+	if len(alarms) < 6 {
+		t.Fatalf("%d alarms", len(alarms))
+	}
+	for id, a := range alarms {
+		if !strings.Contains(asJSON(props(a)["AlarmActions"]), topicID) {
+			t.Errorf("alarm %s does not notify the topic", id)
+		}
+	}
+}
