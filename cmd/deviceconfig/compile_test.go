@@ -72,9 +72,9 @@ func TestGeneratedHeaderCompiles(t *testing.T) {
 // C string escaping: quotes, backslashes, trigraph-looking runs, control and non-ASCII bytes survive the compiler.
 func TestCStringEscapingRoundTrip(t *testing.T) {
 	nasty := DeviceConfig{
-		Endpoint:   `host"with\quote`,
-		Port:       8883,
-		TopicRoot:  "??=??/??'??(??)??!??<??>??-",
+		Endpoint:    `host"with\quote`,
+		Port:        8883,
+		TopicRoot:   "??=??/??'??(??)??!??<??>??-",
 		FleetGetURL: "https://b.s3.amazonaws.com/k?a=%41%2F&b=\"x\"&c=\\n\\&tab=\t&nl=\n&hex=\x01Fe&é=ü&end?",
 		FleetObject: "s3://b/k*/", // must not end the header's comment
 		Source:      "test */ source",

@@ -8,9 +8,9 @@ import (
 
 // DeviceConfig is what the generated device_config.h holds.
 type DeviceConfig struct {
-	Endpoint   string
-	Port       int
-	TopicRoot  string
+	Endpoint  string
+	Port      int
+	TopicRoot string
 	// FleetGetURL is the presigned GET URL of the fleet-wide object (read-only, the same for every device).
 	FleetGetURL string
 	FleetObject string    // s3://bucket/key of that object
