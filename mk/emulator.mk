@@ -53,7 +53,8 @@ demo: .stamps/go .stamps/npm .stamps/venv emulator-synth ## the whole flow local
 	@$(call emulator_up,); \
 	$(EMULATOR_BIN)/fleetsim run -info $(EMULATOR_DIR)/emulator.json -ca $(EMULATOR_DIR)/tenant-ca -devices $(DEMO_DEVICES) -reboot $(DEMO_REBOOT)
 
-# The real C device app (device/, host build) instead of simulated devices: it needs the AWS IoT Device SDK
+# The real C device app (device/, host build) instead of simulated devices, S3 step included (runtime URLs from the
+# presign function, transfers through the S3 gate over HTTPS): it needs the AWS IoT Device SDK
 # libraries (DEVICE_CMAKE_ARGS with the six FETCHCONTENT_SOURCE_DIR_* copies, see device/README.md).
 DEVICE_APP := device/build/host/sphere_jitr
 

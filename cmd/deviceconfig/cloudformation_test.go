@@ -79,8 +79,8 @@ func TestOutputsFromCloudFormation(t *testing.T) {
 		if got := headerValue(t, string(header), "AWS_IOT_ENDPOINT"); got != "moto1234-ats.iot.us-east-1.amazonaws.com" {
 			t.Errorf("endpoint %s", got)
 		}
-		if got := headerValue(t, string(header), "S3_PRESIGNED_PUT_URL"); !strings.HasPrefix(got, "https://spherejitr-demobucket-moto.s3.us-east-1.amazonaws.com/device-builds/") {
-			t.Errorf("PUT URL %s", got)
+		if got := headerValue(t, string(header), "S3_FLEET_GET_URL"); !strings.HasPrefix(got, "https://spherejitr-demobucket-moto.s3.us-east-1.amazonaws.com/"+DefaultFleetKey+"?") {
+			t.Errorf("fleet GET URL %s", got)
 		}
 		manifest, err := os.ReadFile(filepath.Join(dir, "app_manifest.json"))
 		if err != nil {

@@ -20,8 +20,7 @@ int main(void)
     printf("%d", AWS_IOT_PORT);
     fputc(0, stdout);
     fwrite(appConfigTopicRoot, 1, sizeof(appConfigTopicRoot), stdout);
-    fwrite(appConfigS3PutUrl, 1, sizeof(appConfigS3PutUrl), stdout);
-    fwrite(appConfigS3GetUrl, 1, sizeof(appConfigS3GetUrl), stdout);
+    fwrite(appConfigFleetGetUrl, 1, sizeof(appConfigFleetGetUrl), stdout);
     return 0;
 }
 `
@@ -59,7 +58,7 @@ func TestGeneratedHeaderCompiles(t *testing.T) {
 	}
 	header := r.file(t, "device_config.h")
 	got := compileAndRun(t, r.dir)
-	want := []string{sampleEndpoint, "443", "devices", headerValue(t, header, "S3_PRESIGNED_PUT_URL"), headerValue(t, header, "S3_PRESIGNED_GET_URL")}
+	want := []string{sampleEndpoint, "443", "devices", headerValue(t, header, "S3_FLEET_GET_URL")}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("compiled values\n%q\nwant\n%q", got, want)
 	}
@@ -73,21 +72,20 @@ func TestGeneratedHeaderCompiles(t *testing.T) {
 // C string escaping: quotes, backslashes, trigraph-looking runs, control and non-ASCII bytes survive the compiler.
 func TestCStringEscapingRoundTrip(t *testing.T) {
 	nasty := DeviceConfig{
-		Endpoint:   `host"with\quote`,
-		Port:       8883,
-		TopicRoot:  "??=??/??'??(??)??!??<??>??-",
-		PutURL:     "https://b.s3.amazonaws.com/k?a=%41%2F&b=\"x\"&c=\\n\\",
-		GetURL:     "https://b.s3.amazonaws.com/k?tab=\t&nl=\n&hex=\x01Fe&é=ü&end?",
-		ObjectKey:  "s3://b/k*/", // must not end the header's comment
-		Source:     "test */ source",
-		URLExpires: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		Endpoint:    `host"with\quote`,
+		Port:        8883,
+		TopicRoot:   "??=??/??'??(??)??!??<??>??-",
+		FleetGetURL: "https://b.s3.amazonaws.com/k?a=%41%2F&b=\"x\"&c=\\n\\&tab=\t&nl=\n&hex=\x01Fe&é=ü&end?",
+		FleetObject: "s3://b/k*/", // must not end the header's comment
+		Source:      "test */ source",
+		URLExpires:  time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 	}
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "device_config.h"), []byte(RenderHeader(nasty)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	got := compileAndRun(t, dir)
-	want := []string{nasty.Endpoint, "8883", nasty.TopicRoot, nasty.PutURL, nasty.GetURL}
+	want := []string{nasty.Endpoint, "8883", nasty.TopicRoot, nasty.FleetGetURL}
 	if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
 		t.Errorf("compiled values\n%q\nwant\n%q", got, want)
 	}

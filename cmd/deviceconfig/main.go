@@ -1,6 +1,7 @@
 // Command deviceconfig generates the device build's configuration from the deployed stack: it reads the stack
-// outputs (the file `cdk deploy --outputs-file` writes, or CloudFormation), presigns an S3 PUT and GET URL for a
-// per-build object, and writes device_config.h and app_manifest.json into the device build tree (never into
+// outputs (the file `cdk deploy --outputs-file` writes, or CloudFormation), presigns one read-only GET URL for a
+// fleet-wide object (fleet/notice.txt unless -key says otherwise; never a URL that writes: each device asks for its
+// own short-lived URLs over MQTT at run time), and writes device_config.h and app_manifest.json into the device build tree (never into
 // tracked sources). With -image it then builds the image package with the Azure Sphere SDK. `make device-config`
 // and `make device-image` run it.
 package main
@@ -62,9 +63,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 	var o options
 	fs.StringVar(&o.outputs, "outputs", "", "stack outputs file written by 'cdk deploy --outputs-file' (make deploy writes cdk-outputs.json); empty: read them from CloudFormation")
 	fs.StringVar(&o.stack, "stack", contract.StackName, "stack name")
-	fs.StringVar(&o.expires, "expires", DefaultExpiry.String(), "lifetime of the presigned S3 URLs: a Go duration or days (7d at most, the SigV4 limit)")
+	fs.StringVar(&o.expires, "expires", DefaultExpiry.String(), "lifetime of the fleet file's presigned GET URL: a Go duration or days (7d at most, the SigV4 limit)")
 	fs.IntVar(&o.port, "port", 8883, "MQTT port of AWS IoT Core: 8883, or 443 (with ALPN)")
-	fs.StringVar(&o.key, "key", "", "S3 object key of the URLs (default: a new key per build under device-builds/)")
+	fs.StringVar(&o.key, "key", DefaultFleetKey, "S3 key of the fleet-wide object the image may read (under "+FleetKeyPrefix+")")
 	fs.StringVar(&o.deviceDir, "device-dir", "device", "device app source folder")
 	fs.StringVar(&o.outDir, "out", "", "folder for device_config.h and app_manifest.json (default <device-dir>/build/config, CMake's DEVICE_CONFIG_DIR)")
 	fs.StringVar(&o.template, "manifest-template", "", "app manifest template (default <device-dir>/app_manifest.json)")
@@ -124,19 +125,19 @@ func generate(ctx context.Context, o options, stdout, stderr io.Writer, e env) e
 	}
 
 	key := o.key
-	if key == "" {
-		key = NewObjectKey(e.now())
+	if err := CheckFleetKey(key); err != nil {
+		return usageError{err}
 	}
 	credCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	creds, credErr := cfg.Credentials.Retrieve(credCtx)
 	cancel()
-	var urls *PresignedURLs
+	var urls *FleetURL
 	if credErr != nil {
-		fmt.Fprintf(stderr, "warning: no AWS credentials to sign the S3 URLs: wrote UNSIGNED URLs, the device's S3 upload and download "+
-			"will be refused (403). Run 'aws configure' or 'aws sso login', then 'make device-config' again (credential chain: %v).\n", credErr)
-		urls = UnsignedURLs(settings.Region, settings.Bucket, key)
+		fmt.Fprintf(stderr, "warning: no AWS credentials to sign the fleet file's S3 URL: wrote an UNSIGNED URL, the device's fleet file "+
+			"download will be refused (403). Run 'aws configure' or 'aws sso login', then 'make device-config' again (credential chain: %v).\n", credErr)
+		urls = UnsignedFleetURL(settings.Region, settings.Bucket, key)
 	} else {
-		if urls, err = Presign(ctx, cfg, settings.Region, settings.Bucket, key, expiry, e.now); err != nil {
+		if urls, err = PresignFleetGet(ctx, cfg, settings.Region, settings.Bucket, key, expiry, e.now); err != nil {
 			return err
 		}
 		// A URL signed with a session token dies with the session, whatever X-Amz-Expires says.
@@ -146,7 +147,7 @@ func generate(ctx context.Context, o options, stdout, stderr io.Writer, e env) e
 			if creds.CanExpire && !creds.Expires.IsZero() {
 				until = "at " + creds.Expires.UTC().Format(time.RFC3339)
 			}
-			fmt.Fprintf(stderr, "warning: the S3 URLs are signed with temporary credentials (session token): they stop working "+
+			fmt.Fprintf(stderr, "warning: the fleet file's S3 URL is signed with temporary credentials (session token): it stops working "+
 				"%s, not after %s. For URLs that last, sign with an IAM user's access key, or run 'make device-image' again.\n", until, expiry)
 		}
 	}
@@ -155,7 +156,7 @@ func generate(ctx context.Context, o options, stdout, stderr io.Writer, e env) e
 	}
 
 	header := RenderHeader(DeviceConfig{Endpoint: settings.Endpoint, Port: o.port, TopicRoot: settings.TopicRoot,
-		PutURL: urls.Put, GetURL: urls.Get, ObjectKey: "s3://" + settings.Bucket + "/" + key, Source: outputs.Source, URLExpires: urls.Expires})
+		FleetGetURL: urls.Get, FleetObject: "s3://" + settings.Bucket + "/" + key, Source: outputs.Source, URLExpires: urls.Expires})
 	manifest, err := RenderManifest(template, ManifestSettings{Endpoint: settings.Endpoint, BucketHost: urls.Host, TenantID: settings.TenantID})
 	if err != nil {
 		return err
@@ -171,11 +172,11 @@ func generate(ctx context.Context, o options, stdout, stderr io.Writer, e env) e
 
 	fmt.Fprintf(stdout, "stack outputs:      %s\n", outputs.Source)
 	fmt.Fprintf(stdout, "AWS IoT endpoint:   %s:%d (topics under %s/<thingName>/)\n", settings.Endpoint, o.port, settings.TopicRoot)
-	fmt.Fprintf(stdout, "S3 object:          s3://%s/%s via %s\n", settings.Bucket, key, urls.Host)
+	fmt.Fprintf(stdout, "fleet file:         s3://%s/%s via %s (read-only; device objects: runtime URLs over MQTT)\n", settings.Bucket, key, urls.Host)
 	if urls.Expires.IsZero() {
-		fmt.Fprintf(stdout, "presigned URLs:     NOT signed (no AWS credentials)\n")
+		fmt.Fprintf(stdout, "presigned URL:      NOT signed (no AWS credentials)\n")
 	} else {
-		fmt.Fprintf(stdout, "presigned URLs:     PUT and GET, expire %s (in %s)\n", urls.Expires.Format(time.RFC3339), expiry)
+		fmt.Fprintf(stdout, "presigned URL:      GET only, expires %s (in %s)\n", urls.Expires.Format(time.RFC3339), expiry)
 	}
 	fmt.Fprintf(stdout, "tenant (DeviceAuthentication): %s\n", settings.TenantID)
 	fmt.Fprintf(stdout, "wrote %s\nwrote %s\n", headerPath, manifestPath)
@@ -233,18 +234,15 @@ const (
 	deviceURLWarn = 1024 // HTTP_USER_BUFFER_SIZE 2048 holds the request line, headers and the response headers
 )
 
-func checkDeviceLimits(endpoint string, urls *PresignedURLs, stderr io.Writer) error {
+func checkDeviceLimits(endpoint string, urls *FleetURL, stderr io.Writer) error {
 	for _, h := range []string{endpoint, urls.Host} {
 		if len(h) > deviceHostMax {
 			return fmt.Errorf("host %s has %d characters; the device holds at most %d (URL_HOST_SIZE in device/src/buffer_config.h)", h, len(h), deviceHostMax)
 		}
 	}
-	for _, u := range []string{urls.Put, urls.Get} {
-		if len(u) > deviceURLWarn {
-			fmt.Fprintf(stderr, "warning: a presigned URL has %d characters; with the request and response headers it may not fit the device's "+
-				"HTTP_USER_BUFFER_SIZE (2048). Temporary credentials make URLs long: sign with an IAM user's access key.\n", len(u))
-			break
-		}
+	if len(urls.Get) > deviceURLWarn {
+		fmt.Fprintf(stderr, "warning: the presigned URL has %d characters; with the request and response headers it may not fit the device's "+
+			"HTTP_USER_BUFFER_SIZE (2048). Temporary credentials make URLs long: sign with an IAM user's access key.\n", len(urls.Get))
 	}
 	return nil
 }

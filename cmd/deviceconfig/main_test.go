@@ -26,7 +26,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/go
 const (
 	sampleOutputs  = "testdata/cdk-outputs.json"
 	deviceDir      = "../../device"
-	goldenKey      = "device-builds/golden/device-upload.txt"
+	goldenKey      = "fleet/golden/notice.txt"
 	testAccessKey  = "AKIDEXAMPLE"
 	testSecretKey  = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 	sampleEndpoint = "a1b2c3d4e5f6g7-ats.iot.eu-west-1.amazonaws.com"
@@ -265,9 +265,12 @@ func TestPresignedURLs(t *testing.T) {
 				t.Fatalf("exit %d: %s", r.code, r.stderr)
 			}
 			header := r.file(t, "device_config.h")
+			// No image carries a URL that writes: the only URL is a GET, and its signature is no PUT signature.
+			if strings.Contains(header, "PUT") {
+				t.Errorf("header mentions PUT:\n%s", header)
+			}
 			for _, c := range []struct{ macro, method, other string }{
-				{"S3_PRESIGNED_PUT_URL", http.MethodPut, http.MethodGet},
-				{"S3_PRESIGNED_GET_URL", http.MethodGet, http.MethodPut},
+				{"S3_FLEET_GET_URL", http.MethodGet, http.MethodPut},
 			} {
 				raw := headerValue(t, header, c.macro)
 				u, err := url.Parse(raw)
@@ -306,20 +309,25 @@ func TestPresignedURLs(t *testing.T) {
 	}
 }
 
-func TestPerBuildObjectKey(t *testing.T) {
+// The image carries a URL for the fleet-wide file only: fleet/notice.txt by default, never a key outside fleet/
+// (a device's own objects are reached with runtime URLs), nor one that climbs out of it.
+func TestFleetKey(t *testing.T) {
 	e := testEnv(staticCreds(""))
-	a := runTool(t, e, "-outputs", sampleOutputs)
-	b := runTool(t, e, "-outputs", sampleOutputs)
-	if a.code != 0 || b.code != 0 {
-		t.Fatalf("exit %d/%d: %s %s", a.code, b.code, a.stderr, b.stderr)
+	r := runTool(t, e, "-outputs", sampleOutputs)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	pa, _ := url.Parse(headerValue(t, a.file(t, "device_config.h"), "S3_PRESIGNED_PUT_URL"))
-	pb, _ := url.Parse(headerValue(t, b.file(t, "device_config.h"), "S3_PRESIGNED_PUT_URL"))
-	if pa.Path == pb.Path {
-		t.Errorf("two builds share the object %s", pa.Path)
+	u, _ := url.Parse(headerValue(t, r.file(t, "device_config.h"), "S3_FLEET_GET_URL"))
+	if u.Path != "/"+DefaultFleetKey {
+		t.Errorf("object key %s, want %s", u.Path, DefaultFleetKey)
 	}
-	if !strings.HasPrefix(pa.Path, "/device-builds/20260102T030405Z-") {
-		t.Errorf("object key %s", pa.Path)
+	for _, key := range []string{"devices/0a1b2c/hello.txt", "fleet/", "fleet/../devices/x", "fleet//x", "notice.txt", "/fleet/x"} {
+		t.Run(key, func(t *testing.T) {
+			r := runTool(t, e, "-outputs", sampleOutputs, "-key", key)
+			if r.code != 2 || !strings.Contains(r.stderr, "-key") {
+				t.Errorf("exit %d, stderr %s: want a usage error naming -key", r.code, r.stderr)
+			}
+		})
 	}
 }
 
@@ -359,7 +367,7 @@ func TestTemporaryCredentialsWarn(t *testing.T) {
 	if !strings.Contains(r.stderr, "temporary credentials") || !strings.Contains(r.stderr, "IAM user") {
 		t.Errorf("no warning about temporary credentials: %q", r.stderr)
 	}
-	if !strings.Contains(headerValue(t, r.file(t, "device_config.h"), "S3_PRESIGNED_PUT_URL"), "X-Amz-Security-Token=session-token-value") {
+	if !strings.Contains(headerValue(t, r.file(t, "device_config.h"), "S3_FLEET_GET_URL"), "X-Amz-Security-Token=session-token-value") {
 		t.Errorf("URL signed without the session token")
 	}
 }
@@ -379,7 +387,7 @@ func TestNoCredentialsWithOutputsFileWritesUnsignedURLs(t *testing.T) {
 	}
 	header := r.file(t, "device_config.h")
 	want := "https://" + sampleBucket + ".s3." + sampleRegion + ".amazonaws.com/" + goldenKey
-	if got := headerValue(t, header, "S3_PRESIGNED_GET_URL"); got != want {
+	if got := headerValue(t, header, "S3_FLEET_GET_URL"); got != want {
 		t.Errorf("GET URL %s, want %s", got, want)
 	}
 	if !strings.Contains(header, "NOT signed") {
@@ -636,7 +644,7 @@ func TestDottedBucketIsPathStyle(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("exit %d: %s", r.code, r.stderr)
 			}
-			u, err := url.Parse(headerValue(t, r.file(t, "device_config.h"), "S3_PRESIGNED_GET_URL"))
+			u, err := url.Parse(headerValue(t, r.file(t, "device_config.h"), "S3_FLEET_GET_URL"))
 			if err != nil {
 				t.Fatal(err)
 			}

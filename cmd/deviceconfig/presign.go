@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -14,13 +12,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
 // MaxExpiry is the longest a SigV4 presigned URL can live.
 const MaxExpiry = 7 * 24 * time.Hour
 
-// DefaultExpiry is how long the presigned URLs baked into an image work unless EXPIRES says otherwise: a day
-// covers build, sideload and first boots without leaving a long-lived write URL in every image.
+// DefaultExpiry is how long the fleet file's presigned GET URL baked into an image works unless EXPIRES says
+// otherwise: a day covers build, sideload and first boots. The URL only reads one fleet-wide object; everything a
+// device writes or reads of its own goes through the short-lived URLs it asks for over MQTT at run time.
 const DefaultExpiry = 24 * time.Hour
 
 // ParseExpiry reads an expiry as a Go duration ("36h", "90m") or in days ("7d") and refuses what SigV4 cannot sign.
@@ -47,25 +48,41 @@ func ParseExpiry(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// NewObjectKey returns the per-build S3 object key the device uploads to and downloads from, so two builds never
-// share an object.
-func NewObjectKey(now time.Time) string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails
-	return fmt.Sprintf("device-builds/%s-%s/device-upload.txt", now.UTC().Format("20060102T150405Z"), hex.EncodeToString(b))
+// DefaultFleetKey is the fleet-wide object every image may read (the operator uploads it, e.g. with
+// `aws s3 cp notice.txt s3://<bucket>/fleet/notice.txt`).
+const DefaultFleetKey = FleetKeyPrefix + "notice.txt"
+
+// FleetKeyPrefix starts every key an image may carry a URL for: objects the whole fleet reads, never a device's
+// own (those live under contract.DeviceObjectPrefix and are reached only with the runtime URLs).
+const FleetKeyPrefix = "fleet/"
+
+// CheckFleetKey refuses a key outside FleetKeyPrefix, or one that could name another prefix through a "." or ".."
+// segment, so no image can read what one device uploaded.
+func CheckFleetKey(key string) error {
+	rest, ok := strings.CutPrefix(key, FleetKeyPrefix)
+	if !ok || rest == "" {
+		return fmt.Errorf("-key %q: the image may only carry a URL for a fleet-wide object under %s (a device's own objects, %s<thing>/, "+
+			"are reached with the URLs it asks for over MQTT)", key, FleetKeyPrefix, contract.DeviceObjectPrefix)
+	}
+	for _, seg := range strings.Split(rest, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("-key %q: no empty, . or .. segment", key)
+		}
+	}
+	return nil
 }
 
-// PresignedURLs are the S3 URLs of one object.
-type PresignedURLs struct {
-	Put, Get string
-	Host     string    // host of both URLs: the device's AllowedConnections entry
-	Expires  time.Time // zero when unsigned
+// FleetURL is the presigned GET URL of the fleet file.
+type FleetURL struct {
+	Get     string
+	Host    string    // the device's AllowedConnections entry
+	Expires time.Time // zero when unsigned
 }
 
-// Presign signs a PUT and a GET URL for bucket/key that live for expiry from now, with the credentials in cfg.
-// Buckets with dots in their names are addressed path-style, because their virtual host would not match the
-// S3 wildcard TLS certificate the device checks.
-func Presign(ctx context.Context, cfg aws.Config, region, bucket, key string, expiry time.Duration, now func() time.Time) (*PresignedURLs, error) {
+// PresignFleetGet signs a GET URL (and only a GET: no image carries a URL that writes) for bucket/key that lives
+// for expiry from now, with the credentials in cfg. Buckets with dots in their names are addressed path-style,
+// because their virtual host would not match the S3 wildcard TLS certificate the device checks.
+func PresignFleetGet(ctx context.Context, cfg aws.Config, region, bucket, key string, expiry time.Duration, now func() time.Time) (*FleetURL, error) {
 	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
 		o.Region = region
 		o.UsePathStyle = strings.Contains(bucket, ".")
@@ -76,38 +93,29 @@ func Presign(ctx context.Context, cfg aws.Config, region, bucket, key string, ex
 	presigner := s3.NewPresignClient(client, s3.WithPresignExpires(expiry), func(o *s3.PresignOptions) {
 		o.Presigner = clockedPresigner{v4.NewSigner(), now}
 	})
-	put, err := presigner.PresignPutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: &key})
-	if err != nil {
-		return nil, fmt.Errorf("presign S3 PUT of s3://%s/%s: %w", bucket, key, err)
-	}
 	get, err := presigner.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: &key})
 	if err != nil {
 		return nil, fmt.Errorf("presign S3 GET of s3://%s/%s: %w", bucket, key, err)
 	}
-	if put.Method != http.MethodPut || get.Method != http.MethodGet {
-		return nil, fmt.Errorf("presign: got %s and %s, want PUT and GET", put.Method, get.Method)
+	if get.Method != http.MethodGet {
+		return nil, fmt.Errorf("presign: got %s, want GET", get.Method)
 	}
-	// The device sends only Host (and Content-Length): a URL that also signs other headers would be refused.
-	for _, req := range []*v4.PresignedHTTPRequest{put, get} {
-		for name := range req.SignedHeader {
-			if !strings.EqualFold(name, "host") {
-				return nil, fmt.Errorf("presign %s: the URL signs header %s, which the device does not send", req.Method, name)
-			}
+	// The device sends only Host (and Range): a URL that also signs other headers would be refused.
+	for name := range get.SignedHeader {
+		if !strings.EqualFold(name, "host") {
+			return nil, fmt.Errorf("presign GET: the URL signs header %s, which the device does not send", name)
 		}
 	}
-	host, err := urlHost(put.URL)
+	host, err := urlHost(get.URL)
 	if err != nil {
 		return nil, err
 	}
-	if h, _ := urlHost(get.URL); h != host {
-		return nil, fmt.Errorf("presign: PUT host %s and GET host %s differ", host, h)
-	}
-	return &PresignedURLs{Put: put.URL, Get: get.URL, Host: host, Expires: now().Add(expiry).UTC()}, nil
+	return &FleetURL{Get: get.URL, Host: host, Expires: now().Add(expiry).UTC()}, nil
 }
 
-// UnsignedURLs returns the plain object URL for both methods: what the header gets when no credentials exist to
-// sign with, so the build still works offline (the device's S3 step is then refused with 403).
-func UnsignedURLs(region, bucket, key string) *PresignedURLs {
+// UnsignedFleetURL returns the plain object URL: what the header gets when no credentials exist to sign with, so
+// the build still works offline (the device's fleet file download is then refused with 403).
+func UnsignedFleetURL(region, bucket, key string) *FleetURL {
 	path := (&url.URL{Path: "/" + key}).EscapedPath()
 	host := fmt.Sprintf("%s.s3.%s.amazonaws.com", bucket, region)
 	if strings.Contains(bucket, ".") { // path-style, as Presign does
@@ -117,8 +125,7 @@ func UnsignedURLs(region, bucket, key string) *PresignedURLs {
 	if strings.HasPrefix(region, "cn-") {
 		host += ".cn"
 	}
-	u := "https://" + host + path
-	return &PresignedURLs{Put: u, Get: u, Host: host}
+	return &FleetURL{Get: "https://" + host + path, Host: host}
 }
 
 func urlHost(raw string) (string, error) {

@@ -101,12 +101,18 @@ PlatformStatus_t Platform_GetCredentials(PlatformCredentials_t *credentials);
 void Platform_GetEndpointOverride(const char **host, uint16_t *port);
 
 /**
- * @brief S3 presigned URL override: the host build takes them from the command line (`--s3-put-url`,
- *        `--s3-get-url`) so a test can serve them; Azure Sphere always uses the generated configuration.
- * @param[out] putUrl Set to the PUT URL, or left untouched.
- * @param[out] getUrl Set to the GET URL, or left untouched.
+ * @brief Fleet file URL override: the host build reads the fleet-wide file only from `--s3-fleet-url URL` (so a
+ *        test can serve it) and otherwise sets the URL to NULL (skip); Azure Sphere always uses the generated
+ *        configuration's read-only URL. The device's own objects need no URL here: it asks for them over MQTT.
+ * @param[in,out] url The configured URL; replaced, set to NULL (skip), or left untouched.
  */
-void Platform_GetS3UrlOverride(const char **putUrl, const char **getUrl);
+void Platform_GetFleetUrlOverride(const char **url);
+
+/**
+ * @brief Whether to run the S3 step (runtime URLs over MQTT): always on Azure Sphere; the host build's `--skip-s3`
+ *        turns it off for a broker with no presign function behind it (the mosquitto test).
+ */
+bool Platform_S3StepEnabled(void);
 
 /**
  * @brief How many telemetry messages to publish before exiting with success: the host build's

@@ -22,23 +22,22 @@
 #error "DEVICE_TOPIC_ROOT (the root of the device topic tree, \"devices\") is not defined: run `make device-config`"
 #endif
 
-#ifndef S3_PRESIGNED_PUT_URL
-#error "S3_PRESIGNED_PUT_URL (presigned S3 upload URL) is not defined: run `make device-config`"
+#ifndef S3_FLEET_GET_URL
+#error "S3_FLEET_GET_URL (presigned GET URL of the fleet-wide file, read-only) is not defined: run `make device-config`"
 #endif
 
-#ifndef S3_PRESIGNED_GET_URL
-#error "S3_PRESIGNED_GET_URL (presigned S3 download URL) is not defined: run `make device-config`"
+/* The image carries no URL that writes: a device uploads only with the short-lived URLs it asks for over MQTT. */
+#if defined(S3_PRESIGNED_PUT_URL) || defined(S3_PRESIGNED_GET_URL)
+#error "S3_PRESIGNED_PUT_URL / S3_PRESIGNED_GET_URL are gone (one URL for the whole fleet): the device asks for its own URLs over MQTT; run `make device-config` again"
 #endif
 
 /* String literals only: concatenation below proves it at compile time. */
 static const char appConfigEndpoint[] = "" AWS_IOT_ENDPOINT;
 static const char appConfigTopicRoot[] = "" DEVICE_TOPIC_ROOT;
-static const char appConfigS3PutUrl[] = "" S3_PRESIGNED_PUT_URL;
-static const char appConfigS3GetUrl[] = "" S3_PRESIGNED_GET_URL;
+static const char appConfigFleetGetUrl[] = "" S3_FLEET_GET_URL;
 
 _Static_assert(sizeof(appConfigEndpoint) > 1U, "AWS_IOT_ENDPOINT is empty: run `make device-config`");
 _Static_assert(sizeof(appConfigTopicRoot) > 1U, "DEVICE_TOPIC_ROOT is empty: run `make device-config`");
-_Static_assert(sizeof(appConfigS3PutUrl) > 1U, "S3_PRESIGNED_PUT_URL is empty: run `make device-config`");
-_Static_assert(sizeof(appConfigS3GetUrl) > 1U, "S3_PRESIGNED_GET_URL is empty: run `make device-config`");
+_Static_assert(sizeof(appConfigFleetGetUrl) > 1U, "S3_FLEET_GET_URL is empty: run `make device-config`");
 
 #endif /* APP_CONFIG_H */

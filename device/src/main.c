@@ -5,13 +5,16 @@
  * It waits for networking and device authentication, reads its device ID (the CN of the DeviceAuth
  * certificate) which is its thing name and MQTT client id, connects over verified mutual TLS (retrying with
  * exponential backoff and jitter: the first connection of a new certificate is closed by AWS IoT while JITR
- * runs), then publishes telemetry, syncs its shadow, and moves an object through S3 presigned URLs.
+ * runs), then publishes telemetry, syncs its shadow, and moves an object through S3 with presigned URLs it asks
+ * for over MQTT (devices/<thing>/<name>, short-lived, minted by the stack's presign function).
  *
  * Shape of the Azure Sphere samples: an ExitCode per failure site, a SIGTERM handler that only sets the exit
  * code, InitPeripheralsAndHandlers → event loop → ClosePeripheralsAndHandlers. Timers drive everything; the
- * MQTT callback only parses and sets flags, the timer handlers act. The S3 transfer runs from the connect
- * timer before the first MQTT connection, never inside a connection callback, so only one TLS session is open
- * at a time (RAM: see device/README.md).
+ * MQTT callback only parses and sets flags, the timer handlers act. The S3 step runs from its own timer once MQTT
+ * is up: ask for a PUT URL, upload, ask for a GET URL, read the object back; a rejection, no answer in time or a
+ * refused transfer (403: the URL expired) leads to a new request after a backoff, never to an exit. The MQTT
+ * session stays open during the HTTPS transfer (two TLS sessions for a few seconds; RAM: see device/README.md);
+ * the transfer blocks the event loop for at most the transport timeout, well inside the keep-alive.
  */
 #include <signal.h>
 #include <stdbool.h>
@@ -19,10 +22,13 @@
 #include <string.h>
 
 #include "app_config.h"
+#include "backoff_algorithm.h"
 #include "identity.h"
 #include "mqtt_connection.h"
 #include "platform.h"
+#include "retry_policy.h"
 #include "s3_transfer.h"
+#include "s3_url.h"
 #include "shadow_sync.h"
 #include "telemetry.h"
 
@@ -45,7 +51,9 @@ typedef enum {
     ExitCode_Connection_Init = 11,
     ExitCode_Connect_RetriesExhausted = 12,
     ExitCode_Timer_Set = 13,
-    ExitCode_Init_Arguments = 14
+    ExitCode_Init_Arguments = 14,
+    ExitCode_Init_S3Timer = 15,
+    ExitCode_S3Url_Init = 16
 } ExitCode;
 
 /** @brief Poll readiness (network, DeviceAuth) this often until both are ready. */
@@ -58,24 +66,56 @@ typedef enum {
 #define MQTT_KEEP_ALIVE_SEC 60U
 /** @brief Object moved through S3 once connected. */
 #define S3_DEMO_BUFFER_SIZE 1536U
+/** @brief Name of that object under devices/<thing>/. */
+#define S3_OBJECT_NAME "hello.txt"
+/** @brief First S3 step this long after the subscriptions were sent (their SUBACKs come first). */
+#define S3_START_DELAY_MS 1000U
+/** @brief While a URL request is in flight, look for its answer this often. */
+#define S3_POLL_MS 100U
+/** @brief No answer within this long (the function failed: its error went to the dead-letter queue): ask again. */
+#define S3_URL_REPLY_TIMEOUT_MS 10000U
+/** @brief Ceiling of the first S3 retry delay, and of every one (full jitter, backoffAlgorithm). */
+#define S3_RETRY_BASE_DELAY_MS 2000U
+#define S3_RETRY_MAX_DELAY_MS 60000U
+/** @brief S3 attempts after the first before the step is given up (MQTT keeps running; a reboot tries again). */
+#define S3_RETRY_MAX_ATTEMPTS 8U
+
+_Static_assert(S3_RETRY_MAX_DELAY_MS / RETRY_BACKOFF_UNIT_MS <= 65535U, "S3_RETRY_MAX_DELAY_MS must fit backoffAlgorithm");
+_Static_assert(S3_URL_REPLY_TIMEOUT_MS < MQTT_KEEP_ALIVE_SEC * 1000U, "the reply wait must end inside the keep-alive");
+
+/** @brief Where the S3 step is. */
+typedef enum S3Step {
+    S3_STEP_REQUEST_PUT = 0, /**< Ask for a PUT URL. */
+    S3_STEP_WAIT_PUT,        /**< Asked; upload once it comes. */
+    S3_STEP_REQUEST_GET,     /**< Ask for a GET URL. */
+    S3_STEP_WAIT_GET,        /**< Asked; download once it comes. */
+    S3_STEP_FLEET,           /**< Read the fleet-wide file with the image's read-only URL. */
+    S3_STEP_DONE,            /**< Done, or given up after S3_RETRY_MAX_ATTEMPTS. */
+} S3Step_t;
 
 static volatile sig_atomic_t exitCode = ExitCode_Success;
 
 static PlatformTimer_t *connectTimer = NULL;
 static PlatformTimer_t *processTimer = NULL;
 static PlatformTimer_t *telemetryTimer = NULL;
+static PlatformTimer_t *s3Timer = NULL;
 
 static char deviceId[IDENTITY_DEVICE_ID_BUFFER_SIZE];
 static bool identityKnown = false;
 static Connection_t connection;
 static Telemetry_t telemetry;
 static ShadowSync_t shadow;
-static bool s3DemoDone = false;
+static S3UrlClient_t s3Url;
+static S3Step_t s3Step = S3_STEP_REQUEST_PUT;
+static uint32_t s3WaitStartMs = 0;
+static size_t s3ObjectLength = 0;
+static BackoffAlgorithmContext_t s3Backoff;
 static uint32_t publishedCount = 0;
 static uint32_t startMs = 0;
 static bool publishLimitReached = false;
 static bool finished = false; /* host --publish-count reached: leave the loop with ExitCode_Success */
 static uint8_t s3Buffer[S3_DEMO_BUFFER_SIZE];
+static uint8_t s3ReadBack[S3_DEMO_BUFFER_SIZE];
 
 /// <summary>
 /// Signal handler for termination requests. This handler must be async-signal-safe.
@@ -101,7 +141,8 @@ static void MqttEventCallback(MQTTContext_t *mqtt, MQTTPacketInfo_t *packetInfo,
 {
     (void)mqtt;
     if ((packetInfo->type & 0xF0U) == MQTT_PACKET_TYPE_PUBLISH) {
-        if (ShadowSync_HandlePublish(&shadow, info->pPublishInfo) == SHADOW_SYNC_NOT_FOR_US &&
+        if (S3Url_HandlePublish(&s3Url, info->pPublishInfo) == S3_URL_NOT_FOR_US &&
+            ShadowSync_HandlePublish(&shadow, info->pPublishInfo) == SHADOW_SYNC_NOT_FOR_US &&
             !Telemetry_HandlePublish(&telemetry, info->pPublishInfo)) {
             Platform_Log(PLATFORM_LOG_WARN, "publish on an unexpected topic %.*s",
                          (int)info->pPublishInfo->topicNameLength, info->pPublishInfo->pTopicName);
@@ -163,6 +204,18 @@ static bool PrepareIdentity(void)
         exitCode = ExitCode_Shadow_Init;
         return false;
     }
+    if (S3Url_Init(&s3Url, DEVICE_TOPIC_ROOT, deviceId) != S3_URL_SUCCESS) {
+        exitCode = ExitCode_S3Url_Init;
+        return false;
+    }
+    int length = snprintf((char *)s3Buffer, sizeof(s3Buffer), "hello from %s\n", deviceId);
+    s3ObjectLength = (length > 0 && (size_t)length < sizeof(s3Buffer)) ? (size_t)length : 0U;
+    if (!Platform_S3StepEnabled()) {
+        Platform_Log(PLATFORM_LOG_INFO, "S3 step skipped (--skip-s3)");
+        s3Step = S3_STEP_DONE;
+    }
+    BackoffAlgorithm_InitializeParams(&s3Backoff, (uint16_t)(S3_RETRY_BASE_DELAY_MS / RETRY_BACKOFF_UNIT_MS),
+                                      (uint16_t)(S3_RETRY_MAX_DELAY_MS / RETRY_BACKOFF_UNIT_MS), S3_RETRY_MAX_ATTEMPTS);
     if (Connection_Init(&connection, &config) != CONNECTION_SUCCESS) {
         exitCode = ExitCode_Connection_Init;
         return false;
@@ -190,36 +243,152 @@ static void ScheduleReconnect(void)
     ArmTimer(connectTimer, delayMs, 0U);
 }
 
+static void OnConnectionLost(const char *why);
+
 /// <summary>
-/// Moves the demo object through S3 once, with no MQTT session open (one TLS session at a time).
+/// An S3 attempt failed (rejected, no answer, refused transfer): ask again for the same object after a backoff
+/// with full jitter, or give the step up after S3_RETRY_MAX_ATTEMPTS. Never exits: MQTT keeps running.
 /// </summary>
-static void RunS3DemoOnce(void)
+static void RetryS3(const char *why)
+{
+    uint32_t random = 0;
+    uint16_t delayUnits = 0;
+    s3Step = (s3Step == S3_STEP_WAIT_GET || s3Step == S3_STEP_REQUEST_GET) ? S3_STEP_REQUEST_GET : S3_STEP_REQUEST_PUT;
+    if (Platform_GetRandom(&random, sizeof(random)) != PLATFORM_SUCCESS ||
+        BackoffAlgorithm_GetNextBackoff(&s3Backoff, random, &delayUnits) != BackoffAlgorithmSuccess) {
+        Platform_Log(PLATFORM_LOG_ERROR,
+                     "S3: %s; giving the S3 step up after %u attempts (MQTT keeps running): check the presign "
+                     "function's logs and its dead-letter queue",
+                     why, S3_RETRY_MAX_ATTEMPTS + 1U);
+        s3Step = S3_STEP_DONE;
+        return;
+    }
+    uint32_t delayMs = (uint32_t)delayUnits * RETRY_BACKOFF_UNIT_MS;
+    Platform_Log(PLATFORM_LOG_WARN, "S3: %s; new URL request in %lu ms", why, (unsigned long)delayMs);
+    ArmTimer(s3Timer, (delayMs == 0U) ? 1U : delayMs, 0U);
+}
+
+/// <summary>
+/// Acts on the answer to the URL request in flight: transfer with the URL, or retry.
+/// </summary>
+static void UseS3Url(void)
 {
     size_t objectSize = 0;
-    const char *putUrl = S3_PRESIGNED_PUT_URL;
-    const char *getUrl = S3_PRESIGNED_GET_URL;
-    int length = snprintf((char *)s3Buffer, sizeof(s3Buffer), "hello from %s\n", deviceId);
-    if (s3DemoDone || length < 0) {
+    if (s3Url.outcome == S3_URL_REJECTED) {
+        Platform_Log(PLATFORM_LOG_WARN, "S3: URL request rejected: %s", s3Url.reason);
+        RetryS3("URL request rejected");
         return;
     }
-    s3DemoDone = true;
-    Platform_GetS3UrlOverride(&putUrl, &getUrl);
-    if (S3_Upload(putUrl, s3Buffer, (size_t)length) != S3_SUCCESS) {
-        Platform_Log(PLATFORM_LOG_WARN, "S3 upload skipped: see above (presigned URLs expire: run make device-image)");
+    if (s3Url.outcome != S3_URL_SUCCESS) {
+        RetryS3(S3Url_StatusString(s3Url.outcome));
         return;
     }
-    memset(s3Buffer, 0, sizeof(s3Buffer));
-    if (S3_Download(getUrl, s3Buffer, sizeof(s3Buffer) - 1U, &objectSize) == S3_SUCCESS) {
-        Platform_Log(PLATFORM_LOG_INFO, "S3 object: %.*s", (int)objectSize, (const char *)s3Buffer);
+    Platform_Log(PLATFORM_LOG_INFO, "S3: runtime %s URL for %s, expires at %lld", s3Step == S3_STEP_WAIT_PUT ? "PUT" : "GET",
+                 s3Url.key, (long long)s3Url.expiresAt);
+    if (s3Step == S3_STEP_WAIT_PUT) {
+        if (S3_Upload(s3Url.url, s3Buffer, s3ObjectLength) != S3_SUCCESS) {
+            RetryS3("upload refused or failed (403: the URL expired)");
+            return;
+        }
+        Platform_Log(PLATFORM_LOG_INFO, "S3: uploaded %lu bytes to %s with the runtime PUT URL",
+                     (unsigned long)s3ObjectLength, s3Url.key);
+        s3Step = S3_STEP_REQUEST_GET;
+        ArmTimer(s3Timer, 1U, 0U);
+        return;
+    }
+    memset(s3ReadBack, 0, sizeof(s3ReadBack));
+    if (S3_Download(s3Url.url, s3ReadBack, sizeof(s3ReadBack) - 1U, &objectSize) != S3_SUCCESS) {
+        RetryS3("download refused or failed (403: the URL expired)");
+        return;
+    }
+    if (objectSize != s3ObjectLength || memcmp(s3ReadBack, s3Buffer, objectSize) != 0) {
+        RetryS3("downloaded object differs from the upload");
+        return;
+    }
+    Platform_Log(PLATFORM_LOG_INFO, "S3: read back %s with the runtime GET URL: %.*s", s3Url.key, (int)objectSize,
+                 (const char *)s3ReadBack);
+    s3Step = S3_STEP_FLEET;
+    ArmTimer(s3Timer, 1U, 0U);
+}
+
+/// <summary>
+/// Reads the fleet-wide file once with the image's read-only URL. It is optional: a missing file (404) or an
+/// expired URL (403, refreshed by the next image) is logged and the app carries on.
+/// </summary>
+static void ReadFleetFile(void)
+{
+    size_t objectSize = 0;
+    const char *fleetUrl = S3_FLEET_GET_URL;
+    Platform_GetFleetUrlOverride(&fleetUrl);
+    if (fleetUrl == NULL) {
+        return;
+    }
+    memset(s3ReadBack, 0, sizeof(s3ReadBack));
+    if (S3_Download(fleetUrl, s3ReadBack, sizeof(s3ReadBack) - 1U, &objectSize) == S3_SUCCESS) {
+        Platform_Log(PLATFORM_LOG_INFO, "S3: fleet file: %.*s", (int)objectSize, (const char *)s3ReadBack);
+    } else {
+        Platform_Log(PLATFORM_LOG_WARN, "S3: fleet file not read (see above): carrying on without it");
     }
 }
 
-static void OnConnectionLost(const char *why);
+/// <summary>
+/// S3 timer: one step of the S3 state machine (see S3Step_t), only while MQTT is connected.
+/// </summary>
+static void S3TimerEventHandler(void *context)
+{
+    (void)context;
+    if (!connection.connected) {
+        return;
+    }
+    switch (s3Step) {
+    case S3_STEP_REQUEST_PUT:
+    case S3_STEP_REQUEST_GET: {
+        bool put = (s3Step == S3_STEP_REQUEST_PUT);
+        S3UrlStatus_t status = S3Url_Request(&s3Url, &connection.mqtt, put ? S3_URL_OPERATION_PUT : S3_URL_OPERATION_GET,
+                                             S3_OBJECT_NAME, put ? (uint32_t)s3ObjectLength : 0U);
+        if (status == S3_URL_MQTT_FAILURE) {
+            OnConnectionLost("S3 URL request publish failed");
+            return;
+        }
+        if (status != S3_URL_SUCCESS) {
+            Platform_Log(PLATFORM_LOG_ERROR, "S3: cannot build the URL request (%s): S3 step skipped",
+                         S3Url_StatusString(status));
+            s3Step = S3_STEP_DONE;
+            return;
+        }
+        s3Step = put ? S3_STEP_WAIT_PUT : S3_STEP_WAIT_GET;
+        s3WaitStartMs = Platform_GetTimeMs();
+        ArmTimer(s3Timer, S3_POLL_MS, S3_POLL_MS);
+        return;
+    }
+    case S3_STEP_WAIT_PUT:
+    case S3_STEP_WAIT_GET:
+        if (s3Url.answered) {
+            ArmTimer(s3Timer, 0U, 0U);
+            s3Url.answered = false;
+            UseS3Url();
+        } else if (Platform_GetTimeMs() - s3WaitStartMs >= S3_URL_REPLY_TIMEOUT_MS) {
+            ArmTimer(s3Timer, 0U, 0U);
+            S3Url_Cancel(&s3Url);
+            RetryS3("no answer to the URL request within 10 s");
+        }
+        return;
+    case S3_STEP_FLEET:
+        ReadFleetFile();
+        s3Step = S3_STEP_DONE;
+        return;
+    case S3_STEP_DONE:
+    default:
+        return;
+    }
+}
 
 static void OnConnected(void)
 {
+    /* The URL replies' topics are subscribed before any request, so no answer can be missed. */
     if (Telemetry_Subscribe(&telemetry, &connection.mqtt) != TELEMETRY_SUCCESS ||
-        ShadowSync_Subscribe(&shadow, &connection.mqtt) != SHADOW_SYNC_SUCCESS) {
+        ShadowSync_Subscribe(&shadow, &connection.mqtt) != SHADOW_SYNC_SUCCESS ||
+        S3Url_Subscribe(&s3Url, &connection.mqtt) != S3_URL_SUCCESS) {
         OnConnectionLost("subscribe failed");
         return;
     }
@@ -230,6 +399,9 @@ static void OnConnected(void)
     }
     ArmTimer(processTimer, PROCESS_LOOP_PERIOD_MS, PROCESS_LOOP_PERIOD_MS);
     ArmTimer(telemetryTimer, 1U, shadow.telemetryIntervalSec * 1000U);
+    if (s3Step != S3_STEP_DONE) {
+        ArmTimer(s3Timer, S3_START_DELAY_MS, 0U);
+    }
 }
 
 /// <summary>
@@ -243,17 +415,6 @@ static void ConnectTimerEventHandler(void *context)
         if (exitCode == ExitCode_Success) {
             ArmTimer(connectTimer, READINESS_POLL_MS, 0U);
         }
-        return;
-    }
-    if (!s3DemoDone) {
-        if (Platform_IsNetworkReady() != PLATFORM_SUCCESS) {
-            Platform_Log(PLATFORM_LOG_INFO, "waiting for networking");
-            ArmTimer(connectTimer, READINESS_POLL_MS, 0U);
-            return;
-        }
-        /* Before MQTT, from this timer: the S3 session is closed before the MQTT one opens. */
-        RunS3DemoOnce();
-        ArmTimer(connectTimer, 1U, 0U);
         return;
     }
     ConnectionStatus_t status = Connection_Attempt(&connection, NULL);
@@ -272,6 +433,14 @@ static void OnConnectionLost(const char *why)
     Platform_Log(PLATFORM_LOG_WARN, "connection lost: %s", why);
     ArmTimer(processTimer, 0U, 0U);
     ArmTimer(telemetryTimer, 0U, 0U);
+    ArmTimer(s3Timer, 0U, 0U);
+    /* A request in flight is asked again on the next connection; its late answer carries an old token. */
+    S3Url_Cancel(&s3Url);
+    if (s3Step == S3_STEP_WAIT_PUT) {
+        s3Step = S3_STEP_REQUEST_PUT;
+    } else if (s3Step == S3_STEP_WAIT_GET) {
+        s3Step = S3_STEP_REQUEST_GET;
+    }
     (void)Connection_HandleDrop(&connection);
     ScheduleReconnect();
 }
@@ -290,8 +459,8 @@ static void ProcessTimerEventHandler(void *context)
         OnConnectionLost(MQTT_Status_strerror(status));
         return;
     }
-    if (publishLimitReached && telemetry.lastAcknowledged) {
-        Platform_Log(PLATFORM_LOG_INFO, "published %lu telemetry messages, last one acknowledged: done",
+    if (publishLimitReached && telemetry.lastAcknowledged && s3Step == S3_STEP_DONE) {
+        Platform_Log(PLATFORM_LOG_INFO, "published %lu telemetry messages, last one acknowledged, S3 step over: done",
                      (unsigned long)publishedCount);
         finished = true;
         return;
@@ -364,6 +533,10 @@ static ExitCode InitPeripheralsAndHandlers(int argc, char *argv[])
     telemetryTimer = Platform_TimerCreate(0U, TelemetryTimerEventHandler, NULL);
     if (telemetryTimer == NULL) {
         return ExitCode_Init_TelemetryTimer;
+    }
+    s3Timer = Platform_TimerCreate(0U, S3TimerEventHandler, NULL);
+    if (s3Timer == NULL) {
+        return ExitCode_Init_S3Timer;
     }
     return ExitCode_Success;
 }

@@ -2,6 +2,7 @@
 #include "s3_transfer.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,7 @@ typedef struct S3Session {
     NetworkContext_t network;
     TransportInterface_t transport;
     char host[URL_HOST_SIZE];
+    char hostHeader[URL_HOST_SIZE + 6U]; /**< host, or host:port when not 443 (it is part of the signature) */
     UrlParts_t url;
 } S3Session_t;
 
@@ -31,6 +33,12 @@ static S3Status_t Open(S3Session_t *session, const char *presignedUrl)
     if (Url_Parse(presignedUrl, session->host, sizeof(session->host), &session->url) != URL_SUCCESS) {
         Platform_Log(PLATFORM_LOG_ERROR, "S3: presigned URL is not an https URL we can use");
         return S3_BAD_PARAMETER;
+    }
+    if (session->url.port == 443U) {
+        (void)snprintf(session->hostHeader, sizeof(session->hostHeader), "%s", session->host);
+    } else {
+        (void)snprintf(session->hostHeader, sizeof(session->hostHeader), "%s:%u", session->host,
+                       (unsigned)session->url.port);
     }
     if (Platform_GetCredentials(&credentials) != PLATFORM_SUCCESS) {
         return S3_CONNECT_FAILURE;
@@ -64,8 +72,8 @@ static S3Status_t Request(S3Session_t *session, const char *method, int32_t rang
         .methodLen = strlen(method),
         .pPath = session->url.path,
         .pathLen = session->url.pathLength,
-        .pHost = session->host,
-        .hostLen = strlen(session->host),
+        .pHost = session->hostHeader,
+        .hostLen = strlen(session->hostHeader),
         .reqFlags = HTTP_REQUEST_KEEP_ALIVE_FLAG,
     };
     HTTPRequestHeaders_t headers = {.pBuffer = userBuffer, .bufferLen = sizeof(userBuffer)};

@@ -4,7 +4,7 @@
 int main(void)
 {
     return (AWS_IOT_PORT == 8883 || AWS_IOT_PORT == 443) && sizeof(appConfigEndpoint) > 1U &&
-                   sizeof(appConfigTopicRoot) > 1U && sizeof(appConfigS3PutUrl) > 1U && sizeof(appConfigS3GetUrl) > 1U
+                   sizeof(appConfigTopicRoot) > 1U && sizeof(appConfigFleetGetUrl) > 1U
                ? 0
                : 1;
 }

@@ -5,8 +5,10 @@
  * lower-case device ID, subscribe to its command and shadow topics, ask for its shadow (get) and apply the
  * desired state the broker answers with (interval 5 s, set "while the device was offline"), report it back,
  * publish telemetry on its own topic tree, take a command, move an object through a stand-in for S3 with
- * presigned URLs before its MQTT session (one TLS session at a time), and exit 0 after its second telemetry
- * message (--publish-count 2; the second is due 5 s after the desired state applied).
+ * presigned URLs it asks for over MQTT while its session stays up (the broker plays the presign function: the
+ * first PUT request is rejected, the app asks again after a backoff; the URLs come JSON-escaped as Go writes
+ * them), and exit 0 after its second telemetry message (--publish-count 2; the second is due 5 s after the
+ * desired state applied) once the S3 step is over.
  *
  * Usage: test_app_broker PKI_DIR APP
  */
@@ -52,6 +54,10 @@ typedef struct Broker {
     bool sentCommand;
     bool answeredGet;             /* shadow/get answered with get/accepted */
     bool disconnected;            /* DISCONNECT received */
+    uint16_t s3Port;              /* the S3 stand-in the URLs point at */
+    int putUrlRequests;           /* PUT URL requests on devices/<id>/s3/url */
+    int getUrlRequests;           /* GET URL requests */
+    bool s3SubscribedFirst;       /* the reply topics were subscribed before the first request */
 } Broker_t;
 
 static bool ReadExact(WOLFSSL *ssl, uint8_t *buffer, size_t length)
@@ -100,7 +106,7 @@ static void CopyString(char *out, size_t outSize, const uint8_t *in, size_t inLe
 /* Sends a QoS 0 PUBLISH. */
 static void SendPublish(WOLFSSL *ssl, const char *topic, const char *payload)
 {
-    uint8_t packet[512];
+    uint8_t packet[1024];
     size_t topicLength = strlen(topic);
     size_t payloadLength = strlen(payload);
     size_t remaining = 2U + topicLength + payloadLength;
@@ -118,6 +124,70 @@ static void SendPublish(WOLFSSL *ssl, const char *topic, const char *payload)
     memcpy(packet + offset, payload, payloadLength);
     offset += payloadLength;
     (void)wolfSSL_write(ssl, packet, (int)offset);
+}
+
+static bool Contains(char list[][TOPIC_SIZE], int count, const char *topic)
+{
+    for (int i = 0; i < count; i++) {
+        if (strcmp(list[i], topic) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Copies the string member "name" of a flat JSON document (no escapes in our requests). */
+static void JsonString(const char *document, size_t length, const char *name, char *out, size_t outSize)
+{
+    char pattern[64];
+    (void)snprintf(pattern, sizeof(pattern), "\"%s\":\"", name);
+    out[0] = '\0';
+    const char *start = memmem(document, length, pattern, strlen(pattern));
+    if (start == NULL) {
+        return;
+    }
+    start += strlen(pattern);
+    const char *end = memchr(start, '"', length - (size_t)(start - document));
+    if (end != NULL && (size_t)(end - start) < outSize) {
+        memcpy(out, start, (size_t)(end - start));
+        out[end - start] = '\0';
+    }
+}
+
+/* Plays the presign function: rejects the first PUT request, then answers with URLs of the S3 stand-in. */
+static void AnswerUrlRequest(Broker_t *broker, WOLFSSL *ssl, const char *payload, size_t length)
+{
+    char operation[8];
+    char token[64];
+    char name[64];
+    char topic[TOPIC_SIZE];
+    static char reply[900];
+    JsonString(payload, length, "operation", operation, sizeof(operation));
+    JsonString(payload, length, "clientToken", token, sizeof(token));
+    JsonString(payload, length, "name", name, sizeof(name));
+    bool put = strcmp(operation, "PUT") == 0;
+    (void)snprintf(topic, sizeof(topic), "devices/%s/s3/url/accepted", broker->clientId);
+    broker->s3SubscribedFirst = broker->s3SubscribedFirst ||
+                                ((broker->putUrlRequests + broker->getUrlRequests) == 0 &&
+                                 Contains(broker->subscribed, broker->subscribedCount, topic));
+    if (put && broker->putUrlRequests++ == 0) {
+        (void)snprintf(topic, sizeof(topic), "devices/%s/s3/url/rejected", broker->clientId);
+        (void)snprintf(reply, sizeof(reply), "{\"clientToken\":\"%s\",\"reason\":\"the test refuses the first request\"}",
+                       token);
+        SendPublish(ssl, topic, reply);
+        return;
+    }
+    if (!put) {
+        broker->getUrlRequests++;
+    }
+    const char *lengthText = memmem(payload, length, "\"contentLength\":", strlen("\"contentLength\":"));
+    unsigned long contentLength = (lengthText != NULL) ? strtoul(lengthText + strlen("\"contentLength\":"), NULL, 10) : 0UL;
+    (void)snprintf(reply, sizeof(reply),
+                   "{\"clientToken\":\"%s\",\"url\":\"https://localhost:%u/demo-bucket/devices/%s/%s?X-Amz-Date=1\\u0026"
+                   "X-Amz-Signature=%s\",\"method\":\"%s\",\"key\":\"devices/%s/%s\",\"contentLength\":%lu,\"expiresAt\":1800000900}",
+                   token, (unsigned)broker->s3Port, broker->clientId, name, put ? "put" : "get", operation,
+                   broker->clientId, name, contentLength);
+    SendPublish(ssl, topic, reply);
 }
 
 /* Serves one MQTT session until DISCONNECT or the socket closes. */
@@ -173,6 +243,11 @@ static void ServeSession(Broker_t *broker, WOLFSSL *ssl)
             if (((type >> 1) & 0x03U) != 0U) {
                 const uint8_t puback[] = {0x40, 0x02, body[2U + topicLength], body[3U + topicLength]};
                 (void)wolfSSL_write(ssl, puback, sizeof(puback));
+            }
+            char urlTopic[TOPIC_SIZE];
+            (void)snprintf(urlTopic, sizeof(urlTopic), "devices/%s/s3/url", broker->clientId);
+            if (topicLength == strlen(urlTopic) && memcmp(body + 2U, urlTopic, topicLength) == 0) {
+                AnswerUrlRequest(broker, ssl, (const char *)body + payloadOffset, length - payloadOffset);
             }
             char getTopic[TOPIC_SIZE];
             (void)snprintf(getTopic, sizeof(getTopic), "$aws/things/%s/shadow/get", broker->clientId);
@@ -253,23 +328,11 @@ static void *BrokerThread(void *arg)
     return NULL;
 }
 
-static bool Contains(char list[][TOPIC_SIZE], int count, const char *topic)
-{
-    for (int i = 0; i < count; i++) {
-        if (strcmp(list[i], topic) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
 int main(int argc, char *argv[])
 {
     static char paths[6][600];
     static Broker_t broker;
     static FakeS3_t s3;
-    char putUrl[200];
-    char getUrl[200];
     char deviceId[200] = {0};
     char topic[TOPIC_SIZE];
     char port[8];
@@ -311,10 +374,7 @@ int main(int argc, char *argv[])
     s3.keyPath = paths[1];
     s3.connectionsToServe = 2;
     CHECK(FakeS3_Start(&s3));
-    (void)snprintf(putUrl, sizeof(putUrl), "https://localhost:%u/demo-bucket/device-upload.txt?X-Amz-Signature=put",
-                   (unsigned)s3.port);
-    (void)snprintf(getUrl, sizeof(getUrl), "https://localhost:%u/demo-bucket/device-upload.txt?X-Amz-Signature=get",
-                   (unsigned)s3.port);
+    broker.s3Port = s3.port;
 
     (void)snprintf(port, sizeof(port), "%u", (unsigned)broker.port);
     char logPath[700];
@@ -326,7 +386,7 @@ int main(int argc, char *argv[])
             _exit(126);
         }
         execl(argv[2], argv[2], "--cert", paths[3], "--key", paths[4], "--ca", paths[5], "--endpoint", "localhost",
-              "--port", port, "--publish-count", "2", "--s3-put-url", putUrl, "--s3-get-url", getUrl, (char *)NULL);
+              "--port", port, "--publish-count", "2", (char *)NULL);
         _exit(127);
     }
     int status = 0;
@@ -342,6 +402,12 @@ int main(int argc, char *argv[])
     FakeS3_Stop(&s3);
     CHECK(s3.putCount == 1 && s3.rangedGetCount >= 1 && s3.connections == 2);
     CHECK(s3.objectSize > 0U && strstr((const char *)s3.object, deviceId) != NULL);
+    /* Runtime URLs: rejected once, asked again, then one GET URL; for its own prefix; subscribed before asking. */
+    CHECK(broker.putUrlRequests == 2 && broker.getUrlRequests == 1 && broker.s3SubscribedFirst);
+    char expectedPath[400];
+    (void)snprintf(expectedPath, sizeof(expectedPath), "/demo-bucket/devices/%s/hello.txt?X-Amz-Date=1&X-Amz-Signature=",
+                   deviceId);
+    CHECK(strncmp(s3.lastPath, expectedPath, strlen(expectedPath)) == 0);
     CHECK(broker.answeredGet);
 
     CHECK(broker.firstClosedAfterConnect);

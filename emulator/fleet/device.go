@@ -397,8 +397,9 @@ type HTTPError struct {
 
 func (e *HTTPError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Status, e.Body) }
 
-// Transfer sends one request to a presigned URL and returns the body of a 200 answer.
-func Transfer(ctx context.Context, method, url string, body []byte) ([]byte, error) {
+// Transfer sends one request to a presigned URL and returns the body of a 200 answer. The URL's server is checked
+// against the device's trust anchors, as the C device app checks S3 against Amazon's roots.
+func (d *Device) Transfer(ctx context.Context, method, url string, body []byte) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -407,7 +408,9 @@ func Transfer(ctx context.Context, method, url string, body []byte) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: d.cfg.ServerCAs, MinVersion: tls.VersionTLS12}}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -455,14 +458,14 @@ func (d *Device) s3Once(ctx context.Context, body []byte) error {
 	}
 	d.cfg.Timeline.Event(d.Name, "S3: runtime PUT URL for %s over %s (%d bytes signed, expires in %s)",
 		shortKey(put.Key), shortKey(d.S3URLTopic("")), put.ContentLength, time.Until(time.Unix(put.ExpiresAt, 0)).Round(time.Minute))
-	if _, err := Transfer(ctx, http.MethodPut, put.URL, body); err != nil {
+	if _, err := d.Transfer(ctx, http.MethodPut, put.URL, body); err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
 	get, err := d.RequestURL(ctx, contract.S3URLRequest{Operation: contract.S3OperationGet, Name: ObjectName})
 	if err != nil {
 		return err
 	}
-	got, err := Transfer(ctx, http.MethodGet, get.URL, nil)
+	got, err := d.Transfer(ctx, http.MethodGet, get.URL, nil)
 	if err != nil {
 		return fmt.Errorf("download: %w", err)
 	}

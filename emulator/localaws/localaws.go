@@ -139,7 +139,7 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 	}
 	t.ServerCA = srvCA
 	serverCert := tls.Certificate{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key, Leaf: leaf.Cert}
-	if t.S3Gate, err = StartS3Gate(t.Moto.URL, &t.keys, t.tl); err != nil {
+	if t.S3Gate, err = StartS3Gate(t.Moto.URL, serverCert, &t.keys, t.tl); err != nil {
 		return nil, fmt.Errorf("S3 gate: %w", err)
 	}
 	if t.DataPlane, err = StartDataPlane(serverCert, &t.keys, motoserver.Region, motoserver.AccountID, t.tl); err != nil {

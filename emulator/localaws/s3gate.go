@@ -1,6 +1,7 @@
 package localaws
 
 import (
+	"crypto/tls"
 	"encoding/xml"
 	"fmt"
 	"net"
@@ -28,8 +29,9 @@ type S3Gate struct {
 	expire   int           // the next presigned requests judged as if their URL had expired (tests)
 }
 
-// StartS3Gate listens on a free loopback port and proxies to moto at motoURL.
-func StartS3Gate(motoURL string, keys *principals, tl *timeline.Timeline) (*S3Gate, error) {
+// StartS3Gate listens with TLS (cert, the emulator's server certificate, as S3 serves HTTPS only to devices that
+// check it) on a free loopback port and proxies to moto at motoURL.
+func StartS3Gate(motoURL string, cert tls.Certificate, keys *principals, tl *timeline.Timeline) (*S3Gate, error) {
 	target, err := url.Parse(motoURL)
 	if err != nil {
 		return nil, fmt.Errorf("moto URL: %w", err)
@@ -38,6 +40,7 @@ func StartS3Gate(motoURL string, keys *principals, tl *timeline.Timeline) (*S3Ga
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
+	l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	g := &S3Gate{addr: l.Addr().String(), keys: keys, timeline: tl}
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	g.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -52,8 +55,12 @@ func StartS3Gate(motoURL string, keys *principals, tl *timeline.Timeline) (*S3Ga
 	return g, nil
 }
 
-// URL is the gate's base URL, the S3 endpoint the functions sign for.
-func (g *S3Gate) URL() string { return "http://" + g.addr }
+// URL is the gate's base URL, the S3 endpoint the functions sign for: https on the host name of the emulator's
+// server certificate, so the C device app checks it as it checks S3.
+func (g *S3Gate) URL() string {
+	_, port, _ := net.SplitHostPort(g.addr)
+	return "https://localhost:" + port
+}
 
 // Advance moves the gate's clock forward (tests: an expired URL without waiting for it).
 func (g *S3Gate) Advance(d time.Duration) {

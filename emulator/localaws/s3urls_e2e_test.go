@@ -47,7 +47,7 @@ func TestS3URLsAreScopedToTheDevice(t *testing.T) {
 		t.Fatalf("A's URL %s is not under devices/%s/", get.URL, a.Thing)
 	}
 	forged := strings.Replace(get.URL, "/devices/"+a.Thing+"/", "/devices/"+b.Thing+"/", 1)
-	_, err = fleet.Transfer(ctx, http.MethodGet, forged, nil)
+	_, err = a.Transfer(ctx, http.MethodGet, forged, nil)
 	var he *fleet.HTTPError
 	if !errors.As(err, &he) || he.Status != 403 || !strings.Contains(he.Body, "SignatureDoesNotMatch") {
 		t.Errorf("A's URL edited to B's key: %v, want 403 SignatureDoesNotMatch", err)
@@ -92,12 +92,12 @@ func TestOversizedPutIsRefusedBecauseTheLengthIsSigned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = fleet.Transfer(ctx, http.MethodPut, put.URL, []byte("eleven byte"))
+	_, err = d.Transfer(ctx, http.MethodPut, put.URL, []byte("eleven byte"))
 	var he *fleet.HTTPError
 	if !errors.As(err, &he) || he.Status != 403 || !strings.Contains(he.Body, "SignatureDoesNotMatch") {
 		t.Fatalf("11 bytes on a URL signed for 10: %v, want 403 SignatureDoesNotMatch", err)
 	}
-	if _, err := fleet.Transfer(ctx, http.MethodPut, put.URL, []byte("ten bytes!")); err != nil {
+	if _, err := d.Transfer(ctx, http.MethodPut, put.URL, []byte("ten bytes!")); err != nil {
 		t.Fatalf("10 bytes on a URL signed for 10: %v", err)
 	}
 	// Over the stack's cap (1 MiB by default) there is no URL at all.
@@ -119,7 +119,7 @@ func TestExpiredURLIsRefusedAndReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	tw.S3Gate.Advance(16 * time.Minute) // past the 15-minute expiry the template sets
-	_, err = fleet.Transfer(ctx, http.MethodGet, get.URL, nil)
+	_, err = d.Transfer(ctx, http.MethodGet, get.URL, nil)
 	var he *fleet.HTTPError
 	if !errors.As(err, &he) || he.Status != 403 || !strings.Contains(he.Body, "Request has expired") {
 		t.Fatalf("URL used after its expiry: %v, want 403 Request has expired", err)

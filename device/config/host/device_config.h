@@ -1,7 +1,7 @@
 /*
  * Values for the host build when no generated device_config.h exists (`make device-config` writes the real
  * one into DEVICE_CONFIG_DIR). The host app takes its broker from --endpoint/--port; these only satisfy the
- * guards in src/app_config.h and point the S3 step at a local address.
+ * guards in src/app_config.h and point the fleet file download at a local address (--s3-fleet-url overrides it).
  */
 #ifndef DEVICE_CONFIG_H
 #define DEVICE_CONFIG_H
@@ -9,7 +9,6 @@
 #define AWS_IOT_ENDPOINT "localhost"
 #define AWS_IOT_PORT 8883
 #define DEVICE_TOPIC_ROOT "devices"
-#define S3_PRESIGNED_PUT_URL "https://localhost:8443/demo-bucket/device-upload.txt"
-#define S3_PRESIGNED_GET_URL "https://localhost:8443/demo-bucket/device-upload.txt"
+#define S3_FLEET_GET_URL "https://localhost:8443/demo-bucket/fleet/notice.txt"
 
 #endif /* DEVICE_CONFIG_H */

@@ -143,11 +143,15 @@ void Platform_GetEndpointOverride(const char **host, uint16_t *port)
     (void)port;
 }
 
-void Platform_GetS3UrlOverride(const char **putUrl, const char **getUrl)
+void Platform_GetFleetUrlOverride(const char **url)
 {
-    /* The device only uses the presigned URLs in the generated configuration. */
-    (void)putUrl;
-    (void)getUrl;
+    /* The device reads the fleet file with the read-only URL of the generated configuration. */
+    (void)url;
+}
+
+bool Platform_S3StepEnabled(void)
+{
+    return true;
 }
 
 uint32_t Platform_GetPublishLimit(void)

@@ -24,10 +24,10 @@ static size_t timerCount;
 static int epollFd = -1;
 static PlatformCredentials_t credentials;
 static const char *endpointHost;
-static const char *s3PutUrl;
-static const char *s3GetUrl;
+static const char *s3FleetUrl;
 static uint16_t endpointPort;
 static uint32_t publishLimit;
+static bool skipS3;
 static PlatformLogLevel_t logLevel = PLATFORM_LOG_INFO;
 
 #ifndef DEVICE_DEFAULT_CERTS_DIR
@@ -42,7 +42,10 @@ static void PrintUsage(const char *program)
 {
     fprintf(stderr,
             "usage: %s --cert FILE --key FILE [--ca FILE]... [--endpoint HOST] [--port N] [--publish-count N]\n"
-            "          [--s3-put-url URL --s3-get-url URL] [--debug]\n"
+            "          [--s3-fleet-url URL] [--skip-s3] [--debug]\n"
+            "  the S3 object of the device comes through URLs it asks for over MQTT; --s3-fleet-url names the\n"
+            "  fleet-wide file to read (read-only; not read without it); --skip-s3: no S3 step (a broker without\n"
+            "  the presign function)\n"
             "  environment fallbacks: DEVICE_CERT, DEVICE_KEY, DEVICE_CA, DEVICE_ENDPOINT, DEVICE_PORT\n"
             "  without --ca the bundled Amazon root CAs are trusted\n",
             program);
@@ -78,6 +81,10 @@ PlatformStatus_t Platform_Init(int argc, char *argv[])
             logLevel = PLATFORM_LOG_DEBUG;
             continue;
         }
+        if (strcmp(arg, "--skip-s3") == 0) {
+            skipS3 = true;
+            continue;
+        }
         if (value == NULL) {
             PrintUsage(argv[0]);
             return PLATFORM_BAD_PARAMETER;
@@ -92,10 +99,8 @@ PlatformStatus_t Platform_Init(int argc, char *argv[])
             endpointHost = value;
         } else if (strcmp(arg, "--port") == 0) {
             portText = value;
-        } else if (strcmp(arg, "--s3-put-url") == 0) {
-            s3PutUrl = value;
-        } else if (strcmp(arg, "--s3-get-url") == 0) {
-            s3GetUrl = value;
+        } else if (strcmp(arg, "--s3-fleet-url") == 0) {
+            s3FleetUrl = value;
         } else if (strcmp(arg, "--publish-count") == 0) {
             publishLimit = (uint32_t)strtoul(value, NULL, 10);
         } else {
@@ -189,14 +194,16 @@ void Platform_GetEndpointOverride(const char **host, uint16_t *port)
     }
 }
 
-void Platform_GetS3UrlOverride(const char **putUrl, const char **getUrl)
+void Platform_GetFleetUrlOverride(const char **url)
 {
-    if (putUrl != NULL && s3PutUrl != NULL) {
-        *putUrl = s3PutUrl;
+    if (url != NULL) {
+        *url = s3FleetUrl;
     }
-    if (getUrl != NULL && s3GetUrl != NULL) {
-        *getUrl = s3GetUrl;
-    }
+}
+
+bool Platform_S3StepEnabled(void)
+{
+    return !skipS3;
 }
 
 uint32_t Platform_GetPublishLimit(void)

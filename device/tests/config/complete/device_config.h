@@ -1,6 +1,6 @@
 /*
  * Test configuration for the guard tests: complete by default; -DOMIT_<MACRO> removes one value,
- * -DTEST_AWS_IOT_PORT=<n> and -DTEST_EMPTY_ENDPOINT give wrong values. Every variant but the complete one
+ * -DTEST_AWS_IOT_PORT=<n>, -DTEST_EMPTY_ENDPOINT and -DTEST_BAKED_PUT_URL give wrong values. Every variant but the complete one
  * must fail to compile with a message naming the value.
  */
 #ifndef DEVICE_CONFIG_H
@@ -26,12 +26,13 @@
 #define DEVICE_TOPIC_ROOT "devices"
 #endif
 
-#ifndef OMIT_S3_PRESIGNED_PUT_URL
-#define S3_PRESIGNED_PUT_URL "https://bucket.s3.eu-west-1.amazonaws.com/key?X-Amz-Signature=put"
+#ifndef OMIT_S3_FLEET_GET_URL
+#define S3_FLEET_GET_URL "https://bucket.s3.eu-west-1.amazonaws.com/fleet/notice.txt?X-Amz-Signature=get"
 #endif
 
-#ifndef OMIT_S3_PRESIGNED_GET_URL
-#define S3_PRESIGNED_GET_URL "https://bucket.s3.eu-west-1.amazonaws.com/key?X-Amz-Signature=get"
+/* An old generated header: a baked write URL must stop the build. */
+#ifdef TEST_BAKED_PUT_URL
+#define S3_PRESIGNED_PUT_URL "https://bucket.s3.eu-west-1.amazonaws.com/key?X-Amz-Signature=put"
 #endif
 
 #endif /* DEVICE_CONFIG_H */
