@@ -50,11 +50,20 @@ $(STATICCHECK):
 # Go packages of the CDK app and the shared libraries; the parts in mk/*.mk test their own packages.
 CORE_GO_PKGS := . ./stacks/... ./infra/... ./internal/config/... ./internal/azsphere/... ./internal/contract/... \
                 ./internal/iotapi/... ./internal/lambdabuild/... ./internal/teardown/... ./lambda/teardown/... \
-                ./internal/presign/... ./lambda/presign/...
+                ./internal/presign/... ./lambda/presign/... ./internal/emf/...
 TEST_TARGETS += lint test-cdk
 
 # The parts add to SETUP_TARGETS, TEST_TARGETS and BENCH_TARGETS: include them before any rule uses those.
 -include mk/*.mk
+
+# Every Go package of the module is tested by some target: a package added without one fails here.
+GO_TEST_PKGS = $(CORE_GO_PKGS) $(JITR_PKGS) $(EMULATOR_PKGS) $(DEVICEIMAGE_PKGS) $(OPERATE_PKGS)
+TEST_TARGETS += test-packages-covered
+.PHONY: test-packages-covered
+test-packages-covered: .stamps/go
+	@missing=$$(comm -23 <($(GO) list ./... | sort) <($(GO) list $(GO_TEST_PKGS) | sort)); \
+	if [ -n "$$missing" ]; then echo "no test target runs these packages (add them to a *_PKGS list):" $$missing >&2; exit 1; fi; \
+	echo "test-packages-covered: $$($(GO) list ./... | wc -l) packages, each in a test target"
 
 setup: .stamps/go .stamps/npm .stamps/venv $(SETUP_TARGETS) ## install everything the project needs (idempotent)
 	@echo "setup: Node.js $$(node --version) for the CDK CLI and jsii ($$(command -v node))"

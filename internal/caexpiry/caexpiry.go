@@ -6,7 +6,6 @@ package caexpiry
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
@@ -17,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/internal/emf"
 )
 
 // CA is what AWS IoT says about one registered CA certificate.
@@ -123,30 +123,14 @@ func Describe(ctx context.Context, api DescribeAPI, ids []string) ([]CA, error) 
 // CA id as a dimension) and one for the stack (MetricDaysLeftWithoutSuccessor), under namespace with the
 // MetricDimension value stack.
 func (r Report) EMF(namespace, stack string) [][]byte {
-	line := func(dims []string, values map[string]any, metric string) []byte {
-		doc := map[string]any{}
-		for k, v := range values {
-			doc[k] = v
-		}
-		doc["_aws"] = map[string]any{
-			"Timestamp": r.At.UnixMilli(),
-			"CloudWatchMetrics": []map[string]any{{
-				"Namespace": namespace, "Dimensions": [][]string{dims},
-				"Metrics": []map[string]string{{"Name": metric, "Unit": "Count"}},
-			}},
-		}
-		b, _ := json.Marshal(doc)
-		return append(b, '\n')
-	}
 	var out [][]byte
 	for _, a := range r.CAs {
-		out = append(out, line([]string{contract.MetricDimension, contract.MetricCADimension}, map[string]any{
-			contract.MetricDimension: stack, contract.MetricCADimension: a.ID, contract.MetricTenantCADaysLeft: a.DaysLeft,
-			"successor": a.Successor, "status": a.Status, "notAfter": a.NotAfter.UTC().Format(time.RFC3339),
-		}, contract.MetricTenantCADaysLeft))
+		out = append(out, emf.Line(namespace, r.At,
+			[]emf.Dimension{{Name: contract.MetricDimension, Value: stack}, {Name: contract.MetricCADimension, Value: a.ID}},
+			[]emf.Metric{{Name: contract.MetricTenantCADaysLeft, Unit: emf.Count, Value: float64(a.DaysLeft)}},
+			map[string]any{"successor": a.Successor, "status": a.Status, "notAfter": a.NotAfter.UTC().Format(time.RFC3339)}))
 	}
-	out = append(out, line([]string{contract.MetricDimension}, map[string]any{
-		contract.MetricDimension: stack, contract.MetricDaysLeftWithoutSuccessor: r.DaysLeftWithoutSuccessor,
-	}, contract.MetricDaysLeftWithoutSuccessor))
+	out = append(out, emf.Line(namespace, r.At, []emf.Dimension{{Name: contract.MetricDimension, Value: stack}},
+		[]emf.Metric{{Name: contract.MetricDaysLeftWithoutSuccessor, Unit: emf.Count, Value: float64(r.DaysLeftWithoutSuccessor)}}, nil))
 	return out
 }

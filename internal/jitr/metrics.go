@@ -1,10 +1,12 @@
 package jitr
 
 import (
-	"encoding/json"
 	"io"
+	"sort"
 	"sync"
 	"time"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/emf"
 )
 
 // metricRecord collects the counts and step durations of one event and writes them as one EMF JSON line.
@@ -42,50 +44,30 @@ func (r *metricRecord) duration(step string, d time.Duration) {
 	r.durations[name] += float64(d.Microseconds()) / 1000
 }
 
-type emfMetric struct {
-	Name string `json:"Name"`
-	Unit string `json:"Unit"`
-}
-
-type emfDirective struct {
-	Namespace  string      `json:"Namespace"`
-	Dimensions [][]string  `json:"Dimensions"`
-	Metrics    []emfMetric `json:"Metrics"`
-}
-
-type emfMetadata struct {
-	Timestamp         int64          `json:"Timestamp"`
-	CloudWatchMetrics []emfDirective `json:"CloudWatchMetrics"`
-}
-
-// encode renders the record in the embedded metric format: metric values and dimensions are top-level keys,
-// described by the _aws directive.
+// encode renders the record in the embedded metric format (package emf), metrics in the order they were recorded.
 func (r *metricRecord) encode(now time.Time) []byte {
-	doc := map[string]any{}
-	var dims []string
-	for k, v := range r.dimensions {
-		doc[k] = v
-		dims = append(dims, k)
+	names := make([]string, 0, len(r.dimensions))
+	for k := range r.dimensions {
+		names = append(names, k)
 	}
-	for k, v := range r.properties {
-		doc[k] = v
+	sort.Strings(names)
+	dims := make([]emf.Dimension, 0, len(names))
+	for _, k := range names {
+		dims = append(dims, emf.Dimension{Name: k, Value: r.dimensions[k]})
 	}
-	directive := emfDirective{Namespace: r.namespace, Dimensions: [][]string{dims}}
+	metrics := make([]emf.Metric, 0, len(r.order))
 	for _, name := range r.order {
 		if v, ok := r.counts[name]; ok {
-			doc[name] = v
-			directive.Metrics = append(directive.Metrics, emfMetric{Name: name, Unit: "Count"})
+			metrics = append(metrics, emf.Metric{Name: name, Unit: emf.Count, Value: v})
 		} else {
-			doc[name] = r.durations[name]
-			directive.Metrics = append(directive.Metrics, emfMetric{Name: name, Unit: "Milliseconds"})
+			metrics = append(metrics, emf.Metric{Name: name, Unit: emf.Milliseconds, Value: r.durations[name]})
 		}
 	}
-	doc["_aws"] = emfMetadata{Timestamp: now.UnixMilli(), CloudWatchMetrics: []emfDirective{directive}}
-	line, err := json.Marshal(doc)
-	if err != nil {
-		panic(err) // only strings, numbers and fixed structs: cannot fail
+	props := make(map[string]any, len(r.properties))
+	for k, v := range r.properties {
+		props[k] = v
 	}
-	return append(line, '\n')
+	return emf.Line(r.namespace, now, dims, metrics, props)
 }
 
 // lockedWriter serialises whole lines from concurrent Handle calls.

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/internal/emf"
 )
 
 // S3Presigner is the part of the S3 presign client the handler uses, with the SDK's exact signatures.
@@ -140,19 +141,7 @@ func (h *Handler) sign(ctx context.Context, e Event, key string) (contract.S3URL
 
 // metric writes one embedded-metric-format record: a count of 1 under name, by stack.
 func (h *Handler) metric(name, thing string) {
-	rec := map[string]any{
-		contract.MetricDimension: h.cfg.ProvisionedBy,
-		name:                     1,
-		"thingName":              thing,
-		"_aws": map[string]any{
-			"Timestamp": h.now().UnixMilli(),
-			"CloudWatchMetrics": []any{map[string]any{
-				"Namespace":  h.cfg.MetricsNamespace,
-				"Dimensions": [][]string{{contract.MetricDimension}},
-				"Metrics":    []any{map[string]string{"Name": name, "Unit": "Count"}},
-			}},
-		},
-	}
-	line, _ := json.Marshal(rec)
-	_, _ = h.metrics.Write(append(line, '\n')) // best effort: a failed write must not fail the answer
+	line := emf.Line(h.cfg.MetricsNamespace, h.now(), []emf.Dimension{{Name: contract.MetricDimension, Value: h.cfg.ProvisionedBy}},
+		[]emf.Metric{{Name: name, Unit: emf.Count, Value: 1}}, map[string]any{"thingName": thing})
+	_, _ = h.metrics.Write(line) // best effort: a failed write must not fail the answer
 }
