@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/iot"
+
+	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
+	"github.com/sphere-jitr/sphere-jitr/emulator/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+)
+
+const snapshotTemplate = "../../stacks/testdata/SphereJitr.template.snapshot.json"
+
+// TestCheckReadsTheStacksCAsAsItsRoleWithIAMEnforced runs the CA check against moto with the credentials of its role
+// from the synthesized template, IAM enforced as AWS does: it reads the stack's CA, and is denied any other.
+func TestCheckReadsTheStacksCAsAsItsRoleWithIAMEnforced(t *testing.T) {
+	ctx := context.Background()
+	moto, err := motoserver.Start(ctx, motoserver.Options{})
+	if err != nil {
+		t.Fatalf("start moto (run 'make setup'): %v", err)
+	}
+	defer moto.Stop()
+	client := func(creds aws.CredentialsProvider) *iot.Client {
+		return iot.New(iot.Options{Region: motoserver.Region, BaseEndpoint: aws.String(moto.URL), Credentials: creds})
+	}
+	admin := client(credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, ""))
+	register := func(name string) string {
+		ca, err := testpki.NewCA(testpki.CAOptions{CommonName: name, NotBefore: time.Now().Add(-time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := admin.RegisterCACertificate(ctx, &iot.RegisterCACertificateInput{
+			CaCertificate: aws.String(string(ca.CertPEM())), SetAsActive: true, AllowAutoRegistration: true,
+		})
+		if err != nil {
+			t.Fatalf("register CA: %v", err)
+		}
+		return aws.ToString(out.CertificateId)
+	}
+	own, other := register("Stack Tenant CA"), register("Another Tenant CA")
+
+	tmpl, err := localaws.LoadTemplate(snapshotTemplate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fn string
+	for _, id := range tmpl.OfType("AWS::Lambda::Function") {
+		if strings.HasPrefix(id, "OperationsCaCheckFunction") {
+			fn = id
+		}
+	}
+	if fn == "" {
+		t.Fatal("no CA check function in the template snapshot")
+	}
+	r := localaws.TemplateResolver(tmpl, contract.StackName, motoserver.Region, motoserver.AccountID)
+	r.Refs["TenantCA<fingerprint>"] = own // the snapshot masks the CA's logical id; its Ref is the CA id
+	role, err := localaws.FunctionPrincipal(tmpl, r, fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := moto.RegisterPrincipal(ctx, role); err != nil {
+		t.Fatal(err)
+	}
+
+	run := func(ids ...string) (string, error) {
+		var out bytes.Buffer
+		c := &check{api: client(role.Credentials()), ids: ids, stack: contract.StackName, out: &out,
+			log: slog.New(slog.DiscardHandler), now: time.Now}
+		err := c.run(ctx)
+		return out.String(), err
+	}
+	out, err := run(own)
+	if err != nil {
+		t.Fatalf("the stack's own CA: %v", err)
+	}
+	if !strings.Contains(out, contract.MetricTenantCADaysLeft) || !strings.Contains(out, own) {
+		t.Errorf("metric lines for the own CA:\n%s", out)
+	}
+	if _, err := run(other); err == nil || !strings.Contains(err.Error(), "AccessDeniedException") ||
+		!strings.Contains(err.Error(), "iot:DescribeCACertificate") {
+		t.Errorf("another CA: err = %v, want AccessDeniedException naming iot:DescribeCACertificate", err)
+	}
+}
