@@ -1,6 +1,7 @@
 package localaws
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -157,4 +158,49 @@ func (t *Template) Clone() *Template {
 		panic(fmt.Sprintf("clone template: %v", err))
 	}
 	return &c
+}
+
+// SnapshotRole is how a test runs a function of a synthesized template as its role: Template is the template file,
+// Stack the stack name it is resolved under, Edit (optional) changes the template first (e.g. to break a grant),
+// Pin (optional) fixes what references resolve to (the test's own resources), and Function picks the function.
+type SnapshotRole struct {
+	Template string
+	Stack    string
+	Edit     func(*Template)
+	Pin      func(*Template, *Resolver)
+	Function func(*Template) (string, error)
+}
+
+// Register reads the function's role from the template and registers it with moto, which from then on authorizes
+// every call signed with the returned principal's credentials by IAM's rules against the role's policies.
+func (s SnapshotRole) Register(ctx context.Context, moto *motoserver.Server) (motoserver.Principal, error) {
+	tmpl, err := LoadTemplate(s.Template)
+	if err != nil {
+		return motoserver.Principal{}, err
+	}
+	if s.Edit != nil {
+		s.Edit(tmpl)
+	}
+	fn, err := s.Function(tmpl)
+	if err != nil {
+		return motoserver.Principal{}, err
+	}
+	r := TemplateResolver(tmpl, s.Stack, motoserver.Region, motoserver.AccountID)
+	if s.Pin != nil {
+		s.Pin(tmpl, r)
+	}
+	p, err := FunctionPrincipal(tmpl, r, fn)
+	if err != nil {
+		return motoserver.Principal{}, err
+	}
+	return p, moto.RegisterPrincipal(ctx, p)
+}
+
+// JitrFunction returns the logical id of the template's JITR function.
+func JitrFunction(t *Template) (string, error) {
+	spec, err := ReadStack(t)
+	if err != nil {
+		return "", err
+	}
+	return spec.Function, nil
 }

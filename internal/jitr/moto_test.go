@@ -299,28 +299,15 @@ const snapshotTemplate = "../../stacks/testdata/SphereJitr.template.snapshot.jso
 // principal.Credentials() is then authorized by IAM's rules against the role's policies, as in AWS.
 func jitrPrincipal(t testing.TB, edit func(*localaws.Template)) motoserver.Principal {
 	t.Helper()
-	tmpl, err := localaws.LoadTemplate(snapshotTemplate)
+	p, err := localaws.SnapshotRole{Template: snapshotTemplate, Stack: testStack, Edit: edit, Function: localaws.JitrFunction,
+		Pin: func(tmpl *localaws.Template, r *localaws.Resolver) {
+			// The fixture's deny-list table stands for the stack's: the role's grant names it.
+			for _, id := range tmpl.OfType("AWS::DynamoDB::Table") {
+				r.Refs[id] = testDenyList
+				r.Attrs[id+".Arn"] = fmt.Sprintf("arn:aws:dynamodb:%s:%s:table/%s", motoserver.Region, motoserver.AccountID, testDenyList)
+			}
+		}}.Register(context.Background(), moto)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if edit != nil {
-		edit(tmpl)
-	}
-	spec, err := localaws.ReadStack(tmpl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := localaws.TemplateResolver(tmpl, testStack, motoserver.Region, motoserver.AccountID)
-	// The fixture's deny-list table stands for the stack's: the role's grant names it.
-	for _, id := range tmpl.OfType("AWS::DynamoDB::Table") {
-		r.Refs[id] = testDenyList
-		r.Attrs[id+".Arn"] = fmt.Sprintf("arn:aws:dynamodb:%s:%s:table/%s", motoserver.Region, motoserver.AccountID, testDenyList)
-	}
-	p, err := localaws.FunctionPrincipal(tmpl, r, spec.Function)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := moto.RegisterPrincipal(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
 	return p

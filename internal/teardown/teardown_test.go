@@ -74,22 +74,9 @@ const snapshotTemplate = "../../stacks/testdata/SphereJitr.template.snapshot.jso
 // credentials by IAM's rules against the role's policies, as AWS does.
 func teardownPrincipal(t *testing.T, edit func(*localaws.Template)) aws.CredentialsProvider {
 	t.Helper()
-	tmpl, err := localaws.LoadTemplate(snapshotTemplate)
+	p, err := localaws.SnapshotRole{Template: snapshotTemplate, Stack: stackName, Edit: edit, Function: localaws.TeardownFunction}.
+		Register(context.Background(), moto)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if edit != nil {
-		edit(tmpl)
-	}
-	fn, err := localaws.TeardownFunction(tmpl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := localaws.FunctionPrincipal(tmpl, localaws.TemplateResolver(tmpl, stackName, motoserver.Region, motoserver.AccountID), fn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := moto.RegisterPrincipal(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
 	return p.Credentials()

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -48,26 +49,19 @@ func TestCheckReadsTheStacksCAsAsItsRoleWithIAMEnforced(t *testing.T) {
 	}
 	own, other := register("Stack Tenant CA"), register("Another Tenant CA")
 
-	tmpl, err := localaws.LoadTemplate(snapshotTemplate)
+	role, err := localaws.SnapshotRole{Template: snapshotTemplate, Stack: contract.StackName,
+		Function: func(tmpl *localaws.Template) (string, error) {
+			for _, id := range tmpl.OfType("AWS::Lambda::Function") {
+				if strings.HasPrefix(id, "OperationsCaCheckFunction") {
+					return id, nil
+				}
+			}
+			return "", errors.New("no CA check function in the template snapshot")
+		},
+		// The snapshot masks the CA's logical id; its Ref is the CA id.
+		Pin: func(_ *localaws.Template, r *localaws.Resolver) { r.Refs["TenantCA<fingerprint>"] = own },
+	}.Register(ctx, moto)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var fn string
-	for _, id := range tmpl.OfType("AWS::Lambda::Function") {
-		if strings.HasPrefix(id, "OperationsCaCheckFunction") {
-			fn = id
-		}
-	}
-	if fn == "" {
-		t.Fatal("no CA check function in the template snapshot")
-	}
-	r := localaws.TemplateResolver(tmpl, contract.StackName, motoserver.Region, motoserver.AccountID)
-	r.Refs["TenantCA<fingerprint>"] = own // the snapshot masks the CA's logical id; its Ref is the CA id
-	role, err := localaws.FunctionPrincipal(tmpl, r, fn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := moto.RegisterPrincipal(ctx, role); err != nil {
 		t.Fatal(err)
 	}
 
