@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
@@ -110,7 +111,7 @@ type DeployOptions struct {
 
 // deployQueueAPI is the part of SQS the deployer uses.
 type deployQueueAPI interface {
-	CreateQueue(ctx context.Context, name string) (string, error)
+	CreateQueue(ctx context.Context, in *sqs.CreateQueueInput, optFns ...func(*sqs.Options)) (*sqs.CreateQueueOutput, error)
 }
 
 // Deploy creates in moto what the template describes for the device flow: CA registrations (status and
@@ -200,10 +201,11 @@ func (dp *deployer) deadLetterQueue(ctx context.Context) error {
 			continue
 		}
 		name := physicalName(dp.opts.StackName, queue, dp.suffix, 80)
-		url, err := dp.opts.Queues.CreateQueue(ctx, name)
+		out, err := dp.opts.Queues.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
 		if err != nil {
 			return fmt.Errorf("create dead-letter queue %s: %w", name, err)
 		}
+		url := aws.ToString(out.QueueUrl)
 		dp.r.Refs[queue] = url
 		dp.r.Attrs[queue+".Arn"] = fmt.Sprintf("arn:aws:sqs:%s:%s:%s", dp.opts.Region, dp.opts.AccountID, name)
 		dp.r.Attrs[queue+".QueueName"] = name

@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/motoserver"
 	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
@@ -64,7 +65,7 @@ type Emulator struct {
 	IoT        *iot.Client
 	S3         *s3.Client
 	Shadow     *ShadowClient
-	Queues     *QueueClient
+	Queues     *sqs.Client
 	// Principal is the JITR function as IAM sees it: its own access key and its role's policies from the template,
 	// registered with moto, which authorizes every AWS call the function makes against them.
 	Principal motoserver.Principal
@@ -127,7 +128,7 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 	t.S3 = s3.NewFromConfig(t.AWS, func(o *s3.Options) { o.UsePathStyle = true })
 	t.Shadow = &ShadowClient{Endpoint: t.Moto.URL, Region: t.AWS.Region, Credentials: t.AWS.Credentials, HTTP: t.AWS.HTTPClient.(*http.Client)}
 
-	t.Queues = &QueueClient{Endpoint: t.Moto.URL, Region: t.AWS.Region, Credentials: t.AWS.Credentials, HTTP: t.AWS.HTTPClient.(*http.Client)}
+	t.Queues = sqs.NewFromConfig(t.AWS)
 
 	srvCA, err := testpki.NewCA(testpki.CAOptions{CommonName: "sphere-jitr emulator server CA"})
 	if err != nil {
@@ -289,9 +290,9 @@ func (t *Emulator) deadLetter(res AsyncResult) {
 	body, _ := json.Marshal(record)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	q := *t.Queues
-	q.Credentials = t.Principal.Credentials()
-	if err := q.SendMessage(ctx, t.Deployment.DeadLetterQueueURL, string(body)); err != nil {
+	// Lambda sends the record with the function's role, so IAM judges the send against that role's grants.
+	asFunction := func(o *sqs.Options) { o.Credentials = t.Principal.Credentials() }
+	if _, err := t.Queues.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(t.Deployment.DeadLetterQueueURL), MessageBody: aws.String(string(body))}, asFunction); err != nil {
 		t.tl.Event("jitr", "dead-letter queue: the invocation record could not be delivered: %v", err)
 		return
 	}
@@ -305,7 +306,15 @@ func (t *Emulator) DeadLetters(ctx context.Context) ([]string, error) {
 	if t.Deployment.DeadLetterQueueURL == "" {
 		return nil, errors.New("the template gives the function no on-failure destination")
 	}
-	return t.Queues.ReceiveMessages(ctx, t.Deployment.DeadLetterQueueURL)
+	out, err := t.Queues.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(t.Deployment.DeadLetterQueueURL), MaxNumberOfMessages: 10})
+	if err != nil {
+		return nil, fmt.Errorf("receive dead letters: %w", err)
+	}
+	bodies := make([]string, 0, len(out.Messages))
+	for _, m := range out.Messages {
+		bodies = append(bodies, aws.ToString(m.Body))
+	}
+	return bodies, nil
 }
 
 // certificateState returns a certificate's status ("deleted" once gone) and the thing its CN names.
