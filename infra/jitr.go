@@ -105,44 +105,16 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:thing/*")
 
 	// The rule delivers to the same queue what it cannot hand to Lambda.
-	ruleErrorRole := awsiam.NewRole(c, jsii.String("RuleErrorRole"), &awsiam.RoleProps{
-		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("iot.amazonaws.com"), nil),
-		Description: jsii.String("JITR topic rule error action: send undeliverable events to the dead-letter queue"),
-	})
-	j.DeadLetterQueue.GrantSendMessages(ruleErrorRole)
+	errorRole := ruleErrorRole(c, "JITR topic rule error action: send undeliverable events to the dead-letter queue", j.DeadLetterQueue)
 	for _, ca := range props.CAs {
-		rule := awsiot.NewCfnTopicRule(c, jsii.String("RegisteredRule"+ca.Key), &awsiot.CfnTopicRuleProps{
-			TopicRulePayload: &awsiot.CfnTopicRule_TopicRulePayloadProperty{
-				Description:      jsii.String("Certificates auto-registered under one own tenant CA go to the JITR Lambda"),
-				Sql:              awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("SELECT * FROM '" + contract.RegisteredEventTopicPrefix), ca.CertificateID(), jsii.String("'")}),
-				AwsIotSqlVersion: jsii.String("2016-03-23"),
-				RuleDisabled:     jsii.Bool(false),
-				Actions: &[]*awsiot.CfnTopicRule_ActionProperty{{
-					Lambda: &awsiot.CfnTopicRule_LambdaActionProperty{FunctionArn: j.Function.FunctionArn()},
-				}},
-				ErrorAction: &awsiot.CfnTopicRule_ActionProperty{
-					Sqs: &awsiot.CfnTopicRule_SqsActionProperty{QueueUrl: j.DeadLetterQueue.QueueUrl(), RoleArn: ruleErrorRole.RoleArn()},
-				},
-			},
-		})
-		j.Function.AddPermission(jsii.String("InvokeByRule"+ca.Key), &awslambda.Permission{
-			Principal:     awsiam.NewServicePrincipal(jsii.String("iot.amazonaws.com"), nil),
-			SourceArn:     rule.AttrArn(),
-			SourceAccount: awscdk.Aws_ACCOUNT_ID(),
-		})
-		j.Rules = append(j.Rules, rule)
+		sql := awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("SELECT * FROM '" + contract.RegisteredEventTopicPrefix), ca.CertificateID(), jsii.String("'")})
+		j.Rules = append(j.Rules, lambdaRule(c, "RegisteredRule"+ca.Key, "InvokeByRule"+ca.Key,
+			"Certificates auto-registered under one own tenant CA go to the JITR Lambda", sql, j.Function, j.DeadLetterQueue, errorRole))
 	}
 
-	j.DLQAlarm = anyAlarm(c, "DeadLetterAlarm",
+	j.DLQAlarm, j.ErrorsAlarm = failureAlarms(c, j.Function, j.DeadLetterQueue,
 		"Certificate-registered events that JITR could not process are waiting in the dead-letter queue",
-		j.DeadLetterQueue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{
-			Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum"),
-		}))
-	j.ErrorsAlarm = anyAlarm(c, "ErrorsAlarm",
-		"The JITR Lambda returned errors (they are retried; persistent ones reach the dead-letter queue)",
-		j.Function.MetricErrors(&awscloudwatch.MetricOptions{
-			Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum"),
-		}))
+		"The JITR Lambda returned errors (they are retried; persistent ones reach the dead-letter queue)")
 	j.CAMismatchAlarm = anyAlarm(c, "CAMismatchAlarm",
 		"A certificate-registered event named another CA than the one AWS IoT reports for the certificate; the "+
 			"certificate was left PENDING_ACTIVATION (see the JITR log lines with outcome deferred)",

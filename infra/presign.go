@@ -105,44 +105,16 @@ func NewS3UrlService(scope constructs.Construct, id string, props *S3UrlServiceP
 		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/"+contract.S3URLReplyTopic(root, "*", contract.ReplyAccepted),
 		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/"+contract.S3URLReplyTopic(root, "*", contract.ReplyRejected))
 
-	ruleErrorRole := awsiam.NewRole(c, jsii.String("RuleErrorRole"), &awsiam.RoleProps{
-		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("iot.amazonaws.com"), nil),
-		Description: jsii.String("S3 URL topic rule error action: send undeliverable requests to the dead-letter queue"),
-	})
-	s.DeadLetterQueue.GrantSendMessages(ruleErrorRole)
+	errorRole := ruleErrorRole(c, "S3 URL topic rule error action: send undeliverable requests to the dead-letter queue", s.DeadLetterQueue)
 	// Named fields only, never SELECT *: the thing name comes from the topic, and a device cannot override it
 	// with a field of its own payload.
 	sql := "SELECT topic(2) AS " + contract.S3URLRuleThingVar + ", operation, name, contentLength, clientToken FROM '" +
 		contract.S3URLRequestTopic(root, "+") + "'"
-	s.Rule = awsiot.NewCfnTopicRule(c, jsii.String("RequestRule"), &awsiot.CfnTopicRuleProps{
-		TopicRulePayload: &awsiot.CfnTopicRule_TopicRulePayloadProperty{
-			Description:      jsii.String("A device's request for a presigned S3 URL goes to the presign Lambda"),
-			Sql:              jsii.String(sql),
-			AwsIotSqlVersion: jsii.String("2016-03-23"),
-			RuleDisabled:     jsii.Bool(false),
-			Actions: &[]*awsiot.CfnTopicRule_ActionProperty{{
-				Lambda: &awsiot.CfnTopicRule_LambdaActionProperty{FunctionArn: s.Function.FunctionArn()},
-			}},
-			ErrorAction: &awsiot.CfnTopicRule_ActionProperty{
-				Sqs: &awsiot.CfnTopicRule_SqsActionProperty{QueueUrl: s.DeadLetterQueue.QueueUrl(), RoleArn: ruleErrorRole.RoleArn()},
-			},
-		},
-	})
-	s.Function.AddPermission(jsii.String("InvokeByRule"), &awslambda.Permission{
-		Principal:     awsiam.NewServicePrincipal(jsii.String("iot.amazonaws.com"), nil),
-		SourceArn:     s.Rule.AttrArn(),
-		SourceAccount: awscdk.Aws_ACCOUNT_ID(),
-	})
+	s.Rule = lambdaRule(c, "RequestRule", "InvokeByRule", "A device's request for a presigned S3 URL goes to the presign Lambda",
+		jsii.String(sql), s.Function, s.DeadLetterQueue, errorRole)
 
-	s.DLQAlarm = anyAlarm(c, "DeadLetterAlarm",
+	s.DLQAlarm, s.ErrorsAlarm = failureAlarms(c, s.Function, s.DeadLetterQueue,
 		"Device URL requests the presign function could not answer are waiting in the dead-letter queue",
-		s.DeadLetterQueue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{
-			Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Maximum"),
-		}))
-	s.ErrorsAlarm = anyAlarm(c, "ErrorsAlarm",
-		"The presign Lambda returned errors: devices got no URL and retry (failed invocations reach the dead-letter queue)",
-		s.Function.MetricErrors(&awscloudwatch.MetricOptions{
-			Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum"),
-		}))
+		"The presign Lambda returned errors: devices got no URL and retry (failed invocations reach the dead-letter queue)")
 	return s
 }
