@@ -1,19 +1,26 @@
 package infra
 
 import (
+	"encoding/json"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiot"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdadestinations"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdaeventsources"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
+	"github.com/sphere-jitr/sphere-jitr/internal/config"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
@@ -27,20 +34,58 @@ type JitrProvisioningProps struct {
 	ProvisionedBy *string
 	// DenyList is the table of revoked devices the handler reads (GetItem only) before provisioning.
 	DenyList *DenyList
+	// Storm sizes the registration path; the zero value means DefaultStorm.
+	Storm StormSettings
 }
 
-// JitrProvisioning is the just-in-time registration pipeline: one topic rule per own tenant CA on its
-// certificate-registered event, invoking the JITR Lambda asynchronously; what still fails after Lambda's retries,
-// and what the rule cannot deliver, lands in a dead-letter queue watched by an alarm.
+// StormSettings size the registration path for a fleet that reboots together: how many execution environments
+// drain the registration queue at once, how the event source mapping batches, and the account's AWS IoT quotas
+// the function paces itself to (each environment gets quota ÷ MaxConcurrency of every API).
+type StormSettings struct {
+	MaxConcurrency int
+	BatchSize      int
+	BatchWindow    time.Duration
+	Quotas         map[string]float64
+}
+
+// DefaultStorm is two environments (the fewest AWS allows), batches of ten gathered for up to a second, and AWS
+// IoT's default quotas.
+func DefaultStorm() StormSettings {
+	return StormSettings{MaxConcurrency: config.DefaultJitrConcurrency, BatchSize: config.DefaultJitrBatchSize,
+		BatchWindow: config.DefaultJitrBatchWindow, Quotas: config.DefaultIoTQuotas}
+}
+
+// rateLimits is contract.EnvIoTRateLimits: every quota divided among the concurrent environments, as JSON with
+// sorted keys (a stable template).
+func (s StormSettings) rateLimits() string {
+	share := make(map[string]float64, len(s.Quotas))
+	for api, rate := range s.Quotas {
+		share[api] = rate / float64(s.MaxConcurrency)
+	}
+	b, _ := json.Marshal(share)
+	return string(b)
+}
+
+// JitrProvisioning is the just-in-time registration pipeline, built to take a whole fleet rebooting at once: one
+// topic rule per own tenant CA sends its certificate-registered events to the registration queue; the JITR Lambda
+// drains it through an event source mapping of bounded concurrency, activating each certificate first and queueing
+// the retirement of the device's older certificates on the retirement queue, drained by a second mapping once
+// registrations leave quota to spare. A ledger table drops duplicate events before any AWS IoT call; a schedule
+// runs the reconciler. What fails past the queues' receive counts, and what the rule cannot deliver, lands in a
+// dead-letter queue watched by an alarm.
 type JitrProvisioning struct {
 	constructs.Construct
-	Function        awslambda.Function
-	Role            awsiam.Role
-	LogGroup        awslogs.LogGroup
-	DeadLetterQueue awssqs.Queue
-	Rules           []awsiot.CfnTopicRule
-	DLQAlarm        awscloudwatch.Alarm
-	ErrorsAlarm     awscloudwatch.Alarm
+	Function          awslambda.Function
+	Role              awsiam.Role
+	LogGroup          awslogs.LogGroup
+	DeadLetterQueue   awssqs.Queue
+	RegistrationQueue awssqs.Queue
+	RetirementQueue   awssqs.Queue
+	Ledger            awsdynamodb.Table
+	Schedule          awsevents.Rule
+	Rules             []awsiot.CfnTopicRule
+	DLQAlarm          awscloudwatch.Alarm
+	ErrorsAlarm       awscloudwatch.Alarm
 	// CAMismatchAlarm fires when an event names another CA than AWS IoT reports for its certificate: the
 	// certificate is left PENDING rather than revoked, so someone should look.
 	CAMismatchAlarm awscloudwatch.Alarm
@@ -57,7 +102,38 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
 	})
 	suppress(j.DeadLetterQueue, "AwsSolutions-SQS3",
-		"This queue is the dead-letter queue: the JITR Lambda's on-failure destination and the topic rule's error action")
+		"This queue is the dead-letter queue: the JITR Lambda's on-failure destination, the topic rule's error action and the two queues' redrive target")
+	storm := props.Storm
+	if storm.MaxConcurrency == 0 {
+		storm = DefaultStorm()
+	}
+	// A registration that failed past its retries comes back after the visibility timeout (twice the function's
+	// timeout: long enough that a batch still running is never handed out twice) and, after five receives, goes
+	// to the dead-letter queue. A retirement is put back while registrations are queued, so it may be received
+	// many times; its visibility timeout is the function's timeout, the shortest Lambda accepts, so it runs soon
+	// after the backlog is gone.
+	newQueue := func(id string, visibility, receives float64) awssqs.Queue {
+		return awssqs.NewQueue(c, jsii.String(id), &awssqs.QueueProps{
+			Encryption:        awssqs.QueueEncryption_SQS_MANAGED,
+			EnforceSSL:        jsii.Bool(true),
+			VisibilityTimeout: awscdk.Duration_Seconds(jsii.Number(visibility)),
+			RetentionPeriod:   awscdk.Duration_Days(jsii.Number(4)),
+			DeadLetterQueue:   &awssqs.DeadLetterQueue{Queue: j.DeadLetterQueue, MaxReceiveCount: jsii.Number(receives)},
+		})
+	}
+	j.RegistrationQueue = newQueue("RegistrationQueue", 2*jitrTimeoutSeconds, 5)
+	j.RetirementQueue = newQueue("RetirementQueue", jitrTimeoutSeconds, 100)
+	// The ledger: one item per certificate claimed, kept a week (TTL), never worth retaining.
+	j.Ledger = awsdynamodb.NewTable(c, jsii.String("Ledger"), &awsdynamodb.TableProps{
+		PartitionKey:        &awsdynamodb.Attribute{Name: jsii.String(contract.LedgerKey), Type: awsdynamodb.AttributeType_STRING},
+		BillingMode:         awsdynamodb.BillingMode_PAY_PER_REQUEST,
+		Encryption:          awsdynamodb.TableEncryption_AWS_MANAGED,
+		TimeToLiveAttribute: jsii.String(contract.LedgerExpiresAt),
+		PointInTimeRecoverySpecification: &awsdynamodb.PointInTimeRecoverySpecification{
+			PointInTimeRecoveryEnabled: jsii.Bool(true),
+		},
+		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	})
 
 	ids := make([]*string, 0, len(props.CAs))
 	pems := make([]string, 0, len(props.CAs))
@@ -70,8 +146,9 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 		Package:         "lambda/jitr",
 		Description:     "Just-in-time registration of Azure Sphere device certificates",
 		RoleDescription: "JITR Lambda: verify, provision, rotate and revoke device certificates",
-		// Long enough for the SDK retryer to ride out IoT control-plane throttling when a fleet reboots together.
-		Timeout:       awscdk.Duration_Seconds(jsii.Number(60)),
+		// Long enough for a batch paced to the quotas and for the SDK retryer to ride out throttling by other
+		// clients of the account.
+		Timeout:       awscdk.Duration_Seconds(jsii.Number(jitrTimeoutSeconds)),
 		RetryAttempts: jsii.Number(2),
 		OnFailure:     awslambdadestinations.NewSqsDestination(j.DeadLetterQueue),
 		Environment: &map[string]*string{
@@ -81,8 +158,12 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 			contract.EnvProvisionedBy:     props.ProvisionedBy,
 			// Azure Sphere's clock and Lambda's are independent: a genuine certificate may start a little in the
 			// function's future, and is then provisioned rather than left for a later event.
-			contract.EnvClockSkewTolerance: jsii.String("5m"),
-			contract.EnvDenyListTable:      props.DenyList.TableName(),
+			contract.EnvClockSkewTolerance:   jsii.String("5m"),
+			contract.EnvDenyListTable:        props.DenyList.TableName(),
+			contract.EnvLedgerTable:          j.Ledger.TableName(),
+			contract.EnvRegistrationQueueURL: j.RegistrationQueue.QueueUrl(),
+			contract.EnvRetirementQueueURL:   j.RetirementQueue.QueueUrl(),
+			contract.EnvIoTRateLimits:        jsii.String(storm.rateLimits()),
 		},
 	})
 	j.Function, j.Role, j.LogGroup = fn.Function, fn.Role, fn.LogGroup
@@ -93,6 +174,42 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 	iotGrant(j.Role, "cert/*", "iot:DescribeCertificate", "iot:UpdateCertificate", "iot:DeleteCertificate",
 		"iot:AttachPolicy", "iot:DetachPolicy", "iot:AttachThingPrincipal", "iot:DetachThingPrincipal")
 	iotGrant(j.Role, "thing/*", "iot:CreateThing", "iot:ListThingPrincipals")
+	// The reconciler lists the certificates of the stack's CAs; AWS authorizes this action on no resource type.
+	j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions: jsii.Strings("iot:ListCertificatesByCA"), Resources: jsii.Strings("*"),
+	}))
+	// The ledger: conditional claims, their release and settlement, and the reconciler's scan.
+	j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Scan"),
+		Resources: &[]*string{j.Ledger.TableArn()},
+	}))
+	// Retirements and re-queued events are sent; the backlog of the registration queue is read.
+	j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("sqs:SendMessage"),
+		Resources: &[]*string{j.RegistrationQueue.QueueArn(), j.RetirementQueue.QueueArn()},
+	}))
+	j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("sqs:GetQueueAttributes"),
+		Resources: &[]*string{j.RegistrationQueue.QueueArn()},
+	}))
+	// The event source mappings: bounded concurrency, partial batch failures (only the failed records return).
+	j.Function.AddEventSource(awslambdaeventsources.NewSqsEventSource(j.RegistrationQueue, &awslambdaeventsources.SqsEventSourceProps{
+		BatchSize:               jsii.Number(float64(storm.BatchSize)),
+		MaxBatchingWindow:       awscdk.Duration_Seconds(jsii.Number(storm.BatchWindow.Seconds())),
+		MaxConcurrency:          jsii.Number(float64(storm.MaxConcurrency)),
+		ReportBatchItemFailures: jsii.Bool(true),
+	}))
+	j.Function.AddEventSource(awslambdaeventsources.NewSqsEventSource(j.RetirementQueue, &awslambdaeventsources.SqsEventSourceProps{
+		BatchSize:               jsii.Number(10),
+		MaxConcurrency:          jsii.Number(2),
+		ReportBatchItemFailures: jsii.Bool(true),
+	}))
+	// The reconciler, every ten minutes.
+	j.Schedule = awsevents.NewRule(c, jsii.String("ReconcileSchedule"), &awsevents.RuleProps{
+		Description: jsii.String("Runs the JITR reconciler: certificates left pending, retirements never finished"),
+		Schedule:    awsevents.Schedule_Rate(awscdk.Duration_Minutes(jsii.Number(10))),
+	})
+	j.Schedule.AddTarget(awseventstargets.NewLambdaFunction(j.Function, nil))
 	// The deny-list is only read, one item per event: GetItem on the table resource type, nothing else.
 	j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions:   jsii.Strings("dynamodb:GetItem"),
@@ -100,16 +217,23 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 	}))
 	suppress(j.Role, "AwsSolutions-IAM5",
 		"Device certificate ids and thing names are created at run time by JITR, so the IoT actions are scoped to "+
-			"the cert/* and thing/* resource types of this account and region, never to *",
+			"the cert/* and thing/* resource types of this account and region; iot:ListCertificatesByCA (the "+
+			"reconciler) is on * because AWS authorizes it on no resource type",
 		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:cert/*",
-		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:thing/*")
+		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:thing/*", "Resource::*")
 
-	// The rule delivers to the same queue what it cannot hand to Lambda.
+	// Each rule sends its events to the registration queue, and to the dead-letter queue what it cannot deliver.
 	errorRole := ruleErrorRole(c, "JITR topic rule error action: send undeliverable events to the dead-letter queue", j.DeadLetterQueue)
+	sendRole := awsiam.NewRole(c, jsii.String("RuleSendRole"), &awsiam.RoleProps{
+		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("iot.amazonaws.com"), nil),
+		Description: jsii.String("JITR topic rule: send registered events to the registration queue"),
+	})
+	j.RegistrationQueue.GrantSendMessages(sendRole)
 	for _, ca := range props.CAs {
 		sql := awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("SELECT * FROM '" + contract.RegisteredEventTopicPrefix), ca.CertificateID(), jsii.String("'")})
-		j.Rules = append(j.Rules, lambdaRule(c, "RegisteredRule"+ca.Key, "InvokeByRule"+ca.Key,
-			"Certificates auto-registered under one own tenant CA go to the JITR Lambda", sql, j.Function, j.DeadLetterQueue, errorRole))
+		j.Rules = append(j.Rules, queueRule(c, "RegisteredRule"+ca.Key,
+			"Certificates auto-registered under one own tenant CA go to the JITR registration queue", sql,
+			j.RegistrationQueue, sendRole, j.DeadLetterQueue, errorRole))
 	}
 
 	j.DLQAlarm, j.ErrorsAlarm = failureAlarms(c, j.Function, j.DeadLetterQueue,
@@ -127,6 +251,9 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 		}))
 	return j
 }
+
+// jitrTimeoutSeconds is the JITR function's timeout.
+const jitrTimeoutSeconds = 60
 
 // iotGrant allows actions on the AWS IoT resources of this account and region whose ARN ends in resource
 // (e.g. "cert/*").

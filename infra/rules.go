@@ -48,6 +48,26 @@ func lambdaRule(scope constructs.Construct, id, permissionID, description string
 	return rule
 }
 
+// queueRule declares the topic rule id that sends what sql selects to queue through sendRole, with its error
+// action to the dead-letter queue through errorRole.
+func queueRule(scope constructs.Construct, id, description string, sql *string, queue awssqs.Queue, sendRole awsiam.Role,
+	deadLetters awssqs.Queue, errorRole awsiam.Role) awsiot.CfnTopicRule {
+	return awsiot.NewCfnTopicRule(scope, jsii.String(id), &awsiot.CfnTopicRuleProps{
+		TopicRulePayload: &awsiot.CfnTopicRule_TopicRulePayloadProperty{
+			Description:      jsii.String(description),
+			Sql:              sql,
+			AwsIotSqlVersion: jsii.String("2016-03-23"),
+			RuleDisabled:     jsii.Bool(false),
+			Actions: &[]*awsiot.CfnTopicRule_ActionProperty{{
+				Sqs: &awsiot.CfnTopicRule_SqsActionProperty{QueueUrl: queue.QueueUrl(), RoleArn: sendRole.RoleArn()},
+			}},
+			ErrorAction: &awsiot.CfnTopicRule_ActionProperty{
+				Sqs: &awsiot.CfnTopicRule_SqsActionProperty{QueueUrl: deadLetters.QueueUrl(), RoleArn: errorRole.RoleArn()},
+			},
+		},
+	})
+}
+
 // failureAlarms declares the two alarms every rule-fed function of the stack has: messages waiting in its
 // dead-letter queue (DeadLetterAlarm), and errors of the function itself (ErrorsAlarm), over 5 minutes.
 func failureAlarms(scope constructs.Construct, fn awslambda.Function, deadLetters awssqs.Queue, deadLetterText, errorsText string) (dlq, errs awscloudwatch.Alarm) {

@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"fmt"
 	"regexp"
 	"slices"
 	"sort"
@@ -14,9 +15,20 @@ import (
 
 func onlyOne(t *testing.T, s *synthesized, typ string) (string, map[string]any) {
 	t.Helper()
+	return onlyOneOf(t, s, typ, "")
+}
+
+// onlyOneOf returns the one resource of type typ whose logical id starts with prefix.
+func onlyOneOf(t *testing.T, s *synthesized, typ, prefix string) (string, map[string]any) {
+	t.Helper()
 	rs := resources(s, typ)
+	for id := range rs {
+		if !strings.HasPrefix(id, prefix) {
+			delete(rs, id)
+		}
+	}
 	if len(rs) != 1 {
-		t.Fatalf("%d %s resources, want 1", len(rs), typ)
+		t.Fatalf("%d %s resources named %s…, want 1", len(rs), typ, prefix)
 	}
 	for id, r := range rs {
 		return id, r
@@ -26,7 +38,7 @@ func onlyOne(t *testing.T, s *synthesized, typ string) (string, map[string]any) 
 
 func TestDenyListTable(t *testing.T) {
 	for name, s := range map[string]*synthesized{"one CA": oneCA, "retained": retained} {
-		id, table := onlyOne(t, s, "AWS::DynamoDB::Table")
+		id, table := onlyOneOf(t, s, "AWS::DynamoDB::Table", "DenyList")
 		p := props(table)
 		if got := asJSON(p["KeySchema"]); got != `[{"AttributeName":"`+contract.DenyListKey+`","KeyType":"HASH"}]` {
 			t.Errorf("%s: key schema %s", name, got)
@@ -66,10 +78,12 @@ func onlyJitrFunction(t *testing.T, s *synthesized) map[string]any {
 }
 
 // TestOnlyTheJitrRoleReadsTheDenyListAndOnlyWithGetItem: the JITR role may only read the table, with exactly the
-// call the code makes, on the table resource type; no other role of the stack touches DynamoDB.
+// call the code makes, on the table resource type; besides, it writes its own ledger with exactly the calls the
+// code makes; no other role of the stack touches DynamoDB.
 func TestOnlyTheJitrRoleReadsTheDenyListAndOnlyWithGetItem(t *testing.T) {
-	tableID, _ := onlyOne(t, oneCA, "AWS::DynamoDB::Table")
-	found := false
+	tableID, _ := onlyOneOf(t, oneCA, "AWS::DynamoDB::Table", "DenyList")
+	ledgerID, _ := onlyOneOf(t, oneCA, "AWS::DynamoDB::Table", "JitrLedger")
+	found, ledger := false, false
 	for id, p := range resources(oneCA, "AWS::IAM::Policy") {
 		for _, st := range stmts(props(p)["PolicyDocument"]) {
 			var ddb []string
@@ -85,6 +99,13 @@ func TestOnlyTheJitrRoleReadsTheDenyListAndOnlyWithGetItem(t *testing.T) {
 				t.Errorf("policy %s grants %v: only the JITR role may use the deny-list", id, ddb)
 				continue
 			}
+			if asJSON(st["Resource"]) == `{"Fn::GetAtt":["`+ledgerID+`","Arn"]}` {
+				ledger = true
+				if want := []string{"dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:UpdateItem"}; !slices.Equal(ddb, want) || len(list(st["Action"])) != len(ddb) {
+					t.Errorf("JITR role grants %v on its ledger, want exactly %v", list(st["Action"]), want)
+				}
+				continue
+			}
 			found = true
 			// Pinned here, not read from infra: widening the grant there must fail this test.
 			if want := []string{"dynamodb:GetItem"}; !slices.Equal(ddb, want) || len(list(st["Action"])) != len(ddb) {
@@ -95,8 +116,8 @@ func TestOnlyTheJitrRoleReadsTheDenyListAndOnlyWithGetItem(t *testing.T) {
 			}
 		}
 	}
-	if !found {
-		t.Error("the JITR role has no grant on the deny-list")
+	if !found || !ledger {
+		t.Errorf("the JITR role's grants: on the deny-list %v, on its ledger %v; want both", found, ledger)
 	}
 }
 
@@ -114,7 +135,7 @@ func TestCACheckScheduleAndAlarm(t *testing.T) {
 	if check == "" {
 		t.Fatal("no CA check function")
 	}
-	_, rule := onlyOne(t, twoCAs, "AWS::Events::Rule")
+	_, rule := onlyOneOf(t, twoCAs, "AWS::Events::Rule", "OperationsCaCheck")
 	if p := props(rule); p["ScheduleExpression"] != "rate(12 hours)" || !strings.Contains(asJSON(p["Targets"]), check) {
 		t.Errorf("schedule %v targets %s, want rate(12 hours) on %s", p["ScheduleExpression"], asJSON(p["Targets"]), check)
 	}
@@ -191,5 +212,50 @@ func TestAlarmTopicOnlyWithAnEmail(t *testing.T) {
 		if !strings.Contains(asJSON(props(a)["AlarmActions"]), topicID) {
 			t.Errorf("alarm %s does not notify the topic", id)
 		}
+	}
+}
+
+// ---- issue 13: the storm-proof registration path ------------------------------------------------------------------
+
+// TestRegistrationPath: the rule's queue is drained by an event source mapping with the context's settings and
+// partial batch failures; both queues redrive to the dead-letter queue the alarm watches; the function's rate
+// limits are each quota divided by the mapping's concurrency; a schedule runs the reconciler.
+func TestRegistrationPath(t *testing.T) {
+	dlqID, _ := onlyOneOf(t, oneCA, "AWS::SQS::Queue", "JitrDeadLetterQueue")
+	regID, reg := onlyOneOf(t, oneCA, "AWS::SQS::Queue", "JitrRegistrationQueue")
+	retID, ret := onlyOneOf(t, oneCA, "AWS::SQS::Queue", "JitrRetirementQueue")
+	for id, q := range map[string]map[string]any{regID: reg, retID: ret} {
+		if got := asJSON(props(q)["RedrivePolicy"]); !strings.Contains(got, `"deadLetterTargetArn":{"Fn::GetAtt":["`+dlqID+`","Arn"]}`) {
+			t.Errorf("%s: redrive policy %s, want the dead-letter queue", id, got)
+		}
+	}
+	mappings := resources(oneCA, "AWS::Lambda::EventSourceMapping")
+	if len(mappings) != 2 {
+		t.Fatalf("%d event source mappings, want 2 (registrations, retirements)", len(mappings))
+	}
+	var registration map[string]any
+	for _, m := range mappings {
+		p := props(m)
+		if asJSON(p["FunctionResponseTypes"]) != `["ReportBatchItemFailures"]` {
+			t.Errorf("mapping %s: response types %s, want partial batch failures", asJSON(p["EventSourceArn"]), asJSON(p["FunctionResponseTypes"]))
+		}
+		if strings.Contains(asJSON(p["EventSourceArn"]), regID) {
+			registration = p
+		}
+	}
+	if registration == nil {
+		t.Fatal("no mapping drains the registration queue")
+	}
+	if got := asJSON(registration["ScalingConfig"]); got != `{"MaximumConcurrency":2}` || registration["BatchSize"] != float64(10) ||
+		registration["MaximumBatchingWindowInSeconds"] != float64(1) {
+		t.Errorf("registration mapping: concurrency %s, batch %v, window %v; want 2, 10, 1 s", got, registration["BatchSize"], registration["MaximumBatchingWindowInSeconds"])
+	}
+	env := props(onlyJitrFunction(t, oneCA))["Environment"].(map[string]any)["Variables"].(map[string]any)
+	if got := env[contract.EnvIoTRateLimits]; !strings.Contains(fmt.Sprint(got), `"DescribeCertificate":5`) || !strings.Contains(fmt.Sprint(got), `"AttachPolicy":7.5`) {
+		t.Errorf("rate limits %v, want each default quota halved (two environments)", got)
+	}
+	_, schedule := onlyOneOf(t, oneCA, "AWS::Events::Rule", "JitrReconcileSchedule")
+	if p := props(schedule); p["ScheduleExpression"] != "rate(10 minutes)" || !strings.Contains(asJSON(p["Targets"]), "JitrFunction") {
+		t.Errorf("reconciler schedule %v → %s", p["ScheduleExpression"], asJSON(p["Targets"]))
 	}
 }

@@ -58,6 +58,8 @@ func NewSphereJitrStack(scope constructs.Construct, id string, props *SphereJitr
 		ModuleRoot:    props.ModuleRoot,
 		ProvisionedBy: stack.StackName(),
 		DenyList:      s.DenyList,
+		Storm: infra.StormSettings{MaxConcurrency: cfg.JitrConcurrency, BatchSize: cfg.JitrBatchSize,
+			BatchWindow: cfg.JitrBatchWindow, Quotas: cfg.IoTQuotas},
 	})
 	s.Teardown = infra.NewRegistryTeardown(stack, "RegistryTeardown", &infra.RegistryTeardownProps{
 		CAs:           s.CAs,

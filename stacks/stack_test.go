@@ -515,20 +515,12 @@ func TestTopicRulePerOwnCA(t *testing.T) {
 					t.Errorf("%s: SQL version %v", id, payload["AwsIotSqlVersion"])
 				}
 				actions := asJSON(payload["Actions"])
-				if !strings.Contains(actions, `"Lambda":{"FunctionArn":{"Fn::GetAtt":["JitrFunction`) {
-					t.Errorf("%s: actions %s do not invoke the JITR function", id, actions)
+				if !regexp.MustCompile(`^\[\{"Sqs":\{"QueueUrl":\{"Ref":"JitrRegistrationQueue\w+"\},"RoleArn":\{"Fn::GetAtt":\["JitrRuleSendRole\w+","Arn"\]\}\}\}\]$`).MatchString(actions) {
+					t.Errorf("%s: actions %s do not send to the JITR registration queue", id, actions)
 				}
 				if !strings.Contains(asJSON(payload["ErrorAction"]), `"Sqs"`) {
 					t.Errorf("%s: no SQS error action: %s", id, asJSON(payload["ErrorAction"]))
 				}
-				must(t, "permission scoped to "+id, func() {
-					tc.s.template.HasResourceProperties(jsii.String("AWS::Lambda::Permission"), map[string]any{
-						"Action":        "lambda:InvokeFunction",
-						"Principal":     "iot.amazonaws.com",
-						"SourceArn":     map[string]any{"Fn::GetAtt": []any{id, "Arn"}},
-						"SourceAccount": map[string]any{"Ref": "AWS::AccountId"},
-					})
-				})
 			}
 			if len(covered) != len(cas) {
 				t.Errorf("rules cover %d of %d CAs", len(covered), len(cas))

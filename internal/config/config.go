@@ -4,6 +4,7 @@ package config
 
 import (
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -25,6 +26,31 @@ const (
 	KeyPresignMaxPut     = "presignMaxPutBytes"
 	KeyPresignURLExpiry  = "presignUrlExpiry"
 	KeyAlarmEmail        = "alarmEmail"
+	KeyJitrConcurrency   = "jitrMaxConcurrency"
+	KeyJitrBatchSize     = "jitrBatchSize"
+	KeyJitrBatchWindow   = "jitrBatchWindow"
+	KeyIoTQuotas         = "iotQuotas"
+)
+
+// DefaultIoTQuotas are AWS IoT Core's default control-plane rates (requests per second per account) of the calls
+// the JITR function makes ("AWS IoT Core endpoints and quotas", adjustable in Service Quotas). The function paces
+// itself to them; -c iotQuotas overrides any of them after a quota increase.
+var DefaultIoTQuotas = map[string]float64{
+	"DescribeCertificate": 10, "UpdateCertificate": 10, "DeleteCertificate": 10, "ListThingPrincipals": 10,
+	"ListCertificatesByCA": 10, "AttachPolicy": 15, "DetachPolicy": 15,
+	"CreateThing": 100, "AttachThingPrincipal": 100, "DetachThingPrincipal": 100,
+}
+
+// Defaults and bounds of the registration queue's event source mapping: how many execution environments drain
+// it at once (AWS allows 2 to 1000), how many events one invocation gets (an SQS receive returns at most 10
+// without a batching window) and how long the mapping gathers a batch.
+const (
+	DefaultJitrConcurrency = 2
+	MaxJitrConcurrency     = 1000
+	DefaultJitrBatchSize   = 10
+	MaxJitrBatchSize       = 100
+	DefaultJitrBatchWindow = time.Second
+	MaxJitrBatchWindow     = 5 * time.Minute
 )
 
 // Defaults and bounds of the runtime S3 URLs (the presign function checks the same bounds): a PUT is capped at
@@ -67,6 +93,13 @@ type Config struct {
 	PresignURLExpiry time.Duration
 	// AlarmEmail, when set, is subscribed to an SNS topic the stack's alarms notify; empty means no topic.
 	AlarmEmail string
+	// JitrConcurrency, JitrBatchSize and JitrBatchWindow size the registration queue's event source mapping.
+	JitrConcurrency int
+	JitrBatchSize   int
+	JitrBatchWindow time.Duration
+	// IoTQuotas are the account's AWS IoT quotas the JITR function paces itself to (DefaultIoTQuotas unless the
+	// context overrides some).
+	IoTQuotas map[string]float64
 }
 
 // Error is a refused context value.
@@ -87,7 +120,8 @@ const fixTenantCA = "run 'make tenant-ca' to download the current tenant CA and 
 // reported together, so one synth shows everything to fix.
 func Load(get func(key string) any, now time.Time) (*Config, error) {
 	l := &loader{get: get, now: now, cfg: &Config{CertificateMode: ModeDefault,
-		PresignMaxPutBytes: DefaultPresignMaxPut, PresignURLExpiry: DefaultPresignURLExpiry}}
+		PresignMaxPutBytes: DefaultPresignMaxPut, PresignURLExpiry: DefaultPresignURLExpiry,
+		JitrConcurrency: DefaultJitrConcurrency, JitrBatchSize: DefaultJitrBatchSize, JitrBatchWindow: DefaultJitrBatchWindow}}
 	l.certificateMode()
 	caPaths := l.tenantCAs()
 	l.verificationCerts(caPaths)
@@ -95,6 +129,7 @@ func Load(get func(key string) any, now time.Time) (*Config, error) {
 	l.retainDevices()
 	l.presign()
 	l.alarmEmail()
+	l.storm()
 	if len(l.errs) > 0 {
 		return nil, errors.Join(l.errs...)
 	}
@@ -239,6 +274,66 @@ func (l *loader) presign() {
 				"pass -c presignUrlExpiry=15m (the default), or any duration from 1m to 1h")
 		}
 		l.cfg.PresignURLExpiry = d
+	}
+}
+
+// storm reads the settings of the registration path: the event source mapping's size and the IoT quotas.
+func (l *loader) storm() {
+	whole := func(key string, v any, lo, hi int, fix string) (int, bool) {
+		n, err := strconv.Atoi(strings.TrimSpace(fmt.Sprint(v)))
+		if err != nil || n < lo || n > hi {
+			l.fail(key, fmt.Sprintf("%v is not a whole number from %d to %d", v, lo, hi), fix)
+			return 0, false
+		}
+		return n, true
+	}
+	if v := l.get(KeyJitrConcurrency); v != nil {
+		if n, ok := whole(KeyJitrConcurrency, v, 2, MaxJitrConcurrency, "pass -c jitrMaxConcurrency=2 (the default; AWS allows 2 to 1000)"); ok {
+			l.cfg.JitrConcurrency = n
+		}
+	}
+	if v := l.get(KeyJitrBatchSize); v != nil {
+		if n, ok := whole(KeyJitrBatchSize, v, 1, MaxJitrBatchSize, "pass -c jitrBatchSize=10 (the default), from 1 to 100"); ok {
+			l.cfg.JitrBatchSize = n
+		}
+	}
+	if v, ok := str(l.get(KeyJitrBatchWindow)); ok && v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > MaxJitrBatchWindow || d%time.Second != 0 {
+			l.fail(KeyJitrBatchWindow, fmt.Sprintf("%q is not a duration in whole seconds from 0s to 5m", v),
+				"pass -c jitrBatchWindow=1s (the default), or any duration from 0s to 5m")
+		} else {
+			l.cfg.JitrBatchWindow = d
+		}
+	}
+	if l.cfg.JitrBatchSize > 10 && l.cfg.JitrBatchWindow == 0 {
+		l.fail(KeyJitrBatchSize, fmt.Sprintf("%d events per batch need a batching window (SQS returns at most 10 at once)", l.cfg.JitrBatchSize),
+			"pass -c jitrBatchWindow=1s as well, or -c jitrBatchSize=10")
+	}
+	l.cfg.IoTQuotas = map[string]float64{}
+	for api, rate := range DefaultIoTQuotas {
+		l.cfg.IoTQuotas[api] = rate
+	}
+	const quotaFix = `pass -c iotQuotas='{"DescribeCertificate":20,"UpdateCertificate":20}' with your account's quotas (Service Quotas console, AWS IoT Core)`
+	raw, _ := str(l.get(KeyIoTQuotas))
+	if v, isMap := l.get(KeyIoTQuotas).(map[string]any); isMap {
+		b, _ := json.Marshal(v)
+		raw = string(b)
+	}
+	if raw == "" {
+		return
+	}
+	var over map[string]float64
+	if err := json.Unmarshal([]byte(raw), &over); err != nil {
+		l.fail(KeyIoTQuotas, fmt.Sprintf("%q is not a JSON object of API name to requests per second", raw), quotaFix)
+		return
+	}
+	for api, rate := range over {
+		if _, known := DefaultIoTQuotas[api]; !known || rate <= 0 {
+			l.fail(KeyIoTQuotas, fmt.Sprintf("%s: %v is not a positive rate of an API the JITR function calls", api, rate), quotaFix)
+			continue
+		}
+		l.cfg.IoTQuotas[api] = rate
 	}
 }
 

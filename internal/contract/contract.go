@@ -40,6 +40,15 @@ const (
 	// MetricDenied counts certificates refused because their device is on the deny-list (`fleetctl revoke`); the
 	// certificate is revoked.
 	MetricDenied = "Denied"
+	// MetricDuplicate counts registered events dropped before any AWS IoT call: their certificate was settled, or
+	// is being provisioned, by another delivery (AWS IoT re-publishes the event at every connection attempt).
+	MetricDuplicate = "Duplicate"
+	// MetricRetirementDeferred counts retirements put back on their queue because registered events are queued:
+	// activation comes first, both share the same quotas.
+	MetricRetirementDeferred = "RetirementDeferred"
+	// MetricRequeued counts the reconciler's work: certificates found PENDING_ACTIVATION whose registered event it
+	// queued again, and devices whose older certificates it queued for retirement again.
+	MetricRequeued = "Requeued"
 )
 
 // Metrics of the scheduled tenant-CA check (namespace MetricsNamespace, dimension MetricDimension; the per-CA
@@ -93,11 +102,51 @@ const (
 	EnvClockSkewTolerance = "CLOCK_SKEW_TOLERANCE"
 	// EnvDenyListTable is the name of the deny-list table (DenyListKey is its partition key).
 	EnvDenyListTable = "DENY_LIST_TABLE"
+	// EnvLedgerTable is the name of the provisioning ledger (LedgerKey is its partition key): which certificates
+	// are being or have been handled, so duplicate events are dropped before any AWS IoT call.
+	EnvLedgerTable = "LEDGER_TABLE"
+	// EnvRegistrationQueueURL is the queue the topic rules send registered events to (the reconciler queues the
+	// events of certificates left pending there, and retirement waits while it has a backlog).
+	EnvRegistrationQueueURL = "REGISTRATION_QUEUE_URL"
+	// EnvRetirementQueueURL is the queue of deferred retirements (RetirementRequest messages).
+	EnvRetirementQueueURL = "RETIREMENT_QUEUE_URL"
+	// EnvIoTRateLimits is one execution environment's share of the account's AWS IoT quotas: a JSON object
+	// API name → requests per second (the quota divided by the event source mapping's maximum concurrency).
+	EnvIoTRateLimits = "IOT_RATE_LIMITS"
 )
 
 // JitrEnv lists the JITR Lambda's environment variables.
 var JitrEnv = []string{EnvCACertificateIDs, EnvCACertificatesPEM, EnvDevicePolicyName, EnvProvisionedBy, EnvClockSkewTolerance,
-	EnvDenyListTable}
+	EnvDenyListTable, EnvLedgerTable, EnvRegistrationQueueURL, EnvRetirementQueueURL, EnvIoTRateLimits}
+
+// The provisioning ledger: a DynamoDB table with one item per certificate JITR has claimed. A claim is a lease
+// (LedgerState inflight until LedgerLeaseUntil); a settled certificate stays (LedgerState done) until
+// LedgerExpiresAt (the table's TTL attribute). LedgerRetired and LedgerRetirement let the reconciler find devices
+// whose older certificates were never retired.
+const (
+	LedgerKey        = "CertificateId" // partition key, string
+	LedgerState      = "State"         // LedgerInflight or LedgerDone
+	LedgerLeaseUntil = "LeaseUntil"    // Unix seconds; an inflight claim older than this may be taken over
+	LedgerExpiresAt  = "ExpiresAt"     // Unix seconds; the table's time-to-live attribute
+	LedgerRetired    = "Retired"       // boolean: false until the device's older certificates are retired
+	LedgerRetirement = "Retirement"    // the RetirementRequest (JSON) queued for the certificate
+	LedgerQueuedAt   = "QueuedAt"      // Unix seconds when the retirement was last queued
+	LedgerInflight   = "inflight"
+	LedgerDone       = "done"
+)
+
+// RetirementRequest is a message on the retirement queue: the certificate JITR activated for a thing, whose older
+// certificates are to be retired (deactivated, detached, deleted) once activations leave quota to spare.
+type RetirementRequest struct {
+	Thing          string `json:"thing"`
+	CertificateID  string `json:"certificateId"`
+	CertificateARN string `json:"certificateArn"`
+	NotBefore      int64  `json:"notBefore"` // Unix seconds of the certificate's NotBefore
+}
+
+// ScheduledEventDetailType is the detail-type of the events an EventBridge schedule sends a function: the JITR
+// function runs its reconciler on them.
+const ScheduledEventDetailType = "Scheduled Event"
 
 // CACheckEnv lists the environment variables of the scheduled tenant-CA check.
 var CACheckEnv = []string{EnvCACertificateIDs, EnvProvisionedBy}

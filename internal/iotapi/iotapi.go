@@ -35,6 +35,19 @@ func NewRetryer(p RetryPolicy) aws.Retryer {
 	})
 }
 
+// NewAdaptiveRetryer is NewRetryer in the SDK's adaptive mode: on top of the standard retries, a client-side
+// token bucket that slows the client down as soon as AWS IoT answers ThrottlingException (the account's quota is
+// shared with every other client of it) and speeds it up again as calls succeed.
+func NewAdaptiveRetryer(p RetryPolicy) aws.Retryer {
+	return retry.NewAdaptiveMode(func(o *retry.AdaptiveModeOptions) {
+		o.StandardOptions = append(o.StandardOptions, func(so *retry.StandardOptions) {
+			so.MaxAttempts = p.MaxAttempts
+			so.MaxBackoff = p.MaxBackoff
+			so.RateLimiter = ratelimit.None
+		})
+	})
+}
+
 // IsNotFound reports a ResourceNotFoundException, modeled or not: several IoT operations (DetachPolicy among
 // them) do not model it, so the SDK returns it as a generic API error that still carries the code.
 func IsNotFound(err error) bool { return HasErrorCode(err, "ResourceNotFoundException") }

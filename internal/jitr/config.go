@@ -10,6 +10,7 @@ import (
 
 	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
 )
 
 // Config is what the handler needs to know about the stack that deployed it.
@@ -29,6 +30,14 @@ type Config struct {
 	// DenyListTable is the DynamoDB table of devices shut out by `fleetctl revoke`; a certificate of a device on it
 	// is revoked instead of provisioned. Empty disables the check (tests of other paths).
 	DenyListTable string
+	// LedgerTable is the provisioning ledger (contract.LedgerKey): claims that let one delivery of a registered
+	// event through and drop its duplicates before any AWS IoT call.
+	LedgerTable string
+	// RegistrationQueueURL is the queue the topic rules fill; RetirementQueueURL the queue of deferred retirements.
+	RegistrationQueueURL, RetirementQueueURL string
+	// RateLimits is this execution environment's share of the account's AWS IoT quotas (requests per second per
+	// API); the IoT client is paced to it.
+	RateLimits iotapi.RateLimits
 }
 
 // ConfigFromEnv reads the configuration from the Lambda environment through getenv (os.Getenv in production).
@@ -43,13 +52,21 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		problems = append(problems, fmt.Errorf("%s: %w", contract.EnvCACertificatesPEM, err))
 	}
 	cfg := Config{
-		CAs:              make(map[string]*x509.Certificate, len(ids)),
-		PolicyName:       strings.TrimSpace(getenv(contract.EnvDevicePolicyName)),
-		ProvisionedBy:    strings.TrimSpace(getenv(contract.EnvProvisionedBy)),
-		MetricsNamespace: contract.MetricsNamespace,
-		ClockSkew:        azsphere.DefaultClockSkew,
-		DenyListTable:    strings.TrimSpace(getenv(contract.EnvDenyListTable)),
+		CAs:                  make(map[string]*x509.Certificate, len(ids)),
+		PolicyName:           strings.TrimSpace(getenv(contract.EnvDevicePolicyName)),
+		ProvisionedBy:        strings.TrimSpace(getenv(contract.EnvProvisionedBy)),
+		MetricsNamespace:     contract.MetricsNamespace,
+		ClockSkew:            azsphere.DefaultClockSkew,
+		DenyListTable:        strings.TrimSpace(getenv(contract.EnvDenyListTable)),
+		LedgerTable:          strings.TrimSpace(getenv(contract.EnvLedgerTable)),
+		RegistrationQueueURL: strings.TrimSpace(getenv(contract.EnvRegistrationQueueURL)),
+		RetirementQueueURL:   strings.TrimSpace(getenv(contract.EnvRetirementQueueURL)),
 	}
+	limits, limitsErr := iotapi.ParseRateLimits(strings.TrimSpace(getenv(contract.EnvIoTRateLimits)))
+	if limitsErr != nil {
+		problems = append(problems, fmt.Errorf("%s: %w", contract.EnvIoTRateLimits, limitsErr))
+	}
+	cfg.RateLimits = limits
 	if v := strings.TrimSpace(getenv(contract.EnvClockSkewTolerance)); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 || d > time.Hour {
@@ -63,8 +80,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if cfg.ProvisionedBy == "" {
 		problems = append(problems, errors.New(contract.EnvProvisionedBy+" is empty"))
 	}
-	if cfg.DenyListTable == "" {
-		problems = append(problems, errors.New(contract.EnvDenyListTable+" is empty"))
+	for _, v := range [][2]string{{contract.EnvDenyListTable, cfg.DenyListTable}, {contract.EnvLedgerTable, cfg.LedgerTable},
+		{contract.EnvRegistrationQueueURL, cfg.RegistrationQueueURL}, {contract.EnvRetirementQueueURL, cfg.RetirementQueueURL}} {
+		if v[1] == "" {
+			problems = append(problems, errors.New(v[0]+" is empty"))
+		}
 	}
 	if err == nil && len(ids) > 0 && len(ids) != len(certs) {
 		problems = append(problems, fmt.Errorf("%s has %d ids but %s has %d certificates; they must pair up in order",

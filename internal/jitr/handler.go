@@ -55,14 +55,24 @@ var _ DenyListAPI = (*dynamodb.Client)(nil)
 // retry applies) instead of being cut off in the middle of an API call.
 const deadlineMargin = 500 * time.Millisecond
 
+// RetirementQueue takes the deferred retirement of a device's older certificates (the retirement queue, whose
+// event source mapping calls Retire).
+type RetirementQueue interface {
+	QueueRetirement(ctx context.Context, req contract.RetirementRequest) error
+}
+
 // Handler handles certificate-registered events. It is safe for concurrent use.
 type Handler struct {
-	api     IoTAPI
-	deny    DenyListAPI
-	cfg     Config
-	log     *slog.Logger
-	metrics *lockedWriter
-	now     func() time.Time
+	api         IoTAPI
+	deny        DenyListAPI
+	retirements RetirementQueue
+	ledger      LedgerAPI
+	queues      QueueAPI
+	recent      *recentSet
+	cfg         Config
+	log         *slog.Logger
+	metrics     *lockedWriter
+	now         func() time.Time
 }
 
 // Option customises a Handler.
@@ -81,6 +91,11 @@ func WithMetricsOutput(w io.Writer) Option {
 // name) no device is denied: the Lambda always wires both.
 func WithDenyList(api DenyListAPI) Option { return func(h *Handler) { h.deny = api } }
 
+// WithRetirementQueue defers retirements to q: Handle returns once the certificate is active and q holds the
+// retirement of the device's older certificates. Without it Handle retires them itself, right after the
+// activation (one call does the whole rotation).
+func WithRetirementQueue(q RetirementQueue) Option { return func(h *Handler) { h.retirements = q } }
+
 // WithClock sets the clock used for certificate validity and the provisionedAt attribute.
 func WithClock(now func() time.Time) Option { return func(h *Handler) { h.now = now } }
 
@@ -92,6 +107,7 @@ func NewHandler(api IoTAPI, cfg Config, opts ...Option) *Handler {
 		log:     slog.New(slog.NewJSONHandler(os.Stdout, nil)),
 		metrics: &lockedWriter{w: os.Stdout},
 		now:     time.Now,
+		recent:  newRecentSet(),
 	}
 	if h.cfg.MetricsNamespace == "" {
 		h.cfg.MetricsNamespace = contract.MetricsNamespace
@@ -106,6 +122,12 @@ func NewHandler(api IoTAPI, cfg Config, opts ...Option) *Handler {
 // refused, ignored) and an error only when a retry can help (throttling that outlasted the retryer, 5xx, a
 // deadline): the asynchronous invocation retries it and then sends it to the dead-letter queue.
 func (h *Handler) Handle(ctx context.Context, e Event) error {
+	_, err := h.handle(ctx, e)
+	return err
+}
+
+// handle is Handle, also reporting whether the certificate was left PENDING for a later event.
+func (h *Handler) handle(ctx context.Context, e Event) (deferred bool, err error) {
 	start := h.now()
 	// Ids reach log lines and metric properties only in their checked form: an event field is attacker-sized
 	// until validated.
@@ -126,13 +148,13 @@ func (h *Handler) Handle(ctx context.Context, e Event) error {
 	if err := e.Validate(); err != nil {
 		run.log.Warn("event refused", "step", "validate", "reason", err.Error())
 		run.rec.count(contract.MetricRefused, 1)
-		return nil
+		return false, nil
 	}
 	ca, ok := h.cfg.CAs[e.CACertificateID]
 	if !ok {
 		run.log.Info("event ignored", "step", "validate", "reason", "the CA is not one this stack registered")
 		run.rec.count(contract.MetricIgnored, 1)
-		return nil
+		return false, nil
 	}
 	run.ca = ca
 	if deadline, ok := ctx.Deadline(); ok {
@@ -140,7 +162,8 @@ func (h *Handler) Handle(ctx context.Context, e Event) error {
 		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-deadlineMargin))
 		defer cancel()
 	}
-	return run.provision(ctx)
+	err = run.provision(ctx)
+	return run.deferred, err
 }
 
 // provisioning is the state of one Handle call.
@@ -155,6 +178,9 @@ type provisioning struct {
 	status    types.CertificateStatus
 	notBefore time.Time
 	thing     string
+	// deferred says the certificate was left PENDING for a later event (not valid yet, CA mismatch): the event is
+	// settled, but a later event of the same certificate is not a duplicate.
+	deferred bool
 }
 
 // attached is another certificate attached to the device's thing.
@@ -172,20 +198,16 @@ func (p *provisioning) step(name string, fn func() error) error {
 	return err
 }
 
-// provision runs the steps for a well-formed event of one of the stack's CAs:
+// provision runs the steps for a well-formed event of one of the stack's CAs, activation first:
 //
-//	DescribeCertificate → check → AttachThingPrincipal (CreateThing + again if the thing is missing) →
-//	ListThingPrincipals + DescribeCertificate of each other certificate → AttachPolicy → UpdateCertificate
-//	ACTIVE → per older certificate: UpdateCertificate INACTIVE, DetachThingPrincipal, DeleteCertificate
+//	DescribeCertificate → check → deny-list → AttachThingPrincipal (CreateThing + again if the thing is missing)
+//	→ AttachPolicy → UpdateCertificate ACTIVE → the retirement of older certificates (queued, or Retire)
 //
-// or, when a newer certificate of the device is attached: DetachThingPrincipal, DetachPolicy, UpdateCertificate
-// REVOKED. Only certificates signed by the stack's CAs for the same device take part in rotation.
-//
-// Failure anywhere before the activation leaves at most a PENDING certificate attached (never ACTIVE). After
-// it, the new certificate is ACTIVE with thing and policy, and the retry (status ACTIVE) lists the thing again
-// and finishes retiring what is still attached; an older certificate is deactivated before it loses its thing.
-// The list comes after this certificate's own attachment: of two events of one device running at once, the
-// later list sees both certificates, and the older one is either never activated or retired by the newer.
+// The device is usable after one DescribeCertificate and one UpdateCertificate, the two calls with the scarcest
+// quotas (10 per second per account by default); Retire spends its own later. Failure anywhere before the
+// activation leaves at most a PENDING certificate attached (never ACTIVE). After it, the retry (status ACTIVE)
+// queues the retirement again. Two certificates of one device may both be activated; Retire, which lists the thing
+// after the attachment, retires the older.
 func (p *provisioning) provision(ctx context.Context) error {
 	api, id := p.h.api, p.e.CertificateID
 	var desc *types.CertificateDescription
@@ -250,6 +272,7 @@ func (p *provisioning) provision(ctx context.Context) error {
 		return p.caMismatch(mismatch.reported)
 	case errors.As(err, &notYet):
 		p.rec.count(contract.MetricDeferred, 1)
+		p.deferred = true
 		p.log.Info("certificate left pending: not valid yet", "step", "check", "outcome", "deferred",
 			"notBefore", notYet.NotBefore.UTC().Format(time.RFC3339), "clockSkewTolerance", p.h.cfg.ClockSkew.String(),
 			"reason", "NotBefore is ahead of this function's clock by more than the tolerated skew; the registered event AWS IoT publishes at the device's next connection provisions it")
@@ -279,25 +302,6 @@ func (p *provisioning) provision(ctx context.Context) error {
 	if err := p.step("AttachThing", func() error { return p.attachThing(ctx) }); err != nil {
 		return err
 	}
-	var others []attached
-	if err := p.step("ListThing", func() error {
-		var err error
-		others, err = p.otherCertificates(ctx)
-		return err
-	}); err != nil {
-		return err
-	}
-	var older []attached
-	for _, o := range others {
-		if p.isNewer(o) {
-			if o.status == types.CertificateStatusActive || o.status == types.CertificateStatusPendingActivation {
-				return p.supersede(ctx, o)
-			}
-			continue // a newer certificate that is itself retired or refused does not count
-		}
-		older = append(older, o)
-	}
-
 	if p.status != types.CertificateStatusActive {
 		var gone bool
 		if err := p.step("Activate", func() error {
@@ -315,15 +319,94 @@ func (p *provisioning) provision(ctx context.Context) error {
 	} else {
 		p.log.Info("certificate already active", "step", "activate", "outcome", "already-active")
 	}
+	// The device is usable now. Retiring its older certificates costs as many calls of the scarcest quotas as
+	// the activation did, so it is deferred: queued, and done once registrations leave quota to spare.
+	req := contract.RetirementRequest{Thing: p.thing, CertificateID: p.e.CertificateID, CertificateARN: p.arn, NotBefore: p.notBefore.Unix()}
+	if p.h.retirements == nil {
+		return p.h.Retire(ctx, req)
+	}
+	return p.step("QueueRetirement", func() error {
+		if err := p.h.retirements.QueueRetirement(ctx, req); err != nil {
+			return fmt.Errorf("queue the retirement of the older certificates of thing %s: %w", p.thing, err)
+		}
+		if err := p.h.noteRetirement(ctx, req, false); err != nil {
+			p.log.Warn("retirement queued, ledger not updated (the reconciler cannot re-queue it)", "error", err.Error())
+		}
+		return nil
+	})
+}
 
+// Retire retires the older certificates of the request's thing, after its certificate was activated: it lists
+// the thing's principals (after that certificate's attachment, so of two certificates of one device activated at
+// the same time, the later list sees both) and describes each other certificate. Every certificate of the
+// stack's CAs for this device older than the newest live one (ACTIVE or PENDING_ACTIVATION) is deactivated,
+// detached and deleted, the request's own certificate included when a newer one is attached. It is idempotent:
+// a retry, or a second request for the same thing, finds less to do. Certificates of other issuers or devices are
+// left alone.
+func (h *Handler) Retire(ctx context.Context, req contract.RetirementRequest) error {
+	p := &provisioning{
+		h: h, e: Event{CertificateID: req.CertificateID}, rec: newMetricRecord(h.cfg.MetricsNamespace),
+		log:   h.log.With("certificateId", loggableID(req.CertificateID), "thingName", req.Thing),
+		arn:   req.CertificateARN,
+		thing: req.Thing, notBefore: time.Unix(req.NotBefore, 0),
+	}
+	p.rec.dimensions[contract.MetricDimension] = h.cfg.ProvisionedBy
+	p.rec.properties["thingName"] = req.Thing
+	start := h.now()
+	defer func() {
+		p.rec.duration("Retire", h.now().Sub(start))
+		h.metrics.writeLine(p.rec.encode(h.now()))
+	}()
+	var others []attached
+	selfAttached := false
+	if err := p.step("ListThing", func() error {
+		var err error
+		others, selfAttached, err = p.otherCertificates(ctx)
+		return err
+	}); err != nil {
+		return err
+	}
+	// The newest live certificate of the device stays; everything older goes.
+	newest := attached{id: req.CertificateID, arn: req.CertificateARN, status: types.CertificateStatusActive, notBefore: p.notBefore}
+	haveNewest := selfAttached
+	for _, o := range others {
+		live := o.status == types.CertificateStatusActive || o.status == types.CertificateStatusPendingActivation
+		if live && (!haveNewest || newer(o, newest)) {
+			newest, haveNewest = o, true
+		}
+	}
+	var older []attached
+	for _, o := range others {
+		if o.id != newest.id && (!haveNewest || newer(newest, o)) {
+			older = append(older, o)
+		}
+	}
+	if selfAttached && newest.id != req.CertificateID {
+		older = append(older, attached{id: req.CertificateID, arn: req.CertificateARN, status: types.CertificateStatusActive, notBefore: p.notBefore})
+	}
 	for _, o := range older {
 		if err := p.step("Rotate", func() error { return p.retire(ctx, o) }); err != nil {
 			return err
+		}
+		if o.id == req.CertificateID {
+			p.rec.count(contract.MetricRevoked, 1)
+			p.log.Info("certificate retired: a newer certificate of the device is attached", "step", "rotate",
+				"outcome", "superseded", "newerCertificateId", newest.id)
+			continue
 		}
 		p.rec.count(contract.MetricRotated, 1)
 		p.log.Info("older certificate retired", "step", "rotate", "outcome", "rotated", "retiredCertificateId", o.id)
 	}
 	return nil
+}
+
+// newer reports whether a supersedes b: a later NotBefore, or the same NotBefore and a greater certificate id, so
+// that two retirements comparing the same pair always agree on the winner.
+func newer(a, b attached) bool {
+	if !a.notBefore.Equal(b.notBefore) {
+		return a.notBefore.After(b.notBefore)
+	}
+	return a.id > b.id
 }
 
 // attachThing attaches the certificate to the device's thing, creating the thing when the attachment reports it
@@ -363,29 +446,32 @@ func (p *provisioning) attachThing(ctx context.Context) error {
 
 // otherCertificates lists the thing's principals after this certificate was attached, so that of two events
 // of one device handled at the same time at least one sees the other, and describes the other certificates.
-func (p *provisioning) otherCertificates(ctx context.Context) ([]attached, error) {
-	var others []attached
+func (p *provisioning) otherCertificates(ctx context.Context) (others []attached, selfAttached bool, err error) {
 	pages := iot.NewListThingPrincipalsPaginator(p.h.api, &iot.ListThingPrincipalsInput{ThingName: aws.String(p.thing)})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("list principals of thing %s: %w", p.thing, err)
+			return nil, false, fmt.Errorf("list principals of thing %s: %w", p.thing, err)
 		}
 		for _, arn := range page.Principals {
 			certID, isCert := certificateIDFromARN(arn)
-			if !isCert || arn == p.arn {
-				continue // Cognito identities and this certificate
+			if arn == p.arn {
+				selfAttached = true
+				continue
+			}
+			if !isCert {
+				continue // Cognito identities
 			}
 			out, err := p.h.api.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String(certID)})
 			if iotapi.IsNotFound(err) {
 				continue // retired meanwhile by another event
 			}
 			if err != nil {
-				return nil, fmt.Errorf("describe certificate %s attached to thing %s: %w", certID, p.thing, err)
+				return nil, false, fmt.Errorf("describe certificate %s attached to thing %s: %w", certID, p.thing, err)
 			}
 			d := out.CertificateDescription
 			if d == nil {
-				return nil, fmt.Errorf("describe certificate %s attached to thing %s: response has no certificate description", certID, p.thing)
+				return nil, false, fmt.Errorf("describe certificate %s attached to thing %s: response has no certificate description", certID, p.thing)
 			}
 			o := attached{id: certID, arn: arn, status: d.Status}
 			if reason := p.foreign(d); reason != "" {
@@ -400,16 +486,7 @@ func (p *provisioning) otherCertificates(ctx context.Context) ([]attached, error
 			others = append(others, o)
 		}
 	}
-	return others, nil
-}
-
-// isNewer reports whether o supersedes this certificate: a later NotBefore, or the same NotBefore and a greater
-// certificate id, so that two events comparing the same pair always agree on the winner.
-func (p *provisioning) isNewer(o attached) bool {
-	if !o.notBefore.Equal(p.notBefore) {
-		return o.notBefore.After(p.notBefore)
-	}
-	return o.id > p.e.CertificateID
+	return others, selfAttached, nil
 }
 
 // activate attaches the device policy and then activates the certificate, in that order, so an ACTIVE
@@ -551,20 +628,6 @@ func (p *provisioning) detachAndRevoke(ctx context.Context, what string) error {
 	return nil
 }
 
-// supersede revokes this certificate because a newer one of the device is attached, after detaching it from the
-// thing and the policy. Detaching first makes every interruption converge: until the revocation the certificate
-// is PENDING, so the retry attaches it again, finds the newer certificate and supersedes again; once it is
-// REVOKED nothing is left attached. Revoked, it can neither connect nor fire the registered event again.
-func (p *provisioning) supersede(ctx context.Context, newer attached) error {
-	if err := p.step("Supersede", func() error { return p.detachAndRevoke(ctx, "superseded") }); err != nil {
-		return err
-	}
-	p.rec.count(contract.MetricRevoked, 1)
-	p.log.Info("certificate revoked: a newer certificate of the device is attached", "step", "supersede",
-		"outcome", "revoked", "newerCertificateId", newer.id)
-	return nil
-}
-
 // refuse revokes a PENDING certificate that failed a check nothing can undo (not signed by the stack's CA,
 // malformed identity, CA certificate, expired). The refusal is final, so Handle returns nil. An ACTIVE
 // certificate is not revoked here: it is attached to its thing, and revoking it would leave a REVOKED
@@ -600,6 +663,7 @@ func (e *caMismatchError) Error() string { return "the certificate was issued by
 func (p *provisioning) caMismatch(reported string) error {
 	p.rec.count(contract.MetricCAMismatch, 1)
 	p.rec.count(contract.MetricDeferred, 1)
+	p.deferred = true
 	p.log.Warn("certificate left pending: the event names another CA than the certificate's", "step", "check",
 		"outcome", "deferred", "reportedCaCertificateId", loggableID(reported),
 		"reason", "an event for another CA than the issuer's is not this certificate's own event; the certificate is not revoked on its word")

@@ -1,0 +1,82 @@
+package iotapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aws/smithy-go/middleware"
+)
+
+// RateLimits are requests per second per API operation name (DescribeCertificate, ...), for one client.
+type RateLimits map[string]float64
+
+// ParseRateLimits reads limits written as a JSON object, e.g. {"DescribeCertificate":5,"UpdateCertificate":5}.
+// Empty text means no limits.
+func ParseRateLimits(text string) (RateLimits, error) {
+	limits := RateLimits{}
+	if text == "" {
+		return limits, nil
+	}
+	if err := json.Unmarshal([]byte(text), &limits); err != nil {
+		return nil, fmt.Errorf("parse rate limits: %w", err)
+	}
+	for api, rate := range limits {
+		if rate <= 0 {
+			return nil, fmt.Errorf("parse rate limits: %s has rate %v, want a positive number", api, rate)
+		}
+	}
+	return limits, nil
+}
+
+// pacer spaces calls of one operation 1/rate apart: a caller reserves the next free slot and waits for it. It
+// allows no burst, so N clients each paced at quota÷N never exceed the quota together.
+type pacer struct {
+	mu       sync.Mutex
+	interval time.Duration
+	next     time.Time
+}
+
+func (p *pacer) wait(ctx context.Context) error {
+	p.mu.Lock()
+	now := time.Now()
+	slot := p.next
+	if slot.Before(now) {
+		slot = now
+	}
+	p.next = slot.Add(p.interval)
+	p.mu.Unlock()
+	if d := time.Until(slot); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// WithRateLimits returns an API option that paces every attempt (retries included) of each limited operation to
+// its rate, so the client keeps its own calls under the share of the account's quota it was given instead of
+// learning the quota from ThrottlingExceptions. Use it as a client's APIOptions entry.
+func WithRateLimits(limits RateLimits) func(*middleware.Stack) error {
+	pacers := map[string]*pacer{}
+	for api, rate := range limits {
+		pacers[api] = &pacer{interval: time.Duration(float64(time.Second) / rate)}
+	}
+	return func(stack *middleware.Stack) error {
+		return stack.Finalize.Add(middleware.FinalizeMiddlewareFunc("SphereRateLimit",
+			func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+				if p := pacers[middleware.GetOperationName(ctx)]; p != nil {
+					if err := p.wait(ctx); err != nil {
+						return middleware.FinalizeOutput{}, middleware.Metadata{}, fmt.Errorf("wait for the %s rate limit: %w", middleware.GetOperationName(ctx), err)
+					}
+				}
+				return next.HandleFinalize(ctx, in)
+			}), middleware.After)
+	}
+}

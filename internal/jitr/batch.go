@@ -1,0 +1,380 @@
+package jitr
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+)
+
+// LedgerAPI is the part of DynamoDB the provisioning ledger uses.
+type LedgerAPI interface {
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+	Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+}
+
+var _ LedgerAPI = (*dynamodb.Client)(nil)
+
+// QueueAPI is the part of SQS the handler uses: queueing retirements and re-queued events, and reading the
+// registration queue's backlog.
+type QueueAPI interface {
+	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+}
+
+var _ QueueAPI = (*sqs.Client)(nil)
+
+const (
+	// claimLease is how long a claim keeps other deliveries of the same certificate away: longer than one
+	// invocation may run (the function's timeout), so a claim is only taken over from a crashed invocation.
+	claimLease = 2 * time.Minute
+	// ledgerRetention is how long a settled certificate stays in the ledger (its TTL): long enough for the
+	// reconciler to find a retirement that never happened.
+	ledgerRetention = 7 * 24 * time.Hour
+	// retirementGrace is how long a retirement may wait for the registration queue to drain; after it, it runs
+	// even during a backlog, so a steady stream of registrations cannot starve it.
+	retirementGrace = 15 * time.Minute
+	// reconcileAfter is how long a certificate may stay PENDING_ACTIVATION, or a device's older certificates
+	// unretired, before the reconciler queues the work again.
+	reconcileAfter = 10 * time.Minute
+	// batchParallelism is how many records of one batch are handled at once; the IoT client's rate limits pace
+	// them to this execution environment's share of the quotas.
+	batchParallelism = 10
+)
+
+// WithLedger sets the client of the provisioning ledger Config.LedgerTable names. Without it only duplicates
+// this execution environment has seen are dropped.
+func WithLedger(api LedgerAPI) Option { return func(h *Handler) { h.ledger = api } }
+
+// WithQueues sets the SQS client: retirements go to Config.RetirementQueueURL (see WithRetirementQueue), the
+// reconciler queues events on Config.RegistrationQueueURL, and retirement waits while that queue has a backlog.
+func WithQueues(api QueueAPI) Option {
+	return func(h *Handler) {
+		h.queues = api
+		if h.cfg.RetirementQueueURL != "" {
+			h.retirements = sqsRetirements{api: api, url: h.cfg.RetirementQueueURL}
+		}
+	}
+}
+
+// sqsRetirements queues retirement requests on the retirement queue.
+type sqsRetirements struct {
+	api QueueAPI
+	url string
+}
+
+func (q sqsRetirements) QueueRetirement(ctx context.Context, req contract.RetirementRequest) error {
+	body, _ := json.Marshal(req)
+	_, err := q.api.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q.url), MessageBody: aws.String(string(body))})
+	return err
+}
+
+// HandleRegistrations handles a batch of registered events from the registration queue's event source mapping.
+// Each certificate is handled by one delivery at a time: a duplicate (in the batch, settled here earlier, or
+// claimed in the ledger by another delivery) is dropped before any AWS IoT call. It reports the records a retry
+// can help (ReportBatchItemFailures): they come back after the queue's visibility timeout, and go to the
+// dead-letter queue after its maxReceiveCount.
+func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent) (events.SQSEventResponse, error) {
+	var (
+		resp  events.SQSEventResponse
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		slots = make(chan struct{}, batchParallelism)
+		seen  = map[string]bool{}
+		dups  int
+	)
+	fail := func(id string) {
+		mu.Lock()
+		resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: id})
+		mu.Unlock()
+	}
+	for _, m := range batch.Records {
+		var e Event
+		if err := json.Unmarshal([]byte(m.Body), &e); err != nil {
+			_ = h.Handle(ctx, Event{}) // refused (logged, counted): nothing a retry can change
+			continue
+		}
+		if seen[e.CertificateID] || h.recent.contains(e.CertificateID, h.now()) {
+			dups++
+			continue
+		}
+		seen[e.CertificateID] = true
+		wg.Add(1)
+		slots <- struct{}{}
+		go func(id string, e Event) {
+			defer func() { <-slots; wg.Done() }()
+			dup, err := h.registerOnce(ctx, e)
+			switch {
+			case err != nil:
+				h.log.Warn("registered event left for a retry", "certificateId", loggableID(e.CertificateID), "error", err.Error())
+				fail(id)
+			case dup:
+				mu.Lock()
+				dups++
+				mu.Unlock()
+			}
+		}(m.MessageId, e)
+	}
+	wg.Wait()
+	if dups > 0 {
+		rec := h.record()
+		rec.count(contract.MetricDuplicate, dups)
+		h.metrics.writeLine(rec.encode(h.now()))
+	}
+	return resp, nil
+}
+
+// registerOnce claims the event's certificate in the ledger and handles the event; dup reports that another
+// delivery holds or settled the claim.
+func (h *Handler) registerOnce(ctx context.Context, e Event) (dup bool, err error) {
+	id := e.CertificateID
+	if !isHexID(id) {
+		return false, h.Handle(ctx, e) // refused: no claim for an id that is not one
+	}
+	claimed, err := h.claim(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	if !claimed {
+		h.recent.add(id, h.now().Add(claimLease/4))
+		return true, nil
+	}
+	deferred, err := h.handle(ctx, e)
+	if err != nil || deferred {
+		// A later delivery must run again: a retry of this one, or the event of the device's next attempt.
+		if relErr := h.release(ctx, id); relErr != nil {
+			h.log.Warn("ledger claim not released; it lapses after its lease", "certificateId", id, "error", relErr.Error())
+		}
+		return false, err
+	}
+	if err := h.settle(ctx, id); err != nil {
+		h.log.Warn("ledger claim not settled; it lapses after its lease", "certificateId", id, "error", err.Error())
+	}
+	h.recent.add(id, h.now().Add(reconcileAfter))
+	return false, nil
+}
+
+func (h *Handler) ledgerOn() bool { return h.ledger != nil && h.cfg.LedgerTable != "" }
+
+func ledgerKey(id string) map[string]ddbtypes.AttributeValue {
+	return map[string]ddbtypes.AttributeValue{contract.LedgerKey: &ddbtypes.AttributeValueMemberS{Value: id}}
+}
+
+func unixAttr(t time.Time) ddbtypes.AttributeValue {
+	return &ddbtypes.AttributeValueMemberN{Value: strconv.FormatInt(t.Unix(), 10)}
+}
+
+// claim takes the certificate's ledger item for this delivery: it must be absent, or an inflight claim whose
+// lease ran out. One conditional write, so two deliveries never both win.
+func (h *Handler) claim(ctx context.Context, id string) (bool, error) {
+	if !h.ledgerOn() {
+		return true, nil
+	}
+	now := h.now()
+	_, err := h.ledger.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           aws.String(h.cfg.LedgerTable),
+		Key:                 ledgerKey(id),
+		UpdateExpression:    aws.String("SET #s = :inflight, #u = :until, #x = :expires"),
+		ConditionExpression: aws.String("attribute_not_exists(#k) OR (#s = :inflight AND #u < :now)"),
+		ExpressionAttributeNames: map[string]string{"#k": contract.LedgerKey, "#s": contract.LedgerState,
+			"#u": contract.LedgerLeaseUntil, "#x": contract.LedgerExpiresAt},
+		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{
+			":inflight": &ddbtypes.AttributeValueMemberS{Value: contract.LedgerInflight},
+			":until":    unixAttr(now.Add(claimLease)), ":now": unixAttr(now), ":expires": unixAttr(now.Add(ledgerRetention)),
+		},
+	})
+	var failed *ddbtypes.ConditionalCheckFailedException
+	if errors.As(err, &failed) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("claim certificate %s in the ledger: %w", id, err)
+	}
+	return true, nil
+}
+
+// release gives a claim up, so the next delivery of the certificate is handled.
+func (h *Handler) release(ctx context.Context, id string) error {
+	if !h.ledgerOn() {
+		return nil
+	}
+	_, err := h.ledger.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(h.cfg.LedgerTable), Key: ledgerKey(id)})
+	return err
+}
+
+// settle marks the certificate handled: later deliveries of its event are duplicates.
+func (h *Handler) settle(ctx context.Context, id string) error {
+	if !h.ledgerOn() {
+		return nil
+	}
+	_, err := h.ledger.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(h.cfg.LedgerTable),
+		Key:                       ledgerKey(id),
+		UpdateExpression:          aws.String("SET #s = :done REMOVE #u"),
+		ExpressionAttributeNames:  map[string]string{"#s": contract.LedgerState, "#u": contract.LedgerLeaseUntil},
+		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":done": &ddbtypes.AttributeValueMemberS{Value: contract.LedgerDone}},
+	})
+	return err
+}
+
+// noteRetirement records in the ledger item of the request's certificate whether its device's older
+// certificates are retired yet, with the request, so the reconciler can queue it again.
+func (h *Handler) noteRetirement(ctx context.Context, req contract.RetirementRequest, retired bool) error {
+	if !h.ledgerOn() {
+		return nil
+	}
+	body, _ := json.Marshal(req)
+	_, err := h.ledger.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:           aws.String(h.cfg.LedgerTable),
+		Key:                 ledgerKey(req.CertificateID),
+		UpdateExpression:    aws.String("SET #r = :retired, #t = :request, #q = :at"),
+		ConditionExpression: aws.String("attribute_exists(#k)"),
+		ExpressionAttributeNames: map[string]string{"#k": contract.LedgerKey, "#r": contract.LedgerRetired,
+			"#t": contract.LedgerRetirement, "#q": contract.LedgerQueuedAt},
+		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{
+			":retired": &ddbtypes.AttributeValueMemberBOOL{Value: retired},
+			":request": &ddbtypes.AttributeValueMemberS{Value: string(body)},
+			":at":      unixAttr(h.now()),
+		},
+	})
+	var failed *ddbtypes.ConditionalCheckFailedException
+	if errors.As(err, &failed) {
+		return nil // no claim was recorded for this certificate (ledger off when it was handled, or expired)
+	}
+	return err
+}
+
+// HandleRetirements handles a batch from the retirement queue's event source mapping. While registered events
+// are queued it puts each retirement back (a batch item failure: it returns after the queue's visibility
+// timeout), since both spend the same quotas and the waiting devices come first; a retirement older than
+// retirementGrace runs anyway.
+func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) (events.SQSEventResponse, error) {
+	var (
+		resp     events.SQSEventResponse
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		slots    = make(chan struct{}, batchParallelism)
+		deferred int
+	)
+	busy, err := h.registrationBacklog(ctx)
+	if err != nil {
+		h.log.Warn("registration backlog unknown: retirements proceed", "error", err.Error())
+	}
+	fail := func(id string) {
+		mu.Lock()
+		resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: id})
+		mu.Unlock()
+	}
+	for _, m := range batch.Records {
+		var req contract.RetirementRequest
+		if err := json.Unmarshal([]byte(m.Body), &req); err != nil || req.Thing == "" || !isHexID(req.CertificateID) {
+			h.log.Warn("retirement request unreadable, dropped", "step", "rotate", "messageId", clip(m.MessageId))
+			continue
+		}
+		if busy && h.now().Sub(sentAt(m)) < retirementGrace {
+			deferred++
+			fail(m.MessageId)
+			continue
+		}
+		wg.Add(1)
+		slots <- struct{}{}
+		go func(id string, req contract.RetirementRequest) {
+			defer func() { <-slots; wg.Done() }()
+			if err := h.Retire(ctx, req); err != nil {
+				h.log.Warn("retirement left for a retry", "step", "rotate", "thingName", req.Thing, "error", err.Error())
+				fail(id)
+				return
+			}
+			if err := h.noteRetirement(ctx, req, true); err != nil {
+				h.log.Warn("retirement done, ledger not updated (the reconciler may queue it again; harmless)", "error", err.Error())
+			}
+		}(m.MessageId, req)
+	}
+	wg.Wait()
+	if deferred > 0 {
+		rec := h.record()
+		rec.count(contract.MetricRetirementDeferred, deferred)
+		h.metrics.writeLine(rec.encode(h.now()))
+	}
+	return resp, nil
+}
+
+// sentAt is when SQS received the message (its SentTimestamp attribute, Unix milliseconds); the zero time when
+// absent, which counts as old.
+func sentAt(m events.SQSMessage) time.Time {
+	ms, err := strconv.ParseInt(m.Attributes["SentTimestamp"], 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+// registrationBacklog reports whether registered events are waiting in, or being handled from, the
+// registration queue.
+func (h *Handler) registrationBacklog(ctx context.Context) (bool, error) {
+	if h.queues == nil || h.cfg.RegistrationQueueURL == "" {
+		return false, nil
+	}
+	out, err := h.queues.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(h.cfg.RegistrationQueueURL),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible},
+	})
+	if err != nil {
+		return false, fmt.Errorf("read the registration queue's backlog: %w", err)
+	}
+	for _, v := range out.Attributes {
+		if n, _ := strconv.Atoi(v); n > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// record starts a metric record of the handler's dimension.
+func (h *Handler) record() *metricRecord {
+	rec := newMetricRecord(h.cfg.MetricsNamespace)
+	rec.dimensions[contract.MetricDimension] = h.cfg.ProvisionedBy
+	return rec
+}
+
+// recentSet remembers certificates this execution environment found settled or claimed elsewhere, until a
+// time, so their duplicates cost not even a ledger read.
+type recentSet struct {
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+// recentSetLimit bounds the memory of a long-lived execution environment.
+const recentSetLimit = 100_000
+
+func newRecentSet() *recentSet { return &recentSet{until: map[string]time.Time{}} }
+
+func (r *recentSet) add(id string, until time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.until) >= recentSetLimit {
+		r.until = map[string]time.Time{}
+	}
+	r.until[id] = until
+}
+
+func (r *recentSet) contains(id string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	u, ok := r.until[id]
+	return ok && now.Before(u)
+}
