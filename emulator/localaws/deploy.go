@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -63,7 +65,29 @@ type DeployedRule struct {
 	SQL         string
 	TopicFilter string
 	Statement   *RuleStatement // the SQL, parsed: what the rule hands its action
-	Function    string         // logical id of the function its Lambda action invokes
+	Function    string         // logical id of the function its Lambda action invokes, or ""
+	QueueURL    string         // the queue its SQS action sends to, or ""
+}
+
+// DeployedMapping is an event source mapping of a queue created in moto to the JITR function.
+type DeployedMapping struct {
+	MappingSpec
+	QueueURL, QueueARN string
+}
+
+// Concurrency is how many invocations of the JITR function the event source mappings may run at once.
+func (d *Deployment) Concurrency() int {
+	n := 0
+	for _, m := range d.Mappings {
+		n += max(2, m.MaxConcurrency)
+	}
+	return n
+}
+
+// DeployedSchedule is a rate schedule of the JITR function.
+type DeployedSchedule struct {
+	ScheduleSpec
+	ARN string
 }
 
 // DeployedFunction is a function of the template other than JITR, run by the emulator (the presign function).
@@ -88,11 +112,16 @@ type Deployment struct {
 	// DeadLetterQueueURL is the function's on-failure destination (its AWS::Lambda::EventInvokeConfig), created in
 	// moto; "" when the template has none or DeployOptions.Queues is nil.
 	DeadLetterQueueURL string
-	FunctionEnv        map[string]string            // the JITR function's environment, resolved
-	Others             map[string]*DeployedFunction // the other functions the rules invoke, by logical id
-	Bucket             string                       // demo bucket (first AWS::S3::Bucket)
-	Tables             map[string]string            // DynamoDB tables: logical id → physical name
-	Outputs            map[string]string            // outputs that resolved (custom-resource values may not)
+	// Queues are the template's SQS queues, created in moto with their visibility timeout and redrive policy:
+	// logical id → URL.
+	Queues      map[string]string
+	Mappings    []DeployedMapping
+	Schedules   []DeployedSchedule
+	FunctionEnv map[string]string            // the JITR function's environment, resolved
+	Others      map[string]*DeployedFunction // the other functions the rules invoke, by logical id
+	Bucket      string                       // demo bucket (first AWS::S3::Bucket)
+	Tables      map[string]string            // DynamoDB tables: logical id → physical name
+	Outputs     map[string]string            // outputs that resolved (custom-resource values may not)
 }
 
 // DeployOptions tunes Deploy.
@@ -105,7 +134,7 @@ type DeployOptions struct {
 	Attrs map[string]string
 	// DynamoDB creates the template's tables (the deny-list); required when the template has any.
 	DynamoDB deployDynamoDBAPI
-	// Queues creates the SQS queues the emulator plays Lambda's on-failure destination with; nil creates none.
+	// Queues creates the template's SQS queues (the rules' targets, the dead-letter queue); nil creates none.
 	Queues deployQueueAPI
 }
 
@@ -130,10 +159,10 @@ func Deploy(ctx context.Context, t *Template, iotc deployIoTAPI, s3c deployS3API
 	for k, v := range opts.Attrs {
 		r.Attrs[k] = v
 	}
-	d := &Deployment{StackName: opts.StackName, Resolver: r, Policies: map[string]*Policy{}, Outputs: map[string]string{}, Tables: map[string]string{}}
+	d := &Deployment{StackName: opts.StackName, Resolver: r, Policies: map[string]*Policy{}, Outputs: map[string]string{}, Tables: map[string]string{}, Queues: map[string]string{}}
 	dp := &deployer{t: t, spec: spec, r: r, iot: iotc, s3: s3c, opts: opts, suffix: suffix, d: d}
 	// Order matters: each step resolves references to what the steps before it created.
-	for _, step := range []func(context.Context) error{dp.cas, dp.function, dp.deadLetterQueue, dp.buckets, dp.tables, dp.policies, dp.functionEnv, dp.rules} {
+	for _, step := range []func(context.Context) error{dp.cas, dp.function, dp.queues, dp.deadLetterQueue, dp.mappings, dp.buckets, dp.tables, dp.policies, dp.functionEnv, dp.rules} {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}
@@ -186,31 +215,85 @@ func (dp *deployer) function(context.Context) error {
 	return nil
 }
 
-// deadLetterQueue creates the queue the function's asynchronous invocations fail to (EventInvokeConfig's
-// DestinationConfig.OnFailure), so the emulator can deliver what still fails after Lambda's retries as AWS does.
-func (dp *deployer) deadLetterQueue(ctx context.Context) error {
+// queues creates every AWS::SQS::Queue of the template with the attributes that change how it behaves: visibility
+// timeout, retention and the redrive policy (a queue's dead-letter queue is created before it).
+func (dp *deployer) queues(ctx context.Context) error {
 	if dp.opts.Queues == nil {
 		return nil
 	}
+	ids := slices.Clone(dp.spec.Queues)
+	// Queues that redrive to another come after the queues they redrive to.
+	slices.SortStableFunc(ids, func(a, b string) int {
+		ra, rb := dp.t.Prop(a, "RedrivePolicy") != nil, dp.t.Prop(b, "RedrivePolicy") != nil
+		switch {
+		case ra == rb:
+			return 0
+		case rb:
+			return -1
+		default:
+			return 1
+		}
+	})
+	for _, id := range ids {
+		name := physicalName(dp.opts.StackName, id, dp.suffix, 80)
+		attrs := map[string]string{}
+		for prop, attr := range map[string]string{"VisibilityTimeout": "VisibilityTimeout", "MessageRetentionPeriod": "MessageRetentionPeriod"} {
+			if v, ok := dp.t.Prop(id, prop).(float64); ok {
+				attrs[attr] = strconv.Itoa(int(v))
+			}
+		}
+		if rp, ok := dp.t.Prop(id, "RedrivePolicy").(map[string]any); ok {
+			target, err := dp.r.String(rp["deadLetterTargetArn"])
+			if err != nil {
+				return fmt.Errorf("queue %s: redrive target: %w", id, err)
+			}
+			policy, _ := json.Marshal(map[string]any{"deadLetterTargetArn": target, "maxReceiveCount": rp["maxReceiveCount"]})
+			attrs["RedrivePolicy"] = string(policy)
+		}
+		out, err := dp.opts.Queues.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: attrs})
+		if err != nil {
+			return fmt.Errorf("create queue %s: %w", name, err)
+		}
+		url := aws.ToString(out.QueueUrl)
+		dp.r.Refs[id] = url
+		dp.r.Attrs[id+".Arn"] = fmt.Sprintf("arn:aws:sqs:%s:%s:%s", dp.opts.Region, dp.opts.AccountID, name)
+		dp.r.Attrs[id+".QueueName"] = name
+		dp.r.Attrs[id+".QueueUrl"] = url
+		dp.d.Queues[id] = url
+	}
+	return nil
+}
+
+// deadLetterQueue finds the queue the function's asynchronous invocations fail to (EventInvokeConfig's
+// DestinationConfig.OnFailure), so the emulator can deliver what still fails after Lambda's retries as AWS does.
+func (dp *deployer) deadLetterQueue(context.Context) error {
 	for _, id := range dp.t.OfType("AWS::Lambda::EventInvokeConfig") {
 		if ReferencedResource(dp.t.Prop(id, "FunctionName")) != dp.spec.Function {
 			continue
 		}
 		queue := ReferencedResource(dp.t.Prop(id, "DestinationConfig.OnFailure.Destination"))
-		if dp.t.Resources[queue].Type != "AWS::SQS::Queue" {
-			continue
+		if url, ok := dp.d.Queues[queue]; ok {
+			dp.d.DeadLetterQueueURL = url
 		}
-		name := physicalName(dp.opts.StackName, queue, dp.suffix, 80)
-		out, err := dp.opts.Queues.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
-		if err != nil {
-			return fmt.Errorf("create dead-letter queue %s: %w", name, err)
+	}
+	return nil
+}
+
+// mappings resolves the event source mappings and schedules of the JITR function.
+func (dp *deployer) mappings(context.Context) error {
+	for _, m := range dp.spec.Mappings {
+		url, ok := dp.d.Queues[m.Queue]
+		if !ok {
+			if dp.opts.Queues == nil {
+				continue
+			}
+			return fmt.Errorf("event source mapping %s: queue %s was not created", m.LogicalID, m.Queue)
 		}
-		url := aws.ToString(out.QueueUrl)
-		dp.r.Refs[queue] = url
-		dp.r.Attrs[queue+".Arn"] = fmt.Sprintf("arn:aws:sqs:%s:%s:%s", dp.opts.Region, dp.opts.AccountID, name)
-		dp.r.Attrs[queue+".QueueName"] = name
-		dp.r.Attrs[queue+".QueueUrl"] = url
-		dp.d.DeadLetterQueueURL = url
+		dp.d.Mappings = append(dp.d.Mappings, DeployedMapping{MappingSpec: m, QueueURL: url, QueueARN: dp.r.Attrs[m.Queue+".Arn"]})
+	}
+	for _, sc := range dp.spec.Schedules {
+		dp.d.Schedules = append(dp.d.Schedules, DeployedSchedule{ScheduleSpec: sc,
+			ARN: fmt.Sprintf("arn:aws:events:%s:%s:rule/%s", dp.opts.Region, dp.opts.AccountID, physicalName(dp.opts.StackName, sc.LogicalID, dp.suffix, 64))})
 	}
 	return nil
 }
@@ -399,23 +482,34 @@ func (dp *deployer) rules(ctx context.Context) error {
 		if n, ok := dp.t.Prop(rs.LogicalID, "RuleName").(string); ok {
 			name = n
 		}
-		fnArn, err := dp.r.String(map[string]any{"Fn::GetAtt": []any{rs.Function, "Arn"}})
-		if err != nil {
-			return err
+		var action iottypes.Action
+		queueURL := ""
+		if rs.Queue != "" {
+			var ok bool
+			if queueURL, ok = dp.d.Queues[rs.Queue]; !ok {
+				return fmt.Errorf("topic rule %s: its queue %s was not created (no SQS client)", rs.LogicalID, rs.Queue)
+			}
+			action.Sqs = &iottypes.SqsAction{QueueUrl: aws.String(queueURL), RoleArn: aws.String(fmt.Sprintf("arn:aws:iam::%s:role/%s-rule", dp.opts.AccountID, name))}
+		} else {
+			fnArn, err := dp.r.String(map[string]any{"Fn::GetAtt": []any{rs.Function, "Arn"}})
+			if err != nil {
+				return err
+			}
+			action.Lambda = &iottypes.LambdaAction{FunctionArn: aws.String(fnArn)}
 		}
 		_, err = dp.iot.CreateTopicRule(ctx, &iot.CreateTopicRuleInput{
 			RuleName: aws.String(name),
 			TopicRulePayload: &iottypes.TopicRulePayload{
 				Sql:              aws.String(sql),
 				AwsIotSqlVersion: aws.String("2016-03-23"),
-				Actions:          []iottypes.Action{{Lambda: &iottypes.LambdaAction{FunctionArn: aws.String(fnArn)}}},
+				Actions:          []iottypes.Action{action},
 			},
 		})
 		if err != nil {
 			return fmt.Errorf("create topic rule %s: %w", name, err)
 		}
 		dp.r.Refs[rs.LogicalID] = name
-		dp.d.Rules = append(dp.d.Rules, DeployedRule{Name: name, SQL: sql, TopicFilter: filter, Statement: stmt, Function: rs.Function})
+		dp.d.Rules = append(dp.d.Rules, DeployedRule{Name: name, SQL: sql, TopicFilter: filter, Statement: stmt, Function: rs.Function, QueueURL: queueURL})
 	}
 	return nil
 }

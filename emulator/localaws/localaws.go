@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -27,6 +28,7 @@ import (
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/motoserver"
 	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
@@ -70,8 +72,13 @@ type Emulator struct {
 	// registered with moto, which authorizes every AWS call the function makes against them.
 	Principal motoserver.Principal
 
-	async *AsyncInvoker
-	pool  *RIEPool
+	async         *AsyncInvoker
+	pool          *RIEPool
+	mappings      []*EventSourceMapping
+	stopSchedules context.CancelFunc
+	schedules     sync.WaitGroup
+	// RuleEvents counts the messages the rules engine delivered to the JITR path (registered events).
+	RuleEvents atomic.Int64
 	// The other functions of the template (the presign function): their invokers by logical id, the identities
 	// they sign with, and the endpoints that check those signatures (S3, the IoT data plane).
 	others     map[string]*AsyncInvoker
@@ -197,15 +204,34 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		t.pool, err = StartRIEPool(ctx, RIEOptions{RIE: opts.RIE, Bootstrap: opts.Bootstrap, Env: env, Size: opts.Workers, Log: opts.Log})
+		// One execution environment per concurrent invocation the template allows: each mapping's maximum
+		// concurrency, and one for the schedule and direct invocations.
+		size := opts.Workers
+		if need := t.Deployment.Concurrency() + 1; size < need {
+			size = need
+		}
+		t.pool, err = StartRIEPool(ctx, RIEOptions{RIE: opts.RIE, Bootstrap: opts.Bootstrap, Env: env, Size: size, Log: opts.Log})
 		if err != nil {
 			return nil, err
 		}
 		t.tl.Event("deploy", "JITR function %s running under aws-lambda-rie ×%d, environment from the template: %s",
-			t.Deployment.Function, opts.Workers, strings.Join(keys, ", "))
+			t.Deployment.Function, size, strings.Join(keys, ", "))
 		fn = t.pool
 	}
 	t.async = NewAsyncInvoker(fn, opts.Workers, 0, t.reportInvocation)
+	// Lambda's event source mappings poll with the function's role.
+	asFunction := func(o *sqs.Options) { o.Credentials = t.Principal.Credentials() }
+	for _, m := range t.Deployment.Mappings {
+		t.mappings = append(t.mappings, StartEventSourceMapping(m, t.Queues, fn, motoserver.Region, asFunction, t.reportRecord))
+		t.tl.Event("deploy", "event source mapping: queue %s → function, batch %d, window %s, maximum concurrency %d, partial batch failures %v",
+			m.QueueURL[strings.LastIndex(m.QueueURL, "/")+1:], m.BatchSize, m.BatchWindow, max(2, m.MaxConcurrency), m.ReportFailures)
+	}
+	var schedCtx context.Context
+	schedCtx, t.stopSchedules = context.WithCancel(context.Background())
+	for _, sc := range t.Deployment.Schedules {
+		schedule(schedCtx, &t.schedules, sc, t.async, motoserver.Region, motoserver.AccountID)
+		t.tl.Event("deploy", "schedule %s: the function runs its reconciler every %s", sc.LogicalID, sc.Every)
+	}
 	if err := t.startOthers(ctx, opts); err != nil {
 		return nil, err
 	}
@@ -353,14 +379,67 @@ func (t *Emulator) show(id, status, format string, args ...any) {
 	}
 }
 
-// DrainFunction waits until every queued registered event has been handled by the function.
-func (t *Emulator) DrainFunction() { t.async.Drain() }
+// reportRecord shows on the timeline what the function did with one record of a queue batch.
+func (t *Emulator) reportRecord(r SQSRecord) {
+	var req contract.RetirementRequest
+	if json.Unmarshal([]byte(r.Body), &req) == nil && req.Thing != "" {
+		body, _ := json.Marshal(contract.RegisteredEvent{CertificateID: req.CertificateID})
+		t.reportInvocation(AsyncResult{Payload: body})
+		return
+	}
+	t.reportInvocation(AsyncResult{Payload: []byte(r.Body)})
+}
+
+// DrainFunction waits until every registered event has been handled by the function: the direct invocations, and
+// the queues its event source mappings drain (registrations, then the retirements they queued).
+func (t *Emulator) DrainFunction() {
+	t.async.Drain()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for idle := 0; idle < 2 && ctx.Err() == nil; {
+		if t.queuesIdle(ctx) {
+			idle++
+		} else {
+			idle = 0
+		}
+		sleep(ctx, 100*time.Millisecond)
+	}
+}
+
+// queuesIdle reports whether every mapped queue is empty (nothing visible, nothing in flight) and no mapping is
+// invoking the function.
+func (t *Emulator) queuesIdle(ctx context.Context) bool {
+	for _, m := range t.mappings {
+		if m.Busy() {
+			return false
+		}
+		out, err := t.Queues.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(m.m.QueueURL),
+			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+				sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible, sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed}})
+		if err != nil {
+			return false
+		}
+		for _, v := range out.Attributes {
+			if v != "0" {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 // Stop ends everything Start started, in reverse order. It is safe to call more than once.
 func (t *Emulator) Stop() {
 	t.stopOnce.Do(func() {
 		if t.Broker != nil {
 			_ = t.Broker.Close()
+		}
+		if t.stopSchedules != nil {
+			t.stopSchedules()
+			t.schedules.Wait()
+		}
+		for _, m := range t.mappings {
+			m.Stop()
 		}
 		if t.async != nil {
 			t.async.Stop()

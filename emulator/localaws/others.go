@@ -9,6 +9,10 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
@@ -91,6 +95,16 @@ func (t *Emulator) runRule(rule DeployedRule, topic string, payload []byte) {
 		t.tl.Event("rules", "rule %s: request on %s → presign function", rule.Name, strings.Join(levels, "/"))
 		if !inv.Enqueue(event) {
 			t.tl.Event("rules", "rule %s: emulator stopping, request not delivered", rule.Name)
+		}
+		return
+	}
+	t.RuleEvents.Add(1)
+	if rule.QueueURL != "" {
+		// The SQS action: every registered event reaches the queue, duplicates included.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := t.Queues.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(rule.QueueURL), MessageBody: aws.String(string(payload))}); err != nil {
+			t.tl.Event("rules", "rule %s: event not delivered to its queue: %v", rule.Name, err)
 		}
 		return
 	}

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
@@ -14,16 +16,38 @@ import (
 type StackSpec struct {
 	CAs      []string   // AWS::IoT::CACertificate logical ids
 	Policies []string   // AWS::IoT::Policy logical ids
-	Rules    []RuleSpec // AWS::IoT::TopicRule with a Lambda action
+	Rules    []RuleSpec // AWS::IoT::TopicRule with a Lambda or an SQS action
 	Function string     // logical id of the JITR function (the one with the CA certificate ids in its environment)
 	Others   []string   // logical ids of the other functions the rules invoke (the presign function)
 	Buckets  []string   // AWS::S3::Bucket logical ids
+	Queues   []string   // AWS::SQS::Queue logical ids
+	// Mappings are the event source mappings of SQS queues to the JITR function.
+	Mappings []MappingSpec
+	// Schedules are the EventBridge schedules that invoke the JITR function.
+	Schedules []ScheduleSpec
 }
 
 // RuleSpec is a topic rule of the template.
 type RuleSpec struct {
 	LogicalID string
-	Function  string // logical id of the function its Lambda action invokes
+	Function  string // logical id of the function its Lambda action invokes, or ""
+	Queue     string // logical id of the queue its SQS action sends to, or ""
+}
+
+// MappingSpec is an AWS::Lambda::EventSourceMapping of an SQS queue, with the settings Lambda honours.
+type MappingSpec struct {
+	LogicalID      string
+	Queue          string // logical id of the queue
+	BatchSize      int
+	BatchWindow    time.Duration
+	MaxConcurrency int // ScalingConfig.MaximumConcurrency; 0 when unset
+	ReportFailures bool
+}
+
+// ScheduleSpec is an AWS::Events::Rule with a rate schedule that targets the JITR function.
+type ScheduleSpec struct {
+	LogicalID string
+	Every     time.Duration
 }
 
 // ReadStack finds the parts of the stack the emulator runs, by resource type and by the references between them.
@@ -39,10 +63,62 @@ func ReadStack(t *Template) (*StackSpec, error) {
 	if len(s.Policies) == 0 {
 		return nil, fmt.Errorf("template has no AWS::IoT::Policy for the devices")
 	}
+	s.Queues = t.OfType("AWS::SQS::Queue")
+	for _, id := range t.OfType("AWS::Lambda::EventSourceMapping") {
+		fn := ReferencedResource(t.Prop(id, "FunctionName"))
+		queue := ReferencedResource(t.Prop(id, "EventSourceArn"))
+		if t.Resources[queue].Type != "AWS::SQS::Queue" || t.Resources[fn].Type != "AWS::Lambda::Function" {
+			return nil, fmt.Errorf("event source mapping %s: the emulator runs SQS mappings to a function of this template", id)
+		}
+		env, _ := t.Prop(fn, "Environment.Variables").(map[string]any)
+		if _, isJitr := env[contract.EnvCACertificateIDs]; !isJitr {
+			return nil, fmt.Errorf("event source mapping %s: the emulator runs mappings to the JITR function only", id)
+		}
+		if s.Function != "" && s.Function != fn {
+			return nil, fmt.Errorf("event source mappings feed two JITR functions (%s, %s); the emulator runs one", s.Function, fn)
+		}
+		s.Function = fn
+		m := MappingSpec{LogicalID: id, Queue: queue, BatchSize: 10}
+		if n, ok := t.Prop(id, "BatchSize").(float64); ok {
+			m.BatchSize = int(n)
+		}
+		if n, ok := t.Prop(id, "MaximumBatchingWindowInSeconds").(float64); ok {
+			m.BatchWindow = time.Duration(n) * time.Second
+		}
+		if n, ok := t.Prop(id, "ScalingConfig.MaximumConcurrency").(float64); ok {
+			m.MaxConcurrency = int(n)
+		}
+		types, _ := t.Prop(id, "FunctionResponseTypes").([]any)
+		m.ReportFailures = slices.Contains(types, any("ReportBatchItemFailures"))
+		s.Mappings = append(s.Mappings, m)
+	}
+	for _, id := range t.OfType("AWS::Events::Rule") {
+		expr, _ := t.Prop(id, "ScheduleExpression").(string)
+		targets, _ := t.Prop(id, "Targets").([]any)
+		for _, tg := range targets {
+			m, _ := tg.(map[string]any)
+			if s.Function == "" || ReferencedResource(m["Arn"]) != s.Function {
+				continue
+			}
+			every, err := rateExpression(expr)
+			if err != nil {
+				return nil, fmt.Errorf("schedule %s: %w", id, err)
+			}
+			s.Schedules = append(s.Schedules, ScheduleSpec{LogicalID: id, Every: every})
+		}
+	}
 	for _, id := range t.OfType("AWS::IoT::TopicRule") {
 		actions, _ := t.Prop(id, "TopicRulePayload.Actions").([]any)
 		for _, a := range actions {
 			m, _ := a.(map[string]any)
+			if q, _ := m["Sqs"].(map[string]any); q != nil {
+				queue := ReferencedResource(q["QueueUrl"])
+				if t.Resources[queue].Type != "AWS::SQS::Queue" {
+					return nil, fmt.Errorf("topic rule %s: SQS action does not point at a queue of this template", id)
+				}
+				s.Rules = append(s.Rules, RuleSpec{LogicalID: id, Queue: queue})
+				continue
+			}
 			lambda, _ := m["Lambda"].(map[string]any)
 			if lambda == nil {
 				continue
@@ -65,9 +141,22 @@ func ReadStack(t *Template) (*StackSpec, error) {
 		}
 	}
 	if s.Function == "" {
-		return nil, fmt.Errorf("template has no AWS::IoT::TopicRule with a Lambda action (the JITR rule)")
+		return nil, fmt.Errorf("template has no JITR function: no event source mapping and no topic rule with a Lambda action feeds it")
 	}
 	return s, nil
+}
+
+var rateExpr = regexp.MustCompile(`^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$`)
+
+// rateExpression reads an EventBridge rate(...) schedule expression.
+func rateExpression(expr string) (time.Duration, error) {
+	m := rateExpr.FindStringSubmatch(expr)
+	if m == nil {
+		return 0, fmt.Errorf("schedule expression %q: the emulator runs rate(N minutes|hours|days) only", expr)
+	}
+	n, _ := strconv.Atoi(m[1])
+	unit := map[string]time.Duration{"minute": time.Minute, "hour": time.Hour, "day": 24 * time.Hour}[strings.TrimSuffix(m[2], "s")]
+	return time.Duration(n) * unit, nil
 }
 
 var ruleSQL = regexp.MustCompile(`(?is)^\s*SELECT\s+\*\s+FROM\s+'([^']+)'\s*$`)

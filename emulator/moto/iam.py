@@ -509,6 +509,16 @@ def _context(p, region, action, params, partition):
     return ctx
 
 
+# Operations IAM authorizes under another action's name: Amazon SQS's batch operations are authorized as their
+# single-message action (Amazon SQS Developer Guide, "Amazon SQS API permissions: Actions and resource reference":
+# DeleteMessageBatch needs sqs:DeleteMessage, and so on); AWS's authorization data lists only the single actions.
+_AUTHORIZED_AS = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+
 def authorize(environ, start_response):
     """None when the request is not from a registered principal or is allowed; else the WSGI denial."""
     auth = environ.get("HTTP_AUTHORIZATION", "")
@@ -549,6 +559,7 @@ def authorize(environ, start_response):
         return _deny(environ, start_response, svc.protocol if svc else "rest-json", msg)
     prefix = svc.meta.get("signingName") or svc.meta.get("endpointPrefix") or svc.name
     action = f"{prefix}:{op['name']}"
+    action = _AUTHORIZED_AS.get(action, action)
     partition = "aws"
     account = p["roleArn"].split(":")[4]
     if resource_types(action) is None:

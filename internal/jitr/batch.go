@@ -33,6 +33,7 @@ var _ LedgerAPI = (*dynamodb.Client)(nil)
 type QueueAPI interface {
 	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
 	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
 }
 
 var _ QueueAPI = (*sqs.Client)(nil)
@@ -44,6 +45,9 @@ const (
 	// ledgerRetention is how long a settled certificate stays in the ledger (its TTL): long enough for the
 	// reconciler to find a retirement that never happened.
 	ledgerRetention = 7 * 24 * time.Hour
+	// retirementDelay is how long a retirement put back during a registration backlog stays invisible before it
+	// is tried again (its visibility timeout is shortened to this).
+	retirementDelay = 30 * time.Second
 	// retirementGrace is how long a retirement may wait for the registration queue to drain; after it, it runs
 	// even during a backlog, so a steady stream of registrations cannot starve it.
 	retirementGrace = 15 * time.Minute
@@ -258,9 +262,9 @@ func (h *Handler) noteRetirement(ctx context.Context, req contract.RetirementReq
 }
 
 // HandleRetirements handles a batch from the retirement queue's event source mapping. While registered events
-// are queued it puts each retirement back (a batch item failure: it returns after the queue's visibility
-// timeout), since both spend the same quotas and the waiting devices come first; a retirement older than
-// retirementGrace runs anyway.
+// wait in the registration queue it puts each retirement back (a batch item failure whose visibility timeout is
+// shortened to retirementDelay), since both spend the same quotas and the waiting devices come first; a
+// retirement older than retirementGrace runs anyway.
 func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) (events.SQSEventResponse, error) {
 	var (
 		resp     events.SQSEventResponse
@@ -268,6 +272,7 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 		wg       sync.WaitGroup
 		slots    = make(chan struct{}, batchParallelism)
 		deferred int
+		later    []sqstypes.ChangeMessageVisibilityBatchRequestEntry
 	)
 	busy, err := h.registrationBacklog(ctx)
 	if err != nil {
@@ -287,6 +292,8 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 		if busy && h.now().Sub(sentAt(m)) < retirementGrace {
 			deferred++
 			fail(m.MessageId)
+			later = append(later, sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(len(later))),
+				ReceiptHandle: aws.String(m.ReceiptHandle), VisibilityTimeout: int32(retirementDelay / time.Second)})
 			continue
 		}
 		wg.Add(1)
@@ -304,6 +311,13 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 		}(m.MessageId, req)
 	}
 	wg.Wait()
+	if len(later) > 0 && h.queues != nil {
+		queue := batch.Records[0].EventSourceARN
+		url := h.cfg.RetirementQueueURL
+		if _, err := h.queues.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(url), Entries: later}); err != nil {
+			h.log.Warn("deferred retirements keep the queue's visibility timeout", "queue", queue, "error", err.Error())
+		}
+	}
 	if deferred > 0 {
 		rec := h.record()
 		rec.count(contract.MetricRetirementDeferred, deferred)
@@ -322,16 +336,15 @@ func sentAt(m events.SQSMessage) time.Time {
 	return time.UnixMilli(ms)
 }
 
-// registrationBacklog reports whether registered events are waiting in, or being handled from, the
-// registration queue.
+// registrationBacklog reports whether registered events wait in the registration queue. Events being handled
+// (in flight) do not count: the retirement queued by an event's own invocation would otherwise always wait.
 func (h *Handler) registrationBacklog(ctx context.Context) (bool, error) {
 	if h.queues == nil || h.cfg.RegistrationQueueURL == "" {
 		return false, nil
 	}
 	out, err := h.queues.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: aws.String(h.cfg.RegistrationQueueURL),
-		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
-			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible},
+		QueueUrl:       aws.String(h.cfg.RegistrationQueueURL),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages},
 	})
 	if err != nil {
 		return false, fmt.Errorf("read the registration queue's backlog: %w", err)

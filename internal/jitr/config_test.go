@@ -23,11 +23,15 @@ func TestConfigFromEnv(t *testing.T) {
 	id1, id2 := strings.Repeat("1", 64), strings.Repeat("2", 64)
 	pems := string(ca1.CertPEM()) + string(ca2.CertPEM())
 	valid := map[string]string{
-		contract.EnvCACertificateIDs:  id1 + ", " + id2,
-		contract.EnvCACertificatesPEM: pems,
-		contract.EnvDevicePolicyName:  "policy",
-		contract.EnvProvisionedBy:     "Stack",
-		contract.EnvDenyListTable:     "deny-list",
+		contract.EnvCACertificateIDs:     id1 + ", " + id2,
+		contract.EnvCACertificatesPEM:    pems,
+		contract.EnvDevicePolicyName:     "policy",
+		contract.EnvProvisionedBy:        "Stack",
+		contract.EnvDenyListTable:        "deny-list",
+		contract.EnvLedgerTable:          "ledger",
+		contract.EnvRegistrationQueueURL: "https://sqs.us-east-1.amazonaws.com/123456789012/registrations",
+		contract.EnvRetirementQueueURL:   "https://sqs.us-east-1.amazonaws.com/123456789012/retirements",
+		contract.EnvIoTRateLimits:        `{"DescribeCertificate":5,"UpdateCertificate":5}`,
 	}
 	with := func(k, v string) map[string]string {
 		env := map[string]string{}
@@ -80,6 +84,10 @@ func TestConfigFromEnv(t *testing.T) {
 		{"policy missing", contract.EnvDevicePolicyName + " is empty", with(contract.EnvDevicePolicyName, " ")},
 		{"stack name missing", contract.EnvProvisionedBy + " is empty", with(contract.EnvProvisionedBy, "")},
 		{"deny-list table missing", contract.EnvDenyListTable + " is empty", with(contract.EnvDenyListTable, "")},
+		{"ledger table missing", contract.EnvLedgerTable + " is empty", with(contract.EnvLedgerTable, "")},
+		{"retirement queue missing", contract.EnvRetirementQueueURL + " is empty", with(contract.EnvRetirementQueueURL, "")},
+		{"rate limits not JSON", contract.EnvIoTRateLimits, with(contract.EnvIoTRateLimits, "DescribeCertificate=5")},
+		{"rate limit not positive", "want a positive number", with(contract.EnvIoTRateLimits, `{"UpdateCertificate":0}`)},
 		{"clock skew not a duration", contract.EnvClockSkewTolerance, with(contract.EnvClockSkewTolerance, "5 minutes")},
 		{"clock skew negative", contract.EnvClockSkewTolerance, with(contract.EnvClockSkewTolerance, "-1m")},
 		{"clock skew beyond an hour", contract.EnvClockSkewTolerance, with(contract.EnvClockSkewTolerance, "2h")},

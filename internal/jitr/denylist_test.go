@@ -85,7 +85,7 @@ func TestDenyList(t *testing.T) {
 				r.certs[cur.id] = &fakeCert{pem: cur.pem, status: types.CertificateStatusPendingActivation}
 			},
 			wantGets:    1,
-			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "CreateThing", "AttachThingPrincipal", "ListThingPrincipals", "AttachPolicy", "UpdateCertificate"},
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "CreateThing", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals"},
 			wantStatus:  types.CertificateStatusActive,
 			wantThing:   true,
 			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},

@@ -236,10 +236,11 @@ func (p *provisioning) provision(ctx context.Context) error {
 		return p.ignore("describe", "the event names account "+p.e.AWSAccountID+", this function runs in account "+clip(account))
 	}
 	switch p.status {
-	case types.CertificateStatusPendingActivation, types.CertificateStatusActive:
+	case types.CertificateStatusPendingActivation, types.CertificateStatusActive, types.CertificateStatusInactive:
+		// INACTIVE: a retirement deactivated it and was interrupted; it is never activated again, but its
+		// retirement is finished below.
 	default:
-		// REVOKED: refused or superseded earlier (superseding detaches before it revokes, so nothing is left
-		// attached); INACTIVE: being retired by a newer certificate's event. Neither may be activated again.
+		// REVOKED: refused or denied (detached before it was revoked, so nothing is left attached).
 		return p.ignore("describe", "the certificate is "+string(p.status))
 	}
 	// AWS IoT says which CA the certificate was registered under. An event naming another CA (even another of
@@ -284,6 +285,10 @@ func (p *provisioning) provision(ctx context.Context) error {
 	}
 	p.log = p.log.With("thingName", p.thing)
 	p.rec.properties["thingName"] = p.thing
+	if p.status == types.CertificateStatusInactive {
+		p.log.Info("certificate being retired: its retirement is finished", "step", "describe", "outcome", "retiring")
+		return p.handOffRetirement(ctx)
+	}
 
 	// The deny-list is read before anything is attached or activated: a revoked device's new certificate never
 	// becomes usable, not even for a moment.
@@ -319,11 +324,16 @@ func (p *provisioning) provision(ctx context.Context) error {
 	} else {
 		p.log.Info("certificate already active", "step", "activate", "outcome", "already-active")
 	}
-	// The device is usable now. Retiring its older certificates costs as many calls of the scarcest quotas as
-	// the activation did, so it is deferred: queued, and done once registrations leave quota to spare.
+	return p.handOffRetirement(ctx)
+}
+
+// handOffRetirement queues the retirement of the device's older certificates (or runs it, without a queue). The
+// device is usable already: retiring costs as many calls of the scarcest quotas as the activation did, so it is
+// deferred, and done once registrations leave quota to spare.
+func (p *provisioning) handOffRetirement(ctx context.Context) error {
 	req := contract.RetirementRequest{Thing: p.thing, CertificateID: p.e.CertificateID, CertificateARN: p.arn, NotBefore: p.notBefore.Unix()}
 	if p.h.retirements == nil {
-		return p.h.Retire(ctx, req)
+		return p.retireOlder(ctx, req)
 	}
 	return p.step("QueueRetirement", func() error {
 		if err := p.h.retirements.QueueRetirement(ctx, req); err != nil {
@@ -345,18 +355,26 @@ func (p *provisioning) provision(ctx context.Context) error {
 // left alone.
 func (h *Handler) Retire(ctx context.Context, req contract.RetirementRequest) error {
 	p := &provisioning{
-		h: h, e: Event{CertificateID: req.CertificateID}, rec: newMetricRecord(h.cfg.MetricsNamespace),
-		log:   h.log.With("certificateId", loggableID(req.CertificateID), "thingName", req.Thing),
-		arn:   req.CertificateARN,
-		thing: req.Thing, notBefore: time.Unix(req.NotBefore, 0),
+		h: h, e: Event{CertificateID: req.CertificateID}, rec: h.record(),
+		log: h.log.With("certificateId", loggableID(req.CertificateID), "thingName", req.Thing),
 	}
-	p.rec.dimensions[contract.MetricDimension] = h.cfg.ProvisionedBy
 	p.rec.properties["thingName"] = req.Thing
 	start := h.now()
 	defer func() {
 		p.rec.duration("Retire", h.now().Sub(start))
 		h.metrics.writeLine(p.rec.encode(h.now()))
 	}()
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-deadlineMargin))
+		defer cancel()
+	}
+	return p.retireOlder(ctx, req)
+}
+
+// retireOlder is Retire within a provisioning (its metric record and log).
+func (p *provisioning) retireOlder(ctx context.Context, req contract.RetirementRequest) error {
+	p.arn, p.thing, p.notBefore = req.CertificateARN, req.Thing, time.Unix(req.NotBefore, 0)
 	var others []attached
 	selfAttached := false
 	if err := p.step("ListThing", func() error {
@@ -366,9 +384,14 @@ func (h *Handler) Retire(ctx context.Context, req contract.RetirementRequest) er
 	}); err != nil {
 		return err
 	}
-	// The newest live certificate of the device stays; everything older goes.
-	newest := attached{id: req.CertificateID, arn: req.CertificateARN, status: types.CertificateStatusActive, notBefore: p.notBefore}
-	haveNewest := selfAttached
+	// The newest live certificate of the device stays; everything older goes. The request's certificate counts as
+	// live unless this provisioning found it INACTIVE (an interrupted retirement of its own).
+	selfStatus := types.CertificateStatusActive
+	if p.status == types.CertificateStatusInactive {
+		selfStatus = types.CertificateStatusInactive
+	}
+	newest := attached{id: req.CertificateID, arn: req.CertificateARN, status: selfStatus, notBefore: p.notBefore}
+	haveNewest := selfAttached && selfStatus == types.CertificateStatusActive
 	for _, o := range others {
 		live := o.status == types.CertificateStatusActive || o.status == types.CertificateStatusPendingActivation
 		if live && (!haveNewest || newer(o, newest)) {
@@ -381,8 +404,8 @@ func (h *Handler) Retire(ctx context.Context, req contract.RetirementRequest) er
 			older = append(older, o)
 		}
 	}
-	if selfAttached && newest.id != req.CertificateID {
-		older = append(older, attached{id: req.CertificateID, arn: req.CertificateARN, status: types.CertificateStatusActive, notBefore: p.notBefore})
+	if selfAttached && (!haveNewest || newest.id != req.CertificateID) {
+		older = append(older, attached{id: req.CertificateID, arn: req.CertificateARN, status: selfStatus, notBefore: p.notBefore})
 	}
 	for _, o := range older {
 		if err := p.step("Rotate", func() error { return p.retire(ctx, o) }); err != nil {

@@ -123,10 +123,10 @@ func TestHandleBranches(t *testing.T) {
 		ProvisionedBy: "UnitStack", ClockSkew: azsphere.DefaultClockSkew}
 
 	var (
-		firstBoot = []string{"DescribeCertificate", "AttachThingPrincipal", "CreateThing", "AttachThingPrincipal", "ListThingPrincipals", "AttachPolicy", "UpdateCertificate"}
-		rotation  = []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate", "AttachPolicy", "UpdateCertificate", "UpdateCertificate", "DetachThingPrincipal", "DeleteCertificate"}
-		refusal   = []string{"DescribeCertificate", "UpdateCertificate"}
-		supersede = []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate", "DetachThingPrincipal", "DetachPolicy", "UpdateCertificate"}
+		// Activation first (the device is usable after the UpdateCertificate), then the retirement: list, describe
+		// the others, retire the older ones (the event's own certificate when a newer one is attached).
+		rotation = []string{"DescribeCertificate", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals", "DescribeCertificate", "UpdateCertificate", "DetachThingPrincipal", "DeleteCertificate"}
+		refusal  = []string{"DescribeCertificate", "UpdateCertificate"}
 	)
 	const (
 		active   = types.CertificateStatusActive
@@ -149,7 +149,7 @@ func TestHandleBranches(t *testing.T) {
 		{
 			name:        "first provisioning creates the thing, attaches and activates",
 			setup:       func(r *fakeRegistry) { pending(r, cur) },
-			wantCalls:   firstBoot,
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "CreateThing", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active},
 			wantThing:   []string{cur.id},
 			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
@@ -164,7 +164,7 @@ func TestHandleBranches(t *testing.T) {
 					}
 				}
 			},
-			wantCalls:   firstBoot,
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "CreateThing", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active},
 			wantThing:   []string{cur.id},
 			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
@@ -185,10 +185,7 @@ func TestHandleBranches(t *testing.T) {
 				r.provisioned(old.id, old.pem, thing, active)
 				pending(r, cur)
 			},
-			wantCalls: []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate",
-				"ListThingPrincipals", "DescribeCertificate", "AttachPolicy", "UpdateCertificate",
-				"DetachThingPrincipal", "DeleteCertificate", // oldest: already INACTIVE, no deactivation
-				"UpdateCertificate", "DetachThingPrincipal", "DeleteCertificate"},
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals", "DescribeCertificate", "ListThingPrincipals", "DescribeCertificate", "DetachThingPrincipal", "DeleteCertificate", "UpdateCertificate", "DetachThingPrincipal", "DeleteCertificate"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: "", oldest.id: ""},
 			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricRotated: 2},
 		},
@@ -198,7 +195,7 @@ func TestHandleBranches(t *testing.T) {
 				r.provisioned(old.id, "not a certificate", thing, active)
 				pending(r, cur)
 			},
-			wantCalls:   rotation[:6],
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals", "DescribeCertificate"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: active},
 			wantThing:   []string{old.id, cur.id},
 			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricForeignAttached: 1},
@@ -209,7 +206,7 @@ func TestHandleBranches(t *testing.T) {
 				r.provisioned(foreignNewer.id, foreignNewer.pem, thing, active)
 				pending(r, cur)
 			},
-			wantCalls:   rotation[:6],
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals", "DescribeCertificate"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, foreignNewer.id: active},
 			wantThing:   []string{foreignNewer.id, cur.id},
 			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricForeignAttached: 1},
@@ -221,7 +218,7 @@ func TestHandleBranches(t *testing.T) {
 				r.certs[old.id].ca = strings.Repeat("d", 64)
 				pending(r, cur)
 			},
-			wantCalls:   rotation[:6],
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals", "DescribeCertificate"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: active},
 			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricForeignAttached: 1},
 		},
@@ -231,7 +228,7 @@ func TestHandleBranches(t *testing.T) {
 				r.provisioned(otherDevice.id, otherDevice.pem, thing, active)
 				pending(r, cur)
 			},
-			wantCalls:   rotation[:6],
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals", "DescribeCertificate"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, otherDevice.id: active},
 			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricForeignAttached: 1},
 		},
@@ -267,30 +264,30 @@ func TestHandleBranches(t *testing.T) {
 			wantMetrics: map[string]float64{contract.MetricRotated: 1},
 		},
 		{
-			name:        "older than an attached ACTIVE certificate: revoked, never activated",
+			name:        "older than an attached ACTIVE certificate: activated, then retired by its own retirement",
 			setup:       func(r *fakeRegistry) { r.provisioned(newer.id, newer.pem, thing, active); pending(r, cur) },
-			wantCalls:   supersede,
-			wantStatus:  map[string]types.CertificateStatus{cur.id: revoked, newer.id: active},
+			wantCalls:   rotation,
+			wantStatus:  map[string]types.CertificateStatus{cur.id: "", newer.id: active},
 			wantThing:   []string{newer.id},
-			wantMetrics: map[string]float64{contract.MetricRevoked: 1},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricRevoked: 1},
 		},
 		{
-			name: "older than an attached certificate still pending (its event in flight): revoked",
+			name: "older than an attached certificate still pending (its event in flight): activated, then retired",
 			setup: func(r *fakeRegistry) {
 				pending(r, newer)
 				r.things[thing] = map[string]string{}
 				r.thingCerts[thing] = []string{certARN(newer.id)}
 				pending(r, cur)
 			},
-			wantCalls:   supersede,
-			wantStatus:  map[string]types.CertificateStatus{cur.id: revoked, newer.id: pend},
+			wantCalls:   rotation,
+			wantStatus:  map[string]types.CertificateStatus{cur.id: "", newer.id: pend},
 			wantThing:   []string{newer.id},
-			wantMetrics: map[string]float64{contract.MetricRevoked: 1},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricRevoked: 1},
 		},
 		{
 			name:        "a newer attached certificate that is revoked does not supersede",
 			setup:       func(r *fakeRegistry) { r.provisioned(newer.id, newer.pem, thing, revoked); pending(r, cur) },
-			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate", "AttachPolicy", "UpdateCertificate"},
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals", "DescribeCertificate"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, newer.id: revoked},
 			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
 		},
@@ -298,9 +295,9 @@ func TestHandleBranches(t *testing.T) {
 			name:        "same NotBefore: the greater certificate id wins (event for the smaller)",
 			cert:        tieLo,
 			setup:       func(r *fakeRegistry) { r.provisioned(tieHi.id, tieHi.pem, thing, active); pending(r, tieLo) },
-			wantCalls:   supersede,
-			wantStatus:  map[string]types.CertificateStatus{tieLo.id: revoked, tieHi.id: active},
-			wantMetrics: map[string]float64{contract.MetricRevoked: 1},
+			wantCalls:   rotation,
+			wantStatus:  map[string]types.CertificateStatus{tieLo.id: "", tieHi.id: active},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricRevoked: 1},
 		},
 		{
 			name:        "same NotBefore: the greater certificate id wins (event for the greater)",
@@ -346,7 +343,7 @@ func TestHandleBranches(t *testing.T) {
 			name:        "NotBefore ahead of the clock within the skew: provisioned",
 			cert:        withinSkew,
 			setup:       func(r *fakeRegistry) { pending(r, withinSkew) },
-			wantCalls:   firstBoot,
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "CreateThing", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals"},
 			wantStatus:  map[string]types.CertificateStatus{withinSkew.id: active},
 			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
 		},
@@ -452,11 +449,15 @@ func TestHandleBranches(t *testing.T) {
 			wantMetrics: map[string]float64{contract.MetricIgnored: 1},
 		},
 		{
-			name:        "certificate being retired (INACTIVE): never reactivated",
-			setup:       func(r *fakeRegistry) { r.provisioned(cur.id, cur.pem, thing, inactive) },
-			wantCalls:   []string{"DescribeCertificate"},
-			wantStatus:  map[string]types.CertificateStatus{cur.id: inactive},
-			wantMetrics: map[string]float64{contract.MetricIgnored: 1},
+			name: "certificate being retired (INACTIVE), a newer one active: never reactivated, its retirement finished",
+			setup: func(r *fakeRegistry) {
+				r.provisioned(newer.id, newer.pem, thing, active)
+				r.provisioned(cur.id, cur.pem, thing, inactive)
+			},
+			wantCalls:   []string{"DescribeCertificate", "ListThingPrincipals", "DescribeCertificate", "DetachThingPrincipal", "DeleteCertificate"},
+			wantStatus:  map[string]types.CertificateStatus{cur.id: "", newer.id: active},
+			wantThing:   []string{newer.id},
+			wantMetrics: map[string]float64{contract.MetricRevoked: 1},
 		},
 		{
 			name: "certificate in transfer: ignored",
@@ -503,25 +504,25 @@ func TestHandleBranches(t *testing.T) {
 			wantMetrics: map[string]float64{},
 		},
 		{
-			name:        "list principals fails: error before activation",
+			name:        "list principals fails: error after the activation, the retry retires",
 			setup:       func(r *fakeRegistry) { pending(r, cur); r.failures["ListThingPrincipals"] = errThrottled },
 			wantErr:     errThrottled,
-			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "CreateThing", "AttachThingPrincipal", "ListThingPrincipals"},
-			wantStatus:  map[string]types.CertificateStatus{cur.id: pend},
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "CreateThing", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals"},
+			wantStatus:  map[string]types.CertificateStatus{cur.id: active},
 			wantThing:   []string{cur.id},
-			wantMetrics: map[string]float64{},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
 		},
 		{
-			name: "describing an attached certificate fails: error before activation",
+			name: "describing an attached certificate fails: error after the activation, both active for the retry",
 			setup: func(r *fakeRegistry) {
 				r.provisioned(old.id, old.pem, thing, active)
 				pending(r, cur)
 				r.failures["DescribeCertificate#2"] = errThrottled
 			},
 			wantErr:     errThrottled,
-			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate"},
-			wantStatus:  map[string]types.CertificateStatus{cur.id: pend, old.id: active},
-			wantMetrics: map[string]float64{},
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals", "DescribeCertificate"},
+			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: active},
+			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
 		},
 		{
 			name: "attached certificate deleted between list and describe: skipped",
@@ -530,7 +531,7 @@ func TestHandleBranches(t *testing.T) {
 				pending(r, cur)
 				r.failures["DescribeCertificate#2"] = errNotFound
 			},
-			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "ListThingPrincipals", "DescribeCertificate", "AttachPolicy", "UpdateCertificate"},
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals", "DescribeCertificate"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active},
 			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
 		},
@@ -538,7 +539,7 @@ func TestHandleBranches(t *testing.T) {
 			name:        "attach policy fails: error, certificate still pending",
 			setup:       func(r *fakeRegistry) { pending(r, cur); r.failures["AttachPolicy"] = errThrottled },
 			wantErr:     errThrottled,
-			wantCalls:   firstBoot[:6],
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "CreateThing", "AttachThingPrincipal", "AttachPolicy"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: pend},
 			wantThing:   []string{cur.id},
 			wantMetrics: map[string]float64{},
@@ -549,14 +550,14 @@ func TestHandleBranches(t *testing.T) {
 				pending(r, cur)
 				r.failures["AttachPolicy"] = errNotFound
 			},
-			wantCalls:   firstBoot[:6],
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "CreateThing", "AttachThingPrincipal", "AttachPolicy"},
 			wantMetrics: map[string]float64{contract.MetricIgnored: 1},
 		},
 		{
 			name:        "activation fails: error, policy and thing in place for the retry",
 			setup:       func(r *fakeRegistry) { pending(r, cur); r.failures["UpdateCertificate"] = errThrottled },
 			wantErr:     errThrottled,
-			wantCalls:   firstBoot,
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "CreateThing", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: pend},
 			wantThing:   []string{cur.id},
 			wantMetrics: map[string]float64{},
@@ -564,7 +565,7 @@ func TestHandleBranches(t *testing.T) {
 		{
 			name:        "certificate deleted before activation (a newer one won): ignored",
 			setup:       func(r *fakeRegistry) { pending(r, cur); r.failures["UpdateCertificate"] = errNotFound },
-			wantCalls:   firstBoot,
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "CreateThing", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate"},
 			wantMetrics: map[string]float64{contract.MetricIgnored: 1},
 		},
 		{
@@ -574,7 +575,7 @@ func TestHandleBranches(t *testing.T) {
 				pending(r, cur)
 				r.failures["UpdateCertificate#2"] = errNotFound
 			},
-			wantCalls:   rotation[:7],
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals", "DescribeCertificate", "UpdateCertificate"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active},
 			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricRotated: 1},
 		},
@@ -586,7 +587,7 @@ func TestHandleBranches(t *testing.T) {
 				r.failures["UpdateCertificate#2"] = errThrottled
 			},
 			wantErr:     errThrottled,
-			wantCalls:   rotation[:7],
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals", "DescribeCertificate", "UpdateCertificate"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: active},
 			wantThing:   []string{old.id, cur.id},
 			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
@@ -599,7 +600,7 @@ func TestHandleBranches(t *testing.T) {
 				r.failures["DetachThingPrincipal"] = errThrottled
 			},
 			wantErr:     errThrottled,
-			wantCalls:   append(slices.Clone(rotation[:8]), "AttachThingPrincipal"),
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals", "DescribeCertificate", "UpdateCertificate", "DetachThingPrincipal", "AttachThingPrincipal"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: inactive},
 			wantThing:   []string{old.id, cur.id},
 			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
@@ -631,7 +632,7 @@ func TestHandleBranches(t *testing.T) {
 					}
 				}
 			},
-			wantCalls:   append(slices.Clone(rotation), "UpdateCertificate", "DeleteCertificate"),
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals", "DescribeCertificate", "UpdateCertificate", "DetachThingPrincipal", "DeleteCertificate", "UpdateCertificate", "DeleteCertificate"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: ""},
 			wantThing:   []string{cur.id},
 			wantMetrics: map[string]float64{contract.MetricProvisioned: 1, contract.MetricRotated: 1},
@@ -644,7 +645,7 @@ func TestHandleBranches(t *testing.T) {
 				r.failures["DeleteCertificate"] = errThrottled
 			},
 			wantErr:     errThrottled,
-			wantCalls:   append(slices.Clone(rotation), "AttachThingPrincipal"),
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals", "DescribeCertificate", "UpdateCertificate", "DetachThingPrincipal", "DeleteCertificate", "AttachThingPrincipal"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: inactive},
 			wantThing:   []string{cur.id, old.id},
 			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
@@ -658,59 +659,10 @@ func TestHandleBranches(t *testing.T) {
 				r.failures["AttachThingPrincipal#2"] = errThrottled
 			},
 			wantErr:     errThrottled,
-			wantCalls:   append(slices.Clone(rotation), "AttachThingPrincipal"),
+			wantCalls:   []string{"DescribeCertificate", "AttachThingPrincipal", "AttachPolicy", "UpdateCertificate", "ListThingPrincipals", "DescribeCertificate", "UpdateCertificate", "DetachThingPrincipal", "DeleteCertificate", "AttachThingPrincipal"},
 			wantStatus:  map[string]types.CertificateStatus{cur.id: active, old.id: inactive},
 			wantThing:   []string{cur.id},
 			wantMetrics: map[string]float64{contract.MetricProvisioned: 1},
-		},
-		{
-			name: "superseded certificate already gone: settled",
-			setup: func(r *fakeRegistry) {
-				r.provisioned(newer.id, newer.pem, thing, active)
-				pending(r, cur)
-				r.failures["UpdateCertificate"] = errNotFound
-				r.failures["DetachThingPrincipal"] = errNotFound
-			},
-			wantCalls:   supersede,
-			wantMetrics: map[string]float64{contract.MetricRevoked: 1},
-		},
-		{
-			name: "revoking a superseded certificate fails: error, already detached and still pending",
-			setup: func(r *fakeRegistry) {
-				r.provisioned(newer.id, newer.pem, thing, active)
-				pending(r, cur)
-				r.failures["UpdateCertificate"] = errThrottled
-			},
-			wantErr:     errThrottled,
-			wantCalls:   supersede,
-			wantStatus:  map[string]types.CertificateStatus{cur.id: pend, newer.id: active},
-			wantThing:   []string{newer.id},
-			wantMetrics: map[string]float64{},
-		},
-		{
-			name: "detaching a superseded certificate from the thing fails: error, still pending for the retry",
-			setup: func(r *fakeRegistry) {
-				r.provisioned(newer.id, newer.pem, thing, active)
-				pending(r, cur)
-				r.failures["DetachThingPrincipal"] = errThrottled
-			},
-			wantErr:     errThrottled,
-			wantCalls:   supersede[:5],
-			wantStatus:  map[string]types.CertificateStatus{cur.id: pend, newer.id: active},
-			wantMetrics: map[string]float64{},
-		},
-		{
-			name: "detaching the policy of a superseded certificate fails: error, still pending for the retry",
-			setup: func(r *fakeRegistry) {
-				r.provisioned(newer.id, newer.pem, thing, active)
-				pending(r, cur)
-				r.failures["DetachPolicy"] = errThrottled
-			},
-			wantErr:     errThrottled,
-			wantCalls:   supersede[:6],
-			wantStatus:  map[string]types.CertificateStatus{cur.id: pend, newer.id: active},
-			wantThing:   []string{newer.id},
-			wantMetrics: map[string]float64{},
 		},
 	}
 

@@ -369,6 +369,11 @@ func newFixture(t testing.TB, policy iotapi.RetryPolicy) *fixture {
 		contract.EnvDevicePolicyName:  testPolicy,
 		contract.EnvProvisionedBy:     testStack,
 		contract.EnvDenyListTable:     testDenyList,
+		// The scenarios run Handle directly (activation, then the retirement in the same call): the ledger and the
+		// queues are named but not used; batch_test runs the queued path.
+		contract.EnvLedgerTable:          "unused-ledger",
+		contract.EnvRegistrationQueueURL: "unused-registrations",
+		contract.EnvRetirementQueueURL:   "unused-retirements",
 	}
 	cfg, err := jitr.ConfigFromEnv(func(k string) string { return env[k] })
 	if err != nil {
