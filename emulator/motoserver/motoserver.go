@@ -41,6 +41,8 @@ type Options struct {
 	Python  string    // interpreter; default $MOTO_PYTHON or <repo>/.venv/bin/python
 	Log     io.Writer // server output; default discarded
 	Timeout time.Duration
+	// Env is added to the server's environment, e.g. contract.EnvIoTQuotas (the AWS IoT quotas, see Quotas).
+	Env []string
 }
 
 // Start launches moto and waits until it answers.
@@ -68,6 +70,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	cmd := exec.Command(python, filepath.Join(root, "emulator", "moto", "launcher.py"), strconv.Itoa(port))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Env = append(os.Environ(), opts.Env...)
 	if opts.Log != nil {
 		cmd.Stdout, cmd.Stderr = opts.Log, opts.Log
 	}
