@@ -51,15 +51,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	python := opts.Python
-	if python == "" {
-		python = os.Getenv("MOTO_PYTHON")
-	}
-	if python == "" {
-		python = filepath.Join(root, ".venv", "bin", "python")
-	}
-	if _, err := os.Stat(python); err != nil {
-		return nil, fmt.Errorf("moto needs the project venv (%s missing): run 'make setup'", python)
+	python, err := pythonPath(root, opts.Python)
+	if err != nil {
+		return nil, err
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = 60 * time.Second
@@ -84,6 +78,20 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// pythonPath is the interpreter moto runs in: python, else $MOTO_PYTHON, else the project venv's.
+func pythonPath(root, python string) (string, error) {
+	if python == "" {
+		python = os.Getenv("MOTO_PYTHON")
+	}
+	if python == "" {
+		python = filepath.Join(root, ".venv", "bin", "python")
+	}
+	if _, err := os.Stat(python); err != nil {
+		return "", fmt.Errorf("moto needs the project venv (%s missing): run 'make setup'", python)
+	}
+	return python, nil
 }
 
 func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -190,5 +192,41 @@ func TestQuotasOff(t *testing.T) {
 	}
 	if len(st.Limits) != 0 || st.Calls["DescribeCertificate"] != 15 {
 		t.Errorf("limits %v calls %v: want none and 15", st.Limits, st.Calls)
+	}
+}
+
+// TestTokenBucketModel drives quotas.py's bucket on a fake clock (no wall time): a new bucket holds one second of
+// its rate, refills at the rate, and never holds more than one second of it however long it idles.
+func TestTokenBucketModel(t *testing.T) {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	python, err := pythonPath(root, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const script = `
+import quotas
+now = [100.0]
+q = quotas.Quotas({"DescribeCertificate": 10, "UpdateThing": 0}, clock=lambda: now[0])
+def burst(n):
+    return sum(q.admit("123456789012", "us-east-1", "DescribeCertificate") for _ in range(n))
+got = [burst(25)]          # a fresh bucket: 10
+now[0] += 0.5; got.append(burst(25))   # half a second: 5
+now[0] += 3600; got.append(burst(25))  # an idle hour: still 10, the cap
+got.append(q.admit("210987654321", "us-east-1", "DescribeCertificate"))  # another account: its own bucket
+got.append(sum(q.admit("123456789012", "us-east-1", "UpdateThing") for _ in range(500)))  # 0 lifts the quota
+print(got, q.snapshot()["calls"], q.snapshot()["throttled"])
+`
+	cmd := exec.Command(python, "-c", script)
+	cmd.Dir = filepath.Join(root, "emulator", "moto")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("run the bucket model: %v\n%s", err, out)
+	}
+	const want = "[10, 5, 10, True, 500] {'DescribeCertificate': 26, 'UpdateThing': 500} {'DescribeCertificate': 50}\n"
+	if string(out) != want {
+		t.Errorf("bucket model: got %q, want %q", out, want)
 	}
 }
