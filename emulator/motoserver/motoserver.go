@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
 // Region and fake credentials the local AWS API is used with.
@@ -184,9 +186,21 @@ func FreePort() (int, error) {
 // RunTests is a TestMain body for packages whose tests share one moto server: it starts the server, stores it
 // in *server, runs the tests and stops it. When moto cannot start, the run fails (never skips) and says how to
 // repair it. extra runs after the tests, before the server stops (e.g. to print a benchmark table).
+//
+// It is the body of the scenario suites (the JITR function's logic, which inject their own throttling and
+// make bursts of calls whose outcome must not depend on the machine's speed): the server's AWS IoT quotas are
+// lifted (QuotasOff). Start, the emulator and RunTestsWith(Options{}, ...) enforce them, as AWS does.
 func RunTests(m interface{ Run() int }, server **Server, extra ...func()) int {
+	return RunTestsWith(Options{Env: []string{QuotasOff}}, m, server, extra...)
+}
+
+// QuotasOff in Options.Env lifts the server's AWS IoT quotas (the calls are still counted).
+const QuotasOff = contract.EnvIoTQuotasOff + "=1"
+
+// RunTestsWith is RunTests with the server started with opts.
+func RunTestsWith(opts Options, m interface{ Run() int }, server **Server, extra ...func()) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	s, err := Start(ctx, Options{})
+	s, err := Start(ctx, opts)
 	cancel()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: these tests need the moto server, which did not start: %v\n"+
