@@ -37,7 +37,10 @@ import time
 from urllib.parse import parse_qsl
 
 # Requests per second per account of AWS IoT Core's control-plane APIs the JITR flow and its tools call (defaults
-# of "AWS IoT Core endpoints and quotas"; adjustable in Service Quotas).
+# of "AWS IoT Core endpoints and quotas"; adjustable in Service Quotas). The thing-registry figures (CreateThing,
+# UpdateThing, DescribeThing, ListThingPrincipals, Attach/DetachThingPrincipal) match Service Quotas' published
+# defaults ("<API> API TPS", service code iotcore); the certificate and policy figures are the project's design
+# figures, not yet checked against that page: IOT_QUOTAS overrides any of them.
 DEFAULT_QUOTAS = {
     "DescribeCertificate": 10,
     "UpdateCertificate": 10,
