@@ -7,7 +7,7 @@
  *
  * Sized for a fleet reboot storm. AWS IoT activates the fleet's new certificates at its control-plane quota
  * rate, so the last of N devices is usable only at about bound = N / 10 s (100 s for 1000 devices), and a device
- * whose certificate is still PENDING_ACTIVATION has every connection closed. Two pulls set the numbers:
+ * whose certificate is still PENDING_ACTIVATION has every connection closed. Three pulls set the numbers:
  * - connect soon after activation: the wait after activation is at most one backoff draw, so the cap is the
  *   worst lateness. A 30 s cap keeps the last device within ~1.3 x bound of a 100 s storm (a 120 s cap: ~2.1 x);
  * - do not flood AWS IoT: every attempt with a PENDING_ACTIVATION certificate makes AWS IoT publish the
@@ -40,8 +40,8 @@
 
 /**
  * @brief Retries after the first attempt before the app gives up and exits (the OS restarts it). 180 retries of
- *        full jitter under a 30 s cap last 44 min on average (88 min at worst, 30 min only if every one of 176
- *        draws falls seven standard deviations short): a storm of 10 minutes or more never exhausts them.
+ *        full jitter under a 30 s cap last 44 min on average and 88 min at worst; their sum (sd ~2 min) falls
+ *        to 30 min only 7 standard deviations below its mean: a storm of 10 minutes or more never exhausts them.
  */
 #ifndef RETRY_MAX_ATTEMPTS
 #define RETRY_MAX_ATTEMPTS 180U
