@@ -39,7 +39,8 @@ ConnectionStatus_t Connection_Init(Connection_t *connection, const ConnectionCon
 {
     const RetryPolicy_t policy = RETRY_POLICY_DEFAULT;
     if (connection == NULL || config == NULL || config->host == NULL || config->clientId == NULL ||
-        config->eventCallback == NULL || !RetryPolicy_IsValid(&policy, RETRY_MAX_TOTAL_MS)) {
+        config->eventCallback == NULL ||
+        !RetryPolicy_IsValid(&policy, RETRY_MIN_EXPECTED_TOTAL_MS, RETRY_MAX_TOTAL_MS)) {
         return CONNECTION_BAD_PARAMETER;
     }
     memset(connection, 0, sizeof(*connection));

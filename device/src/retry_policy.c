@@ -27,10 +27,16 @@ uint64_t RetryPolicy_WorstCaseTotalMs(const RetryPolicy_t *policy)
     return total;
 }
 
-bool RetryPolicy_IsValid(const RetryPolicy_t *policy, uint64_t maxTotalMs)
+uint64_t RetryPolicy_ExpectedTotalMs(const RetryPolicy_t *policy)
+{
+    return RetryPolicy_WorstCaseTotalMs(policy) / 2U;
+}
+
+bool RetryPolicy_IsValid(const RetryPolicy_t *policy, uint64_t minExpectedTotalMs, uint64_t maxTotalMs)
 {
     return (policy != NULL) && (policy->maxAttempts > 0U) && (policy->maxAttempts != UINT32_MAX) &&
            (policy->baseDelayMs > 0U) && (policy->baseDelayMs <= policy->maxDelayMs) &&
+           (RetryPolicy_ExpectedTotalMs(policy) >= minExpectedTotalMs) &&
            (RetryPolicy_WorstCaseTotalMs(policy) <= maxTotalMs);
 }
 

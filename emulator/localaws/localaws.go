@@ -131,7 +131,7 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 		t.ownsMoto = true
 	}
 	t.AWS = AWSConfig(t.Moto.URL)
-	t.IoT = iot.NewFromConfig(t.AWS)
+	t.IoT = iot.NewFromConfig(t.AWS, func(o *iot.Options) { o.APIOptions = append(o.APIOptions, motoserver.Internal) }) // AWS IoT's own reads: no quota
 	t.S3 = s3.NewFromConfig(t.AWS, func(o *s3.Options) { o.UsePathStyle = true })
 	t.Shadow = &ShadowClient{Endpoint: t.Moto.URL, Region: t.AWS.Region, Credentials: t.AWS.Credentials, HTTP: t.AWS.HTTPClient.(*http.Client)}
 

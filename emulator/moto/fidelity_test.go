@@ -22,7 +22,8 @@ import (
 
 var moto *motoserver.Server
 
-func TestMain(m *testing.M) { os.Exit(motoserver.RunTests(m, &moto)) }
+// The AWS IoT quotas stay on: these tests check the emulator as the JITR function meets it.
+func TestMain(m *testing.M) { os.Exit(motoserver.RunTestsWith(motoserver.Options{}, m, &moto)) }
 
 // client resets moto and returns an IoT client for it, with retries off so each refusal is seen once.
 func client(t *testing.T) *iot.Client {

@@ -13,6 +13,10 @@ RegisterCertificate but leaves it out of the description; the patch below adds i
 
 And it enforces IAM for the project's functions (iam.py): moto alone allows every call.
 
+And AWS IoT's control-plane quotas (quotas.py): a token bucket per account and API, ThrottlingException over the
+limit, and the figures the storm benchmark reads (GET /_sphere/quotas). IAM sits in front of it: a denied call
+takes no token.
+
 And paging: AWS pages ListCertificatesByCA (pageSize up to 250, marker/nextMarker); moto returns every
 certificate at once, so a client that never follows nextMarker would pass here and miss certificates on AWS. The
 patch below pages the way AWS does (default page of 50 when pageSize is absent, like moto's ListThings).
@@ -46,6 +50,7 @@ def _delete_certificate(self, certificate_id, force_delete):
 
 
 IoTBackend.delete_certificate = _delete_certificate
+__import__("quotas").install()  # before iam.install(), so that IAM wraps it: see quotas.py
 iam.install()
 
 _moto_to_description_dict = FakeCertificate.to_description_dict

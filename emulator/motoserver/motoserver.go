@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
 // Region and fake credentials the local AWS API is used with.
@@ -41,6 +43,8 @@ type Options struct {
 	Python  string    // interpreter; default $MOTO_PYTHON or <repo>/.venv/bin/python
 	Log     io.Writer // server output; default discarded
 	Timeout time.Duration
+	// Env is added to the server's environment, e.g. contract.EnvIoTQuotas (the AWS IoT quotas, see Quotas).
+	Env []string
 }
 
 // Start launches moto and waits until it answers.
@@ -49,15 +53,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	python := opts.Python
-	if python == "" {
-		python = os.Getenv("MOTO_PYTHON")
-	}
-	if python == "" {
-		python = filepath.Join(root, ".venv", "bin", "python")
-	}
-	if _, err := os.Stat(python); err != nil {
-		return nil, fmt.Errorf("moto needs the project venv (%s missing): run 'make setup'", python)
+	python, err := pythonPath(root, opts.Python)
+	if err != nil {
+		return nil, err
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = 60 * time.Second
@@ -68,6 +66,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	cmd := exec.Command(python, filepath.Join(root, "emulator", "moto", "launcher.py"), strconv.Itoa(port))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Env = append(os.Environ(), opts.Env...)
 	if opts.Log != nil {
 		cmd.Stdout, cmd.Stderr = opts.Log, opts.Log
 	}
@@ -81,6 +80,20 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// pythonPath is the interpreter moto runs in: python, else $MOTO_PYTHON, else the project venv's.
+func pythonPath(root, python string) (string, error) {
+	if python == "" {
+		python = os.Getenv("MOTO_PYTHON")
+	}
+	if python == "" {
+		python = filepath.Join(root, ".venv", "bin", "python")
+	}
+	if _, err := os.Stat(python); err != nil {
+		return "", fmt.Errorf("moto needs the project venv (%s missing): run 'make setup'", python)
+	}
+	return python, nil
 }
 
 func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
@@ -173,9 +186,21 @@ func FreePort() (int, error) {
 // RunTests is a TestMain body for packages whose tests share one moto server: it starts the server, stores it
 // in *server, runs the tests and stops it. When moto cannot start, the run fails (never skips) and says how to
 // repair it. extra runs after the tests, before the server stops (e.g. to print a benchmark table).
+//
+// It is the body of the scenario suites (the JITR function's logic, which inject their own throttling and
+// make bursts of calls whose outcome must not depend on the machine's speed): the server's AWS IoT quotas are
+// lifted (QuotasOff). Start, the emulator and RunTestsWith(Options{}, ...) enforce them, as AWS does.
 func RunTests(m interface{ Run() int }, server **Server, extra ...func()) int {
+	return RunTestsWith(Options{Env: []string{QuotasOff}}, m, server, extra...)
+}
+
+// QuotasOff in Options.Env lifts the server's AWS IoT quotas (the calls are still counted).
+const QuotasOff = contract.EnvIoTQuotasOff + "=1"
+
+// RunTestsWith is RunTests with the server started with opts.
+func RunTestsWith(opts Options, m interface{ Run() int }, server **Server, extra ...func()) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	s, err := Start(ctx, Options{})
+	s, err := Start(ctx, opts)
 	cancel()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: these tests need the moto server, which did not start: %v\n"+

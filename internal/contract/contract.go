@@ -275,3 +275,14 @@ const (
 
 // PresignEnv lists the presign Lambda's environment variables (it also reads EnvProvisionedBy for its metrics).
 var PresignEnv = []string{EnvBucketName, EnvIotDataEndpoint, EnvDeviceTopicRoot, EnvPresignMaxBytes, EnvPresignExpirySec, EnvProvisionedBy}
+
+// The local emulator's AWS IoT control-plane quotas (emulator/moto/quotas.py, in the moto process): its settings,
+// the header that exempts the emulator's own registry reads from them, and the figures' endpoints.
+const (
+	EnvIoTQuotas           = "IOT_QUOTAS"                 // JSON object API → requests per second, over the AWS defaults; 0 lifts one
+	EnvIoTQuotaScale       = "IOT_QUOTA_SCALE"            // multiplies every rate (the storm benchmark's STORM_SCALE)
+	EnvIoTQuotasOff        = "IOT_QUOTAS_OFF"             // "1" lifts every quota
+	EmulatorInternalHeader = "X-Sphere-Emulator-Internal" // on a request the quotas neither count nor throttle
+	QuotasPath             = "/_sphere/quotas"            // GET: the figures
+	QuotasResetPath        = "/_sphere/quotas/reset"      // POST: zero the figures, refill the buckets
+)
