@@ -34,7 +34,7 @@ var (
 		"ListThingPrincipals", "DescribeCertificate", "UpdateCertificate", "DetachThingPrincipal", "DeleteCertificate"}
 	// An older certificate's event after the newer one's: activated, then retired by its own retirement.
 	lateOlderCalls = rotationCalls
-	refusalCalls = []string{"DescribeCertificate", "UpdateCertificate"}
+	refusalCalls   = []string{"DescribeCertificate", "UpdateCertificate"}
 )
 
 // scenario runs fn against a freshly reset moto and then checks the invariant: no ACTIVE certificate lacks its

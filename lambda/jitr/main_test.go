@@ -109,13 +109,16 @@ func TestWiringProvisionsThroughTheLambdaRuntimePath(t *testing.T) {
 		contract.EnvProvisionedBy:     "WiringTestStack",
 		contract.EnvDenyListTable:     "deny-list",
 	}
-	h, err := newHandler(ctx, func(k string) string { return env[k] }, slog.New(slog.DiscardHandler))
+	for k, v := range queuedPath(t, db) {
+		env[k] = v
+	}
+	h, err := newApp(ctx, func(k string) string { return env[k] }, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	payload := fmt.Sprintf(`{"certificateId":"%s","caCertificateId":"%s","timestamp":%d,"certificateStatus":"PENDING_ACTIVATION",`+
 		`"awsAccountId":"%s","certificateRegistrationTimestamp":null}`, *cert.CertificateId, *reg.CertificateId, time.Now().UnixMilli(), motoserver.AccountID)
-	if _, err := lambda.NewHandler(h.Handle).Invoke(ctx, []byte(payload)); err != nil {
+	if _, err := lambda.NewHandler(h.invoke).Invoke(ctx, []byte(payload)); err != nil {
 		t.Fatalf("Invoke: %v", err)
 	}
 	out, err := admin.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: cert.CertificateId})
@@ -136,7 +139,7 @@ func TestWiringProvisionsThroughTheLambdaRuntimePath(t *testing.T) {
 	// The device on the deny-list: its certificate is revoked, no thing is made for it.
 	payload = fmt.Sprintf(`{"certificateId":"%s","caCertificateId":"%s","timestamp":%d,"certificateStatus":"PENDING_ACTIVATION",`+
 		`"awsAccountId":"%s","certificateRegistrationTimestamp":null}`, *deniedCert.CertificateId, *reg.CertificateId, time.Now().UnixMilli(), motoserver.AccountID)
-	if _, err := lambda.NewHandler(h.Handle).Invoke(ctx, []byte(payload)); err != nil {
+	if _, err := lambda.NewHandler(h.invoke).Invoke(ctx, []byte(payload)); err != nil {
 		t.Fatalf("Invoke (denied device): %v", err)
 	}
 	out, err = admin.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: deniedCert.CertificateId})
@@ -152,7 +155,7 @@ func TestWiringProvisionsThroughTheLambdaRuntimePath(t *testing.T) {
 }
 
 func TestWiringFailsFastWithoutTheStackEnvironment(t *testing.T) {
-	_, err := newHandler(context.Background(), func(string) string { return "" }, slog.New(slog.DiscardHandler))
+	_, err := newApp(context.Background(), func(string) string { return "" }, slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), contract.EnvCACertificateIDs) {
 		t.Fatalf("newHandler error = %v, want one naming %s", err, contract.EnvCACertificateIDs)
 	}
