@@ -183,9 +183,13 @@ func (o *FleetOperations) dashboard(c constructs.Construct, props *FleetOperatio
 					sum(contract.MetricProvisioned), sum(contract.MetricRotated), sum(contract.MetricRevoked), sum(contract.MetricDenied),
 					sum(contract.MetricRefused), sum(contract.MetricDeferred), sum(contract.MetricIgnored), sum(contract.MetricCAMismatch),
 				}, nil),
-				graph("JITR asynchronous queue: events received, age of the oldest (ms), dropped", []awscloudwatch.IMetric{
-					fnMetric(jitr.Function, "AsyncEventsReceived", "Sum"), fnMetric(jitr.Function, "AsyncEventsDropped", "Sum"),
-				}, []awscloudwatch.IMetric{fnMetric(jitr.Function, "AsyncEventAge", "Maximum")}),
+				graph("Registration and retirement queues: messages waiting; age of the oldest registration (s); duplicates dropped, retirements put back", []awscloudwatch.IMetric{
+					jitr.RegistrationQueue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: five}),
+					jitr.RetirementQueue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: five}),
+					sum(contract.MetricDuplicate), sum(contract.MetricRetirementDeferred), sum(contract.MetricRequeued),
+				}, []awscloudwatch.IMetric{
+					jitr.RegistrationQueue.MetricApproximateAgeOfOldestMessage(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: five}),
+				}),
 			},
 			{
 				graph("Dead-letter queue: messages waiting, age of the oldest (s)", []awscloudwatch.IMetric{

@@ -180,7 +180,7 @@ func TestDashboard(t *testing.T) {
 	_, d := onlyOne(t, oneCA, "AWS::CloudWatch::Dashboard")
 	body := asJSON(props(d)["DashboardBody"])
 	for _, want := range []string{contract.MetricProvisioned, contract.MetricDenied, contract.MetricRefused, contract.MetricRevoked,
-		contract.MetricDaysLeftWithoutSuccessor, "AsyncEventAge", "AsyncEventsDropped", "ApproximateNumberOfMessagesVisible",
+		contract.MetricDaysLeftWithoutSuccessor, contract.MetricDuplicate, contract.MetricRetirementDeferred, "ApproximateNumberOfMessagesVisible",
 		"ApproximateAgeOfOldestMessage", "Errors", "Throttles", `\"type\":\"alarm\"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("dashboard body lacks %s", want)

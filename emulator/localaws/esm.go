@@ -29,8 +29,11 @@ type EventSourceMapping struct {
 	asRole   func(*sqs.Options)
 	done     func(record SQSRecord) // sees every record of a batch once the function has run
 	inFlight atomic.Int32
-	wg       sync.WaitGroup
-	cancel   context.CancelFunc
+	// receive serializes the pollers' receives: moto's ReceiveMessage is not atomic across its request threads
+	// and would hand one message to two pollers at once, far more often than SQS's at-least-once delivery does.
+	receive sync.Mutex
+	wg      sync.WaitGroup
+	cancel  context.CancelFunc
 }
 
 // SQSRecord is one record of the event Lambda hands a function for an SQS batch.
@@ -137,10 +140,12 @@ func (e *EventSourceMapping) gather(ctx context.Context) []sqstypes.Message {
 			}
 			wait = 0
 		}
+		e.receive.Lock()
 		out, err := e.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(e.m.QueueURL), MaxNumberOfMessages: int32(min(10, e.m.BatchSize-len(batch))), WaitTimeSeconds: wait,
 			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
 		}, e.asRole)
+		e.receive.Unlock()
 		switch {
 		case err != nil:
 			if len(batch) > 0 {

@@ -12,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -19,6 +20,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
 )
 
 // Pair is a certificate with its private key.
@@ -182,4 +185,37 @@ func issue(tmpl *x509.Certificate, parent *Pair) (*Pair, error) {
 		return nil, fmt.Errorf("parse %q: %w", tmpl.Subject.CommonName, err)
 	}
 	return &Pair{Cert: cert, Key: key}, nil
+}
+
+// Load reads a CA that WriteFiles wrote: BASE.pem (certificate, PEM or DER) and BASE.key (SEC 1 or PKCS#8 ECDSA
+// key, PEM).
+func Load(base string) (*Pair, error) {
+	certData, err := os.ReadFile(base + ".pem")
+	if err != nil {
+		return nil, fmt.Errorf("read tenant CA: %w (generate it with 'fleetsim tenant-ca')", err)
+	}
+	cert, err := azsphere.ParseCertificate(certData)
+	if err != nil {
+		return nil, fmt.Errorf("tenant CA %s.pem: %w", base, err)
+	}
+	keyData, err := os.ReadFile(base + ".key")
+	if err != nil {
+		return nil, fmt.Errorf("read tenant CA key: %w", err)
+	}
+	block, _ := pem.Decode(keyData)
+	if block == nil {
+		return nil, errors.New("tenant CA key: no PEM block")
+	}
+	if k, err := x509.ParseECPrivateKey(block.Bytes); err == nil {
+		return &Pair{Cert: cert, Key: k}, nil
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("tenant CA key: %w", err)
+	}
+	ec, ok := k.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, errors.New("tenant CA key is not ECDSA")
+	}
+	return &Pair{Cert: cert, Key: ec}, nil
 }

@@ -48,6 +48,9 @@ const (
 	// retirementDelay is how long a retirement put back during a registration backlog stays invisible before it
 	// is tried again (its visibility timeout is shortened to this).
 	retirementDelay = 30 * time.Second
+	// claimRecheck is how long a delivery put back because another one holds the certificate's claim stays
+	// invisible: long enough for that delivery to settle the certificate, so this one is then dropped.
+	claimRecheck = 5 * time.Second
 	// retirementGrace is how long a retirement may wait for the registration queue to drain; after it, it runs
 	// even during a backlog, so a steady stream of registrations cannot starve it.
 	retirementGrace = 15 * time.Minute
@@ -99,11 +102,16 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 		slots = make(chan struct{}, batchParallelism)
 		seen  = map[string]bool{}
 		dups  int
+		later []sqstypes.ChangeMessageVisibilityBatchRequestEntry
 	)
 	fail := func(id string) {
 		mu.Lock()
 		resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: id})
 		mu.Unlock()
+	}
+	receipts := map[string]string{}
+	for _, m := range batch.Records {
+		receipts[m.MessageId] = m.ReceiptHandle
 	}
 	for _, m := range batch.Records {
 		var e Event
@@ -121,18 +129,26 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 		go func(id string, e Event) {
 			defer func() { <-slots; wg.Done() }()
 			dup, err := h.registerOnce(ctx, e)
-			switch {
-			case err != nil:
-				h.log.Warn("registered event left for a retry", "certificateId", loggableID(e.CertificateID), "error", err.Error())
-				fail(id)
-			case dup:
+			if dup {
 				mu.Lock()
 				dups++
 				mu.Unlock()
 			}
+			switch {
+			case errors.Is(err, errClaimedElsewhere):
+				fail(id)
+				mu.Lock()
+				later = append(later, sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(len(later))),
+					ReceiptHandle: aws.String(receipts[id]), VisibilityTimeout: int32(claimRecheck / time.Second)})
+				mu.Unlock()
+			case err != nil:
+				h.log.Warn("registered event left for a retry", "certificateId", loggableID(e.CertificateID), "error", err.Error())
+				fail(id)
+			}
 		}(m.MessageId, e)
 	}
 	wg.Wait()
+	h.putBack(ctx, h.cfg.RegistrationQueueURL, later)
 	if dups > 0 {
 		rec := h.record()
 		rec.count(contract.MetricDuplicate, dups)
@@ -141,20 +157,39 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 	return resp, nil
 }
 
+// putBack shortens the visibility timeout of messages reported as batch item failures, so they come back after
+// the delay each entry names rather than after the queue's visibility timeout.
+func (h *Handler) putBack(ctx context.Context, queueURL string, entries []sqstypes.ChangeMessageVisibilityBatchRequestEntry) {
+	if len(entries) == 0 || h.queues == nil || queueURL == "" {
+		return
+	}
+	if _, err := h.queues.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(queueURL), Entries: entries}); err != nil {
+		h.log.Warn("messages put back keep the queue's visibility timeout", "error", err.Error())
+	}
+}
+
+// errClaimedElsewhere says another delivery of the same certificate's event holds the ledger claim: this one is
+// put back, and dropped when it comes again if that delivery settled the certificate (or handled if it failed).
+var errClaimedElsewhere = errors.New("another delivery of the certificate's event is being handled")
+
 // registerOnce claims the event's certificate in the ledger and handles the event; dup reports that another
-// delivery holds or settled the claim.
+// delivery settled the certificate (the event is dropped).
 func (h *Handler) registerOnce(ctx context.Context, e Event) (dup bool, err error) {
 	id := e.CertificateID
 	if !isHexID(id) {
 		return false, h.Handle(ctx, e) // refused: no claim for an id that is not one
 	}
-	claimed, err := h.claim(ctx, id)
-	if err != nil {
+	claim, err := h.claim(ctx, id)
+	switch {
+	case err != nil:
 		return false, err
-	}
-	if !claimed {
-		h.recent.add(id, h.now().Add(claimLease/4))
+	case claim == settledElsewhere:
+		h.recent.add(id, h.now().Add(reconcileAfter))
 		return true, nil
+	case claim == heldElsewhere:
+		// Dropping it would lose the event if that delivery fails and this is the same SQS message delivered
+		// twice; its retry costs a receive, never an AWS IoT call.
+		return true, errClaimedElsewhere
 	}
 	deferred, err := h.handle(ctx, e)
 	if err != nil || deferred {
@@ -181,11 +216,21 @@ func unixAttr(t time.Time) ddbtypes.AttributeValue {
 	return &ddbtypes.AttributeValueMemberN{Value: strconv.FormatInt(t.Unix(), 10)}
 }
 
+// claimOutcome is what a claim found.
+type claimOutcome int
+
+const (
+	claimed          claimOutcome = iota // this delivery handles the event
+	settledElsewhere                     // another delivery settled the certificate
+	heldElsewhere                        // another delivery is handling it
+)
+
 // claim takes the certificate's ledger item for this delivery: it must be absent, or an inflight claim whose
-// lease ran out. One conditional write, so two deliveries never both win.
-func (h *Handler) claim(ctx context.Context, id string) (bool, error) {
+// lease ran out. One conditional write, so two deliveries never both win; a lost race reads the item's state
+// from the refusal itself.
+func (h *Handler) claim(ctx context.Context, id string) (claimOutcome, error) {
 	if !h.ledgerOn() {
-		return true, nil
+		return claimed, nil
 	}
 	now := h.now()
 	_, err := h.ledger.UpdateItem(ctx, &dynamodb.UpdateItemInput{
@@ -199,15 +244,19 @@ func (h *Handler) claim(ctx context.Context, id string) (bool, error) {
 			":inflight": &ddbtypes.AttributeValueMemberS{Value: contract.LedgerInflight},
 			":until":    unixAttr(now.Add(claimLease)), ":now": unixAttr(now), ":expires": unixAttr(now.Add(ledgerRetention)),
 		},
+		ReturnValuesOnConditionCheckFailure: ddbtypes.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	var failed *ddbtypes.ConditionalCheckFailedException
 	if errors.As(err, &failed) {
-		return false, nil
+		if st, ok := failed.Item[contract.LedgerState].(*ddbtypes.AttributeValueMemberS); ok && st.Value == contract.LedgerDone {
+			return settledElsewhere, nil
+		}
+		return heldElsewhere, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("claim certificate %s in the ledger: %w", id, err)
+		return claimed, fmt.Errorf("claim certificate %s in the ledger: %w", id, err)
 	}
-	return true, nil
+	return claimed, nil
 }
 
 // release gives a claim up, so the next delivery of the certificate is handled.
@@ -311,13 +360,7 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 		}(m.MessageId, req)
 	}
 	wg.Wait()
-	if len(later) > 0 && h.queues != nil {
-		queue := batch.Records[0].EventSourceARN
-		url := h.cfg.RetirementQueueURL
-		if _, err := h.queues.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(url), Entries: later}); err != nil {
-			h.log.Warn("deferred retirements keep the queue's visibility timeout", "queue", queue, "error", err.Error())
-		}
-	}
+	h.putBack(ctx, h.cfg.RetirementQueueURL, later)
 	if deferred > 0 {
 		rec := h.record()
 		rec.count(contract.MetricRetirementDeferred, deferred)

@@ -7,10 +7,8 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,7 +30,6 @@ import (
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
 	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
-	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
@@ -125,25 +122,7 @@ func deviceCert(args []string) error {
 	return nil
 }
 
-func loadCA(base string) (*testpki.Pair, error) {
-	certData, err := os.ReadFile(base + ".pem")
-	if err != nil {
-		return nil, fmt.Errorf("read tenant CA: %w (generate it with 'fleetsim tenant-ca')", err)
-	}
-	cert, err := azsphere.ParseCertificate(certData)
-	if err != nil {
-		return nil, err
-	}
-	keyData, err := os.ReadFile(base + ".key")
-	if err != nil {
-		return nil, fmt.Errorf("read tenant CA key: %w", err)
-	}
-	key, err := parseECKey(keyData)
-	if err != nil {
-		return nil, err
-	}
-	return &testpki.Pair{Cert: cert, Key: key}, nil
-}
+func loadCA(base string) (*testpki.Pair, error) { return testpki.Load(base) }
 
 func loadInfo(path string) (localaws.Info, error) {
 	var info localaws.Info
@@ -347,23 +326,3 @@ func bench(ctx context.Context, args []string) error {
 }
 
 func round(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
-
-// parseECKey reads the SEC 1 or PKCS#8 PEM key testpki writes.
-func parseECKey(data []byte) (*ecdsa.PrivateKey, error) {
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, errors.New("tenant CA key: no PEM block")
-	}
-	if k, err := x509.ParseECPrivateKey(block.Bytes); err == nil {
-		return k, nil
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("tenant CA key: %w", err)
-	}
-	ec, ok := k.(*ecdsa.PrivateKey)
-	if !ok {
-		return nil, errors.New("tenant CA key is not ECDSA")
-	}
-	return ec, nil
-}
