@@ -55,6 +55,9 @@ type Options struct {
 	Workers          int                // concurrent function executions; default 2
 	Timeline         *timeline.Timeline // readable account of the flow; nil for none
 	Log              io.Writer          // moto and function output; default discarded
+	// RegistryPoll is how often the broker checks open connections against the registry (revocation); default
+	// RevocationPollInterval. Each check lists every certificate: a benchmark of thousands of devices spaces them.
+	RegistryPoll time.Duration
 }
 
 // Emulator is a running local emulator.
@@ -79,6 +82,8 @@ type Emulator struct {
 	schedules     sync.WaitGroup
 	// RuleEvents counts the messages the rules engine delivered to the JITR path (registered events).
 	RuleEvents atomic.Int64
+	// ruleSends carries the rules engine's SQS deliveries to the sender (sendRuleMessages).
+	ruleSends chan ruleSend
 	// The other functions of the template (the presign function): their invokers by logical id, the identities
 	// they sign with, and the endpoints that check those signatures (S3, the IoT data plane).
 	others     map[string]*AsyncInvoker
@@ -226,6 +231,8 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 		t.tl.Event("deploy", "event source mapping: queue %s → function, batch %d, window %s, maximum concurrency %d, partial batch failures %v",
 			m.QueueURL[strings.LastIndex(m.QueueURL, "/")+1:], m.BatchSize, m.BatchWindow, max(2, m.MaxConcurrency), m.ReportFailures)
 	}
+	t.ruleSends = make(chan ruleSend, 1<<14)
+	go t.sendRuleMessages()
 	var schedCtx context.Context
 	schedCtx, t.stopSchedules = context.WithCancel(context.Background())
 	for _, sc := range t.Deployment.Schedules {
@@ -237,12 +244,13 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 	}
 
 	t.Broker, err = StartBroker(BrokerOptions{
-		Deployment:  t.Deployment,
-		IoT:         t.IoT,
-		Shadow:      t.Shadow,
-		Certificate: serverCert,
-		OnRule:      t.runRule,
-		Timeline:    t.tl,
+		RegistryPoll: opts.RegistryPoll,
+		Deployment:   t.Deployment,
+		IoT:          t.IoT,
+		Shadow:       t.Shadow,
+		Certificate:  serverCert,
+		OnRule:       t.runRule,
+		Timeline:     t.tl,
 	})
 	if err != nil {
 		return nil, err
@@ -440,6 +448,9 @@ func (t *Emulator) Stop() {
 		}
 		for _, m := range t.mappings {
 			m.Stop()
+		}
+		if t.ruleSends != nil {
+			close(t.ruleSends)
 		}
 		if t.async != nil {
 			t.async.Stop()

@@ -7,12 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
@@ -101,11 +103,7 @@ func (t *Emulator) runRule(rule DeployedRule, topic string, payload []byte) {
 	t.RuleEvents.Add(1)
 	if rule.QueueURL != "" {
 		// The SQS action: every registered event reaches the queue, duplicates included.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := t.Queues.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(rule.QueueURL), MessageBody: aws.String(string(payload))}); err != nil {
-			t.tl.Event("rules", "rule %s: event not delivered to its queue: %v", rule.Name, err)
-		}
+		t.ruleSends <- ruleSend{rule: rule, body: string(payload)}
 		return
 	}
 	// Every registered event reaches the JITR function, duplicates included; a full queue holds the publisher back.
@@ -133,4 +131,56 @@ func (f *faultInvoker) Invoke(ctx context.Context, payload []byte) ([]byte, erro
 	}
 	f.fail.Store(0)
 	return f.inner.Invoke(ctx, payload)
+}
+
+// ruleSend is one message the rules engine's SQS action delivers.
+type ruleSend struct {
+	rule DeployedRule
+	body string
+}
+
+// sendRuleMessages delivers the rules engine's SQS actions in order, up to ten of one queue per SendMessageBatch
+// when several wait: how AWS IoT hands messages to SQS is its own affair, and a storm of registered events
+// would otherwise cost moto, a single process, one request each.
+func (t *Emulator) sendRuleMessages() {
+	for first := range t.ruleSends {
+		batch := []ruleSend{first}
+	more:
+		for len(batch) < 10 {
+			select {
+			case next, ok := <-t.ruleSends:
+				if !ok {
+					break more
+				}
+				if next.rule.QueueURL != first.rule.QueueURL {
+					t.sendBatch(batch)
+					batch = nil
+					first = next
+				}
+				batch = append(batch, next)
+			default:
+				break more
+			}
+		}
+		t.sendBatch(batch)
+	}
+}
+
+func (t *Emulator) sendBatch(batch []ruleSend) {
+	if len(batch) == 0 {
+		return
+	}
+	entries := make([]sqstypes.SendMessageBatchRequestEntry, len(batch))
+	for i, m := range batch {
+		entries[i] = sqstypes.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(m.body)}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := t.Queues.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(batch[0].rule.QueueURL), Entries: entries})
+	switch {
+	case err != nil:
+		t.tl.Event("rules", "rule %s: %d events not delivered to its queue: %v", batch[0].rule.Name, len(batch), err)
+	case len(out.Failed) > 0:
+		t.tl.Event("rules", "rule %s: %d events not delivered to its queue: %s", batch[0].rule.Name, len(out.Failed), aws.ToString(out.Failed[0].Message))
+	}
 }

@@ -26,6 +26,19 @@ reports a made-up validity (now ± 1 day) for every certificate. The patches bel
 status and report it in DescribeCACertificate, and report each certificate's real validity (its NotBefore and
 NotAfter), so the tenant-CA expiry check and `fleetctl cas` read what AWS would give them.
 
+And one cost: moto's SQS ReceiveMessage checks each message it hands out against the queue's retention period by
+computing every attribute of the queue, three message counts included, so a receive costs O(n²) in the queue's
+depth; a fleet storm (thousands of registered events queued) would measure moto rather than the product. The patch
+below reads the retention period itself: the same answer in O(1). Likewise the queue's message counts (computed on
+every SendMessage, and by every GetQueueAttributes) and its visible messages (every receive) read the clock once per
+call instead of once per message. And moto's server routes every request under one
+lock and, inside it, lists its own package directory (a stat per service) to recognise a service name: that is
+done once here, since the list cannot change while the server runs.
+
+And the server: moto's own (werkzeug's development server) closes the connection after every response and starts a
+thread per connection, so each call costs a TCP handshake and a thread. The launcher serves the same application
+with waitress (pinned in requirements.txt): a pool of threads and kept-alive connections, as clients of AWS expect.
+
 Usage: launcher.py PORT  (binds 127.0.0.1 only)
 """
 import sys
@@ -130,7 +143,55 @@ def _update_ca_certificate(self):
 
 IoTResponse.update_ca_certificate = _update_ca_certificate
 
+from moto.core.utils import unix_time  # noqa: E402
+from moto.sqs.models import SQSBackend  # noqa: E402
+
+
+def _retained(self, queue_name, message):
+    queue = self.get_queue(queue_name)
+    return int(queue.message_retention_period) + message.sent_timestamp / 1000 > unix_time()
+
+
+SQSBackend.is_message_valid_based_on_retention_period = _retained
+
+from moto.core.utils import unix_time_millis  # noqa: E402
+from moto.sqs.models import Queue  # noqa: E402
+
+# The same predicates as moto's Message.visible (now > visible_at) and Message.delayed (now < delayed_until).
+def _visible(self):
+    now = unix_time_millis()
+    return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+
+def _delayed_count(self):
+    now = unix_time_millis()
+    return sum(1 for m in self._messages if now < m.delayed_until)
+
+
+def _not_visible_count(self):
+    now = unix_time_millis()
+    return sum(1 for m in self._messages if not now > m.visible_at)
+
+
+Queue.messages = property(_visible)
+Queue.approximate_number_of_messages = property(lambda self: len(self.messages))
+Queue.approximate_number_of_messages_delayed = property(_delayed_count)
+Queue.approximate_number_of_messages_not_visible = property(_not_visible_count)
+
+from moto import backends as _backends  # noqa: E402
+
+_moto_modules = tuple(_backends.list_of_moto_modules())
+_backends.list_of_moto_modules = lambda: _moto_modules
+
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():
         sys.exit("usage: launcher.py PORT")
-    main(["-H", "127.0.0.1", "-p", sys.argv[1]])
+    import os
+
+    import waitress
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    os.environ.setdefault("MOTO_PORT", sys.argv[1])  # as moto's main does: it names the port in queue URLs
+    # Threads: the event source mappings' long polls each hold one for up to a second.
+    waitress.serve(DomainDispatcherApplication(create_backend_app), host="127.0.0.1", port=int(sys.argv[1]),
+                   threads=32, connection_limit=2000, channel_timeout=300, ident="moto", _quiet=True)

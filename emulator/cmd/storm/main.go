@@ -145,13 +145,19 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	presign, err := localaws.BuildPresignBootstrap(ctx, root, dir)
+	if err != nil {
+		return err
+	}
 	moto, err := motoserver.Start(ctx, motoserver.Options{Log: logw,
 		Env: []string{contract.EnvIoTQuotaScale + "=" + strconv.FormatFloat(o.scale, 'f', -1, 64)}})
 	if err != nil {
 		return err
 	}
 	defer moto.Stop()
-	emu, err := localaws.Start(ctx, localaws.Options{Template: tmpl, Moto: moto, Bootstrap: bootstrap, RIE: rie, Log: logw})
+	emu, err := localaws.Start(ctx, localaws.Options{Template: tmpl, Moto: moto, Bootstrap: bootstrap, PresignBootstrap: presign, RIE: rie, Log: logw,
+		// The broker's revocation check lists every certificate; thousands of devices make it moto's biggest job.
+		RegistryPoll: 30 * time.Second})
 	if err != nil {
 		return err
 	}
@@ -316,8 +322,9 @@ func (b *bench) scenario(ctx context.Context, name string) (result, error) {
 	}
 	fmt.Fprintf(os.Stderr, "storm: %s: %d devices, bound %.0f s, device retry %s..%s\n", name, len(b.devices), r.bound, b.policy.Base, b.policy.Max)
 	start := time.Now()
-	// A device not connected after 6 bounds plus two of its longest backoffs is lost.
-	runCtx, cancel := context.WithTimeout(ctx, time.Duration(6*r.bound*float64(time.Second))+2*b.policy.Max)
+	// A device not connected after 6 bounds (at least a minute: a small fleet's bound is shorter than one pass
+	// through the queues) plus two of its longest backoffs is lost.
+	runCtx, cancel := context.WithTimeout(ctx, max(time.Duration(6*r.bound*float64(time.Second)), time.Minute)+2*b.policy.Max)
 	var wg sync.WaitGroup
 	for _, d := range b.devices {
 		wg.Add(1)
