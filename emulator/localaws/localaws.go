@@ -513,6 +513,26 @@ func (t *Emulator) Info() Info {
 	return info
 }
 
+// Functions are the executables the emulator runs the template's functions with, built from one checkout.
+type Functions struct {
+	Bootstrap, Presign, RIE string
+}
+
+// BuildFunctions builds the JITR and presign functions into dir and aws-lambda-rie (see FindRIE) from the repository
+// at root, every time (the Go build cache makes it cheap), so the emulator runs exactly the code of the checkout.
+func BuildFunctions(ctx context.Context, root, dir string) (Functions, error) {
+	var f Functions
+	var err error
+	if f.RIE, err = FindRIE(ctx, root); err != nil {
+		return f, err
+	}
+	if f.Bootstrap, err = BuildBootstrap(ctx, root, dir); err != nil {
+		return f, err
+	}
+	f.Presign, err = BuildPresignBootstrap(ctx, root, dir)
+	return f, err
+}
+
 // BuildBootstrap compiles the JITR function (./lambda/jitr of the repository at root) for the host, as the
 // file the Lambda runtime starts, and returns its path.
 func BuildBootstrap(ctx context.Context, root, outDir string) (string, error) {

@@ -44,13 +44,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	// The function and the Lambda emulator are built here, every time (the Go build cache makes it cheap), so the
-	// emulator runs exactly the code of this checkout.
 	root, err := motoserver.RepoRoot()
-	if err != nil {
-		return err
-	}
-	rie, err := localaws.FindRIE(ctx, root)
 	if err != nil {
 		return err
 	}
@@ -59,11 +53,7 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	bootstrap, err := localaws.BuildBootstrap(ctx, root, dir)
-	if err != nil {
-		return err
-	}
-	presign, err := localaws.BuildPresignBootstrap(ctx, root, dir)
+	fns, err := localaws.BuildFunctions(ctx, root, dir)
 	if err != nil {
 		return err
 	}
@@ -80,7 +70,7 @@ func run() error {
 	if !*quiet {
 		tl = timeline.New(os.Stdout)
 	}
-	tw, err := localaws.Start(ctx, localaws.Options{Template: tmpl, Bootstrap: bootstrap, PresignBootstrap: presign, RIE: rie, Workers: *workers, Timeline: tl, Log: logw})
+	tw, err := localaws.Start(ctx, localaws.Options{Template: tmpl, Bootstrap: fns.Bootstrap, PresignBootstrap: fns.Presign, RIE: fns.RIE, Workers: *workers, Timeline: tl, Log: logw})
 	if err != nil {
 		return err
 	}

@@ -132,20 +132,12 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	rie, err := localaws.FindRIE(ctx, root)
-	if err != nil {
-		return err
-	}
 	dir, err := os.MkdirTemp("", "storm-bootstrap-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	bootstrap, err := localaws.BuildBootstrap(ctx, root, dir)
-	if err != nil {
-		return err
-	}
-	presign, err := localaws.BuildPresignBootstrap(ctx, root, dir)
+	fns, err := localaws.BuildFunctions(ctx, root, dir)
 	if err != nil {
 		return err
 	}
@@ -155,7 +147,7 @@ func run() error {
 		return err
 	}
 	defer moto.Stop()
-	emu, err := localaws.Start(ctx, localaws.Options{Template: tmpl, Moto: moto, Bootstrap: bootstrap, PresignBootstrap: presign, RIE: rie, Log: logw,
+	emu, err := localaws.Start(ctx, localaws.Options{Template: tmpl, Moto: moto, Bootstrap: fns.Bootstrap, PresignBootstrap: fns.Presign, RIE: fns.RIE, Log: logw,
 		// The broker's revocation check lists every certificate; thousands of devices make it moto's biggest job.
 		RegistryPoll: 30 * time.Second})
 	if err != nil {
