@@ -29,11 +29,8 @@ type EventSourceMapping struct {
 	asRole   func(*sqs.Options)
 	done     func(record SQSRecord) // sees every record of a batch once the function has run
 	inFlight atomic.Int32
-	// receive serializes the pollers' receives: moto's ReceiveMessage is not atomic across its request threads
-	// and would hand one message to two pollers at once, far more often than SQS's at-least-once delivery does.
-	receive sync.Mutex
-	wg      sync.WaitGroup
-	cancel  context.CancelFunc
+	wg       sync.WaitGroup
+	cancel   context.CancelFunc
 }
 
 // SQSRecord is one record of the event Lambda hands a function for an SQS batch.
@@ -127,25 +124,20 @@ func (e *EventSourceMapping) invoke(ctx context.Context, batch []sqstypes.Messag
 	}
 }
 
-// gather receives up to BatchSize messages, long-polling while none has come and waiting at most the batching
-// window once the first one is there.
+// gather receives up to BatchSize messages, polling while none has come (every 200 ms: Lambda long-polls, but a
+// long poll would hold moto, which serves one request at a time) and waiting at most the batching window once the
+// first one is there.
 func (e *EventSourceMapping) gather(ctx context.Context) []sqstypes.Message {
 	var batch []sqstypes.Message
 	var deadline time.Time
 	for ctx.Err() == nil && len(batch) < e.m.BatchSize {
-		wait := int32(1)
-		if len(batch) > 0 {
-			if !time.Now().Before(deadline) {
-				break
-			}
-			wait = 0
+		if len(batch) > 0 && !time.Now().Before(deadline) {
+			break
 		}
-		e.receive.Lock()
 		out, err := e.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl: aws.String(e.m.QueueURL), MaxNumberOfMessages: int32(min(10, e.m.BatchSize-len(batch))), WaitTimeSeconds: wait,
+			QueueUrl: aws.String(e.m.QueueURL), MaxNumberOfMessages: int32(min(10, e.m.BatchSize-len(batch))),
 			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
 		}, e.asRole)
-		e.receive.Unlock()
 		switch {
 		case err != nil:
 			if len(batch) > 0 {
@@ -155,6 +147,8 @@ func (e *EventSourceMapping) gather(ctx context.Context) []sqstypes.Message {
 		case len(out.Messages) == 0:
 			if len(batch) > 0 {
 				sleep(ctx, min(50*time.Millisecond, time.Until(deadline)))
+			} else {
+				sleep(ctx, 200*time.Millisecond)
 			}
 		default:
 			if len(batch) == 0 {

@@ -38,6 +38,9 @@ done once here, since the list cannot change while the server runs.
 And the server: moto's own (werkzeug's development server) closes the connection after every response and starts a
 thread per connection, so each call costs a TCP handshake and a thread. The launcher serves the same application
 with waitress (pinned in requirements.txt): a pool of threads and kept-alive connections, as clients of AWS expect.
+moto's backends are not safe for concurrent requests (a listing iterates a dict another request changes), so one
+request runs at a time, as the GIL mostly had them anyway; SQS long polls would hold that lock, so the emulator's
+event source mappings poll without waiting.
 
 Usage: launcher.py PORT  (binds 127.0.0.1 only)
 """
@@ -192,6 +195,13 @@ if __name__ == "__main__":
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     os.environ.setdefault("MOTO_PORT", sys.argv[1])  # as moto's main does: it names the port in queue URLs
-    # Threads: the event source mappings' long polls each hold one for up to a second.
-    waitress.serve(DomainDispatcherApplication(create_backend_app), host="127.0.0.1", port=int(sys.argv[1]),
+    import threading
+
+    app, one_at_a_time = DomainDispatcherApplication(create_backend_app), threading.Lock()
+
+    def serialized(environ, start_response):
+        with one_at_a_time:
+            return list(app(environ, start_response))
+
+    waitress.serve(serialized, host="127.0.0.1", port=int(sys.argv[1]),
                    threads=32, connection_limit=2000, channel_timeout=300, ident="moto", _quiet=True)
