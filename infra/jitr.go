@@ -48,7 +48,7 @@ type StormSettings struct {
 	Quotas         map[string]float64
 }
 
-// DefaultStorm is two environments (the fewest AWS allows), batches of ten gathered for up to a second, and AWS
+// DefaultStorm is two environments (the fewest AWS allows), batches of 50 gathered for up to a second, and AWS
 // IoT's default quotas.
 func DefaultStorm() StormSettings {
 	return StormSettings{MaxConcurrency: config.DefaultJitrConcurrency, BatchSize: config.DefaultJitrBatchSize,
@@ -199,8 +199,10 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 		MaxConcurrency:          jsii.Number(float64(storm.MaxConcurrency)),
 		ReportBatchItemFailures: jsii.Bool(true),
 	}))
+	// Retirements in batches of up to 100, gathered for a second: enough at once to keep each paced API busy.
 	j.Function.AddEventSource(awslambdaeventsources.NewSqsEventSource(j.RetirementQueue, &awslambdaeventsources.SqsEventSourceProps{
-		BatchSize:               jsii.Number(10),
+		BatchSize:               jsii.Number(100),
+		MaxBatchingWindow:       awscdk.Duration_Seconds(jsii.Number(1)),
 		MaxConcurrency:          jsii.Number(2),
 		ReportBatchItemFailures: jsii.Bool(true),
 	}))

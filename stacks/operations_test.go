@@ -246,9 +246,9 @@ func TestRegistrationPath(t *testing.T) {
 	if registration == nil {
 		t.Fatal("no mapping drains the registration queue")
 	}
-	if got := asJSON(registration["ScalingConfig"]); got != `{"MaximumConcurrency":2}` || registration["BatchSize"] != float64(10) ||
+	if got := asJSON(registration["ScalingConfig"]); got != `{"MaximumConcurrency":2}` || registration["BatchSize"] != float64(50) ||
 		registration["MaximumBatchingWindowInSeconds"] != float64(1) {
-		t.Errorf("registration mapping: concurrency %s, batch %v, window %v; want 2, 10, 1 s", got, registration["BatchSize"], registration["MaximumBatchingWindowInSeconds"])
+		t.Errorf("registration mapping: concurrency %s, batch %v, window %v; want 2, 50, 1 s", got, registration["BatchSize"], registration["MaximumBatchingWindowInSeconds"])
 	}
 	env := props(onlyJitrFunction(t, oneCA))["Environment"].(map[string]any)["Variables"].(map[string]any)
 	if got := env[contract.EnvIoTRateLimits]; !strings.Contains(fmt.Sprint(got), `"DescribeCertificate":5`) || !strings.Contains(fmt.Sprint(got), `"AttachPolicy":7.5`) {

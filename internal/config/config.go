@@ -42,12 +42,13 @@ var DefaultIoTQuotas = map[string]float64{
 }
 
 // Defaults and bounds of the registration queue's event source mapping: how many execution environments drain
-// it at once (AWS allows 2 to 1000), how many events one invocation gets (an SQS receive returns at most 10
-// without a batching window) and how long the mapping gathers a batch.
+// it at once (AWS allows 2 to 1000), how many events one invocation gets (more than 10 need a batching window) and
+// how long the mapping gathers a batch. An invocation handles its events all at once, paced by its share of the
+// quotas: a batch of 50 keeps every paced API busy where 10 events in lockstep would leave it idle between steps.
 const (
 	DefaultJitrConcurrency = 2
 	MaxJitrConcurrency     = 1000
-	DefaultJitrBatchSize   = 10
+	DefaultJitrBatchSize   = 50
 	MaxJitrBatchSize       = 100
 	DefaultJitrBatchWindow = time.Second
 	MaxJitrBatchWindow     = 5 * time.Minute
@@ -293,7 +294,7 @@ func (l *loader) storm() {
 		}
 	}
 	if v := l.get(KeyJitrBatchSize); v != nil {
-		if n, ok := whole(KeyJitrBatchSize, v, 1, MaxJitrBatchSize, "pass -c jitrBatchSize=10 (the default), from 1 to 100"); ok {
+		if n, ok := whole(KeyJitrBatchSize, v, 1, MaxJitrBatchSize, "pass -c jitrBatchSize=50 (the default), from 1 to 100"); ok {
 			l.cfg.JitrBatchSize = n
 		}
 	}
@@ -308,7 +309,7 @@ func (l *loader) storm() {
 	}
 	if l.cfg.JitrBatchSize > 10 && l.cfg.JitrBatchWindow == 0 {
 		l.fail(KeyJitrBatchSize, fmt.Sprintf("%d events per batch need a batching window (SQS returns at most 10 at once)", l.cfg.JitrBatchSize),
-			"pass -c jitrBatchWindow=1s as well, or -c jitrBatchSize=10")
+			"pass -c jitrBatchWindow=1s as well, or at most -c jitrBatchSize=10")
 	}
 	l.cfg.IoTQuotas = map[string]float64{}
 	for api, rate := range DefaultIoTQuotas {

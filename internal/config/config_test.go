@@ -118,6 +118,26 @@ func TestPresignDefaultsAndOverrides(t *testing.T) {
 	}
 }
 
+func TestStormDefaultsAndOverrides(t *testing.T) {
+	f := writeFixtures(t)
+	base := map[string]any{"tenantCaCerts": f.caDER, "verificationCerts": f.verification, "tenantId": tenant}
+	cfg, err := Load(func(k string) any { return base[k] }, time.Now())
+	if err != nil || cfg.JitrConcurrency != 2 || cfg.JitrBatchSize != 50 || cfg.JitrBatchWindow != time.Second ||
+		cfg.IoTQuotas["DescribeCertificate"] != 10 || cfg.IoTQuotas["AttachPolicy"] != 15 {
+		t.Fatalf("defaults: %+v %v", cfg, err)
+	}
+	base["jitrMaxConcurrency"], base["jitrBatchSize"], base["jitrBatchWindow"] = "8", "10", "0s"
+	base["iotQuotas"] = map[string]any{"DescribeCertificate": 40.0, "UpdateCertificate": 40.0} // cdk.json holds an object
+	cfg, err = Load(func(k string) any { return base[k] }, time.Now())
+	if err != nil || cfg.JitrConcurrency != 8 || cfg.JitrBatchSize != 10 || cfg.JitrBatchWindow != 0 ||
+		cfg.IoTQuotas["DescribeCertificate"] != 40 || cfg.IoTQuotas["DeleteCertificate"] != 10 {
+		t.Fatalf("overrides: %+v %v", cfg, err)
+	}
+	if DefaultIoTQuotas["DescribeCertificate"] != 10 {
+		t.Fatal("an override changed the defaults")
+	}
+}
+
 func TestAlarmEmail(t *testing.T) {
 	f := writeFixtures(t)
 	for _, tc := range []struct{ given, want string }{{"", ""}, {" ops@example.com ", "ops@example.com"}} {
@@ -174,6 +194,13 @@ func TestLoadRefuses(t *testing.T) {
 		{"expiry too short", good(map[string]any{"presignUrlExpiry": "30s"}), KeyPresignURLExpiry, "from 1m0s to 1h0m0s", "-c presignUrlExpiry=15m"},
 		{"expiry too long", good(map[string]any{"presignUrlExpiry": "2h"}), KeyPresignURLExpiry, "from 1m0s to 1h0m0s", "-c presignUrlExpiry=15m"},
 		{"expiry not a duration", good(map[string]any{"presignUrlExpiry": "15"}), KeyPresignURLExpiry, "not a duration", "-c presignUrlExpiry=15m"},
+		{"concurrency below AWS's minimum", good(map[string]any{"jitrMaxConcurrency": "1"}), KeyJitrConcurrency, "from 2 to 1000", "-c jitrMaxConcurrency=2"},
+		{"batch size not a number", good(map[string]any{"jitrBatchSize": "ten"}), KeyJitrBatchSize, "from 1 to 100", "-c jitrBatchSize=50"},
+		{"batch over 10 without a window", good(map[string]any{"jitrBatchSize": "20", "jitrBatchWindow": "0s"}), KeyJitrBatchSize, "need a batching window", "-c jitrBatchWindow=1s"},
+		{"window too long", good(map[string]any{"jitrBatchWindow": "10m"}), KeyJitrBatchWindow, "from 0s to 5m", "-c jitrBatchWindow=1s"},
+		{"quota of an API the function does not call", good(map[string]any{"iotQuotas": `{"DescribeThing":50}`}), KeyIoTQuotas, "DescribeThing", "-c iotQuotas="},
+		{"quota not positive", good(map[string]any{"iotQuotas": `{"UpdateCertificate":0}`}), KeyIoTQuotas, "not a positive rate", "-c iotQuotas="},
+		{"quotas not JSON", good(map[string]any{"iotQuotas": "UpdateCertificate=50"}), KeyIoTQuotas, "not a JSON object", "-c iotQuotas="},
 		{"alarm e-mail without @", good(map[string]any{"alarmEmail": "ops.example.com"}), KeyAlarmEmail, "not an e-mail address", "-c alarmEmail=ops@example.com"},
 		{"alarm e-mail with a space", good(map[string]any{"alarmEmail": "ops team@example.com"}), KeyAlarmEmail, "not an e-mail address", "-c alarmEmail="},
 	}

@@ -57,9 +57,10 @@ const (
 	// reconcileAfter is how long a certificate may stay PENDING_ACTIVATION, or a device's older certificates
 	// unretired, before the reconciler queues the work again.
 	reconcileAfter = 10 * time.Minute
-	// batchParallelism is how many records of one batch are handled at once; the IoT client's rate limits pace
-	// them to this execution environment's share of the quotas.
-	batchParallelism = 10
+	// batchParallelism is how many records of one batch are handled at once (at most): the whole batch, paced by
+	// the IoT client to this execution environment's share of the quotas. Fewer would leave the paced APIs idle
+	// while a handful of events walk through their steps in lockstep.
+	batchParallelism = 100
 )
 
 // WithLedger sets the client of the provisioning ledger Config.LedgerTable names. Without it only duplicates
