@@ -199,9 +199,10 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 		MaxConcurrency:          jsii.Number(float64(storm.MaxConcurrency)),
 		ReportBatchItemFailures: jsii.Bool(true),
 	}))
-	// Retirements in batches of up to 100, gathered for a second: enough at once to keep each paced API busy.
+	// Retirements in batches of up to 50, gathered for a second: enough at once to keep each paced API busy, few
+	// enough to finish within the function's timeout at the default quotas (50 ÷ 5 per second per environment).
 	j.Function.AddEventSource(awslambdaeventsources.NewSqsEventSource(j.RetirementQueue, &awslambdaeventsources.SqsEventSourceProps{
-		BatchSize:               jsii.Number(100),
+		BatchSize:               jsii.Number(50),
 		MaxBatchingWindow:       awscdk.Duration_Seconds(jsii.Number(1)),
 		MaxConcurrency:          jsii.Number(2),
 		ReportBatchItemFailures: jsii.Bool(true),

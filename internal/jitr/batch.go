@@ -380,15 +380,18 @@ func sentAt(m events.SQSMessage) time.Time {
 	return time.UnixMilli(ms)
 }
 
-// registrationBacklog reports whether registered events wait in the registration queue. Events being handled
-// (in flight) do not count: the retirement queued by an event's own invocation would otherwise always wait.
+// registrationBacklog reports whether registered events wait in, or are being handled from, the registration
+// queue. Both count: the event source mapping takes whatever is visible into its batches, so a queue with nothing
+// visible may still have a storm in flight. A retirement queued by an event's own invocation therefore waits one
+// retirementDelay at least, which is the point: retirement is never urgent.
 func (h *Handler) registrationBacklog(ctx context.Context) (bool, error) {
 	if h.queues == nil || h.cfg.RegistrationQueueURL == "" {
 		return false, nil
 	}
 	out, err := h.queues.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
 		QueueUrl:       aws.String(h.cfg.RegistrationQueueURL),
-		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages},
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible},
 	})
 	if err != nil {
 		return false, fmt.Errorf("read the registration queue's backlog: %w", err)
