@@ -45,6 +45,9 @@ const (
 	// ledgerRetention is how long a settled certificate stays in the ledger (its TTL): long enough for the
 	// reconciler to find a retirement that never happened.
 	ledgerRetention = 7 * 24 * time.Hour
+	// retryDelay is how long a registered event whose handling failed (throttling past the retries, the deadline)
+	// stays invisible before it is tried again.
+	retryDelay = 10 * time.Second
 	// retirementDelay is how long a retirement put back during a registration backlog stays invisible before it
 	// is tried again (its visibility timeout is shortened to this).
 	retirementDelay = 30 * time.Second
@@ -143,8 +146,14 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 					ReceiptHandle: aws.String(receipts[id]), VisibilityTimeout: int32(claimRecheck / time.Second)})
 				mu.Unlock()
 			case err != nil:
+				// Back in a few seconds rather than after the queue's visibility timeout: a batch cut short by the
+				// function's deadline must not leave its devices waiting minutes.
 				h.log.Warn("registered event left for a retry", "certificateId", loggableID(e.CertificateID), "error", err.Error())
 				fail(id)
+				mu.Lock()
+				later = append(later, sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(len(later))),
+					ReceiptHandle: aws.String(receipts[id]), VisibilityTimeout: int32(retryDelay / time.Second)})
+				mu.Unlock()
 			}
 		}(m.MessageId, e)
 	}
@@ -389,7 +398,7 @@ func (h *Handler) registrationBacklog(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	out, err := h.queues.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl:       aws.String(h.cfg.RegistrationQueueURL),
+		QueueUrl: aws.String(h.cfg.RegistrationQueueURL),
 		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
 			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible},
 	})
