@@ -20,8 +20,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
 )
 
 // Pair is a certificate with its private key.
@@ -194,7 +192,11 @@ func Load(base string) (*Pair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read tenant CA: %w (generate it with 'fleetsim tenant-ca')", err)
 	}
-	cert, err := azsphere.ParseCertificate(certData)
+	der := certData
+	if block, _ := pem.Decode(certData); block != nil {
+		der = block.Bytes
+	}
+	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		return nil, fmt.Errorf("tenant CA %s.pem: %w", base, err)
 	}
