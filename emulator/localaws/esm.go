@@ -124,9 +124,9 @@ func (e *EventSourceMapping) invoke(ctx context.Context, batch []sqstypes.Messag
 	}
 }
 
-// gather receives up to BatchSize messages, polling while none has come (every 200 ms: Lambda long-polls, but a
-// long poll would hold moto, which serves one request at a time) and waiting at most the batching window once the
-// first one is there.
+// gather receives up to BatchSize messages, polling while none has come (every 200 ms: Lambda long-polls, but moto
+// re-reads the whole queue every second of a long poll) and waiting at most the batching window once the first one
+// is there.
 func (e *EventSourceMapping) gather(ctx context.Context) []sqstypes.Message {
 	var batch []sqstypes.Message
 	var deadline time.Time

@@ -35,13 +35,6 @@ call instead of once per message. And moto's server routes every request under o
 lock and, inside it, lists its own package directory (a stat per service) to recognise a service name: that is
 done once here, since the list cannot change while the server runs.
 
-And the server: moto's own (werkzeug's development server) closes the connection after every response and starts a
-thread per connection, so each call costs a TCP handshake and a thread. The launcher serves the same application
-with waitress (pinned in requirements.txt): a pool of threads and kept-alive connections, as clients of AWS expect.
-moto's backends are not safe for concurrent requests (a listing iterates a dict another request changes), so one
-request runs at a time, as the GIL mostly had them anyway; SQS long polls would hold that lock, so the emulator's
-event source mappings poll without waiting.
-
 Usage: launcher.py PORT  (binds 127.0.0.1 only)
 """
 import sys
@@ -189,19 +182,4 @@ _backends.list_of_moto_modules = lambda: _moto_modules
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():
         sys.exit("usage: launcher.py PORT")
-    import os
-
-    import waitress
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-
-    os.environ.setdefault("MOTO_PORT", sys.argv[1])  # as moto's main does: it names the port in queue URLs
-    import threading
-
-    app, one_at_a_time = DomainDispatcherApplication(create_backend_app), threading.Lock()
-
-    def serialized(environ, start_response):
-        with one_at_a_time:
-            return list(app(environ, start_response))
-
-    waitress.serve(serialized, host="127.0.0.1", port=int(sys.argv[1]),
-                   threads=32, connection_limit=2000, channel_timeout=300, ident="moto", _quiet=True)
+    main(["-H", "127.0.0.1", "-p", sys.argv[1]])
