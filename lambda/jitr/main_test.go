@@ -72,19 +72,8 @@ func TestWiringProvisionsThroughTheLambdaRuntimePath(t *testing.T) {
 	}
 
 	// The deny-list table as the stack declares it, with another device on it.
-	db := dynamodb.New(dynamodb.Options{
-		Region:       motoserver.Region,
-		BaseEndpoint: aws.String(moto.URL),
-		Credentials:  credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, ""),
-	})
-	if _, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName:            aws.String("deny-list"),
-		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String(contract.DenyListKey), AttributeType: ddbtypes.ScalarAttributeTypeS}},
-		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String(contract.DenyListKey), KeyType: ddbtypes.KeyTypeHash}},
-		BillingMode:          ddbtypes.BillingModePayPerRequest,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	db := dynamoClient()
+	createTable(t, db, "deny-list", contract.DenyListKey)
 	deniedDev, err := ca.IssueDevice(testpki.RandomDeviceID(), time.Now().Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)

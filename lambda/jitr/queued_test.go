@@ -30,19 +30,29 @@ func sqsClient() *sqs.Client {
 	return sqs.New(sqs.Options{Region: motoserver.Region, BaseEndpoint: aws.String(moto.URL), Credentials: adminCreds})
 }
 
+func dynamoClient() *dynamodb.Client {
+	return dynamodb.New(dynamodb.Options{Region: motoserver.Region, BaseEndpoint: aws.String(moto.URL), Credentials: adminCreds})
+}
+
+// createTable creates an on-demand table keyed by the string attribute key, as the stack declares its tables.
+func createTable(t *testing.T, db *dynamodb.Client, name, key string) {
+	t.Helper()
+	if _, err := db.CreateTable(context.Background(), &dynamodb.CreateTableInput{
+		TableName:            aws.String(name),
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String(key), AttributeType: ddbtypes.ScalarAttributeTypeS}},
+		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String(key), KeyType: ddbtypes.KeyTypeHash}},
+		BillingMode:          ddbtypes.BillingModePayPerRequest,
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // queuedPath creates the ledger table and the two queues in moto as the stack declares them and returns the
 // environment naming them.
 func queuedPath(t *testing.T, db *dynamodb.Client) map[string]string {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName:            aws.String("ledger"),
-		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String(contract.LedgerKey), AttributeType: ddbtypes.ScalarAttributeTypeS}},
-		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String(contract.LedgerKey), KeyType: ddbtypes.KeyTypeHash}},
-		BillingMode:          ddbtypes.BillingModePayPerRequest,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	createTable(t, db, "ledger", contract.LedgerKey)
 	env := map[string]string{contract.EnvLedgerTable: "ledger", contract.EnvIoTRateLimits: `{"DescribeCertificate":5,"UpdateCertificate":5}`}
 	for key, name := range map[string]string{contract.EnvRegistrationQueueURL: "registrations", contract.EnvRetirementQueueURL: "retirements"} {
 		out, err := sqsClient().CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
@@ -69,7 +79,7 @@ func TestQueuedPathThroughTheLambdaRuntime(t *testing.T) {
 	}
 	ctx := context.Background()
 	admin := iot.New(iot.Options{Region: motoserver.Region, BaseEndpoint: aws.String(moto.URL), Credentials: adminCreds})
-	db := dynamodb.New(dynamodb.Options{Region: motoserver.Region, BaseEndpoint: aws.String(moto.URL), Credentials: adminCreds})
+	db := dynamoClient()
 	ca, err := testpki.NewCA(testpki.CAOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -82,14 +92,7 @@ func TestQueuedPathThroughTheLambdaRuntime(t *testing.T) {
 		PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}`)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName:            aws.String("deny-list"),
-		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String(contract.DenyListKey), AttributeType: ddbtypes.ScalarAttributeTypeS}},
-		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String(contract.DenyListKey), KeyType: ddbtypes.KeyTypeHash}},
-		BillingMode:          ddbtypes.BillingModePayPerRequest,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	createTable(t, db, "deny-list", contract.DenyListKey)
 	env := queuedPath(t, db)
 	env[contract.EnvCACertificateIDs], env[contract.EnvCACertificatesPEM] = *reg.CertificateId, string(ca.CertPEM())
 	env[contract.EnvDevicePolicyName], env[contract.EnvProvisionedBy], env[contract.EnvDenyListTable] = "device-policy", "WiringTestStack", "deny-list"
