@@ -100,23 +100,13 @@ func (q sqsRetirements) QueueRetirement(ctx context.Context, req contract.Retire
 // dead-letter queue after its maxReceiveCount.
 func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent) (events.SQSEventResponse, error) {
 	var (
-		resp  events.SQSEventResponse
-		mu    sync.Mutex
-		wg    sync.WaitGroup
-		slots = make(chan struct{}, batchParallelism)
-		seen  = map[string]bool{}
-		dups  int
-		later []sqstypes.ChangeMessageVisibilityBatchRequestEntry
+		failed failures
+		mu     sync.Mutex
+		wg     sync.WaitGroup
+		slots  = make(chan struct{}, batchParallelism)
+		seen   = map[string]bool{}
+		dups   int
 	)
-	fail := func(id string) {
-		mu.Lock()
-		resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: id})
-		mu.Unlock()
-	}
-	receipts := map[string]string{}
-	for _, m := range batch.Records {
-		receipts[m.MessageId] = m.ReceiptHandle
-	}
 	for _, m := range batch.Records {
 		var e Event
 		if err := json.Unmarshal([]byte(m.Body), &e); err != nil {
@@ -130,7 +120,7 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 		seen[e.CertificateID] = true
 		wg.Add(1)
 		slots <- struct{}{}
-		go func(id string, e Event) {
+		go func(m events.SQSMessage, e Event) {
 			defer func() { <-slots; wg.Done() }()
 			dup, err := h.registerOnce(ctx, e)
 			if dup {
@@ -140,31 +130,42 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 			}
 			switch {
 			case errors.Is(err, errClaimedElsewhere):
-				fail(id)
-				mu.Lock()
-				later = append(later, sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(len(later))),
-					ReceiptHandle: aws.String(receipts[id]), VisibilityTimeout: int32(claimRecheck / time.Second)})
-				mu.Unlock()
+				failed.add(m, claimRecheck)
 			case err != nil:
 				// Back in a few seconds rather than after the queue's visibility timeout: a batch cut short by the
 				// function's deadline must not leave its devices waiting minutes.
 				h.log.Warn("registered event left for a retry", "certificateId", loggableID(e.CertificateID), "error", err.Error())
-				fail(id)
-				mu.Lock()
-				later = append(later, sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(len(later))),
-					ReceiptHandle: aws.String(receipts[id]), VisibilityTimeout: int32(retryDelay / time.Second)})
-				mu.Unlock()
+				failed.add(m, retryDelay)
 			}
-		}(m.MessageId, e)
+		}(m, e)
 	}
 	wg.Wait()
-	h.putBack(ctx, h.cfg.RegistrationQueueURL, later)
+	h.putBack(ctx, h.cfg.RegistrationQueueURL, failed.later)
 	if dups > 0 {
 		rec := h.record()
 		rec.count(contract.MetricDuplicate, dups)
 		h.metrics.writeLine(rec.encode(h.now()))
 	}
-	return resp, nil
+	return failed.resp, nil
+}
+
+// failures collects, from the goroutines of one batch, the records reported as batch item failures and when each
+// is to come back.
+type failures struct {
+	mu    sync.Mutex
+	resp  events.SQSEventResponse
+	later []sqstypes.ChangeMessageVisibilityBatchRequestEntry
+}
+
+// add reports m as failed; after > 0 shortens its visibility timeout to that (see putBack), 0 keeps the queue's.
+func (f *failures) add(m events.SQSMessage, after time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.resp.BatchItemFailures = append(f.resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: m.MessageId})
+	if after > 0 {
+		f.later = append(f.later, sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(len(f.later))),
+			ReceiptHandle: aws.String(m.ReceiptHandle), VisibilityTimeout: int32(after / time.Second)})
+	}
 }
 
 // putBack shortens the visibility timeout of messages reported as batch item failures, so they come back after
@@ -326,21 +327,14 @@ func (h *Handler) noteRetirement(ctx context.Context, req contract.RetirementReq
 // retirement older than retirementGrace runs anyway.
 func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) (events.SQSEventResponse, error) {
 	var (
-		resp     events.SQSEventResponse
-		mu       sync.Mutex
+		failed   failures
 		wg       sync.WaitGroup
 		slots    = make(chan struct{}, batchParallelism)
 		deferred int
-		later    []sqstypes.ChangeMessageVisibilityBatchRequestEntry
 	)
 	busy, err := h.registrationBacklog(ctx)
 	if err != nil {
 		h.log.Warn("registration backlog unknown: retirements proceed", "error", err.Error())
-	}
-	fail := func(id string) {
-		mu.Lock()
-		resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: id})
-		mu.Unlock()
 	}
 	for _, m := range batch.Records {
 		var req contract.RetirementRequest
@@ -350,33 +344,31 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 		}
 		if busy && h.now().Sub(sentAt(m)) < retirementGrace {
 			deferred++
-			fail(m.MessageId)
-			later = append(later, sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(len(later))),
-				ReceiptHandle: aws.String(m.ReceiptHandle), VisibilityTimeout: int32(retirementDelay / time.Second)})
+			failed.add(m, retirementDelay)
 			continue
 		}
 		wg.Add(1)
 		slots <- struct{}{}
-		go func(id string, req contract.RetirementRequest) {
+		go func(m events.SQSMessage, req contract.RetirementRequest) {
 			defer func() { <-slots; wg.Done() }()
 			if err := h.Retire(ctx, req); err != nil {
 				h.log.Warn("retirement left for a retry", "step", "rotate", "thingName", req.Thing, "error", err.Error())
-				fail(id)
+				failed.add(m, 0)
 				return
 			}
 			if err := h.noteRetirement(ctx, req, true); err != nil {
 				h.log.Warn("retirement done, ledger not updated (the reconciler may queue it again; harmless)", "error", err.Error())
 			}
-		}(m.MessageId, req)
+		}(m, req)
 	}
 	wg.Wait()
-	h.putBack(ctx, h.cfg.RetirementQueueURL, later)
+	h.putBack(ctx, h.cfg.RetirementQueueURL, failed.later)
 	if deferred > 0 {
 		rec := h.record()
 		rec.count(contract.MetricRetirementDeferred, deferred)
 		h.metrics.writeLine(rec.encode(h.now()))
 	}
-	return resp, nil
+	return failed.resp, nil
 }
 
 // sentAt is when SQS received the message (its SentTimestamp attribute, Unix milliseconds); the zero time when
