@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -279,22 +280,36 @@ func (t *Emulator) reportInvocation(res AsyncResult) {
 	if thing == "" {
 		return
 	}
-	t.show(ev.CertificateID, status, "certificate %s → %s (thing %s)", timeline.Short(ev.CertificateID), status, timeline.Short(thing))
 	t.mu.Lock()
-	others := append([]string(nil), t.thingCerts[thing]...)
+	certs := append([]string(nil), t.thingCerts[thing]...)
 	t.mu.Unlock()
-	for _, id := range others {
-		if id == ev.CertificateID {
-			continue
-		}
-		st, _ := t.certificateState(ctx, id)
-		switch st {
-		case "deleted":
-			t.show(id, st, "old certificate %s of thing %s revoked: deactivated and deleted by the function, it can no longer connect", timeline.Short(id), timeline.Short(thing))
-		case "REVOKED", "INACTIVE":
-			t.show(id, st, "old certificate %s of thing %s → %s", timeline.Short(id), timeline.Short(thing), st)
-		}
+	others, superseded := certs, false
+	if own := slices.Index(certs, ev.CertificateID); own >= 0 {
+		others = slices.Delete(certs, own, own+1)
+		// A deferred retirement can retire the record's own certificate when the device has a newer one: that is
+		// the device's old certificate, shown as such whichever record retires it.
+		superseded = own < len(others)
 	}
+	if !superseded || !t.showRetired(ev.CertificateID, status, thing) {
+		t.show(ev.CertificateID, status, "certificate %s → %s (thing %s)", timeline.Short(ev.CertificateID), status, timeline.Short(thing))
+	}
+	for _, id := range others {
+		st, _ := t.certificateState(ctx, id)
+		t.showRetired(id, st, thing)
+	}
+}
+
+// showRetired shows what became of an old certificate of a thing, and reports whether it was retired at all.
+func (t *Emulator) showRetired(id, status, thing string) bool {
+	switch status {
+	case "deleted":
+		t.show(id, status, "old certificate %s of thing %s revoked: deactivated and deleted by the function, it can no longer connect", timeline.Short(id), timeline.Short(thing))
+	case "REVOKED", "INACTIVE":
+		t.show(id, status, "old certificate %s of thing %s → %s", timeline.Short(id), timeline.Short(thing), status)
+	default:
+		return false
+	}
+	return true
 }
 
 // deadLetter sends the invocation record of an event that failed every attempt to the function's on-failure
