@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/motoserver"
 	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
 var moto *motoserver.Server
@@ -210,5 +212,121 @@ func TestAttachThingPrincipalEnforcesExclusiveThing(t *testing.T) {
 	}
 	if err := attach("thing-b", arn, types.ThingPrincipalTypeExclusiveThing); err != nil {
 		t.Errorf("exclusive attachment after the detachment: %v", err)
+	}
+}
+
+// DeleteCertificate as AWS answers it: an ACTIVE certificate is refused (CertificateStateException), an attached
+// thing conflicts, an attached policy conflicts unless forceDelete, which removes the attachment with the
+// certificate so later deletions are not disturbed by it.
+func TestDeleteCertificateRules(t *testing.T) {
+	api := client(t)
+	ctx := context.Background()
+	if _, err := api.CreatePolicy(ctx, &iot.CreatePolicyInput{PolicyName: aws.String("device"), PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	del := func(id string, force bool) error {
+		_, err := api.DeleteCertificate(ctx, &iot.DeleteCertificateInput{CertificateId: aws.String(id), ForceDelete: force})
+		return err
+	}
+	id, arn := registerDevice(t, api, types.CertificateStatusActive)
+	wantAPIError[*types.CertificateStateException](t, "delete an ACTIVE certificate", del(id, true), http.StatusNotAcceptable)
+	if _, err := api.UpdateCertificate(ctx, &iot.UpdateCertificateInput{CertificateId: aws.String(id), NewStatus: types.CertificateStatusInactive}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.CreateThing(ctx, &iot.CreateThingInput{ThingName: aws.String("thing-a")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.AttachThingPrincipal(ctx, &iot.AttachThingPrincipalInput{ThingName: aws.String("thing-a"), Principal: aws.String(arn)}); err != nil {
+		t.Fatal(err)
+	}
+	wantAPIError[*types.DeleteConflictException](t, "delete a certificate attached to a thing", del(id, true), http.StatusConflict)
+	if _, err := api.DetachThingPrincipal(ctx, &iot.DetachThingPrincipalInput{ThingName: aws.String("thing-a"), Principal: aws.String(arn)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.AttachPolicy(ctx, &iot.AttachPolicyInput{PolicyName: aws.String("device"), Target: aws.String(arn)}); err != nil {
+		t.Fatal(err)
+	}
+	wantAPIError[*types.DeleteConflictException](t, "delete a certificate with a policy, without forceDelete", del(id, false), http.StatusConflict)
+	if err := del(id, true); err != nil {
+		t.Fatalf("forceDelete of an INACTIVE certificate with a policy: %v", err)
+	}
+	wantAPIError[*types.ResourceNotFoundException](t, "delete it again", del(id, true), http.StatusNotFound)
+	other, _ := registerDevice(t, api, types.CertificateStatusInactive)
+	if err := del(other, false); err != nil {
+		t.Errorf("delete another certificate after a forced delete: %v", err)
+	}
+}
+
+// Deletions running at once, as a fleet storm's retirements do, each answer for their own certificate: none answers
+// ResourceNotFound for a certificate that exists because another one was deleted meanwhile (moto's own check looked
+// up every attachment's certificate, and failed that way about once per storm). The quotas are off here: the
+// point is the concurrency, not the rate.
+func TestConcurrentDeletesAnswerForTheirOwnCertificate(t *testing.T) {
+	ctx := context.Background()
+	s, err := motoserver.Start(ctx, motoserver.Options{Env: []string{contract.EnvIoTQuotasOff + "=1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	api := iot.NewFromConfig(aws.Config{
+		Region:           motoserver.Region,
+		Credentials:      credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, ""),
+		BaseEndpoint:     aws.String(s.URL),
+		RetryMaxAttempts: 1,
+	})
+	if _, err := api.CreatePolicy(ctx, &iot.CreatePolicyInput{PolicyName: aws.String("device"), PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := testpki.NewCA(testpki.CAOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.RegisterCACertificate(ctx, &iot.RegisterCACertificateInput{CaCertificate: aws.String(string(ca.CertPEM())),
+		CertificateMode: types.CertificateModeSniOnly, SetAsActive: true}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 150
+	ids := make([]string, n)
+	for i := range ids {
+		dev, err := ca.IssueDevice(testpki.RandomDeviceID(), time.Now().Add(-time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := api.RegisterCertificate(ctx, &iot.RegisterCertificateInput{CertificatePem: aws.String(string(dev.CertPEM())),
+			CaCertificatePem: aws.String(string(ca.CertPEM())), Status: types.CertificateStatusInactive})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := api.AttachPolicy(ctx, &iot.AttachPolicyInput{PolicyName: aws.String("device"), Target: out.CertificateArn}); err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = aws.ToString(out.CertificateId)
+	}
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed []string
+		next   = make(chan string)
+	)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range next {
+				if _, err := api.DeleteCertificate(ctx, &iot.DeleteCertificateInput{CertificateId: aws.String(id), ForceDelete: true}); err != nil {
+					mu.Lock()
+					failed = append(failed, id[:8]+": "+err.Error())
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, id := range ids {
+		next <- id
+	}
+	close(next)
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Errorf("%d of %d concurrent deletions of existing certificates failed, first: %s", len(failed), n, failed[0])
 	}
 }

@@ -5,7 +5,8 @@ config has use_valid_cert set, and that can only be set from Python before the s
 
 It also closes one gap between moto and AWS IoT that the JITR flow hits: DeleteCertificate with forceDelete
 removes the certificate's policy attachments in AWS, while moto keeps them, and every later DeleteCertificate
-then fails with ResourceNotFound on the dangling attachment.
+then fails with ResourceNotFound on the dangling attachment. Its check also looked up every attachment's
+certificate, so a DeleteCertificate racing another one answered ResourceNotFound for an existing certificate.
 
 And one fidelity point: AWS's DescribeCertificate returns certificateDescription.caCertificateId for a certificate
 registered under a CA (the JITR function compares it with the event's CA id). moto records that id at
@@ -43,19 +44,31 @@ from moto.core.config import default_user_config
 
 default_user_config["iot"]["use_valid_cert"] = True
 
+from moto.iot.exceptions import CertificateStateException, DeleteConflictException  # noqa: E402
 from moto.iot.models import FakeCertificate, IoTBackend  # noqa: E402  (must come after the config change)
 from moto.server import main  # noqa: E402
 
 import iam  # noqa: E402  (IAM enforced for the project's functions, see iam.py)
 
-_moto_delete_certificate = IoTBackend.delete_certificate
-
-
 def _delete_certificate(self, certificate_id, force_delete):
+    # moto's own check looks up the certificate of every attachment of every principal, and answers
+    # ResourceNotFound when one of them is gone: under concurrent requests (a fleet storm), a certificate another
+    # request just deleted made DeleteCertificate of an existing one answer 404, which the caller rightly takes for
+    # "already deleted". This one compares the attachments' ARNs with the certificate's, and removes the policy
+    # attachments before the certificate, so no request sees an attachment of a deleted certificate.
     cert = self.describe_certificate(certificate_id)
-    _moto_delete_certificate(self, certificate_id, force_delete)
-    for key in [k for k in self.principal_policies if k[0] == cert.arn]:
-        del self.principal_policies[key]
+    if cert.status == "ACTIVE":
+        raise CertificateStateException("Certificate must be deactivated (not ACTIVE) before deletion.", certificate_id)
+    suffix = ":cert/" + certificate_id
+    things = [k[0] for k in list(self.principal_things) if k[0].endswith(suffix)]
+    if things:
+        raise DeleteConflictException(f"Things must be detached before deletion (arn: {things[0]})")
+    policies = [k for k in list(self.principal_policies) if k[0].endswith(suffix)]
+    if policies and not force_delete:
+        raise DeleteConflictException(f"Certificate policies must be detached before deletion (arn: {policies[0][0]})")
+    for key in policies:
+        self.principal_policies.pop(key, None)
+    self.certificates.pop(certificate_id, None)
 
 
 IoTBackend.delete_certificate = _delete_certificate
