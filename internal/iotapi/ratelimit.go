@@ -3,6 +3,7 @@ package iotapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -31,6 +32,11 @@ func ParseRateLimits(text string) (RateLimits, error) {
 	return limits, nil
 }
 
+// ErrNoTimeLeft is returned, without waiting, by a call whose turn under its rate limit would come at or after the
+// caller's deadline: the call could not complete, and waiting for the turn would only keep the slot from a call
+// that can (the next invocation of the same execution environment).
+var ErrNoTimeLeft = errors.New("the rate limit's next free slot is past the deadline")
+
 // pacer spaces calls of one operation 1/rate apart: a caller reserves the next free slot and waits for it. It
 // allows no burst, so N clients each paced at quota÷N never exceed the quota together.
 type pacer struct {
@@ -39,15 +45,28 @@ type pacer struct {
 	next     time.Time
 }
 
-func (p *pacer) wait(ctx context.Context) error {
+// reserve gives the caller the next free slot at or after now, or ErrNoTimeLeft (and reserves nothing) when that
+// slot is not before the deadline.
+func (p *pacer) reserve(now, deadline time.Time, hasDeadline bool) (time.Time, error) {
 	p.mu.Lock()
-	now := time.Now()
+	defer p.mu.Unlock()
 	slot := p.next
 	if slot.Before(now) {
 		slot = now
 	}
+	if hasDeadline && !slot.Before(deadline) {
+		return time.Time{}, ErrNoTimeLeft
+	}
 	p.next = slot.Add(p.interval)
-	p.mu.Unlock()
+	return slot, nil
+}
+
+func (p *pacer) wait(ctx context.Context) error {
+	deadline, hasDeadline := ctx.Deadline()
+	slot, err := p.reserve(time.Now(), deadline, hasDeadline)
+	if err != nil {
+		return err
+	}
 	if d := time.Until(slot); d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()

@@ -45,8 +45,8 @@ const (
 	// ledgerRetention is how long a settled certificate stays in the ledger (its TTL): long enough for the
 	// reconciler to find a retirement that never happened.
 	ledgerRetention = 7 * 24 * time.Hour
-	// retryDelay is how long a registered event whose handling failed (throttling past the retries, the deadline)
-	// stays invisible before it is tried again.
+	// retryDelay is how long a registered event or a retirement whose handling failed (throttling past the
+	// retries, the deadline) stays invisible before it is tried again.
 	retryDelay = 10 * time.Second
 	// retirementDelay is how long a retirement put back during a registration backlog stays invisible before it
 	// is tried again (its visibility timeout is shortened to this).
@@ -352,8 +352,10 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 		go func(m events.SQSMessage, req contract.RetirementRequest) {
 			defer func() { <-slots; wg.Done() }()
 			if err := h.Retire(ctx, req); err != nil {
+				// Back in a few seconds, as a registration: a retirement cut short by the deadline (its paced calls
+				// refused for lack of time) is finished by the next delivery, not after the visibility timeout.
 				h.log.Warn("retirement left for a retry", "step", "rotate", "thingName", req.Thing, "error", err.Error())
-				failed.add(m, 0)
+				failed.add(m, retryDelay)
 				return
 			}
 			if err := h.noteRetirement(ctx, req, true); err != nil {

@@ -312,7 +312,7 @@ func (b *bench) scenario(ctx context.Context, name string) (result, error) {
 			return r, err
 		}
 	}
-	fmt.Fprintf(os.Stderr, "storm: %s: %d devices, bound %.0f s, device retry %s..%s\n", name, len(b.devices), r.bound, b.policy.Base, b.policy.Max)
+	fmt.Fprintf(os.Stderr, "storm: %s: %d devices, bound %.1f s, device retry %s..%s\n", name, len(b.devices), r.bound, b.policy.Base, b.policy.Max)
 	start := time.Now()
 	// A device not connected after 6 bounds (at least a minute: a small fleet's bound is shorter than one pass
 	// through the queues) plus two of its longest backoffs is lost.
