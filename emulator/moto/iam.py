@@ -36,6 +36,7 @@ Command line (for the stack tests, which check grants against the same data):
 Not modelled: resource-based policies, permission boundaries, SCPs, session policies, NotPrincipal, policy
 variables, condition keys other than the global ones in _context() and the iot:thingArn of thing-principal calls.
 """
+import functools
 import importlib.util
 import io
 import json
@@ -291,8 +292,13 @@ def resources_for(action, params, partition, region, account):
 def _glob(pattern, value, case_sensitive):
     if not case_sensitive:
         pattern, value = pattern.lower(), value.lower()
-    rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(rx, value, re.S) is not None
+    return _glob_regex(pattern).fullmatch(value) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _glob_regex(pattern):
+    """The regular expression of an IAM wildcard pattern (* any run, ? one character), compiled once per pattern."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern), re.S)
 
 
 def _as_list(v):

@@ -34,7 +34,8 @@ below reads the retention period itself: the same answer in O(1). Likewise the q
 every SendMessage, and by every GetQueueAttributes) and its visible messages (every receive) read the clock once per
 call instead of once per message. And moto's server routes every request under one
 lock and, inside it, lists its own package directory (a stat per service) to recognise a service name: that is
-done once here, since the list cannot change while the server runs.
+done once here, since the list cannot change while the server runs; so is the list of a response class's methods
+moto reads on every request.
 
 Usage: launcher.py PORT  (binds 127.0.0.1 only)
 """
@@ -72,6 +73,44 @@ def _delete_certificate(self, certificate_id, force_delete):
 
 
 IoTBackend.delete_certificate = _delete_certificate
+
+# moto finds a certificate, a certificate principal and a thing by scanning every one of them in Python, one object
+# at a time: O(n) per call, and a scan that a concurrent registration or deletion interrupts answers 500
+# ("OrderedDict mutated during iteration"). The registry is keyed by certificate id and thing ARN, so these are
+# lookups: the same answers, in O(1), atomic under the server's threads.
+from moto.iot.exceptions import ResourceNotFoundException  # noqa: E402
+from moto.utilities.utils import get_partition  # noqa: E402
+
+_moto_get_principal = IoTBackend._get_principal
+
+
+def _describe_certificate(self, certificate_id):
+    cert = self.certificates.get(certificate_id)
+    if cert is None:
+        raise ResourceNotFoundException()
+    return cert
+
+
+def _get_principal(self, principal_arn):
+    if ":cert/" not in principal_arn:
+        return _moto_get_principal(self, principal_arn)
+    cert = self.certificates.get(principal_arn.rsplit("/", 1)[-1])
+    if cert is None or cert.arn != principal_arn:
+        raise ResourceNotFoundException()
+    return cert
+
+
+def _describe_thing(self, thing_name):
+    arn = f"arn:{get_partition(self.region_name)}:iot:{self.region_name}:{self.account_id}:thing/{thing_name}"
+    thing = self.things.get(arn)
+    if thing is None or thing.thing_name != thing_name:
+        raise ResourceNotFoundException()
+    return thing
+
+
+IoTBackend.describe_certificate = _describe_certificate
+IoTBackend._get_principal = _get_principal
+IoTBackend.describe_thing = _describe_thing
 __import__("quotas").install()  # before iam.install(), so that IAM wraps it: see quotas.py
 iam.install()
 
@@ -191,6 +230,14 @@ from moto import backends as _backends  # noqa: E402
 
 _moto_modules = tuple(_backends.list_of_moto_modules())
 _backends.list_of_moto_modules = lambda: _moto_modules
+
+# moto lists a response class's methods (inspect.getmembers) on every request to find the action's handler; the
+# classes do not change while the server runs.
+import functools  # noqa: E402
+
+import moto.core.responses as _responses  # noqa: E402
+
+_responses.method_names_from_class = functools.lru_cache(maxsize=None)(_responses.method_names_from_class)
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():
