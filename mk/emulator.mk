@@ -16,6 +16,8 @@ BENCH_SIZES        ?= 100,1000
 EMULATOR_PKGS      := ./emulator/...
 
 TEST_TARGETS  += test-emulator
+# The README's first command, end to end: it fails unless the end state is right (fleetsim's check).
+TEST_TARGETS  += demo
 BENCH_TARGETS += bench-emulator
 
 .PHONY: demo demo-device test-emulator bench-emulator emulator-build emulator-synth test-twin bench-twin

@@ -200,7 +200,7 @@ func runFleet(ctx context.Context, args []string) error {
 		return fmt.Errorf("fleet did not complete: %w", runErr)
 	}
 	awsCfg := localaws.AWSConfig(info.AWSEndpoint)
-	settle(ctx, awsCfg)
+	settle(ctx, awsCfg, len(devices))
 	sum, err := localaws.Summarize(ctx, awsCfg, info.Bucket)
 	if err != nil {
 		return err
@@ -210,24 +210,39 @@ func runFleet(ctx context.Context, args []string) error {
 	return check(sum, devices)
 }
 
-// settle waits (briefly) until the function has finished with every certificate: none pending or half-retired.
-func settle(ctx context.Context, cfg aws.Config) {
+// settleTimeout bounds how long the demo waits for the JITR function: an older certificate's retirement is queued
+// and put back for 30 s at a time while registrations are queued or in flight (internal/jitr), so the reboot's
+// retirement usually lands 30 to 60 s after the devices connected.
+const settleTimeout = 3 * time.Minute
+
+// settle waits until the function has finished with every certificate: one ACTIVE certificate per device, none
+// pending or half-retired. It reads ListCertificates only (no AWS IoT quota applies to it), and says what it waits
+// for every 10 s; at the timeout it returns and check reports what is left.
+func settle(ctx context.Context, cfg aws.Config, devices int) {
 	c := iot.NewFromConfig(cfg)
-	for i := 0; i < 50; i++ {
-		out, err := c.ListCertificates(ctx, &iot.ListCertificatesInput{})
-		if err != nil {
-			return
-		}
-		busy := false
-		for _, cert := range out.Certificates {
-			if cert.Status == iottypes.CertificateStatusPendingActivation || cert.Status == iottypes.CertificateStatusInactive {
-				busy = true
+	start, lastSaid := time.Now(), time.Now()
+	for time.Since(start) < settleTimeout && ctx.Err() == nil {
+		count := map[iottypes.CertificateStatus]int{}
+		for pages := iot.NewListCertificatesPaginator(c, &iot.ListCertificatesInput{}); pages.HasMorePages(); {
+			page, err := pages.NextPage(ctx)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "fleetsim: list certificates: %v\n", err)
+				return
+			}
+			for _, cert := range page.Certificates {
+				count[cert.Status]++
 			}
 		}
-		if !busy {
+		active, pending, inactive := count[iottypes.CertificateStatusActive], count[iottypes.CertificateStatusPendingActivation], count[iottypes.CertificateStatusInactive]
+		if active == devices && pending == 0 && inactive == 0 {
 			return
 		}
-		time.Sleep(100 * time.Millisecond)
+		if time.Since(lastSaid) >= 10*time.Second {
+			lastSaid = time.Now()
+			fmt.Fprintf(os.Stderr, "fleetsim: %.0f s: waiting for the JITR function: %d ACTIVE certificates for %d devices, %d pending, %d inactive (a superseded certificate is retired once no registration is queued)\n",
+				time.Since(start).Seconds(), active, devices, pending, inactive)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 
