@@ -44,6 +44,13 @@ func NewIotEndpoint(scope constructs.Construct, id string) *IotEndpoint {
 		suppress(singleton, "AwsSolutions-IAM4",
 			"CDK's AwsCustomResource function: the managed AWSLambdaBasicExecutionRole only lets it write its own logs",
 			"Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole")
+		// With @aws-cdk/aws-lambda:useCdkManagedLogGroup (cdk.json) CDK gives that function a log group it would keep
+		// after cdk destroy (RemovalPolicy RETAIN by default): the stack deletes it like every other log group.
+		if lg := singleton.Node().TryFindChild(jsii.String("LogGroup")); lg != nil {
+			var res awscdk.IResource
+			jsii.UnsafeCast(lg, &res)
+			res.ApplyRemovalPolicy(awscdk.RemovalPolicy_DESTROY)
+		}
 	}
 	return &IotEndpoint{Construct: c, Lookup: lookup}
 }

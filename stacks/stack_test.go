@@ -218,6 +218,30 @@ func TestCAAndPolicyRetainedOnlyWhenDevicesAre(t *testing.T) {
 	}
 }
 
+// TestDestroyLeavesNothingBehind: `cdk destroy` deletes every resource of the stack, log groups of functions CDK
+// adds itself included (with @aws-cdk/aws-lambda:useCdkManagedLogGroup their log groups default to Retain); with
+// retainDevices only the CA registrations, the device policy and the deny-list table stay.
+func TestDestroyLeavesNothingBehind(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		s     *synthesized
+		keeps map[string]bool
+	}{
+		{"default", oneCA, map[string]bool{}},
+		{"retainDevices", retained, map[string]bool{"AWS::IoT::CACertificate": true, "AWS::IoT::Policy": true, "AWS::DynamoDB::Table": true}},
+	} {
+		for id, r := range tc.s.json["Resources"].(map[string]any) {
+			res := r.(map[string]any)
+			typ, _ := res["Type"].(string)
+			for _, key := range []string{"DeletionPolicy", "UpdateReplacePolicy"} {
+				if p, set := res[key]; set && p != "Delete" && !(tc.keeps[typ] && p == "Retain") {
+					t.Errorf("%s: %s (%s) has %s %v: cdk destroy would leave it behind", tc.name, id, typ, key, p)
+				}
+			}
+		}
+	}
+}
+
 // TestRegistryTeardownRunsBeforeCAAndPolicyGo checks the dependency order: the teardown resource references every
 // CA and the device policy, so CloudFormation deletes it (running the cleanup) before them.
 func TestRegistryTeardownRunsBeforeCAAndPolicyGo(t *testing.T) {
