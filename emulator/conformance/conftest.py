@@ -11,6 +11,7 @@ The clients are the AWS IoT Device SDK for Python v2 (awsiotsdk on awscrt, with 
 A client that reports a protocol error fails the test it runs in (see Paho.protocol_errors and run_mosquitto).
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,7 +26,9 @@ from importlib import metadata
 import boto3
 import paho.mqtt.client as mqtt
 import pytest
+from botocore.config import Config
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 # How long a client waits for an answer of the emulator before the test fails. A bound, never an assertion:
 # every wait ends as soon as the awaited event happens.
@@ -56,8 +59,10 @@ def emulator():
 @pytest.fixture(scope="session")
 def iot(emulator):
     """The IoT control plane (moto), with the emulator's test credentials."""
+    # The emulator enforces AWS IoT's quotas (DescribeCertificate 10/s): retry throttling as AWS's SDKs advise.
     return boto3.client("iot", region_name=emulator["region"], endpoint_url=emulator["awsEndpoint"],
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+                        aws_access_key_id="testing", aws_secret_access_key="testing",
+                        config=Config(retries={"mode": "standard", "max_attempts": 10}))
 
 
 @pytest.fixture(scope="session")
@@ -132,14 +137,12 @@ def jitr_connect(dev, iot):
         time.sleep(delay)
         delay = min(delay * 2, 2.0)
     assert attempts > 1, "the first connection of an unknown certificate must be closed (JITR)"
-    certs = iot.list_certificates()["certificates"]
+    # AWS IoT's certificate id is the SHA-256 of the certificate's DER: one DescribeCertificate, not one per
+    # certificate of the account (a quota of 10/s).
     with open(dev.cert) as f:
-        pem = f.read().strip()
-    for c0 in certs:
-        d = iot.describe_certificate(certificateId=c0["certificateId"])["certificateDescription"]
-        if d["certificatePem"].strip() == pem:
-            dev.cert_id, dev.cert_arn = d["certificateId"], d["certificateArn"]
-    assert dev.cert_id, "certificate not registered"
+        der = x509.load_pem_x509_certificate(f.read().encode()).public_bytes(serialization.Encoding.DER)
+    d = iot.describe_certificate(certificateId=hashlib.sha256(der).hexdigest())["certificateDescription"]
+    dev.cert_id, dev.cert_arn = d["certificateId"], d["certificateArn"]
     # AWS IoT takes one CONNECT per second per client id: the next connection of the test may come right away.
     time.sleep(1.05)
     return c
