@@ -36,7 +36,8 @@ type ThingSummary struct {
 
 // Summarize reads the end state from the AWS API (moto).
 func Summarize(ctx context.Context, cfg aws.Config, bucket string) (*Summary, error) {
-	iotc := iot.NewFromConfig(cfg)
+	// The emulator's own inspection of the end state: its reads take no AWS IoT quota from the function.
+	iotc := iot.NewFromConfig(cfg, func(o *iot.Options) { o.APIOptions = append(o.APIOptions, motoserver.Internal) })
 	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
 	sh := &ShadowClient{Endpoint: aws.ToString(cfg.BaseEndpoint), Region: cfg.Region, Credentials: cfg.Credentials}
 	sum := &Summary{Certificates: map[string]int{}}
