@@ -37,13 +37,21 @@ func client(t *testing.T) *iot.Client {
 	if err := moto.Reset(); err != nil {
 		t.Fatal(err)
 	}
+	return clientOf(moto)
+}
+
+// clientOf is an IoT client of the moto server s, with retries off.
+func clientOf(s *motoserver.Server) *iot.Client {
 	return iot.NewFromConfig(aws.Config{
 		Region:           motoserver.Region,
 		Credentials:      credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, ""),
-		BaseEndpoint:     aws.String(moto.URL),
+		BaseEndpoint:     aws.String(s.URL),
 		RetryMaxAttempts: 1,
 	})
 }
+
+// devicePolicy is a device policy document for the tests that attach one.
+const devicePolicy = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}`
 
 // registerDevice registers a CA and one device certificate under it with the given status, as JITR does.
 func registerDevice(t *testing.T, api *iot.Client, status types.CertificateStatus) (id, arn string) {
@@ -225,7 +233,7 @@ func TestAttachThingPrincipalEnforcesExclusiveThing(t *testing.T) {
 func TestDeleteCertificateRules(t *testing.T) {
 	api := client(t)
 	ctx := context.Background()
-	if _, err := api.CreatePolicy(ctx, &iot.CreatePolicyInput{PolicyName: aws.String("device"), PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}`)}); err != nil {
+	if _, err := api.CreatePolicy(ctx, &iot.CreatePolicyInput{PolicyName: aws.String("device"), PolicyDocument: aws.String(devicePolicy)}); err != nil {
 		t.Fatal(err)
 	}
 	del := func(id string, force bool) error {
@@ -272,12 +280,7 @@ func TestConcurrentDeletesAnswerForTheirOwnCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Stop)
-	api := iot.NewFromConfig(aws.Config{
-		Region:           motoserver.Region,
-		Credentials:      credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, ""),
-		BaseEndpoint:     aws.String(s.URL),
-		RetryMaxAttempts: 1,
-	})
+	api := clientOf(s)
 	// The set-up is not what is tested: a call that got no answer (moto's development server now and then loses a
 	// connection) is tried again, and "already exists" is the answer of a call whose first answer was lost.
 	setUp := func(what string, call func() error) {
@@ -291,7 +294,7 @@ func TestConcurrentDeletesAnswerForTheirOwnCertificate(t *testing.T) {
 		t.Fatalf("%s: %v", what, err)
 	}
 	setUp("create policy", func() error {
-		_, err := api.CreatePolicy(ctx, &iot.CreatePolicyInput{PolicyName: aws.String("device"), PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}`)})
+		_, err := api.CreatePolicy(ctx, &iot.CreatePolicyInput{PolicyName: aws.String("device"), PolicyDocument: aws.String(devicePolicy)})
 		return err
 	})
 	ca, err := testpki.NewCA(testpki.CAOptions{})

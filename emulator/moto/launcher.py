@@ -39,13 +39,18 @@ moto reads on every request.
 
 Usage: launcher.py PORT  (binds 127.0.0.1 only)
 """
+import functools
 import sys
 
 from moto.core.config import default_user_config
 
 default_user_config["iot"]["use_valid_cert"] = True
 
-from moto.iot.exceptions import CertificateStateException, DeleteConflictException  # noqa: E402
+from moto.iot.exceptions import (  # noqa: E402
+    CertificateStateException,
+    DeleteConflictException,
+    ResourceNotFoundException,
+)
 from moto.iot.models import FakeCertificate, IoTBackend  # noqa: E402  (must come after the config change)
 from moto.server import main  # noqa: E402
 
@@ -78,7 +83,6 @@ IoTBackend.delete_certificate = _delete_certificate
 # at a time: O(n) per call, and a scan that a concurrent registration or deletion interrupts answers 500
 # ("OrderedDict mutated during iteration"). The registry is keyed by certificate id and thing ARN, so these are
 # lookups: the same answers, in O(1), atomic under the server's threads.
-from moto.iot.exceptions import ResourceNotFoundException  # noqa: E402
 from moto.utilities.utils import get_partition  # noqa: E402
 
 _moto_get_principal = IoTBackend._get_principal
@@ -233,8 +237,6 @@ _backends.list_of_moto_modules = lambda: _moto_modules
 
 # moto lists a response class's methods (inspect.getmembers) on every request to find the action's handler; the
 # classes do not change while the server runs.
-import functools  # noqa: E402
-
 import moto.core.responses as _responses  # noqa: E402
 
 _responses.method_names_from_class = functools.lru_cache(maxsize=None)(_responses.method_names_from_class)

@@ -157,15 +157,14 @@ type failures struct {
 	later []sqstypes.ChangeMessageVisibilityBatchRequestEntry
 }
 
-// add reports m as failed; after > 0 shortens its visibility timeout to that (see putBack), 0 keeps the queue's.
+// add reports m as failed, to come back after the given delay (its visibility timeout is shortened to it, see
+// putBack).
 func (f *failures) add(m events.SQSMessage, after time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.resp.BatchItemFailures = append(f.resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: m.MessageId})
-	if after > 0 {
-		f.later = append(f.later, sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(len(f.later))),
-			ReceiptHandle: aws.String(m.ReceiptHandle), VisibilityTimeout: int32(after / time.Second)})
-	}
+	f.later = append(f.later, sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(len(f.later))),
+		ReceiptHandle: aws.String(m.ReceiptHandle), VisibilityTimeout: int32(after / time.Second)})
 }
 
 // putBack shortens the visibility timeout of messages reported as batch item failures, so they come back after
