@@ -21,5 +21,5 @@ setup-conformance: ## install mosquitto's clients for the conformance suite (apt
 test-conformance: .stamps/venv setup-conformance emulator-synth ## third-party MQTT clients (AWS IoT Device SDK v2, paho-mqtt 3.1.1/5, mosquitto) against the emulator
 	@$(call emulator_up,-quiet); \
 	CONFORMANCE_INFO=$(EMULATOR_DIR)/emulator.json CONFORMANCE_CA=$(EMULATOR_DIR)/tenant-ca \
-	CONFORMANCE_FLEETSIM=$(EMULATOR_BIN)/fleetsim \
+	CONFORMANCE_DEVICESIM=$(EMULATOR_BIN)/devicesim \
 	$(PY) -m pytest -p no:cacheprovider -v -rA --strict-markers emulator/conformance

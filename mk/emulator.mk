@@ -16,20 +16,20 @@ BENCH_SIZES        ?= 100,1000
 EMULATOR_PKGS      := ./emulator/...
 
 TEST_TARGETS  += test-emulator
-# The README's first command, end to end: it fails unless the end state is right (fleetsim's check).
+# The README's first command, end to end: it fails unless the end state is right (devicesim's check).
 TEST_TARGETS  += demo
 BENCH_TARGETS += bench-emulator
 
-.PHONY: demo demo-device test-emulator bench-emulator emulator-build emulator-synth test-twin bench-twin
+.PHONY: demo demo-device test-emulator bench-emulator emulator-build emulator-synth
 
 # The emulator and the simulator; the emulator builds the JITR function and aws-lambda-rie itself when it starts.
 emulator-build: .stamps/go
 	@mkdir -p $(EMULATOR_BIN) $(EMULATOR_DIR)
-	$(GO) build -o $(EMULATOR_BIN)/ ./emulator/cmd/localaws ./emulator/cmd/fleetsim
+	$(GO) build -o $(EMULATOR_BIN)/ ./emulator/cmd/localaws ./emulator/cmd/devicesim
 
 # A test tenant CA (kept between runs) and the stack synthesized for it: the emulator deploys exactly this template.
 emulator-synth: emulator-build .stamps/npm
-	@test -f $(EMULATOR_DIR)/tenant-ca.pem || $(EMULATOR_BIN)/fleetsim tenant-ca -dir $(EMULATOR_DIR)
+	@test -f $(EMULATOR_DIR)/tenant-ca.pem || $(EMULATOR_BIN)/devicesim tenant-ca -dir $(EMULATOR_DIR)
 	$(CDK) synth -q -o $(EMULATOR_DIR)/cdk.out \
 		-c tenantCaCerts=$(CURDIR)/$(EMULATOR_DIR)/tenant-ca.pem \
 		-c verificationCerts=$(CURDIR)/$(EMULATOR_DIR)/verification.pem \
@@ -53,7 +53,7 @@ endef
 
 demo: .stamps/go .stamps/npm .stamps/venv emulator-synth ## the whole flow locally: emulator (moto + template + JITR Lambda + IoT broker) and 3 devices, one reboots (DEMO_DEVICES=, DEMO_REBOOT=)
 	@$(call emulator_up,); \
-	$(EMULATOR_BIN)/fleetsim run -info $(EMULATOR_DIR)/emulator.json -ca $(EMULATOR_DIR)/tenant-ca -devices $(DEMO_DEVICES) -reboot $(DEMO_REBOOT)
+	$(EMULATOR_BIN)/devicesim run -info $(EMULATOR_DIR)/emulator.json -ca $(EMULATOR_DIR)/tenant-ca -devices $(DEMO_DEVICES) -reboot $(DEMO_REBOOT)
 
 # The real C device app (device/, host build) instead of simulated devices, S3 step included (runtime URLs from the
 # presign function, transfers through the S3 gate over HTTPS): it needs the AWS IoT Device SDK
@@ -64,7 +64,7 @@ demo-device: .stamps/go .stamps/npm .stamps/venv emulator-synth device-host ## m
 	@test -x $(DEVICE_APP) || { cat device/build/host/sdk_libraries_status.txt; \
 		echo "demo-device: the host device app was not built; pass the SDK library copies, e.g. make demo-device DEVICE_CMAKE_ARGS='-DFETCHCONTENT_SOURCE_DIR_COREMQTT=<dir> ...' (device/README.md)" >&2; exit 1; }
 	@$(call emulator_up,); \
-	set -- $$($(EMULATOR_BIN)/fleetsim device-cert -info $(EMULATOR_DIR)/emulator.json -ca $(EMULATOR_DIR)/tenant-ca -out $(EMULATOR_DIR)/c-device); \
+	set -- $$($(EMULATOR_BIN)/devicesim device-cert -info $(EMULATOR_DIR)/emulator.json -ca $(EMULATOR_DIR)/tenant-ca -out $(EMULATOR_DIR)/c-device); \
 	$(DEVICE_APP) --cert $(EMULATOR_DIR)/c-device/device.pem --key $(EMULATOR_DIR)/c-device/device.key \
 		--ca $(EMULATOR_DIR)/c-device/server-ca.pem --endpoint localhost --port $$2 --publish-count 1
 
@@ -73,13 +73,11 @@ test-emulator: .stamps/go .stamps/npm .stamps/venv ## local emulator: unit and e
 
 bench-emulator: .stamps/venv emulator-synth ## local emulator: provisioning latency (first connect → connected) p50/p95 and total, 100 and 1000 devices (BENCH_SIZES=)
 	@$(call emulator_up,-quiet -workers 2); \
-	$(EMULATOR_BIN)/fleetsim bench -info $(EMULATOR_DIR)/emulator.json -ca $(EMULATOR_DIR)/tenant-ca -sizes $(BENCH_SIZES)
+	$(EMULATOR_BIN)/devicesim bench -info $(EMULATOR_DIR)/emulator.json -ca $(EMULATOR_DIR)/tenant-ca -sizes $(BENCH_SIZES)
 
 # The names these targets had before the emulator got its own folder.
-test-twin: test-emulator
-bench-twin: bench-emulator
 
-# The fleet storm (issue 13): N devices reboot at once against AWS IoT's quotas (emulator/moto/quotas.py), through
+# The fleet storm (issue 13): N devices reboot at once against AWS IoT's quotas (testkit/moto/quotas.py), through
 # the template's registration queue and event source mapping. The template is synthesized with the scale's quotas
 # (what a user passes after a quota increase), so the function paces itself to what moto enforces.
 #   make bench-storm    first boot and reboot of STORM_DEVICES (1000) at STORM_SCALE (1): one line per scenario

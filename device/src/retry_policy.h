@@ -15,7 +15,7 @@
  *   once the ceiling is reached: ~8 attempts per device in a 100 s storm, ~10 in a 150 s one.
  * - never give up during a storm: quotas can be lower than the defaults, so a storm can last 10 minutes or more.
  *   The retries must on average last RETRY_MIN_EXPECTED_TOTAL_MS (30 min) before the app exits.
- * The emulator's storm simulator reads these #defines (emulator/fleet/retrypolicy.go): keep them plain
+ * The emulator's storm simulator reads these #defines (emulator/devicesim/retrypolicy.go): keep them plain
  * `#define NAME value` lines, the values integer expressions of U-suffixed decimals.
  */
 #ifndef RETRY_POLICY_H

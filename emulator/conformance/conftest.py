@@ -6,7 +6,7 @@ The clients are the AWS IoT Device SDK for Python v2 (awsiotsdk on awscrt, with 
 
   CONFORMANCE_INFO   the emulator's info file (endpoint, server CA, moto endpoint)
   CONFORMANCE_CA     the tenant CA (BASE.pem, BASE.key) the devices' certificates are signed with
-  CONFORMANCE_FLEETSIM  the fleetsim command, which issues the device certificates (fleetsim device-cert)
+  CONFORMANCE_DEVICESIM  the devicesim command, which issues the device certificates (devicesim device-cert)
 
 A client that reports a protocol error fails the test it runs in (see Paho.protocol_errors and run_mosquitto).
 """
@@ -95,15 +95,15 @@ class Device:
 
 @pytest.fixture(scope="session")
 def new_device(emulator, workdir):
-    """Issues a fresh device certificate (a device at its first boot) through fleetsim device-cert."""
-    fleetsim = _env("CONFORMANCE_FLEETSIM", "build/bin/fleetsim")
+    """Issues a fresh device certificate (a device at its first boot) through devicesim device-cert."""
+    devicesim = _env("CONFORMANCE_DEVICESIM", "build/bin/devicesim")
     ca = _env("CONFORMANCE_CA", "build/demo/tenant-ca")
     n = [0]
 
     def make():
         n[0] += 1
         d = os.path.join(workdir, f"device-{n[0]}")
-        subprocess.run([fleetsim, "device-cert", "-info", _env("CONFORMANCE_INFO", "build/demo/emulator.json"),
+        subprocess.run([devicesim, "device-cert", "-info", _env("CONFORMANCE_INFO", "build/demo/emulator.json"),
                         "-ca", ca, "-out", d], check=True, capture_output=True)
         return Device(emulator, d)
 

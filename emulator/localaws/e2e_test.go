@@ -24,10 +24,10 @@ import (
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/fleet"
+	"github.com/sphere-jitr/sphere-jitr/emulator/devicesim"
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
-	"github.com/sphere-jitr/sphere-jitr/emulator/motoserver"
-	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
@@ -156,15 +156,15 @@ func startEmulatorWith(t *testing.T, tl *timeline.Timeline, template *localaws.T
 	return tw
 }
 
-func deviceConfig(tw *localaws.Emulator, tl *timeline.Timeline) fleet.Config {
+func deviceConfig(tw *localaws.Emulator, tl *timeline.Timeline) devicesim.Config {
 	pool := x509.NewCertPool()
 	pool.AddCert(tw.ServerCA.Cert)
-	return fleet.Config{
+	return devicesim.Config{
 		Endpoint:  tw.Broker.Addr(),
 		ServerCAs: pool,
 		TopicRoot: tw.Info().TopicRoot,
 		S3:        true,
-		Backoff:   fleet.Backoff{Base: 100 * time.Millisecond, Max: 2 * time.Second},
+		Backoff:   devicesim.Backoff{Base: 100 * time.Millisecond, Max: 2 * time.Second},
 		Timeline:  tl,
 	}
 }
@@ -233,7 +233,7 @@ func TestDemoScenario(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	devices, err := fleet.Run(ctx, env.tenantCA, deviceConfig(tw, tl), fleet.Scenario{Devices: 3, Reboot: []int{1}})
+	devices, err := devicesim.Run(ctx, env.tenantCA, deviceConfig(tw, tl), devicesim.Scenario{Devices: 3, Reboot: []int{1}})
 	if err != nil {
 		t.Fatalf("fleet: %v", err)
 	}
@@ -246,8 +246,8 @@ func TestDemoScenario(t *testing.T) {
 		t.Fatalf("things = %d, want 3", len(sum.Things))
 	}
 	var (
-		oldCert  fleet.Session
-		rebooted *fleet.Device
+		oldCert  devicesim.Session
+		rebooted *devicesim.Device
 	)
 	for _, d := range devices {
 		wantBoots := 1
@@ -309,7 +309,7 @@ func TestDemoScenario(t *testing.T) {
 		t.Errorf("S3 objects = %v, want one per device", sum.Objects)
 	}
 	for _, d := range devices {
-		if key := contract.DeviceObjectPrefix + d.Thing + "/" + fleet.ObjectName; !slices.Contains(sum.Objects, key) {
+		if key := contract.DeviceObjectPrefix + d.Thing + "/" + devicesim.ObjectName; !slices.Contains(sum.Objects, key) {
 			t.Errorf("%s: no object %s in %v", d.Name, key, sum.Objects)
 		}
 	}
@@ -339,10 +339,10 @@ func TestDemoScenario(t *testing.T) {
 	}
 }
 
-func oldCertificate(t *testing.T, d *fleet.Device, s fleet.Session) *testpki.Pair {
+func oldCertificate(t *testing.T, d *devicesim.Device, s devicesim.Session) *testpki.Pair {
 	t.Helper()
 	for _, p := range d.Certificates() {
-		if fleet.CertificateID(p.Cert) == s.CertificateID {
+		if devicesim.CertificateID(p.Cert) == s.CertificateID {
 			return p
 		}
 	}
@@ -351,14 +351,14 @@ func oldCertificate(t *testing.T, d *fleet.Device, s fleet.Session) *testpki.Pai
 }
 
 // connectFleet provisions n devices and leaves them connected.
-func connectFleet(t *testing.T, tw *localaws.Emulator, n int) []*fleet.Device {
+func connectFleet(t *testing.T, tw *localaws.Emulator, n int) []*devicesim.Device {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cfg := deviceConfig(tw, nil)
-	var devices []*fleet.Device
+	var devices []*devicesim.Device
 	for i := 0; i < n; i++ {
-		d := fleet.NewDevice(fmt.Sprintf("device-%d", i+1), env.tenantCA, cfg)
+		d := devicesim.NewDevice(fmt.Sprintf("device-%d", i+1), env.tenantCA, cfg)
 		if err := d.Boot(); err != nil {
 			t.Fatal(err)
 		}
@@ -485,7 +485,7 @@ func TestCertificateNotAttachedToThingCannotConnect(t *testing.T) {
 	}
 
 	// An ACTIVE certificate with the device policy attached but no thing at all.
-	orphan := fleet.NewDevice("orphan", env.tenantCA, deviceConfig(tw, nil))
+	orphan := devicesim.NewDevice("orphan", env.tenantCA, deviceConfig(tw, nil))
 	if err := orphan.Boot(); err != nil {
 		t.Fatal(err)
 	}
@@ -517,7 +517,7 @@ func TestCertificateNotAttachedToThingCannotConnect(t *testing.T) {
 	c.Disconnect(0)
 
 	// Deny by default: attached to its thing but without any policy, A's certificate connects no more.
-	aCert := fleet.CertificateID(a.Certificate().Cert)
+	aCert := devicesim.CertificateID(a.Certificate().Cert)
 	desc, err := tw.IoT.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String(aCert)})
 	if err != nil {
 		t.Fatal(err)
@@ -541,16 +541,16 @@ func TestForeignCADeviceNeverConnectsNorRegisters(t *testing.T) {
 	}
 	cfg := deviceConfig(tw, nil)
 	cfg.MaxAttempts = 4
-	d := fleet.NewDevice("foreign", foreign, cfg)
+	d := devicesim.NewDevice("foreign", foreign, cfg)
 	if err := d.Boot(); err != nil {
 		t.Fatal(err)
 	}
 	err = d.Connect(context.Background())
-	if !errors.Is(err, fleet.ErrGaveUp) {
+	if !errors.Is(err, devicesim.ErrGaveUp) {
 		t.Fatalf("foreign device Connect = %v, want ErrGaveUp", err)
 	}
 	tw.DrainFunction()
-	_, err = tw.IoT.DescribeCertificate(context.Background(), &iot.DescribeCertificateInput{CertificateId: aws.String(fleet.CertificateID(d.Certificate().Cert))})
+	_, err = tw.IoT.DescribeCertificate(context.Background(), &iot.DescribeCertificateInput{CertificateId: aws.String(devicesim.CertificateID(d.Certificate().Cert))})
 	var nf *iottypes.ResourceNotFoundException
 	if !errors.As(err, &nf) {
 		t.Errorf("foreign certificate in the registry (describe: %v)", err)
@@ -572,7 +572,7 @@ func TestFiftyDevicesBootingAtOnceAreProvisioned(t *testing.T) {
 	tw := startEmulator(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	devices, err := fleet.Run(ctx, env.tenantCA, deviceConfig(tw, nil), fleet.Scenario{Devices: 50, ConnectOnly: true})
+	devices, err := devicesim.Run(ctx, env.tenantCA, deviceConfig(tw, nil), devicesim.Scenario{Devices: 50, ConnectOnly: true})
 	if err != nil {
 		t.Fatalf("fleet: %v", err)
 	}
@@ -593,7 +593,7 @@ func TestFiftyDevicesBootingAtOnceAreProvisioned(t *testing.T) {
 	if connected != 50 {
 		t.Errorf("%d of 50 devices connected", connected)
 	}
-	t.Logf("50 devices: provisioning latency p50 %s, p95 %s", fleet.Percentile(fleet.Latencies(devices), 50), fleet.Percentile(fleet.Latencies(devices), 95))
+	t.Logf("50 devices: provisioning latency p50 %s, p95 %s", devicesim.Percentile(devicesim.Latencies(devices), 50), devicesim.Percentile(devicesim.Latencies(devices), 95))
 }
 
 func TestShadowTopicsAreBridgedWithAcceptedRejectedAndDelta(t *testing.T) {
@@ -700,7 +700,7 @@ func TestEveryPendingConnectionAttemptReachesTheFunction(t *testing.T) {
 	}
 	t.Cleanup(tw.Stop) // its end also ends the function's wait
 
-	d := fleet.NewDevice("pending", env.tenantCA, deviceConfig(tw, nil))
+	d := devicesim.NewDevice("pending", env.tenantCA, deviceConfig(tw, nil))
 	if err := d.Boot(); err != nil {
 		t.Fatal(err)
 	}
@@ -711,7 +711,7 @@ func TestEveryPendingConnectionAttemptReachesTheFunction(t *testing.T) {
 			t.Fatalf("attempt %d connected with a PENDING_ACTIVATION certificate", i+1)
 		}
 	}
-	certID := fleet.CertificateID(d.Certificate().Cert)
+	certID := devicesim.CertificateID(d.Certificate().Cert)
 	if got := certStatus(t, tw, certID); got != "PENDING_ACTIVATION" {
 		t.Fatalf("certificate is %s, want PENDING_ACTIVATION", got)
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/fleet"
+	"github.com/sphere-jitr/sphere-jitr/emulator/devicesim"
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
@@ -37,16 +37,16 @@ func TestAttachmentGrantedOnThingIsDeniedAndDeadLettered(t *testing.T) {
 
 	cfg := deviceConfig(tw, timeline.New(lw))
 	cfg.MaxAttempts = 3
-	d := fleet.NewDevice("denied", env.tenantCA, cfg)
+	d := devicesim.NewDevice("denied", env.tenantCA, cfg)
 	if err := d.Boot(); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Connect(context.Background()); !errors.Is(err, fleet.ErrGaveUp) {
+	if err := d.Connect(context.Background()); !errors.Is(err, devicesim.ErrGaveUp) {
 		t.Fatalf("device Connect = %v, want ErrGaveUp: it must never connect", err)
 	}
 	tw.DrainFunction()
 
-	cert := fleet.CertificateID(d.Certificate().Cert)
+	cert := devicesim.CertificateID(d.Certificate().Cert)
 	if st := certStatus(t, tw, cert); st != "PENDING_ACTIVATION" {
 		t.Errorf("certificate %s, want PENDING_ACTIVATION", st)
 	}

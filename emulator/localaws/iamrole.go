@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 

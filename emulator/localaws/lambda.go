@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
 )
 
 // Invoker runs one invocation of the function and waits for its result.

@@ -24,10 +24,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/fleet"
+	"github.com/sphere-jitr/sphere-jitr/emulator/devicesim"
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
-	"github.com/sphere-jitr/sphere-jitr/emulator/motoserver"
-	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
@@ -131,7 +131,7 @@ func TestRevokedDeviceIsRefusedUntilAllowed(t *testing.T) {
 	tw, info, fnOut := startOperated(t, timeline.New(lw))
 	cfg := deviceConfig(tw, timeline.New(lw))
 	cfg.MaxAttempts = 8
-	d := fleet.NewDevice("device-1", env.tenantCA, cfg)
+	d := devicesim.NewDevice("device-1", env.tenantCA, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if err := d.Boot(); err != nil {
@@ -141,7 +141,7 @@ func TestRevokedDeviceIsRefusedUntilAllowed(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := d.Certificate()
-	firstID := fleet.CertificateID(first.Cert)
+	firstID := devicesim.CertificateID(first.Cert)
 
 	out, _ := runFleetctl(t, info, "revoke", strings.ToUpper(d.ID), "-reason", "reported stolen", "-json")
 	var rev struct {
@@ -167,8 +167,8 @@ func TestRevokedDeviceIsRefusedUntilAllowed(t *testing.T) {
 	if err := d.Boot(); err != nil {
 		t.Fatal(err)
 	}
-	second := fleet.CertificateID(d.Certificate().Cert)
-	if err := d.Connect(ctx); !errors.Is(err, fleet.ErrGaveUp) {
+	second := devicesim.CertificateID(d.Certificate().Cert)
+	if err := d.Connect(ctx); !errors.Is(err, devicesim.ErrGaveUp) {
 		t.Fatalf("the denied device's next boot: Connect = %v, want it to give up", err)
 	}
 	tw.DrainFunction()
@@ -191,7 +191,7 @@ func TestRevokedDeviceIsRefusedUntilAllowed(t *testing.T) {
 		t.Fatalf("the allowed device's next boot: %v", err)
 	}
 	defer d.Disconnect()
-	third := fleet.CertificateID(d.Certificate().Cert)
+	third := devicesim.CertificateID(d.Certificate().Cert)
 	if got := certStatus(t, tw, third); got != "ACTIVE" {
 		t.Errorf("the allowed device's certificate is %s, want ACTIVE", got)
 	}

@@ -14,7 +14,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/fleet"
+	"github.com/sphere-jitr/sphere-jitr/emulator/devicesim"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
@@ -30,16 +30,16 @@ func TestS3URLsAreScopedToTheDevice(t *testing.T) {
 	}
 
 	// A crafted name cannot leave A's prefix: the function refuses it.
-	for _, name := range []string{"../" + b.Thing + "/" + fleet.ObjectName, "x/../../" + b.Thing + "/y", "/" + b.Thing, "%2e%2e/x"} {
+	for _, name := range []string{"../" + b.Thing + "/" + devicesim.ObjectName, "x/../../" + b.Thing + "/y", "/" + b.Thing, "%2e%2e/x"} {
 		_, err := a.RequestURL(ctx, contract.S3URLRequest{Operation: contract.S3OperationGet, Name: name})
-		var rej *fleet.URLRejectedError
+		var rej *devicesim.URLRejectedError
 		if !errors.As(err, &rej) {
 			t.Errorf("name %q: %v, want a rejection", name, err)
 		}
 	}
 
 	// A's URL edited to point at B's key no longer matches its signature.
-	get, err := a.RequestURL(ctx, contract.S3URLRequest{Operation: contract.S3OperationGet, Name: fleet.ObjectName})
+	get, err := a.RequestURL(ctx, contract.S3URLRequest{Operation: contract.S3OperationGet, Name: devicesim.ObjectName})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestS3URLsAreScopedToTheDevice(t *testing.T) {
 	}
 	forged := strings.Replace(get.URL, "/devices/"+a.Thing+"/", "/devices/"+b.Thing+"/", 1)
 	_, err = a.Transfer(ctx, http.MethodGet, forged, nil)
-	var he *fleet.HTTPError
+	var he *devicesim.HTTPError
 	if !errors.As(err, &he) || he.Status != 403 || !strings.Contains(he.Body, "SignatureDoesNotMatch") {
 		t.Errorf("A's URL edited to B's key: %v, want 403 SignatureDoesNotMatch", err)
 	}
@@ -93,7 +93,7 @@ func TestOversizedPutIsRefusedBecauseTheLengthIsSigned(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = d.Transfer(ctx, http.MethodPut, put.URL, []byte("eleven byte"))
-	var he *fleet.HTTPError
+	var he *devicesim.HTTPError
 	if !errors.As(err, &he) || he.Status != 403 || !strings.Contains(he.Body, "SignatureDoesNotMatch") {
 		t.Fatalf("11 bytes on a URL signed for 10: %v, want 403 SignatureDoesNotMatch", err)
 	}
@@ -102,7 +102,7 @@ func TestOversizedPutIsRefusedBecauseTheLengthIsSigned(t *testing.T) {
 	}
 	// Over the stack's cap (1 MiB by default) there is no URL at all.
 	_, err = d.RequestURL(ctx, contract.S3URLRequest{Operation: contract.S3OperationPut, Name: "big.bin", ContentLength: 1<<20 + 1})
-	var rej *fleet.URLRejectedError
+	var rej *devicesim.URLRejectedError
 	if !errors.As(err, &rej) || !strings.Contains(rej.Reason, "contentLength") {
 		t.Errorf("PUT of 1 MiB + 1: %v, want a rejection naming contentLength", err)
 	}
@@ -114,13 +114,13 @@ func TestExpiredURLIsRefusedAndReplaced(t *testing.T) {
 	d := connectFleet(t, tw, 1)[0]
 	ctx := context.Background()
 
-	get, err := d.RequestURL(ctx, contract.S3URLRequest{Operation: contract.S3OperationGet, Name: fleet.ObjectName})
+	get, err := d.RequestURL(ctx, contract.S3URLRequest{Operation: contract.S3OperationGet, Name: devicesim.ObjectName})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tw.S3Gate.Advance(16 * time.Minute) // past the 15-minute expiry the template sets
 	_, err = d.Transfer(ctx, http.MethodGet, get.URL, nil)
-	var he *fleet.HTTPError
+	var he *devicesim.HTTPError
 	if !errors.As(err, &he) || he.Status != 403 || !strings.Contains(he.Body, "Request has expired") {
 		t.Fatalf("URL used after its expiry: %v, want 403 Request has expired", err)
 	}
@@ -142,7 +142,7 @@ func TestPresignUnavailableDeviceRetriesAndRecovers(t *testing.T) {
 	tw := startEmulator(t, timeline.New(lw))
 	cfg := deviceConfig(tw, timeline.New(lw))
 	cfg.URLTimeout = time.Second
-	d := fleet.NewDevice("device-1", env.tenantCA, cfg)
+	d := devicesim.NewDevice("device-1", env.tenantCA, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := d.Boot(); err != nil {

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 func TestThingName(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 // FuzzDeviceCertificate feeds arbitrary bytes, as DER or PEM, through the certificate checker. Whatever it

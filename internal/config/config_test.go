@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 const tenant = "01234567-89ab-cdef-0123-456789abcdef"

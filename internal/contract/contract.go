@@ -276,7 +276,7 @@ const (
 // PresignEnv lists the presign Lambda's environment variables (it also reads EnvProvisionedBy for its metrics).
 var PresignEnv = []string{EnvBucketName, EnvIotDataEndpoint, EnvDeviceTopicRoot, EnvPresignMaxBytes, EnvPresignExpirySec, EnvProvisionedBy}
 
-// The local emulator's AWS IoT control-plane quotas (emulator/moto/quotas.py, in the moto process): its settings,
+// The local emulator's AWS IoT control-plane quotas (testkit/moto/quotas.py, in the moto process): its settings,
 // the header that exempts the emulator's own registry reads from them, and the figures' endpoints.
 const (
 	EnvIoTQuotas           = "IOT_QUOTAS"                 // JSON object API → requests per second, over the AWS defaults; 0 lifts one

@@ -3,7 +3,7 @@
 // the device policy and the thing, activates the certificate and retires the device's older certificates.
 // Every step is idempotent and ordered so that a retry after a failure at any point completes the work and no
 // certificate is ever ACTIVE without its thing and policy. The Lambda in lambda/jitr only wires it up; the
-// local twin and the teardown tests call it directly.
+// local emulator and the teardown tests call it directly.
 package jitr
 
 import (

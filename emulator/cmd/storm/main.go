@@ -1,7 +1,7 @@
 // Command storm is the fleet-storm benchmark (`make bench-storm`). It starts the local emulator with AWS IoT's
-// control-plane quotas enforced (emulator/moto/quotas.py), powers on N simulated devices at once (first boot: N new
+// control-plane quotas enforced (testkit/moto/quotas.py), powers on N simulated devices at once (first boot: N new
 // certificates), then reboots all of them at once (every device comes back with a new certificate). Each device
-// retries as the device app does (device/src/retry_policy.h, read by fleet.DeviceRetryPolicy). For each scenario it
+// retries as the device app does (device/src/retry_policy.h, read by devicesim.DeviceRetryPolicy). For each scenario it
 // prints one line, times in seconds from the power-on or the reboot:
 //
 //	storm: scenario=reboot devices=1000 scale=1 activated=… connected=… lost=… dlq=… events=… calls=… throttled=…
@@ -40,10 +40,10 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/fleet"
+	"github.com/sphere-jitr/sphere-jitr/emulator/devicesim"
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
-	"github.com/sphere-jitr/sphere-jitr/emulator/motoserver"
-	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 	"github.com/sphere-jitr/sphere-jitr/internal/config"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
@@ -108,7 +108,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	policy, err := fleet.DeviceRetryPolicy(root)
+	policy, err := devicesim.DeviceRetryPolicy(root)
 	if err != nil {
 		return err
 	}
@@ -158,10 +158,10 @@ func run() error {
 	info := emu.Info()
 	pool := x509.NewCertPool()
 	pool.AddCert(emu.ServerCA.Cert)
-	cfg := fleet.Config{Endpoint: info.Endpoint, ServerCAs: pool, ConnectTimeout: 10 * time.Second}
+	cfg := devicesim.Config{Endpoint: info.Endpoint, ServerCAs: pool, ConnectTimeout: 10 * time.Second}
 	b := &bench{o: o, emu: emu, moto: moto, policy: policy.Scaled(o.scale), devices: make([]*device, o.devices)}
 	for i := range b.devices {
-		b.devices[i] = &device{Device: fleet.NewDevice(fmt.Sprintf("device-%d", i+1), ca, cfg)}
+		b.devices[i] = &device{Device: devicesim.NewDevice(fmt.Sprintf("device-%d", i+1), ca, cfg)}
 	}
 	defer b.disconnectAll()
 	var failures []string
@@ -206,7 +206,7 @@ func checkPacing(t *localaws.Template, scale float64) error {
 
 // device is a simulated device and what the benchmark measures of its current boot.
 type device struct {
-	*fleet.Device
+	*devicesim.Device
 	client    paho.Client
 	connected time.Duration // since the scenario started, when connected
 }
@@ -215,7 +215,7 @@ type bench struct {
 	o       options
 	emu     *localaws.Emulator
 	moto    *motoserver.Server
-	policy  fleet.RetryPolicy
+	policy  devicesim.RetryPolicy
 	devices []*device
 }
 
@@ -352,7 +352,7 @@ wait:
 	if name == "reboot" {
 		for _, d := range b.devices {
 			h := d.Certificates()
-			older[fleet.CertificateID(h[len(h)-2].Cert)] = true
+			older[devicesim.CertificateID(h[len(h)-2].Cert)] = true
 		}
 		retireBy := start.Add(time.Duration(6*r.bound*float64(time.Second)) + 2*time.Minute)
 		for time.Now().Before(retireBy) && ctx.Err() == nil {
@@ -387,7 +387,7 @@ wait:
 	}
 	since := func(unix float64) float64 { return unix - float64(start.UnixNano())/1e9 }
 	for _, d := range b.devices {
-		current := fleet.CertificateID(d.Certificate().Cert)
+		current := devicesim.CertificateID(d.Certificate().Cert)
 		if t, ok := figures.Activated[current]; ok {
 			r.activation = append(r.activation, since(t))
 		}
@@ -396,7 +396,7 @@ wait:
 		}
 		active := 0
 		for _, c := range d.Certificates() {
-			if status[fleet.CertificateID(c.Cert)] == "ACTIVE" {
+			if status[devicesim.CertificateID(c.Cert)] == "ACTIVE" {
 				active++
 			}
 		}

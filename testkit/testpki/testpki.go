@@ -190,7 +190,7 @@ func issue(tmpl *x509.Certificate, parent *Pair) (*Pair, error) {
 func Load(base string) (*Pair, error) {
 	certData, err := os.ReadFile(base + ".pem")
 	if err != nil {
-		return nil, fmt.Errorf("read tenant CA: %w (generate it with 'fleetsim tenant-ca')", err)
+		return nil, fmt.Errorf("read tenant CA: %w (generate it with 'devicesim tenant-ca')", err)
 	}
 	der := certData
 	if block, _ := pem.Decode(certData); block != nil {

@@ -1,9 +1,9 @@
-package fleet
+package devicesim
 
 import (
 	"testing"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 func newCA(t *testing.T) *testpki.Pair {

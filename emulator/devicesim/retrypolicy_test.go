@@ -1,4 +1,4 @@
-package fleet
+package devicesim
 
 import (
 	"math/rand/v2"

@@ -1,5 +1,5 @@
 // Command testpki writes the certificates the device tests need into a folder, generated at run time by
-// emulator/testpki so no private key is ever committed: a server CA with a server certificate for
+// testkit/testpki so no private key is ever committed: a server CA with a server certificate for
 // localhost/127.0.0.1 and one for another host name, an untrusted CA, and a device CA with device
 // certificates whose CN is a lower-case, upper-case or 64-character device ID, or missing.
 //
@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 func main() {

@@ -2,7 +2,7 @@
 // new key and certificate with the device ID as CN, the device connects with just-in-time-registration retries
 // (exponential backoff, full jitter), then does what the device app does: telemetry on its own topics, a shadow
 // update and read, an upload and a download through presigned S3 URLs it asks for over MQTT at run time.
-package fleet
+package devicesim
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"

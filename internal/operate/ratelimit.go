@@ -1,4 +1,4 @@
-package fleetops
+package operate
 
 import (
 	"context"

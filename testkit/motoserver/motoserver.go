@@ -64,7 +64,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(python, filepath.Join(root, "emulator", "moto", "launcher.py"), strconv.Itoa(port))
+	cmd := exec.Command(python, filepath.Join(root, "testkit", "moto", "launcher.py"), strconv.Itoa(port))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Env = append(os.Environ(), opts.Env...)
 	if opts.Log != nil {

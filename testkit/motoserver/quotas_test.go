@@ -220,7 +220,7 @@ got.append(sum(q.admit("123456789012", "us-east-1", "UpdateThing") for _ in rang
 print(got, q.snapshot()["calls"], q.snapshot()["throttled"])
 `
 	cmd := exec.Command(python, "-c", script)
-	cmd.Dir = filepath.Join(root, "emulator", "moto")
+	cmd.Dir = filepath.Join(root, "testkit", "moto")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("run the bucket model: %v\n%s", err, out)

@@ -1,8 +1,8 @@
-// Command fleetsim simulates a fleet of Azure Sphere devices against the local emulator.
+// Command devicesim simulates a fleet of Azure Sphere devices against the local emulator.
 //
-//	fleetsim tenant-ca -dir build/demo                  generate a test tenant CA and its verification certificate
-//	fleetsim run -info build/demo/emulator.json -ca build/demo/tenant-ca -devices 3 -reboot 2
-//	fleetsim bench -info build/demo/emulator.json -ca build/demo/tenant-ca -sizes 100,1000
+//	devicesim tenant-ca -dir build/demo                  generate a test tenant CA and its verification certificate
+//	devicesim run -info build/demo/emulator.json -ca build/demo/tenant-ca -devices 3 -reboot 2
+//	devicesim bench -info build/demo/emulator.json -ca build/demo/tenant-ca -sizes 100,1000
 package main
 
 import (
@@ -26,14 +26,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/fleet"
+	"github.com/sphere-jitr/sphere-jitr/emulator/devicesim"
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
-	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
-const usage = `usage: fleetsim tenant-ca -dir DIR | run [flags] | bench [flags] | device-cert [flags]  (fleetsim CMD -h for flags)`
+const usage = `usage: devicesim tenant-ca -dir DIR | run [flags] | bench [flags] | device-cert [flags]  (devicesim CMD -h for flags)`
 
 func main() {
 	if len(os.Args) < 2 {
@@ -56,7 +56,7 @@ func main() {
 		err = errors.New(usage)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "fleetsim:", err)
+		fmt.Fprintln(os.Stderr, "devicesim:", err)
 		os.Exit(1)
 	}
 }
@@ -145,25 +145,25 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.maxDelay, "backoff-max", 4*time.Second, "longest reconnect delay")
 }
 
-func (c *common) load(tl *timeline.Timeline) (*testpki.Pair, localaws.Info, fleet.Config, error) {
+func (c *common) load(tl *timeline.Timeline) (*testpki.Pair, localaws.Info, devicesim.Config, error) {
 	ca, err := loadCA(c.ca)
 	if err != nil {
-		return nil, localaws.Info{}, fleet.Config{}, err
+		return nil, localaws.Info{}, devicesim.Config{}, err
 	}
 	info, err := loadInfo(c.info)
 	if err != nil {
-		return nil, info, fleet.Config{}, err
+		return nil, info, devicesim.Config{}, err
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM([]byte(info.ServerCAPEM)) {
-		return nil, info, fleet.Config{}, errors.New("emulator info has no server CA")
+		return nil, info, devicesim.Config{}, errors.New("emulator info has no server CA")
 	}
-	cfg := fleet.Config{
+	cfg := devicesim.Config{
 		Endpoint:  info.Endpoint,
 		ServerCAs: pool,
 		TopicRoot: info.TopicRoot,
 		S3:        true, // URLs asked for over MQTT at run time, from the stack's presign function
-		Backoff:   fleet.Backoff{Base: c.base, Max: c.maxDelay},
+		Backoff:   devicesim.Backoff{Base: c.base, Max: c.maxDelay},
 		Timeline:  tl,
 	}
 	return ca, info, cfg, nil
@@ -195,7 +195,7 @@ func runFleet(ctx context.Context, args []string) error {
 	tl.Event("fleet", "%d simulated Azure Sphere devices boot now (tenant CA %q); device(s) %s will reboot", *n, ca.Cert.Subject.CommonName, *reboot)
 	runCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	devices, runErr := fleet.Run(runCtx, ca, cfg, fleet.Scenario{Devices: *n, Reboot: reboots})
+	devices, runErr := devicesim.Run(runCtx, ca, cfg, devicesim.Scenario{Devices: *n, Reboot: reboots})
 	if runErr != nil {
 		return fmt.Errorf("fleet did not complete: %w", runErr)
 	}
@@ -226,7 +226,7 @@ func settle(ctx context.Context, cfg aws.Config, devices int) {
 		for pages := iot.NewListCertificatesPaginator(c, &iot.ListCertificatesInput{}); pages.HasMorePages(); {
 			page, err := pages.NextPage(ctx)
 			if err != nil {
-				fmt.Fprintf(os.Stderr, "fleetsim: list certificates: %v\n", err)
+				fmt.Fprintf(os.Stderr, "devicesim: list certificates: %v\n", err)
 				return
 			}
 			for _, cert := range page.Certificates {
@@ -239,20 +239,20 @@ func settle(ctx context.Context, cfg aws.Config, devices int) {
 		}
 		if time.Since(lastSaid) >= 10*time.Second {
 			lastSaid = time.Now()
-			fmt.Fprintf(os.Stderr, "fleetsim: %.0f s: waiting for the JITR function: %d ACTIVE certificates for %d devices, %d pending, %d inactive (a superseded certificate is retired once no registration is queued)\n",
+			fmt.Fprintf(os.Stderr, "devicesim: %.0f s: waiting for the JITR function: %d ACTIVE certificates for %d devices, %d pending, %d inactive (a superseded certificate is retired once no registration is queued)\n",
 				time.Since(start).Seconds(), active, devices, pending, inactive)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
 }
 
-func printDevices(ctx context.Context, cfg aws.Config, devices []*fleet.Device) {
+func printDevices(ctx context.Context, cfg aws.Config, devices []*devicesim.Device) {
 	c := iot.NewFromConfig(cfg)
 	fmt.Println("devices:")
 	for _, d := range devices {
 		var parts []string
 		for i, p := range d.Certificates() {
-			id := fleet.CertificateID(p.Cert)
+			id := devicesim.CertificateID(p.Cert)
 			status := "revoked and deleted"
 			out, err := c.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String(id)})
 			if err == nil {
@@ -265,7 +265,7 @@ func printDevices(ctx context.Context, cfg aws.Config, devices []*fleet.Device) 
 }
 
 // check makes the demo fail loudly when the end state is not the one the flow must produce.
-func check(sum *localaws.Summary, devices []*fleet.Device) error {
+func check(sum *localaws.Summary, devices []*devicesim.Device) error {
 	var problems []string
 	if len(sum.Things) != len(devices) {
 		problems = append(problems, fmt.Sprintf("%d things for %d devices", len(sum.Things), len(devices)))
@@ -291,7 +291,7 @@ func check(sum *localaws.Summary, devices []*fleet.Device) error {
 		problems = append(problems, fmt.Sprintf("%d S3 objects for %d devices", len(sum.Objects), len(devices)))
 	}
 	for _, d := range devices {
-		if key := contract.DeviceObjectPrefix + d.Thing + "/" + fleet.ObjectName; !slices.Contains(sum.Objects, key) {
+		if key := contract.DeviceObjectPrefix + d.Thing + "/" + devicesim.ObjectName; !slices.Contains(sum.Objects, key) {
 			problems = append(problems, fmt.Sprintf("%s uploaded nothing under its own prefix %s", d.Name, key))
 		}
 	}
@@ -327,15 +327,15 @@ func bench(ctx context.Context, args []string) error {
 		runCtx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 		cfg.MaxAttempts = 200
 		start := time.Now()
-		devices, err := fleet.Run(runCtx, ca, cfg, fleet.Scenario{Devices: n, ConnectOnly: true})
+		devices, err := devicesim.Run(runCtx, ca, cfg, devicesim.Scenario{Devices: n, ConnectOnly: true})
 		total := time.Since(start)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("%d devices: %w", n, err)
 		}
-		lat := fleet.Latencies(devices)
-		fmt.Printf("%8d %10s %10s %10s %10s\n", n, round(fleet.Percentile(lat, 50)), round(fleet.Percentile(lat, 95)),
-			round(fleet.Percentile(lat, 100)), round(total))
+		lat := devicesim.Latencies(devices)
+		fmt.Printf("%8d %10s %10s %10s %10s\n", n, round(devicesim.Percentile(lat, 50)), round(devicesim.Percentile(lat, 95)),
+			round(devicesim.Percentile(lat, 100)), round(total))
 	}
 	return nil
 }

@@ -19,7 +19,7 @@ func Internal(stack *middleware.Stack) error {
 	return smithyhttp.SetHeaderValue(contract.EmulatorInternalHeader, "1")(stack)
 }
 
-// QuotaStats are the figures of the AWS IoT control-plane quotas the server enforces (emulator/moto/quotas.py):
+// QuotaStats are the figures of the AWS IoT control-plane quotas the server enforces (testkit/moto/quotas.py):
 // the limits in requests per second by API, the calls admitted and throttled by API since the last reset, and when
 // each certificate was first activated (UpdateCertificate ACTIVE) and deleted, in Unix seconds.
 type QuotaStats struct {

@@ -1,4 +1,4 @@
-package fleet
+package devicesim
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/testpki"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 // CertificateID is the AWS IoT certificate id: SHA-256 of the DER, hex.

@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 )
 
-// iamControl is the path of the launcher's IAM control API (emulator/moto/iam.py).
+// iamControl is the path of the launcher's IAM control API (testkit/moto/iam.py).
 const iamControl = "/emulator-api/iam/"
 
 // Principal is a project function as IAM sees it: the role it runs as, the session Lambda opens for it, its own
