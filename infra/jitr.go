@@ -95,7 +95,22 @@ type JitrProvisioning struct {
 func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvisioningProps) *JitrProvisioning {
 	c := constructs.NewConstruct(scope, jsii.String(id))
 	j := &JitrProvisioning{Construct: c}
+	storm := props.Storm
+	if storm.MaxConcurrency == 0 {
+		storm = DefaultStorm()
+	}
+	j.addQueues(c)
+	j.addFunction(c, props, storm)
+	j.grantRegistrationPath()
+	j.addTriggers(c, storm)
+	j.grantDenyList(props.DenyList)
+	j.addRules(c, props.CAs)
+	j.addAlarms(c, props.ProvisionedBy)
+	return j
+}
 
+// addQueues declares the dead-letter queue, the registration and retirement queues and the ledger.
+func (j *JitrProvisioning) addQueues(c constructs.Construct) {
 	j.DeadLetterQueue = awssqs.NewQueue(c, jsii.String("DeadLetterQueue"), &awssqs.QueueProps{
 		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
 		EnforceSSL:      jsii.Bool(true),
@@ -103,10 +118,6 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 	})
 	suppress(j.DeadLetterQueue, "AwsSolutions-SQS3",
 		"This queue is the dead-letter queue: the JITR Lambda's on-failure destination, the topic rule's error action and the two queues' redrive target")
-	storm := props.Storm
-	if storm.MaxConcurrency == 0 {
-		storm = DefaultStorm()
-	}
 	// A registration that failed past its retries comes back after the visibility timeout (twice the function's
 	// timeout: long enough that a batch still running is never handed out twice) and, after five receives, goes
 	// to the dead-letter queue. A retirement is put back while registrations are queued, so it may be received
@@ -134,7 +145,10 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 		},
 		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
 	})
+}
 
+// addFunction declares the JITR function with the environment the handler reads (internal/jitr ConfigFromEnv).
+func (j *JitrProvisioning) addFunction(c constructs.Construct, props *JitrProvisioningProps, storm StormSettings) {
 	ids := make([]*string, 0, len(props.CAs))
 	pems := make([]string, 0, len(props.CAs))
 	for _, ca := range props.CAs {
@@ -167,6 +181,10 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 		},
 	})
 	j.Function, j.Role, j.LogGroup = fn.Function, fn.Role, fn.LogGroup
+}
+
+// grantRegistrationPath gives the function's role what activation, retirement and the reconciler call.
+func (j *JitrProvisioning) grantRegistrationPath() {
 	// Each grant names the ARN AWS authorizes the action on (Service Authorization Reference, "Actions, resources,
 	// and condition keys for AWS IoT"): the certificate for the attachments, which are not authorized on the thing
 	// nor on the policy; the thing only for the calls that name no certificate. TestRoleGrantsMatchAWSResourceTypes
@@ -192,6 +210,10 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 		Actions:   jsii.Strings("sqs:GetQueueAttributes"),
 		Resources: &[]*string{j.RegistrationQueue.QueueArn()},
 	}))
+}
+
+// addTriggers connects the function to its two queues and to the reconciler's schedule.
+func (j *JitrProvisioning) addTriggers(c constructs.Construct, storm StormSettings) {
 	// The event source mappings: bounded concurrency, partial batch failures (only the failed records return).
 	j.Function.AddEventSource(awslambdaeventsources.NewSqsEventSource(j.RegistrationQueue, &awslambdaeventsources.SqsEventSourceProps{
 		BatchSize:               jsii.Number(float64(storm.BatchSize)),
@@ -213,10 +235,15 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 		Schedule:    awsevents.Schedule_Rate(awscdk.Duration_Minutes(jsii.Number(10))),
 	})
 	j.Schedule.AddTarget(awseventstargets.NewLambdaFunction(j.Function, nil))
+}
+
+// grantDenyList lets the function read the deny-list, and records why the role's wildcards are as narrow as AWS
+// allows.
+func (j *JitrProvisioning) grantDenyList(denyList *DenyList) {
 	// The deny-list is only read, one item per event: GetItem on the table resource type, nothing else.
 	j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions:   jsii.Strings("dynamodb:GetItem"),
-		Resources: &[]*string{props.DenyList.Table.TableArn()},
+		Resources: &[]*string{denyList.Table.TableArn()},
 	}))
 	suppress(j.Role, "AwsSolutions-IAM5",
 		"Device certificate ids and thing names are created at run time by JITR, so the IoT actions are scoped to "+
@@ -224,7 +251,10 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 			"reconciler) is on * because AWS authorizes it on no resource type",
 		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:cert/*",
 		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:thing/*", "Resource::*")
+}
 
+// addRules declares one topic rule per own tenant CA, sending its registered events to the registration queue.
+func (j *JitrProvisioning) addRules(c constructs.Construct, cas []*TenantCA) {
 	// Each rule sends its events to the registration queue, and to the dead-letter queue what it cannot deliver.
 	errorRole := ruleErrorRole(c, "JITR topic rule error action: send undeliverable events to the dead-letter queue", j.DeadLetterQueue)
 	sendRole := awsiam.NewRole(c, jsii.String("RuleSendRole"), &awsiam.RoleProps{
@@ -232,13 +262,16 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 		Description: jsii.String("JITR topic rule: send registered events to the registration queue"),
 	})
 	j.RegistrationQueue.GrantSendMessages(sendRole)
-	for _, ca := range props.CAs {
+	for _, ca := range cas {
 		sql := awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("SELECT * FROM '" + contract.RegisteredEventTopicPrefix), ca.CertificateID(), jsii.String("'")})
 		j.Rules = append(j.Rules, queueRule(c, "RegisteredRule"+ca.Key,
 			"Certificates auto-registered under one own tenant CA go to the JITR registration queue", sql,
 			j.RegistrationQueue, sendRole, j.DeadLetterQueue, errorRole))
 	}
+}
 
+// addAlarms declares the pipeline's alarms: dead letters, function errors, CA mismatches.
+func (j *JitrProvisioning) addAlarms(c constructs.Construct, provisionedBy *string) {
 	j.DLQAlarm, j.ErrorsAlarm = failureAlarms(c, j.Function, j.DeadLetterQueue,
 		"Certificate-registered events that JITR could not process are waiting in the dead-letter queue",
 		"The JITR Lambda returned errors (they are retried; persistent ones reach the dead-letter queue)")
@@ -248,11 +281,10 @@ func NewJitrProvisioning(scope constructs.Construct, id string, props *JitrProvi
 		awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
 			Namespace:     jsii.String(contract.MetricsNamespace),
 			MetricName:    jsii.String(contract.MetricCAMismatch),
-			DimensionsMap: &map[string]*string{contract.MetricDimension: props.ProvisionedBy},
+			DimensionsMap: &map[string]*string{contract.MetricDimension: provisionedBy},
 			Period:        awscdk.Duration_Minutes(jsii.Number(5)),
 			Statistic:     jsii.String("Sum"),
 		}))
-	return j
 }
 
 // jitrTimeoutSeconds is the JITR function's timeout.

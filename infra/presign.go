@@ -49,7 +49,6 @@ type S3UrlService struct {
 // NewS3UrlService declares the service.
 func NewS3UrlService(scope constructs.Construct, id string, props *S3UrlServiceProps) *S3UrlService {
 	c := constructs.NewConstruct(scope, jsii.String(id))
-	stack := awscdk.Stack_Of(c)
 	s := &S3UrlService{Construct: c}
 	root := props.Policy.TopicRoot
 
@@ -81,12 +80,32 @@ func NewS3UrlService(scope constructs.Construct, id string, props *S3UrlServiceP
 	})
 	s.Function, s.Role, s.LogGroup = fn.Function, fn.Role, fn.LogGroup
 
+	s.grantDeviceObjectsAndReplies(props.Bucket, root)
+
+	errorRole := ruleErrorRole(c, "S3 URL topic rule error action: send undeliverable requests to the dead-letter queue", s.DeadLetterQueue)
+	// Named fields only, never SELECT *: the thing name comes from the topic, and a device cannot override it
+	// with a field of its own payload.
+	sql := "SELECT topic(2) AS " + contract.S3URLRuleThingVar + ", operation, name, contentLength, clientToken FROM '" +
+		contract.S3URLRequestTopic(root, "+") + "'"
+	s.Rule = lambdaRule(c, "RequestRule", "InvokeByRule", "A device's request for a presigned S3 URL goes to the presign Lambda",
+		jsii.String(sql), s.Function, s.DeadLetterQueue, errorRole)
+
+	s.DLQAlarm, s.ErrorsAlarm = failureAlarms(c, s.Function, s.DeadLetterQueue,
+		"Device URL requests the presign function could not answer are waiting in the dead-letter queue",
+		"The presign Lambda returned errors: devices got no URL and retry (failed invocations reach the dead-letter queue)")
+	return s
+}
+
+// grantDeviceObjectsAndReplies gives the function's role all that a device's URL and the answer need: objects under
+// devices/* of the bucket, and the devices' reply topics.
+func (s *S3UrlService) grantDeviceObjectsAndReplies(bucket *DemoBucket, root string) {
 	// A presigned URL acts with the signer's permissions: these two grants are all a device's URL can ever do.
-	objects := props.Bucket.Bucket.ArnForObjects(jsii.String(contract.DeviceObjectPrefix + "*"))
+	objects := bucket.Bucket.ArnForObjects(jsii.String(contract.DeviceObjectPrefix + "*"))
 	s.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions:   jsii.Strings("s3:PutObject", "s3:GetObject"),
 		Resources: &[]*string{objects},
 	}))
+	stack := awscdk.Stack_Of(s.Construct)
 	replyTopics := []*string{}
 	for _, outcome := range []string{contract.ReplyAccepted, contract.ReplyRejected} {
 		replyTopics = append(replyTopics, stack.FormatArn(&awscdk.ArnComponents{
@@ -104,17 +123,4 @@ func NewS3UrlService(scope constructs.Construct, id string, props *S3UrlServiceP
 		`/^Resource::<DemoBucket[0-9A-F]+\.Arn>\/`+strings.ReplaceAll(contract.DeviceObjectPrefix, "/", `\/`)+`\*$/`,
 		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/"+contract.S3URLReplyTopic(root, "*", contract.ReplyAccepted),
 		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/"+contract.S3URLReplyTopic(root, "*", contract.ReplyRejected))
-
-	errorRole := ruleErrorRole(c, "S3 URL topic rule error action: send undeliverable requests to the dead-letter queue", s.DeadLetterQueue)
-	// Named fields only, never SELECT *: the thing name comes from the topic, and a device cannot override it
-	// with a field of its own payload.
-	sql := "SELECT topic(2) AS " + contract.S3URLRuleThingVar + ", operation, name, contentLength, clientToken FROM '" +
-		contract.S3URLRequestTopic(root, "+") + "'"
-	s.Rule = lambdaRule(c, "RequestRule", "InvokeByRule", "A device's request for a presigned S3 URL goes to the presign Lambda",
-		jsii.String(sql), s.Function, s.DeadLetterQueue, errorRole)
-
-	s.DLQAlarm, s.ErrorsAlarm = failureAlarms(c, s.Function, s.DeadLetterQueue,
-		"Device URL requests the presign function could not answer are waiting in the dead-letter queue",
-		"The presign Lambda returned errors: devices got no URL and retry (failed invocations reach the dead-letter queue)")
-	return s
 }
