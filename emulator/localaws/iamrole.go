@@ -7,8 +7,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
 )
 
 // FunctionPrincipal is the IAM principal a function of the template runs as in the emulator: its own access key,

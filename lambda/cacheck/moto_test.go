@@ -14,9 +14,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
 	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
-	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
 const snapshotTemplate = "../../stacks/testdata/SphereJitr.template.snapshot.json"

@@ -18,8 +18,8 @@ import (
 	"syscall"
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
-	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
+	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
 )
 
 func main() {
