@@ -93,19 +93,25 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if len(problems) > 0 {
 		return Config{}, configError(problems)
 	}
+	if problems = pairCAs(cfg.CAs, ids, certs); len(problems) > 0 {
+		return Config{}, configError(problems)
+	}
+	return cfg, nil
+}
+
+// pairCAs fills cas with the i-th certificate under the i-th id, and names every id that is malformed or listed
+// twice.
+func pairCAs(cas map[string]*x509.Certificate, ids []string, certs []*x509.Certificate) (problems []error) {
 	for i, id := range ids {
 		if !isHexID(id) {
 			problems = append(problems, fmt.Errorf("%s: %q is not a 64-character hexadecimal certificate id", contract.EnvCACertificateIDs, id))
 		}
-		if _, dup := cfg.CAs[id]; dup {
+		if _, dup := cas[id]; dup {
 			problems = append(problems, fmt.Errorf("%s: %s is listed twice", contract.EnvCACertificateIDs, id))
 		}
-		cfg.CAs[id] = certs[i]
+		cas[id] = certs[i]
 	}
-	if len(problems) > 0 {
-		return Config{}, configError(problems)
-	}
-	return cfg, nil
+	return problems
 }
 
 func splitIDs(s string) []string {

@@ -209,79 +209,12 @@ func (p *provisioning) step(name string, fn func() error) error {
 // queues the retirement again. Two certificates of one device may both be activated; Retire, which lists the thing
 // after the attachment, retires the older.
 func (p *provisioning) provision(ctx context.Context) error {
-	api, id := p.h.api, p.e.CertificateID
-	var desc *types.CertificateDescription
-	err := p.step("Describe", func() error {
-		out, err := api.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String(id)})
-		if err != nil {
-			return err
-		}
-		desc = out.CertificateDescription
-		return nil
-	})
-	if iotapi.IsNotFound(err) {
-		return p.ignore("describe", "the certificate no longer exists (deleted by a newer certificate's rotation or by teardown)")
-	}
-	if err != nil {
-		return fmt.Errorf("describe certificate %s: %w", id, err)
-	}
-	if desc == nil || desc.CertificateArn == nil {
-		return fmt.Errorf("describe certificate %s: response has no certificate description", id)
-	}
-	p.arn, p.status = *desc.CertificateArn, desc.Status
-	// The certificate's ARN names the account whose registry this function's credentials act on, its own: an
-	// event naming another account did not come from this account's AWS IoT.
-	if account := accountOfARN(p.arn); account != p.e.AWSAccountID {
-		p.rec.count(contract.MetricOtherAccount, 1)
-		return p.ignore("describe", "the event names account "+p.e.AWSAccountID+", this function runs in account "+clip(account))
-	}
-	switch p.status {
-	case types.CertificateStatusPendingActivation, types.CertificateStatusActive, types.CertificateStatusInactive:
-		// INACTIVE: a retirement deactivated it and was interrupted; it is never activated again, but its
-		// retirement is finished below.
-	default:
-		// REVOKED: refused or denied (detached before it was revoked, so nothing is left attached).
-		return p.ignore("describe", "the certificate is "+string(p.status))
-	}
-	// AWS IoT says which CA the certificate was registered under. An event naming another CA (even another of
-	// this stack's) is not this certificate's own event: a refusal on its word could revoke a genuine
-	// certificate for good, so the certificate is left PENDING for its own event.
-	reported := aws.ToString(desc.CaCertificateId)
-	if reported != "" && reported != p.e.CACertificateID {
-		return p.caMismatch(reported)
-	}
-
-	var refusal *azsphere.RefusalError
-	var notYet *azsphere.NotYetValidError
-	err = p.step("Check", func() error {
-		cert, err := azsphere.ParseCertificate([]byte(aws.ToString(desc.CertificatePem)))
-		if err != nil {
-			return &azsphere.RefusalError{Reason: "certificate PEM unreadable: " + err.Error()}
-		}
-		if err := azsphere.SignedBy(cert, p.ca); err != nil && reported == "" {
-			if other := p.h.signingCA(cert); other != "" {
-				return &caMismatchError{reported: other}
-			}
-		}
-		p.notBefore = cert.NotBefore
-		p.thing, err = azsphere.CheckDeviceCertificate(cert, p.ca, p.h.now(), p.h.cfg.ClockSkew)
+	desc, err := p.describe(ctx)
+	if desc == nil {
 		return err
-	})
-	var mismatch *caMismatchError
-	switch {
-	case errors.As(err, &mismatch):
-		return p.caMismatch(mismatch.reported)
-	case errors.As(err, &notYet):
-		p.rec.count(contract.MetricDeferred, 1)
-		p.deferred = true
-		p.log.Info("certificate left pending: not valid yet", "step", "check", "outcome", "deferred",
-			"notBefore", notYet.NotBefore.UTC().Format(time.RFC3339), "clockSkewTolerance", p.h.cfg.ClockSkew.String(),
-			"reason", "NotBefore is ahead of this function's clock by more than the tolerated skew; the registered event AWS IoT publishes at the device's next connection provisions it")
-		return nil
-	case errors.As(err, &refusal):
-		return p.refuse(ctx, refusal.Reason)
-	case err != nil:
-		return fmt.Errorf("check certificate %s: %w", id, err)
+	}
+	if settled, err := p.check(ctx, desc); settled {
+		return err
 	}
 	p.log = p.log.With("thingName", p.thing)
 	p.rec.properties["thingName"] = p.thing
@@ -325,6 +258,91 @@ func (p *provisioning) provision(ctx context.Context) error {
 		p.log.Info("certificate already active", "step", "activate", "outcome", "already-active")
 	}
 	return p.handOffRetirement(ctx)
+}
+
+// describe reads the certificate and answers nil (with the outcome) when the event ends there: the certificate is
+// gone, of another account, REVOKED, or registered under another CA than the event names.
+func (p *provisioning) describe(ctx context.Context) (desc *types.CertificateDescription, err error) {
+	api, id := p.h.api, p.e.CertificateID
+	err = p.step("Describe", func() error {
+		out, err := api.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String(id)})
+		if err != nil {
+			return err
+		}
+		desc = out.CertificateDescription
+		return nil
+	})
+	if iotapi.IsNotFound(err) {
+		return nil, p.ignore("describe", "the certificate no longer exists (deleted by a newer certificate's rotation or by teardown)")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("describe certificate %s: %w", id, err)
+	}
+	if desc == nil || desc.CertificateArn == nil {
+		return nil, fmt.Errorf("describe certificate %s: response has no certificate description", id)
+	}
+	p.arn, p.status = *desc.CertificateArn, desc.Status
+	// The certificate's ARN names the account whose registry this function's credentials act on, its own: an
+	// event naming another account did not come from this account's AWS IoT.
+	if account := accountOfARN(p.arn); account != p.e.AWSAccountID {
+		p.rec.count(contract.MetricOtherAccount, 1)
+		return nil, p.ignore("describe", "the event names account "+p.e.AWSAccountID+", this function runs in account "+clip(account))
+	}
+	switch p.status {
+	case types.CertificateStatusPendingActivation, types.CertificateStatusActive, types.CertificateStatusInactive:
+		// INACTIVE: a retirement deactivated it and was interrupted; it is never activated again, but its
+		// retirement is finished below.
+	default:
+		// REVOKED: refused or denied (detached before it was revoked, so nothing is left attached).
+		return nil, p.ignore("describe", "the certificate is "+string(p.status))
+	}
+	// AWS IoT says which CA the certificate was registered under. An event naming another CA (even another of
+	// this stack's) is not this certificate's own event: a refusal on its word could revoke a genuine
+	// certificate for good, so the certificate is left PENDING for its own event.
+	reported := aws.ToString(desc.CaCertificateId)
+	if reported != "" && reported != p.e.CACertificateID {
+		return nil, p.caMismatch(reported)
+	}
+	return desc, nil
+}
+
+// check verifies the certificate as an Azure Sphere device certificate of the event's CA and sets the thing name;
+// settled says the event ended there (deferred, refused, CA mismatch, or an error).
+func (p *provisioning) check(ctx context.Context, desc *types.CertificateDescription) (settled bool, err error) {
+	reported := aws.ToString(desc.CaCertificateId)
+	var refusal *azsphere.RefusalError
+	var notYet *azsphere.NotYetValidError
+	err = p.step("Check", func() error {
+		cert, err := azsphere.ParseCertificate([]byte(aws.ToString(desc.CertificatePem)))
+		if err != nil {
+			return &azsphere.RefusalError{Reason: "certificate PEM unreadable: " + err.Error()}
+		}
+		if err := azsphere.SignedBy(cert, p.ca); err != nil && reported == "" {
+			if other := p.h.signingCA(cert); other != "" {
+				return &caMismatchError{reported: other}
+			}
+		}
+		p.notBefore = cert.NotBefore
+		p.thing, err = azsphere.CheckDeviceCertificate(cert, p.ca, p.h.now(), p.h.cfg.ClockSkew)
+		return err
+	})
+	var mismatch *caMismatchError
+	switch {
+	case errors.As(err, &mismatch):
+		return true, p.caMismatch(mismatch.reported)
+	case errors.As(err, &notYet):
+		p.rec.count(contract.MetricDeferred, 1)
+		p.deferred = true
+		p.log.Info("certificate left pending: not valid yet", "step", "check", "outcome", "deferred",
+			"notBefore", notYet.NotBefore.UTC().Format(time.RFC3339), "clockSkewTolerance", p.h.cfg.ClockSkew.String(),
+			"reason", "NotBefore is ahead of this function's clock by more than the tolerated skew; the registered event AWS IoT publishes at the device's next connection provisions it")
+		return true, nil
+	case errors.As(err, &refusal):
+		return true, p.refuse(ctx, refusal.Reason)
+	case err != nil:
+		return true, fmt.Errorf("check certificate %s: %w", p.e.CertificateID, err)
+	}
+	return false, nil
 }
 
 // handOffRetirement queues the retirement of the device's older certificates (or runs it, without a queue). The
