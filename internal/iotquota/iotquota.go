@@ -16,29 +16,29 @@ const Source = `AWS General Reference, "AWS IoT Core endpoints and quotas", the 
 	`(https://docs.aws.amazon.com/general/latest/gr/iot-core.html); Service Quotas, service code iotcore`
 
 // defaults are requests per second per account and Region, by API operation name, of the AWS IoT control-plane
-// calls the project makes. The thing-registry figures (CreateThing, UpdateThing, DescribeThing,
-// ListThingPrincipals, AttachThingPrincipal, DetachThingPrincipal) are checked against Service Quotas' published
-// defaults; the certificate and policy figures (DescribeCertificate, UpdateCertificate, DeleteCertificate,
-// ListCertificatesByCA, AttachPolicy, DetachPolicy) are the General Reference's as the design notes recorded them,
-// not re-checked at the last edit: check the live value in Service Quotas before sizing a deployment on them.
+// calls the project makes, each with its Service Quotas code: `aws service-quotas get-aws-default-service-quota
+// --service-code iotcore --quota-code <code>` prints AWS's current default, `get-service-quota` the account's.
+// Checked against a published listing of Service Quotas' defaults: the thing-registry figures (marked ✓). Not
+// confirmed at the last edit (the figures the design notes took from the General Reference; no stored copy of the
+// table showed their value): the certificate and policy figures. Check them before sizing a deployment on them.
 var defaults = map[string]float64{
-	"DescribeCertificate":  10,
-	"UpdateCertificate":    10,
-	"DeleteCertificate":    10,
-	"ListCertificatesByCA": 10,
-	"AttachPolicy":         15,
-	"DetachPolicy":         15,
-	"CreateThing":          100,
-	"UpdateThing":          100,
-	"DescribeThing":        350,
-	"ListThingPrincipals":  10,
-	"AttachThingPrincipal": 100,
-	"DetachThingPrincipal": 100,
+	"DescribeCertificate":  10,  // L-FC864907
+	"UpdateCertificate":    10,  // L-77B523DC
+	"DeleteCertificate":    10,  // L-EEB8F0B1
+	"ListCertificatesByCA": 10,  // L-5A0AFD83
+	"AttachPolicy":         15,  // L-CA7D4E3E
+	"DetachPolicy":         15,  // L-EC88D510
+	"CreateThing":          100, // L-64CBACAC ✓
+	"UpdateThing":          100, // L-211F680E ✓
+	"DescribeThing":        350, // L-0EF0F5EE ✓
+	"ListThingPrincipals":  10,  // L-FC3EF4D9 ✓
+	"AttachThingPrincipal": 100, // L-F64D1AA6 ✓
+	"DetachThingPrincipal": 100, // L-B5EE4A16 ✓
 }
 
 // Unlisted is the rate to assume for an AWS IoT control-plane operation without an entry in the table: the lowest
-// default of the table (ListThings, DescribeCACertificate and most list calls have it too), so a client paced to
-// it stays under any operation's default.
+// default of the table (ListThings has it too, L-57AAC135 ✓), so a client paced to it stays under any listed
+// operation's default.
 const Unlisted = 10
 
 // Defaults returns a copy of the table: requests per second by API operation name.
