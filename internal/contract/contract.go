@@ -269,7 +269,9 @@ type S3URLReply struct {
 const TelemetryTopicSuffix = "telemetry"
 
 // TelemetryTopic is the topic a device publishes its telemetry on.
-func TelemetryTopic(root, thing string) string { return root + "/" + thing + "/" + TelemetryTopicSuffix }
+func TelemetryTopic(root, thing string) string {
+	return root + "/" + thing + "/" + TelemetryTopicSuffix
+}
 
 // ShadowTopic is the topic of one operation on a thing's classic shadow, $aws/things/<thing>/shadow/<op>, op being
 // "update", "get", or either followed by "/accepted" or "/rejected", or "update/delta" (AWS IoT Developer Guide,
