@@ -49,7 +49,7 @@ $(STATICCHECK):
 
 # Go packages of the CDK app and the shared libraries; the parts in mk/*.mk test their own packages.
 CORE_GO_PKGS := . ./stacks/... ./infra/... ./internal/config/... ./internal/azsphere/... ./internal/contract/... \
-                ./internal/iotapi/... ./internal/lambdabuild/... ./internal/teardown/... ./lambda/teardown/... \
+                ./internal/iotapi/... ./internal/iotquota/... ./internal/lambdabuild/... ./internal/teardown/... ./lambda/teardown/... \
                 ./internal/presign/... ./lambda/presign/... ./internal/emf/...
 TEST_TARGETS += lint test-cdk
 

@@ -17,9 +17,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
+	"github.com/sphere-jitr/sphere-jitr/internal/iotquota"
 	"github.com/sphere-jitr/sphere-jitr/internal/operate"
 	"github.com/sphere-jitr/sphere-jitr/internal/stackoutputs"
 )
@@ -145,11 +147,18 @@ func (c *cli) connect(ctx context.Context) error {
 	if u, err := user.Current(); err == nil && u.Username != "" {
 		actor = "fleetctl (" + u.Username + ")"
 	}
-	iotc := iot.NewFromConfig(awsCfg, func(o *iot.Options) { o.APIOptions = append(o.APIOptions, operate.RateLimit(c.rateShare)) })
+	iotc := iot.NewFromConfig(awsCfg, func(o *iot.Options) { o.APIOptions = append(o.APIOptions, c.pacing()) })
 	c.fleet = operate.New(iotc, dynamodb.NewFromConfig(awsCfg), operate.Stack{
 		Name: stack.Name, CAIDs: stack.CAIDs, DevicePolicy: stack.DevicePolicy, DenyListTable: stack.DenyListTable,
 	}, operate.WithProgress(progress), operate.WithPageSize(c.pageSize), operate.WithActor(actor))
 	return nil
+}
+
+// pacing is the IoT client's rate limit: -rate-share of each of AWS IoT's default quotas (the JITR function uses
+// the rest), and of the lowest of them for an operation the table does not list.
+func (c *cli) pacing() func(*middleware.Stack) error {
+	return iotapi.WithRateLimits(iotapi.RateLimits(iotquota.Defaults()).Share(c.rateShare),
+		iotapi.PaceUnlisted(iotquota.Unlisted*c.rateShare))
 }
 
 // emit writes v as indented JSON.

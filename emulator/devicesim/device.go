@@ -41,12 +41,17 @@ func (b Backoff) Delay(attempt int) time.Duration {
 	return time.Duration(rand.Int64N(int64(ceiling))) + b.Base/4
 }
 
+// DefaultTopicRoot is the topic root of a device whose Config names none: the stack's default
+// (infra.DefaultTopicRoot, which TestTopicsAreTheProducts pins it to), so a simulator run without the stack's
+// outputs still publishes where the device policy allows.
+const DefaultTopicRoot = "devices"
+
 // Config is what every simulated device is given.
 type Config struct {
 	Endpoint       string         // host:port of the MQTT broker
 	ServerCAs      *x509.CertPool // trust anchors for the broker (Amazon roots in AWS)
 	ServerName     string         // TLS name of the broker; default the endpoint host
-	TopicRoot      string         // first level of the device's own topics; default "devices"
+	TopicRoot      string         // first level of the device's own topics; default DefaultTopicRoot
 	S3             bool           // upload and download devices/<thing>/hello.txt through runtime URLs asked for over MQTT
 	URLTimeout     time.Duration  // how long to wait for an answer to a URL request; default 5 s
 	Backoff        Backoff        // default 250 ms .. 4 s
@@ -85,7 +90,7 @@ type Session struct {
 // NewDevice returns a device with a fresh device ID whose certificates the tenant CA issues.
 func NewDevice(name string, ca *testpki.Pair, cfg Config) *Device {
 	if cfg.TopicRoot == "" {
-		cfg.TopicRoot = "devices"
+		cfg.TopicRoot = DefaultTopicRoot
 	}
 	if cfg.Backoff.Base == 0 {
 		cfg.Backoff = Backoff{Base: 250 * time.Millisecond, Max: 4 * time.Second}
@@ -221,12 +226,10 @@ func (d *Device) onMessage(_ paho.Client, m paho.Message) {
 func (d *Device) Client() paho.Client { return d.client }
 
 // TelemetryTopic is the device's telemetry topic.
-func (d *Device) TelemetryTopic() string { return d.cfg.TopicRoot + "/" + d.Thing + "/telemetry" }
+func (d *Device) TelemetryTopic() string { return contract.TelemetryTopic(d.cfg.TopicRoot, d.Thing) }
 
 // ShadowTopic returns $aws/things/<thing>/shadow/<suffix>.
-func (d *Device) ShadowTopic(suffix string) string {
-	return "$aws/things/" + d.Thing + "/shadow/" + suffix
-}
+func (d *Device) ShadowTopic(suffix string) string { return contract.ShadowTopic(d.Thing, suffix) }
 
 // RunSession does what the device app does once connected: telemetry, shadow update and read, S3 up and down.
 func (d *Device) RunSession(ctx context.Context) error {
@@ -253,7 +256,7 @@ func (d *Device) publishTelemetry() error {
 	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		return fmt.Errorf("publish telemetry: %v", tok.Error())
 	}
-	d.cfg.Timeline.Event(d.Name, "telemetry published to %s/%s/telemetry", d.cfg.TopicRoot, timeline.Short(d.Thing))
+	d.cfg.Timeline.Event(d.Name, "telemetry published to %s", contract.TelemetryTopic(d.cfg.TopicRoot, timeline.Short(d.Thing)))
 	return nil
 }
 

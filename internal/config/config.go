@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
+	"github.com/sphere-jitr/sphere-jitr/internal/iotquota"
 )
 
 // Context keys the app reads.
@@ -32,14 +33,14 @@ const (
 	KeyIoTQuotas         = "iotQuotas"
 )
 
-// DefaultIoTQuotas are AWS IoT Core's default control-plane rates (requests per second per account) of the calls
-// the JITR function makes ("AWS IoT Core endpoints and quotas", adjustable in Service Quotas). The function paces
-// itself to them; -c iotQuotas overrides any of them after a quota increase.
-var DefaultIoTQuotas = map[string]float64{
-	"DescribeCertificate": 10, "UpdateCertificate": 10, "DeleteCertificate": 10, "ListThingPrincipals": 10,
-	"ListCertificatesByCA": 10, "AttachPolicy": 15, "DetachPolicy": 15,
-	"CreateThing": 100, "AttachThingPrincipal": 100, "DetachThingPrincipal": 100,
-}
+// jitrIoTAPIs are the AWS IoT control-plane operations the JITR function makes, the ones it paces itself on.
+var jitrIoTAPIs = []string{"DescribeCertificate", "UpdateCertificate", "DeleteCertificate", "ListThingPrincipals",
+	"ListCertificatesByCA", "AttachPolicy", "DetachPolicy", "CreateThing", "AttachThingPrincipal", "DetachThingPrincipal"}
+
+// DefaultIoTQuotas are AWS IoT Core's default rates of jitrIoTAPIs (requests per second per account, from the
+// project's one table of them, internal/iotquota). The function paces itself to them; -c iotQuotas overrides any
+// of them after a quota increase.
+var DefaultIoTQuotas = iotquota.Select(jitrIoTAPIs...)
 
 // Defaults and bounds of the registration queue's event source mapping: how many execution environments drain
 // it at once (AWS allows 2 to 1000), how many events one invocation gets (more than 10 need a batching window) and

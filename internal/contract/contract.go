@@ -1,6 +1,6 @@
 // Package contract holds every name that crosses a process boundary between the parts of sphere-jitr: the stack
 // name, the stack's outputs, the Lambda environment variables, the custom resource's properties, the thing
-// attribute JITR writes, and the AWS IoT topic of the certificate-registered event. The CDK app, the Lambdas, the
+// attribute JITR writes, and the MQTT topics (the certificate-registered event, the devices' own topics). The CDK app, the Lambdas, the
 // device-image tooling and the local emulator all take them from here, so a rename cannot leave one side behind.
 // It imports only the standard library, so any of them can use it without linking the others.
 package contract
@@ -263,6 +263,20 @@ type S3URLReply struct {
 	ExpiresAt     int64  `json:"expiresAt,omitempty"` // Unix seconds
 	Reason        string `json:"reason,omitempty"`
 }
+
+// TelemetryTopicSuffix ends the topic a device publishes its readings on, <root>/<thing>/telemetry (the device
+// policy lets only that device publish under <root>/<thing>/).
+const TelemetryTopicSuffix = "telemetry"
+
+// TelemetryTopic is the topic a device publishes its telemetry on.
+func TelemetryTopic(root, thing string) string {
+	return root + "/" + thing + "/" + TelemetryTopicSuffix
+}
+
+// ShadowTopic is the topic of one operation on a thing's classic shadow, $aws/things/<thing>/shadow/<op>, op being
+// "update", "get", or either followed by "/accepted" or "/rejected", or "update/delta" (AWS IoT Developer Guide,
+// "Device Shadow MQTT topics"; AWS IoT reserves the names).
+func ShadowTopic(thing, op string) string { return "$aws/things/" + thing + "/shadow/" + op }
 
 // Environment variables the stack gives the presign Lambda.
 const (

@@ -1,5 +1,6 @@
-// Package iotapi holds what the project's Lambdas share about calling the AWS IoT control plane: how their
-// clients retry throttled and failed calls, and how they recognise AWS IoT's error codes.
+// Package iotapi holds what the project's AWS IoT control-plane clients (the Lambdas, fleetctl) share: how they
+// retry throttled and failed calls, how they pace themselves to their share of the quotas (ratelimit.go), and how
+// they recognise AWS IoT's error codes.
 package iotapi
 
 import (

@@ -79,20 +79,70 @@ func (p *pacer) wait(ctx context.Context) error {
 	return nil
 }
 
+// Share returns every rate of l times share: a client's part of quotas it shares with other clients (fleetctl
+// takes -rate-share of each AWS IoT quota and leaves the rest to the JITR function).
+func (l RateLimits) Share(share float64) RateLimits {
+	out := make(RateLimits, len(l))
+	for api, rate := range l {
+		out[api] = rate * share
+	}
+	return out
+}
+
+// PaceOption tunes WithRateLimits.
+type PaceOption func(*pacers)
+
+// PaceUnlisted paces every operation without an entry in the limits to rate, each operation on its own like the
+// listed ones (AWS IoT's quotas are per operation). Without it, unlisted operations are not paced.
+func PaceUnlisted(rate float64) PaceOption {
+	return func(p *pacers) { p.unlisted = rate }
+}
+
+// pacers holds a client's pacer of each operation, created on first use for unlisted operations.
+type pacers struct {
+	mu       sync.Mutex
+	byOp     map[string]*pacer
+	unlisted float64 // rate of an operation not in the limits; 0: not paced
+}
+
+func newPacer(rate float64) *pacer {
+	return &pacer{interval: time.Duration(float64(time.Second) / rate)}
+}
+
+// of is the pacer of operation op, or nil when op is not paced.
+func (p *pacers) of(op string) *pacer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pc, ok := p.byOp[op]; ok {
+		return pc
+	}
+	if p.unlisted <= 0 {
+		return nil
+	}
+	pc := newPacer(p.unlisted)
+	p.byOp[op] = pc
+	return pc
+}
+
 // WithRateLimits returns an API option that paces every attempt (retries included) of each limited operation to
 // its rate, so the client keeps its own calls under the share of the account's quota it was given instead of
-// learning the quota from ThrottlingExceptions. Use it as a client's APIOptions entry.
-func WithRateLimits(limits RateLimits) func(*middleware.Stack) error {
-	pacers := map[string]*pacer{}
+// learning the quota from ThrottlingExceptions. Use it as a client's APIOptions entry; the pacers live as long as
+// the option, so every call of the client shares them.
+func WithRateLimits(limits RateLimits, opts ...PaceOption) func(*middleware.Stack) error {
+	p := &pacers{byOp: make(map[string]*pacer, len(limits))}
 	for api, rate := range limits {
-		pacers[api] = &pacer{interval: time.Duration(float64(time.Second) / rate)}
+		p.byOp[api] = newPacer(rate)
+	}
+	for _, opt := range opts {
+		opt(p)
 	}
 	return func(stack *middleware.Stack) error {
 		return stack.Finalize.Add(middleware.FinalizeMiddlewareFunc("SphereRateLimit",
 			func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
-				if p := pacers[middleware.GetOperationName(ctx)]; p != nil {
-					if err := p.wait(ctx); err != nil {
-						return middleware.FinalizeOutput{}, middleware.Metadata{}, fmt.Errorf("wait for the %s rate limit: %w", middleware.GetOperationName(ctx), err)
+				op := middleware.GetOperationName(ctx)
+				if pc := p.of(op); pc != nil {
+					if err := pc.wait(ctx); err != nil {
+						return middleware.FinalizeOutput{}, middleware.Metadata{}, fmt.Errorf("wait for the %s rate limit: %w", op, err)
 					}
 				}
 				return next.HandleFinalize(ctx, in)

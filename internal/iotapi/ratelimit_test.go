@@ -103,3 +103,109 @@ func TestRateLimitedCallsPastTheDeadlineAreNotSent(t *testing.T) {
 			ok.Load(), noTime.Load(), other.Load(), sent.Load())
 	}
 }
+
+func TestRateLimitsShare(t *testing.T) {
+	quotas := RateLimits{"DescribeCertificate": 10, "AttachPolicy": 15}
+	got := quotas.Share(0.5)
+	if len(got) != 2 || got["DescribeCertificate"] != 5 || got["AttachPolicy"] != 7.5 {
+		t.Errorf("Share(0.5) = %v, want DescribeCertificate 5, AttachPolicy 7.5", got)
+	}
+	if quotas["DescribeCertificate"] != 10 {
+		t.Errorf("Share changed the quotas it was given: %v", quotas)
+	}
+}
+
+// An operation without a limit is paced only with PaceUnlisted, by a pacer of its own that every later call of the
+// operation shares.
+func TestUnlistedOperationsArePacedOnlyWithADefault(t *testing.T) {
+	without := &pacers{byOp: map[string]*pacer{"DescribeCertificate": newPacer(10)}}
+	if p := without.of("ListThings"); p != nil {
+		t.Errorf("without PaceUnlisted, ListThings is paced every %s; want not paced", p.interval)
+	}
+	with := &pacers{byOp: map[string]*pacer{"DescribeCertificate": newPacer(10)}}
+	PaceUnlisted(4)(with)
+	list, describe := with.of("ListThings"), with.of("DescribeThing")
+	switch {
+	case list == nil || list.interval != 250*time.Millisecond:
+		t.Errorf("with PaceUnlisted(4), ListThings has pacer %v; want one every 250ms", list)
+	case with.of("ListThings") != list:
+		t.Error("a second ListThings call got another pacer; want the first one's")
+	case describe == list:
+		t.Error("DescribeThing shares ListThings' pacer; want one per operation (AWS IoT's quotas are per operation)")
+	case with.of("DescribeCertificate").interval != 100*time.Millisecond:
+		t.Errorf("the listed DescribeCertificate is paced every %s, want its own 100ms", with.of("DescribeCertificate").interval)
+	}
+}
+
+// Through the SDK, fleetctl's case: half of a 2/s quota for DescribeCertificate and 1/s for the operations not in
+// the table, under a deadline 2.5 s away. Each of the three operations gets the slots 0, 1 and 2 s of its own pacer:
+// three calls of each reach AWS and the fourth fails at once with ErrNoTimeLeft. Had the share been ignored,
+// DescribeCertificate would have had slots every 0.5 s and sent all four; had the unlisted operations gone
+// unpaced, they would have sent all four; had they shared one pacer, three calls between them.
+func TestSharedQuotaAndUnlistedDefaultThroughTheSDK(t *testing.T) {
+	var mu sync.Mutex
+	sent := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		sent[r.Method+" "+r.URL.Path]++
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"certificateDescription":{"certificateId":"ab","status":"ACTIVE"},"things":[],"thingName":"t"}`))
+	}))
+	defer srv.Close()
+	client := iot.New(iot.Options{
+		Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), Retryer: aws.NopRetryer{},
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+		APIOptions: []func(*middleware.Stack) error{
+			WithRateLimits(RateLimits{"DescribeCertificate": 2}.Share(0.5), PaceUnlisted(1)),
+		},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+	defer cancel()
+	calls := map[string]func() error{
+		"DescribeCertificate": func() error {
+			_, err := client.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String("ab")})
+			return err
+		},
+		"ListThings": func() error {
+			_, err := client.ListThings(ctx, &iot.ListThingsInput{})
+			return err
+		},
+		"DescribeThing": func() error {
+			_, err := client.DescribeThing(ctx, &iot.DescribeThingInput{ThingName: aws.String("t")})
+			return err
+		},
+	}
+	var wg sync.WaitGroup
+	ok, noTime := map[string]*atomic.Int32{}, map[string]*atomic.Int32{}
+	for op, call := range calls {
+		ok[op], noTime[op] = &atomic.Int32{}, &atomic.Int32{}
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				switch err := call(); {
+				case err == nil:
+					ok[op].Add(1)
+				case errors.Is(err, ErrNoTimeLeft):
+					noTime[op].Add(1)
+				default:
+					t.Errorf("%s failed otherwise: %v", op, err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	for op := range calls {
+		if ok[op].Load() != 3 || noTime[op].Load() != 1 {
+			t.Errorf("%s: answered %d, refused for lack of time %d; want 3, 1", op, ok[op].Load(), noTime[op].Load())
+		}
+	}
+	total := 0
+	for _, n := range sent {
+		total += n
+	}
+	if total != 9 {
+		t.Errorf("requests sent %v (%d in all); want 9, three per operation", sent, total)
+	}
+}

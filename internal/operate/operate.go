@@ -1,8 +1,8 @@
 // Package operate answers the questions of the people who run the fleet, against AWS IoT and the stack's
 // deny-list: which devices the stack provisioned and with which certificate, which certificates of the stack's CAs
 // are in which status, the tenant CAs' expiry, and it revokes a device (certificates REVOKED and detached, device
-// on the deny-list the JITR function reads) or allows it again. Every list call is paged to the end and every IoT
-// call waits for its turn under a client-side rate limit sized to the AWS IoT quotas. cmd/fleetctl renders it.
+// on the deny-list the JITR function reads) or allows it again. Every list call is paged to the end. cmd/fleetctl
+// renders it and gives it an IoT client paced to a share of the AWS IoT quotas (internal/iotapi, internal/iotquota).
 package operate
 
 import (

@@ -37,10 +37,9 @@ import time
 from urllib.parse import parse_qsl
 
 # Requests per second per account of AWS IoT Core's control-plane APIs the JITR flow and its tools call (defaults
-# of "AWS IoT Core endpoints and quotas"; adjustable in Service Quotas). The thing-registry figures (CreateThing,
-# UpdateThing, DescribeThing, ListThingPrincipals, Attach/DetachThingPrincipal) match Service Quotas' published
-# defaults ("<API> API TPS", service code iotcore); the certificate and policy figures are the project's design
-# figures, not yet checked against that page: IOT_QUOTAS overrides any of them.
+# of "AWS IoT Core endpoints and quotas"; adjustable in Service Quotas). The same table as the product's Go table,
+# internal/iotquota (where the figures' sources are noted); TestQuotaTableMatchesGo (testkit/motoserver) fails when
+# the two differ, so change both together. IOT_QUOTAS overrides any of them.
 DEFAULT_QUOTAS = {
     "DescribeCertificate": 10,
     "UpdateCertificate": 10,
