@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 // root is the repository root, seen from this package's folder (go test runs in it).
@@ -85,8 +86,10 @@ var (
 	makeCommand = regexp.MustCompile(`\bmake\s+(?:[A-Z_][A-Z0-9_]*=\S*\s+)*([a-z][a-z0-9_-]*)`)
 	// fleetctl subcommand (also build/bin/fleetctl subcommand).
 	fleetctlCommand = regexp.MustCompile(`\bfleetctl\s+([a-z][a-z-]*)`)
-	// a Markdown link to a relative path: [text](path#anchor)
-	relativeLink = regexp.MustCompile(`\]\(([^)\s#]+)(#[^)\s]*)?\)`)
+	// a Markdown link to a relative path or an anchor: [text](path#anchor), [text](#anchor)
+	relativeLink = regexp.MustCompile(`\]\(([^)\s#]*)(#[^)\s]*)?\)`)
+	heading      = regexp.MustCompile(`^#{1,6}\s+(.+?)\s*$`)
+	explicitID   = regexp.MustCompile(`<a id="([^"]+)"></a>`)
 )
 
 // makeTargets lists the targets of the Makefile and mk/*.mk as make itself reads them (`make -pRrq`: print the
@@ -135,37 +138,42 @@ func withoutMakeEnv(env []string) []string {
 func fleetctlCommands(t *testing.T) map[string]bool {
 	t.Helper()
 	dir := filepath.Join(root, "cmd", "fleetctl")
-	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, dir, func(fi os.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 	if err != nil {
-		t.Fatalf("parse %s: %v", dir, err)
+		t.Fatalf("list %s: %v", dir, err)
 	}
+	fset := token.NewFileSet()
 	commands := map[string]bool{}
-	for _, pkg := range pkgs {
-		for _, file := range pkg.Files {
-			ast.Inspect(file, func(n ast.Node) bool {
-				vs, ok := n.(*ast.ValueSpec)
-				if !ok || len(vs.Names) != 1 || vs.Names[0].Name != "commands" || len(vs.Values) != 1 {
-					return true
-				}
-				lit, ok := vs.Values[0].(*ast.CompositeLit)
-				if !ok {
-					return true
-				}
-				for _, elt := range lit.Elts {
-					kv, ok := elt.(*ast.KeyValueExpr)
-					if !ok {
-						continue
-					}
-					if key, ok := kv.Key.(*ast.BasicLit); ok && key.Kind == token.STRING {
-						if name, err := strconv.Unquote(key.Value); err == nil {
-							commands[name] = true
-						}
-					}
-				}
-				return false
-			})
+	for _, path := range files {
+		if strings.HasSuffix(path, "_test.go") {
+			continue
 		}
+		file, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			t.Fatalf("parse %s: %v", path, err)
+		}
+		ast.Inspect(file, func(n ast.Node) bool {
+			vs, ok := n.(*ast.ValueSpec)
+			if !ok || len(vs.Names) != 1 || vs.Names[0].Name != "commands" || len(vs.Values) != 1 {
+				return true
+			}
+			lit, ok := vs.Values[0].(*ast.CompositeLit)
+			if !ok {
+				return true
+			}
+			for _, elt := range lit.Elts {
+				kv, ok := elt.(*ast.KeyValueExpr)
+				if !ok {
+					continue
+				}
+				if key, ok := kv.Key.(*ast.BasicLit); ok && key.Kind == token.STRING {
+					if name, err := strconv.Unquote(key.Value); err == nil {
+						commands[name] = true
+					}
+				}
+			}
+			return false
+		})
 	}
 	if !commands["status"] {
 		t.Fatalf("no command table with a \"status\" entry found in %s (var commands = map[string]...{...}): the test cannot read the subcommands", dir)
@@ -211,9 +219,10 @@ func TestDocumentedCommandsExist(t *testing.T) {
 	t.Logf("fleetctl subcommands named: %s", strings.Join(keys(usedFleetctl), " "))
 }
 
-// TestRelativeLinksResolve fails for every relative Markdown link of the docs whose file does not exist.
+// TestRelativeLinksResolve fails for every relative Markdown link of the docs whose file does not exist, or whose
+// #anchor names no heading (GitHub's slug: lower case, punctuation dropped, spaces to hyphens) or <a id> there.
 func TestRelativeLinksResolve(t *testing.T) {
-	links := 0
+	links, anchors := 0, 0
 	for _, doc := range docFiles(t) {
 		data, err := os.ReadFile(filepath.Join(root, doc))
 		if err != nil {
@@ -222,19 +231,72 @@ func TestRelativeLinksResolve(t *testing.T) {
 		}
 		for n, line := range strings.Split(string(data), "\n") {
 			for _, m := range relativeLink.FindAllStringSubmatch(line, -1) {
-				target := m[1]
-				if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				target, anchor := m[1], strings.TrimPrefix(m[2], "#")
+				if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") || (target == "" && anchor == "") {
 					continue
 				}
 				links++
 				path := filepath.Join(root, filepath.Dir(doc), filepath.FromSlash(target))
+				if target == "" {
+					path = filepath.Join(root, doc)
+				}
 				if _, err := os.Stat(path); err != nil {
 					t.Errorf("%s:%d: link to %s: no such file or folder", doc, n+1, target)
+					continue
+				}
+				if anchor == "" || !strings.HasSuffix(path, ".md") {
+					continue
+				}
+				anchors++
+				if ids := anchorsOf(t, path); !ids[anchor] {
+					t.Errorf("%s:%d: link to %s#%s: no such heading or anchor in %s", doc, n+1, target, anchor, filepath.Base(path))
 				}
 			}
 		}
 	}
-	t.Logf("%d relative links resolve", links)
+	t.Logf("%d relative links resolve, %d of them to an anchor", links, anchors)
+}
+
+// anchorsOf returns the anchors of a Markdown file: its headings' slugs and its explicit <a id="..."> anchors.
+func anchorsOf(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	ids := map[string]bool{}
+	fenced := false
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			fenced = !fenced
+			continue
+		}
+		if fenced {
+			continue
+		}
+		if m := heading.FindStringSubmatch(line); m != nil {
+			ids[slug(m[1])] = true
+		}
+		for _, m := range explicitID.FindAllStringSubmatch(line, -1) {
+			ids[m[1]] = true
+		}
+	}
+	return ids
+}
+
+// slug is GitHub's anchor for a heading: lower case, letters, digits, '-' and '_' kept, spaces to '-', the rest
+// dropped.
+func slug(h string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(h) {
+		switch {
+		case r == ' ':
+			b.WriteRune('-')
+		case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // checkPending fails for a pending name that exists now: the pending list must be emptied after the merge.
