@@ -99,7 +99,7 @@ func (c *cli) connect(ctx context.Context) error {
 	if c.emulator != "" {
 		data, err := os.ReadFile(c.emulator)
 		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("emulator info %s does not exist: start the emulator ('make demo' or 'make emulator-up') first", c.emulator)
+			return fmt.Errorf("emulator info %s does not exist: start the emulator first (emulator/README.md, \"Running it alone\")", c.emulator)
 		}
 		if err != nil {
 			return fmt.Errorf("read emulator info: %w", err)
