@@ -217,6 +217,7 @@ func TestS3GateIsAsStrictAsS3(t *testing.T) {
 	}
 
 	t.Run("unsigned requests are anonymous and the bucket policy grants anonymous callers nothing", func(t *testing.T) {
+		want(t, f.do(t, http.MethodPut, "/demo-bucket/devices/dev-b/new", nil, "planted"), 403, "AccessDenied")
 		want(t, f.do(t, http.MethodPut, "/demo-bucket/devices/dev-b/x", nil, "overwrite"), 403, "AccessDenied")
 		want(t, f.do(t, http.MethodPut, "/demo-bucket/config/x", nil, "overwrite"), 403, "AccessDenied")
 		want(t, f.do(t, http.MethodGet, "/demo-bucket?list-type=2", nil, ""), 403, "AccessDenied")
