@@ -3,8 +3,10 @@ package localaws
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/xml"
 	"errors"
 	"io"
@@ -14,8 +16,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -317,6 +321,44 @@ func TestS3GateIsAsStrictAsS3(t *testing.T) {
 		}
 	})
 
+	t.Run("a header-signed request must be in time, match its signed body hash and use one mechanism", func(t *testing.T) {
+		admin := aws.Credentials{AccessKeyID: motoserver.AccessKeyID, SecretAccessKey: motoserver.SecretAccessKey}
+		signed := func(t *testing.T, at time.Time, signedBody, sentBody string) *http.Request {
+			t.Helper()
+			req, err := http.NewRequest(http.MethodPut, f.gate.URL()+"/demo-bucket/devices/dev-a/signed", strings.NewReader(sentBody))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256([]byte(signedBody))
+			req.Header.Set("X-Amz-Content-Sha256", hex.EncodeToString(sum[:]))
+			if err := v4.NewSigner().SignHTTP(ctx, admin, req, hex.EncodeToString(sum[:]), "s3", motoserver.Region, at); err != nil {
+				t.Fatal(err)
+			}
+			return req
+		}
+		send := func(t *testing.T, req *http.Request) s3Answer {
+			t.Helper()
+			resp, err := f.http.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			data, _ := io.ReadAll(resp.Body)
+			a := s3Answer{Status: resp.StatusCode, Body: string(data)}
+			_ = xml.Unmarshal(data, &a)
+			return a
+		}
+		if got := send(t, signed(t, time.Now(), "body", "body")); got.Status != 200 {
+			t.Fatalf("a well-signed PUT: %+v", got)
+		}
+		want(t, send(t, signed(t, time.Now().Add(-20*time.Minute), "body", "body")), 403, "RequestTimeTooSkewed")
+		want(t, send(t, signed(t, time.Now(), "body", "BODY")), 400, "XAmzContentSHA256Mismatch")
+		both := signed(t, time.Now(), "four", "four")
+		u, _ := url.Parse(f.presignPut(t, f.function(), f.bucket, "devices/dev-a/signed", 4))
+		both.URL.RawQuery = u.RawQuery
+		want(t, send(t, both), 400, "InvalidArgument")
+	})
+
 	t.Run("the emulator's admin key is the account's root", func(t *testing.T) {
 		out, err := f.admin().ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(f.bucket)})
 		if err != nil || len(out.Contents) < 2 {
@@ -342,5 +384,37 @@ func TestS3GateIsAsStrictAsS3(t *testing.T) {
 	out.Body.Close()
 	if string(body) != "seed" {
 		t.Errorf("devices/dev-b/x is %q after the refused writes", body)
+	}
+}
+
+// TestS3Operation pins the IAM action and resource S3 authorizes a path-style request by.
+func TestS3Operation(t *testing.T) {
+	cases := []struct{ method, target, bucket, action, resource string }{
+		{"GET", "/", "", "s3:ListAllMyBuckets", "*"},
+		{"GET", "/b?list-type=2", "b", "s3:ListBucket", "arn:aws:s3:::b"},
+		{"HEAD", "/b", "b", "s3:ListBucket", "arn:aws:s3:::b"},
+		{"PUT", "/b", "b", "s3:CreateBucket", "arn:aws:s3:::b"},
+		{"PUT", "/b?policy", "b", "s3:PutBucketPolicy", "arn:aws:s3:::b"},
+		{"DELETE", "/b?policy", "b", "s3:DeleteBucketPolicy", "arn:aws:s3:::b"},
+		{"GET", "/b?ownershipControls", "b", "s3:GetBucketOwnershipControls", "arn:aws:s3:::b"},
+		{"PUT", "/b?acl", "b", "s3:PutBucketAcl", "arn:aws:s3:::b"},
+		{"POST", "/b?delete", "b", "s3:DeleteObject", "arn:aws:s3:::b/*"},
+		{"GET", "/b/devices/d/x.txt", "b", "s3:GetObject", "arn:aws:s3:::b/devices/d/x.txt"},
+		{"HEAD", "/b/k", "b", "s3:GetObject", "arn:aws:s3:::b/k"},
+		{"PUT", "/b/k", "b", "s3:PutObject", "arn:aws:s3:::b/k"},
+		{"PUT", "/b/k?acl", "b", "s3:PutObjectAcl", "arn:aws:s3:::b/k"},
+		{"DELETE", "/b/k", "b", "s3:DeleteObject", "arn:aws:s3:::b/k"},
+		{"POST", "/b/k?uploads", "b", "s3:PutObject", "arn:aws:s3:::b/k"},
+		{"DELETE", "/b/k?uploadId=1", "b", "s3:AbortMultipartUpload", "arn:aws:s3:::b/k"},
+		{"GET", "/b/a%20b", "b", "s3:GetObject", "arn:aws:s3:::b/a b"},
+	}
+	for _, c := range cases {
+		r, err := http.NewRequest(c.method, "https://localhost"+c.target, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, a, res := s3Operation(r); b != c.bucket || a != c.action || res != c.resource {
+			t.Errorf("%s %s: %s %s %s, want %s %s %s", c.method, c.target, b, a, res, c.bucket, c.action, c.resource)
+		}
 	}
 }

@@ -248,6 +248,22 @@ func (b BucketRules) checkACL(r *http.Request) *s3Refusal {
 	return nil
 }
 
+// bucketSubresources are the bucket configurations S3 authorizes by their own actions: GET, PUT, DELETE.
+var bucketSubresources = map[string][3]string{
+	"policy":            {"GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy"},
+	"policyStatus":      {"GetBucketPolicyStatus", "GetBucketPolicyStatus", "GetBucketPolicyStatus"},
+	"cors":              {"GetBucketCORS", "PutBucketCORS", "PutBucketCORS"},
+	"lifecycle":         {"GetLifecycleConfiguration", "PutLifecycleConfiguration", "PutLifecycleConfiguration"},
+	"tagging":           {"GetBucketTagging", "PutBucketTagging", "PutBucketTagging"},
+	"ownershipControls": {"GetBucketOwnershipControls", "PutBucketOwnershipControls", "PutBucketOwnershipControls"},
+	"publicAccessBlock": {"GetBucketPublicAccessBlock", "PutBucketPublicAccessBlock", "PutBucketPublicAccessBlock"},
+	"encryption":        {"GetEncryptionConfiguration", "PutEncryptionConfiguration", "PutEncryptionConfiguration"},
+	"versioning":        {"GetBucketVersioning", "PutBucketVersioning", "PutBucketVersioning"},
+	"notification":      {"GetBucketNotification", "PutBucketNotification", "PutBucketNotification"},
+	"logging":           {"GetBucketLogging", "PutBucketLogging", "PutBucketLogging"},
+	"website":           {"GetBucketWebsite", "PutBucketWebsite", "DeleteBucketWebsite"},
+}
+
 // s3Operation names the bucket, the IAM action and the resource ARN of a path-style request, as S3 authorizes it.
 func s3Operation(r *http.Request) (bucket, action, resource string) {
 	path := strings.TrimPrefix(r.URL.Path, "/")
@@ -284,14 +300,15 @@ func s3Operation(r *http.Request) (bucket, action, resource string) {
 		return bucket, action, resource
 	}
 	resource = "arn:aws:s3:::" + bucket
+	for sub, actions := range bucketSubresources {
+		if has(sub) {
+			i := map[string]int{http.MethodPut: 1, http.MethodDelete: 2}[r.Method]
+			return bucket, "s3:" + actions[i], resource
+		}
+	}
 	switch {
 	case r.Method == http.MethodPost && has("delete"):
 		return bucket, "s3:DeleteObject", resource + "/*"
-	case has("policy"):
-		action = map[string]string{http.MethodPut: "s3:PutBucketPolicy", http.MethodDelete: "s3:DeleteBucketPolicy"}[r.Method]
-		if action == "" {
-			action = "s3:GetBucketPolicy"
-		}
 	case has("acl"):
 		action = map[bool]string{true: "s3:PutBucketAcl", false: "s3:GetBucketAcl"}[r.Method == http.MethodPut]
 	case has("location"):
