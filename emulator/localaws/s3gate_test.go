@@ -102,7 +102,10 @@ func startGateFixture(t *testing.T) *gateFixture {
 	if len(ids) != 1 {
 		t.Fatalf("template buckets %v, want one", ids)
 	}
-	res := templateResolver(tpl, "SphereJitr", motoserver.Region, motoserver.AccountID, "TEST")
+	res := NewResolver(tpl, "SphereJitr", motoserver.Region, motoserver.AccountID)
+	res.Fallback = func(logicalID, attr string) (string, bool) { // the roles the bucket policy names
+		return "arn:aws:iam::" + motoserver.AccountID + ":role/" + logicalID, true
+	}
 	res.Refs[ids[0]] = f.bucket
 	res.Attrs[ids[0]+".Arn"] = "arn:aws:s3:::" + f.bucket
 	if err := f.gate.ApplyTemplate(tpl, res); err != nil {

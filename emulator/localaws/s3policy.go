@@ -133,10 +133,24 @@ func bucketPrincipals(v any) ([]string, error) {
 		}
 		return []string{"*"}, nil
 	case map[string]any:
-		if aws, ok := p["AWS"]; ok {
-			return stringList(aws)
+		switch aws := p["AWS"].(type) {
+		case nil:
+			return nil, nil
+		case string:
+			return []string{aws}, nil
+		case []any:
+			out := make([]string, 0, len(aws))
+			for _, a := range aws {
+				s, ok := a.(string)
+				if !ok {
+					return nil, fmt.Errorf("AWS principal %v is not a string", a)
+				}
+				out = append(out, s)
+			}
+			return out, nil
+		default:
+			return nil, fmt.Errorf("AWS principal %v is neither a string nor a list", aws)
 		}
-		return nil, nil
 	default:
 		return nil, fmt.Errorf("%v is neither \"*\" nor an object", v)
 	}
