@@ -171,6 +171,9 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("deploy template: %w", err)
 	}
+	if err := t.S3Gate.ApplyTemplate(opts.Template, t.Deployment.Resolver); err != nil {
+		return nil, fmt.Errorf("S3 gate: %w", err)
+	}
 	for _, ca := range t.Deployment.CAs {
 		t.tl.Event("deploy", "CA %s registered ACTIVE=%v auto-registration=%v (%s)", timeline.Short(ca.ID), ca.Active, ca.AutoRegistration, ca.Cert.Subject.CommonName)
 	}

@@ -29,14 +29,20 @@ type sigV4 struct {
 // errSignature is a signature that does not match the request (S3: SignatureDoesNotMatch).
 var errSignature = errors.New("the request signature we calculated does not match the signature you provided")
 
-const sigV4Time = "20060102T150405Z"
+const (
+	sigV4Time      = "20060102T150405Z"
+	sigV4Algorithm = "AWS4-HMAC-SHA256"
+)
 
 // parseSigV4 reads the authentication of r; ok is false when r is not SigV4-signed at all.
 func parseSigV4(r *http.Request) (a sigV4, ok bool, err error) {
 	q := r.URL.Query()
 	var cred, date string
-	if sig := q.Get("X-Amz-Signature"); sig != "" {
-		a.Presigned, a.Signature = true, sig
+	if q.Has("X-Amz-Algorithm") || q.Has("X-Amz-Signature") || q.Has("X-Amz-Credential") {
+		a.Presigned, a.Signature = true, q.Get("X-Amz-Signature")
+		if alg := q.Get("X-Amz-Algorithm"); alg != sigV4Algorithm {
+			return a, true, fmt.Errorf("X-Amz-Algorithm %q: only %s is supported", alg, sigV4Algorithm)
+		}
 		cred, date = q.Get("X-Amz-Credential"), q.Get("X-Amz-Date")
 		a.SignedHeaders = strings.Split(q.Get("X-Amz-SignedHeaders"), ";")
 		secs, err := strconv.Atoi(q.Get("X-Amz-Expires"))
@@ -44,17 +50,21 @@ func parseSigV4(r *http.Request) (a sigV4, ok bool, err error) {
 			return a, true, fmt.Errorf("X-Amz-Expires %q must be from 1 to 604800 seconds", q.Get("X-Amz-Expires"))
 		}
 		a.Expires = time.Duration(secs) * time.Second
-	} else if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "AWS4-HMAC-SHA256 ") {
-		for _, part := range strings.Split(strings.TrimPrefix(h, "AWS4-HMAC-SHA256 "), ",") {
+	} else if h := r.Header.Get("Authorization"); strings.HasPrefix(h, sigV4Algorithm+" ") {
+		var headers bool
+		for _, part := range strings.Split(strings.TrimPrefix(h, sigV4Algorithm+" "), ",") {
 			k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
 			switch k {
 			case "Credential":
 				cred = v
 			case "SignedHeaders":
-				a.SignedHeaders = strings.Split(v, ";")
+				a.SignedHeaders, headers = strings.Split(v, ";"), true
 			case "Signature":
 				a.Signature = v
 			}
+		}
+		if cred == "" || !headers || a.Signature == "" {
+			return a, true, errors.New("the authorization header requires three components: Credential, SignedHeaders, and Signature")
 		}
 		date = r.Header.Get("X-Amz-Date")
 	} else {

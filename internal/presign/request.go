@@ -1,8 +1,11 @@
 package presign
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
@@ -19,6 +22,81 @@ type Event struct {
 	Name          string `json:"name"`
 	ContentLength *int64 `json:"contentLength"`
 	ClientToken   string `json:"clientToken"`
+	// malformed is why a field of the request has a JSON type or value no request can have (contentLength 1.5,
+	// "5", 1e3 or 2^63; an operation that is a number): the handler answers it on the rejected topic, as it answers
+	// any refused request, rather than failing to decode the event and leaving the device to wait out its timeout.
+	malformed string
+}
+
+// UnmarshalJSON decodes the rule's output field by field, so a malformed field is recorded (and refused by the
+// handler, naming the field) instead of failing the whole event. Field names are matched exactly, as the rule's
+// SELECT names them. Only an event that is not a JSON object fails: the rule never sends one, since AWS IoT does
+// not run a rule whose SELECT names fields of a payload that is not JSON (it counts a ParseError instead), so a
+// device that publishes one gets no answer in AWS either.
+func (e *Event) UnmarshalJSON(data []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return fmt.Errorf("decode URL request event: %w", err)
+	}
+	*e = Event{}
+	e.Thing = e.stringField(raw, contract.S3URLRuleThingVar)
+	e.Operation = e.stringField(raw, "operation")
+	e.Name = e.stringField(raw, "name")
+	e.ClientToken = e.stringField(raw, "clientToken")
+	if v, ok := raw["contentLength"]; ok && !isNull(v) {
+		n, err := parseByteCount(v)
+		if err != nil && e.malformed == "" {
+			e.malformed = err.Error()
+		}
+		if err == nil {
+			e.ContentLength = &n
+		}
+	}
+	return nil
+}
+
+// stringField returns raw[key] when it is a JSON string; any other JSON type is recorded as malformed.
+func (e *Event) stringField(raw map[string]json.RawMessage, key string) string {
+	v, ok := raw[key]
+	if !ok || isNull(v) {
+		return ""
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		if e.malformed == "" {
+			e.malformed = fmt.Sprintf("%s must be a JSON string, got %s", key, excerpt(v))
+		}
+		return ""
+	}
+	return s
+}
+
+// byteCount is a JSON integer literal: digits with an optional minus sign, no fraction, no exponent.
+var byteCount = regexp.MustCompile(`^-?[0-9]+$`)
+
+// parseByteCount reads contentLength: a JSON number written as an integer that fits in 64 bits. 1.5, 1e3, "5" and
+// 2^63 are refused, not rounded or converted: the URL signs the exact length the device will send.
+func parseByteCount(v json.RawMessage) (int64, error) {
+	lit := string(bytes.TrimSpace(v))
+	if !byteCount.MatchString(lit) {
+		return 0, fmt.Errorf("contentLength must be a whole number of bytes (a JSON integer, no fraction, exponent or quotes), got %s", excerpt(v))
+	}
+	n, err := strconv.ParseInt(lit, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("contentLength %s does not fit in 64 bits", excerpt(v))
+	}
+	return n, nil
+}
+
+func isNull(v json.RawMessage) bool { return string(bytes.TrimSpace(v)) == "null" }
+
+// excerpt quotes at most 32 bytes of a value for a reason the device reads.
+func excerpt(v json.RawMessage) string {
+	s := string(bytes.TrimSpace(v))
+	if len(s) > 32 {
+		s = s[:32] + "…"
+	}
+	return s
 }
 
 var (
@@ -59,6 +137,9 @@ func ObjectKey(thing, name string) (string, error) {
 
 // validate checks the request and returns the object key.
 func (e Event) validate(maxPut int64) (string, error) {
+	if e.malformed != "" {
+		return "", reject("%s", e.malformed)
+	}
 	if !tokenChars.MatchString(e.ClientToken) {
 		return "", reject("clientToken may have at most 64 letters, digits and . _ : -")
 	}
