@@ -37,7 +37,7 @@ device-arm-check: setup-device ## ARM build with the Azure Sphere SDK's flags, t
 	@echo "device-arm-check: compiling for ARM Cortex-A7 with the Azure Sphere SDK's flags (-std=c11 -D_POSIX_C_SOURCE -Wconversion -Werror=implicit-function-declaration ...) and -Werror on our code:"
 	cd $(DEVICE_DIR) && cmake --build $(DEVICE_ARM_BUILD) --clean-first
 	@cd $(DEVICE_DIR)/$(DEVICE_ARM_BUILD) && if ! grep -q '^SDK libraries reachable' sdk_libraries_status.txt; then \
-		echo "device-arm-check: not compiled for ARM (they include the SDK libraries): src/mqtt_connection.c src/telemetry.c src/shadow_sync.c src/s3_transfer.c src/s3_url.c src/main.c"; \
+		echo "device-arm-check: not compiled for ARM (they include the SDK libraries): src/mqtt_connection.c src/telemetry.c src/shadow_sync.c src/s3_url_request.c src/s3_transfer.c src/s3_demo.c src/main.c"; \
 		cat sdk_libraries_status.txt; fi
 	cd $(DEVICE_DIR) && python3 tests/scripts/wolfssl_abi_check.py --nm arm-linux-gnueabihf-nm \
 		--include $(DEVICE_WOLFSSL_INCLUDE) $$(find $(DEVICE_ARM_BUILD) -name '*.o' | sort)
