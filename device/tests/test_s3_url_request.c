@@ -1,12 +1,14 @@
 /*
- * Runtime S3 URL requests and replies (s3_url.c): topics of the thing, names checked as the presign function
+ * Runtime S3 URL requests and replies (s3_url_request.c): topics of the thing, names checked as the presign function
  * checks them, the request document, and replies that are accepted, rejected, for another request (wrong client
- * token), late, truncated, malformed, oversized or escaped as Go's encoder escapes them.
+ * token), late, truncated, malformed, oversized or escaped as Go's encoder escapes them; the fleet-file request
+ * ("scope":"fleet", key fleet/<name>) and the fleet object name taken from the image's baked URL (s3_demo.c).
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "check.h"
+#include "s3_demo.h"
 #include "s3_url_request.h"
 
 static const char thing[] = "0a1b2c3d";
@@ -258,6 +260,63 @@ static void TestRouting(void)
     CHECK(S3UrlRequest_ParseReply(&client, true, NULL, 0U) == S3_URL_BAD_PARAMETER);
 }
 
+static void TestFleetRequests(void)
+{
+    static S3UrlClient_t client;
+    char payload[S3_URL_REQUEST_SIZE];
+    size_t length = 0;
+    CHECK(S3UrlRequest_Init(&client, "devices", thing) == S3_URL_SUCCESS);
+    CHECK(S3UrlRequest_Build(&client, S3_URL_OPERATION_GET_FLEET, "notice.txt", 0U, payload, sizeof(payload), &length) ==
+          S3_URL_SUCCESS);
+    CHECK(strcmp(payload, "{\"operation\":\"GET\",\"scope\":\"fleet\",\"name\":\"notice.txt\",\"clientToken\":\"s3-00000001\"}") ==
+          0);
+    CHECK(S3UrlRequest_Build(&client, S3_URL_OPERATION_GET_FLEET, "notice.txt", 3U, payload, sizeof(payload), &length) ==
+          S3_URL_BAD_PARAMETER);
+    /* The answer to a fleet request must be for a key under fleet/, and the answer to a device request must not. */
+    const char *token = Start(&client, S3_URL_OPERATION_GET_FLEET, 0U);
+    CHECK(Reply(&client, true,
+                "{\"clientToken\":\"%s\",\"url\":\"https://b/d\",\"method\":\"GET\",\"key\":\"devices/0a1b2c3d/hello.txt\","
+                "\"expiresAt\":1}",
+                token) == S3_URL_MALFORMED);
+    token = Start(&client, S3_URL_OPERATION_GET_FLEET, 0U);
+    CHECK(Reply(&client, true,
+                "{\"clientToken\":\"%s\",\"url\":\"https://b/fleet/hello.txt\",\"method\":\"GET\",\"key\":\"fleet/hello.txt\","
+                "\"expiresAt\":1}",
+                token) == S3_URL_SUCCESS);
+    token = Start(&client, S3_URL_OPERATION_GET, 0U);
+    CHECK(Reply(&client, true,
+                "{\"clientToken\":\"%s\",\"url\":\"https://b/fleet/hello.txt\",\"method\":\"GET\",\"key\":\"fleet/hello.txt\","
+                "\"expiresAt\":1}",
+                token) == S3_URL_MALFORMED);
+
+    /* The name under fleet/ comes from the baked URL, path-style or virtual-hosted; anything else gives none. */
+    char name[S3_URL_NAME_MAX_LENGTH + 1U];
+    CHECK(S3Demo_FleetObjectName("https://s3.eu-west-1.amazonaws.com/bucket/fleet/notice.txt?X-Amz-Expires=604800&a=b",
+                                 name, sizeof(name)) &&
+          strcmp(name, "notice.txt") == 0);
+    CHECK(S3Demo_FleetObjectName("https://bucket.s3.amazonaws.com/fleet/a/b.txt?X-Amz-Date=1", name, sizeof(name)) &&
+          strcmp(name, "a/b.txt") == 0);
+    CHECK(!S3Demo_FleetObjectName("https://bucket.s3.amazonaws.com/devices/x/hello.txt?fleet/y", name, sizeof(name)));
+    CHECK(!S3Demo_FleetObjectName("https://bucket.s3.amazonaws.com/fleet/?X-Amz-Date=1", name, sizeof(name)));
+    CHECK(!S3Demo_FleetObjectName("https://bucket.s3.amazonaws.com/fleet/../x", name, sizeof(name)));
+    CHECK(!S3Demo_FleetObjectName("http://bucket/fleet/notice.txt", name, sizeof(name)));
+    CHECK(!S3Demo_FleetObjectName("https://bucket/fleet/notice.txt", name, 5U));
+}
+
+/* The event loop takes an answer once; the callback's flag is the module's own. */
+static void TestTakeAnswer(void)
+{
+    static S3UrlClient_t client;
+    S3UrlStatus_t outcome = S3_URL_SUCCESS;
+    CHECK(S3UrlRequest_Init(&client, "devices", thing) == S3_URL_SUCCESS);
+    const char *token = Start(&client, S3_URL_OPERATION_GET, 0U);
+    CHECK(!S3UrlRequest_TakeAnswer(&client, &outcome));
+    CHECK(Reply(&client, false, "{\"clientToken\":\"%s\",\"reason\":\"no\"}", token) == S3_URL_REJECTED);
+    CHECK(S3UrlRequest_TakeAnswer(&client, &outcome) && outcome == S3_URL_REJECTED);
+    CHECK(!S3UrlRequest_TakeAnswer(&client, &outcome));
+    CHECK(!S3UrlRequest_TakeAnswer(NULL, &outcome));
+}
+
 int main(void)
 {
     TestTopicsAndNames();
@@ -266,5 +325,7 @@ int main(void)
     TestOversizedReplies();
     TestRejectedReplies();
     TestRouting();
+    TestFleetRequests();
+    TestTakeAnswer();
     return CHECK_DONE();
 }
