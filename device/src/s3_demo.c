@@ -158,6 +158,15 @@ static uint32_t UseUrl(S3Demo_t *demo, S3UrlStatus_t outcome)
 {
     size_t objectSize = 0;
     const S3UrlClient_t *urls = &demo->urls;
+    if (demo->step == S3_DEMO_WAIT_FLEET && outcome != S3_URL_SUCCESS) {
+        /* A refusal, or a URL for another key, is the service's answer, not a transient failure: asking again would
+         * get the same (a presign function that does not sign fleet/ objects ignores the scope). */
+        Platform_Log(PLATFORM_LOG_WARN, "S3: no runtime URL for the fleet file (%s%s%s): carrying on without it",
+                     S3UrlRequest_StatusString(outcome), (outcome == S3_URL_REJECTED) ? ": " : "",
+                     (outcome == S3_URL_REJECTED) ? urls->reason : "");
+        demo->step = S3_DEMO_DONE;
+        return 0U;
+    }
     if (outcome == S3_URL_REJECTED) {
         Platform_Log(PLATFORM_LOG_WARN, "S3: URL request rejected: %s", urls->reason);
         return Retry(demo, "URL request rejected");
