@@ -606,6 +606,15 @@ func TestImageWithoutSDK(t *testing.T) {
 				t.Errorf("config not written before the SDK check: %v", err)
 			}
 		}
+		// The sources are staged, with the generated manifest, before the SDK is looked for.
+		generated, _ := os.ReadFile(filepath.Join(out, "app_manifest.json"))
+		staged, err := os.ReadFile(filepath.Join(out, ImageSourceDir, "app_manifest.json"))
+		if err != nil || !bytes.Equal(staged, generated) || !strings.Contains(stdout.String(), "staged the image sources") {
+			t.Errorf("staged manifest %q, %v; want the generated one %q; stdout %s", staged, err, generated, stdout.String())
+		}
+		if _, err := os.Stat(filepath.Join(out, ImageSourceDir, "src", "main.c")); err != nil {
+			t.Errorf("sources not staged: %v", err)
+		}
 	})
 	t.Run("AzureSphereDefaultSDKDir unset and no SDK in the default folder", func(t *testing.T) {
 		r := runTool(t, testEnv(staticCreds("")), "-image", "-outputs", sampleOutputs)

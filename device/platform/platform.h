@@ -45,6 +45,20 @@ typedef struct PlatformCredentials {
     const char *rootCaPaths[PLATFORM_MAX_ROOT_CAS]; /**< Trusted roots; unused entries are NULL. */
 } PlatformCredentials_t;
 
+/** @brief wolfSSL's context (wolfssl/ssl.h), named here so this header needs no wolfSSL include. */
+struct WOLFSSL_CTX;
+
+/**
+ * @brief Load the client's private key into a TLS context. Only the host has key files (its test certificates);
+ *        on Azure Sphere the DeviceAuth key never leaves the security subsystem, wolfSSL signs with it through
+ *        the certificate alone, and no key-file loading is compiled in (make device-arm-check fails if it is).
+ * @param[in] ctx The TLS context the client certificate was loaded into.
+ * @param[in] keyPath PlatformCredentials_t.clientKeyPath: a PEM key file, or NULL when the platform holds the key.
+ * @return PLATFORM_SUCCESS (loaded, or NULL: nothing to load), PLATFORM_BAD_PARAMETER (a key file where the
+ *         platform holds the key) or PLATFORM_FAILURE (the file could not be loaded).
+ */
+PlatformStatus_t Platform_UseClientKey(struct WOLFSSL_CTX *ctx, const char *keyPath);
+
 /** @brief Opaque periodic timer driven by the platform event loop. */
 typedef struct PlatformTimer PlatformTimer_t;
 

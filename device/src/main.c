@@ -11,10 +11,11 @@
  * Shape of the Azure Sphere samples: an ExitCode per failure site, a SIGTERM handler that only sets the exit
  * code, InitPeripheralsAndHandlers → event loop → ClosePeripheralsAndHandlers. Timers drive everything; the
  * MQTT callback only parses and sets flags, the timer handlers act. The S3 step runs from its own timer once MQTT
- * is up: ask for a PUT URL, upload, ask for a GET URL, read the object back; a rejection, no answer in time or a
- * refused transfer (403: the URL expired) leads to a new request after a backoff, never to an exit. The MQTT
- * session stays open during the HTTPS transfer (two TLS sessions for a few seconds; RAM: see device/README.md);
- * the transfer blocks the event loop for at most the transport timeout, well inside the keep-alive.
+ * is up (the sequence is s3_demo's; this file arms its timer and hands it the URL replies). The MQTT session stays
+ * open during the HTTPS transfer (two TLS sessions for a few seconds; RAM: see device/README.md); the transfer
+ * blocks the event loop for at most the transport timeout, well inside the keep-alive.
+ *
+ * This file wires the modules and reacts to their callbacks and results; it never writes their fields.
  */
 #include <signal.h>
 #include <stdbool.h>
@@ -22,13 +23,10 @@
 #include <string.h>
 
 #include "app_config.h"
-#include "backoff_algorithm.h"
 #include "identity.h"
 #include "mqtt_connection.h"
 #include "platform.h"
-#include "retry_policy.h"
-#include "s3_transfer.h"
-#include "s3_url.h"
+#include "s3_demo.h"
 #include "shadow_sync.h"
 #include "telemetry.h"
 
@@ -53,7 +51,7 @@ typedef enum {
     ExitCode_Timer_Set = 13,
     ExitCode_Init_Arguments = 14,
     ExitCode_Init_S3Timer = 15,
-    ExitCode_S3Url_Init = 16
+    ExitCode_S3Demo_Init = 16
 } ExitCode;
 
 /** @brief Poll readiness (network, DeviceAuth) this often until both are ready. */
@@ -64,34 +62,8 @@ typedef enum {
 #define DEFAULT_TELEMETRY_INTERVAL_SEC 30U
 /** @brief MQTT keep-alive. */
 #define MQTT_KEEP_ALIVE_SEC 60U
-/** @brief Object moved through S3 once connected. */
-#define S3_DEMO_BUFFER_SIZE 1536U
-/** @brief Name of that object under devices/<thing>/. */
-#define S3_OBJECT_NAME "hello.txt"
-/** @brief First S3 step this long after the subscriptions were sent (their SUBACKs come first). */
-#define S3_START_DELAY_MS 1000U
-/** @brief While a URL request is in flight, look for its answer this often. */
-#define S3_POLL_MS 100U
-/** @brief No answer within this long (the function failed: its error went to the dead-letter queue): ask again. */
-#define S3_URL_REPLY_TIMEOUT_MS 10000U
-/** @brief Ceiling of the first S3 retry delay, and of every one (full jitter, backoffAlgorithm). */
-#define S3_RETRY_BASE_DELAY_MS 2000U
-#define S3_RETRY_MAX_DELAY_MS 60000U
-/** @brief S3 attempts after the first before the step is given up (MQTT keeps running; a reboot tries again). */
-#define S3_RETRY_MAX_ATTEMPTS 8U
 
-_Static_assert(S3_RETRY_MAX_DELAY_MS / RETRY_BACKOFF_UNIT_MS <= 65535U, "S3_RETRY_MAX_DELAY_MS must fit backoffAlgorithm");
-_Static_assert(S3_URL_REPLY_TIMEOUT_MS < MQTT_KEEP_ALIVE_SEC * 1000U, "the reply wait must end inside the keep-alive");
-
-/** @brief Where the S3 step is. */
-typedef enum S3Step {
-    S3_STEP_REQUEST_PUT = 0, /**< Ask for a PUT URL. */
-    S3_STEP_WAIT_PUT,        /**< Asked; upload once it comes. */
-    S3_STEP_REQUEST_GET,     /**< Ask for a GET URL. */
-    S3_STEP_WAIT_GET,        /**< Asked; download once it comes. */
-    S3_STEP_FLEET,           /**< Read the fleet-wide file with the image's read-only URL. */
-    S3_STEP_DONE,            /**< Done, or given up after S3_RETRY_MAX_ATTEMPTS. */
-} S3Step_t;
+_Static_assert(S3_DEMO_URL_REPLY_TIMEOUT_MS < MQTT_KEEP_ALIVE_SEC * 1000U, "the reply wait must end inside the keep-alive");
 
 static volatile sig_atomic_t exitCode = ExitCode_Success;
 
@@ -105,17 +77,11 @@ static bool identityKnown = false;
 static Connection_t connection;
 static Telemetry_t telemetry;
 static ShadowSync_t shadow;
-static S3UrlClient_t s3Url;
-static S3Step_t s3Step = S3_STEP_REQUEST_PUT;
-static uint32_t s3WaitStartMs = 0;
-static size_t s3ObjectLength = 0;
-static BackoffAlgorithmContext_t s3Backoff;
+static S3Demo_t s3Demo;
 static uint32_t publishedCount = 0;
 static uint32_t startMs = 0;
 static bool publishLimitReached = false;
 static bool finished = false; /* host --publish-count reached: leave the loop with ExitCode_Success */
-static uint8_t s3Buffer[S3_DEMO_BUFFER_SIZE];
-static uint8_t s3ReadBack[S3_DEMO_BUFFER_SIZE];
 
 /// <summary>
 /// Signal handler for termination requests. This handler must be async-signal-safe.
@@ -141,7 +107,7 @@ static void MqttEventCallback(MQTTContext_t *mqtt, MQTTPacketInfo_t *packetInfo,
 {
     (void)mqtt;
     if ((packetInfo->type & 0xF0U) == MQTT_PACKET_TYPE_PUBLISH) {
-        if (S3Url_HandlePublish(&s3Url, info->pPublishInfo) == S3_URL_NOT_FOR_US &&
+        if (!S3Demo_HandlePublish(&s3Demo, info->pPublishInfo) &&
             ShadowSync_HandlePublish(&shadow, info->pPublishInfo) == SHADOW_SYNC_NOT_FOR_US &&
             !Telemetry_HandlePublish(&telemetry, info->pPublishInfo)) {
             Platform_Log(PLATFORM_LOG_WARN, "publish on an unexpected topic %.*s",
@@ -204,18 +170,15 @@ static bool PrepareIdentity(void)
         exitCode = ExitCode_Shadow_Init;
         return false;
     }
-    if (S3Url_Init(&s3Url, DEVICE_TOPIC_ROOT, deviceId) != S3_URL_SUCCESS) {
-        exitCode = ExitCode_S3Url_Init;
-        return false;
-    }
-    int length = snprintf((char *)s3Buffer, sizeof(s3Buffer), "hello from %s\n", deviceId);
-    s3ObjectLength = (length > 0 && (size_t)length < sizeof(s3Buffer)) ? (size_t)length : 0U;
+    const char *fleetUrl = S3_FLEET_GET_URL;
+    Platform_GetFleetUrlOverride(&fleetUrl);
     if (!Platform_S3StepEnabled()) {
         Platform_Log(PLATFORM_LOG_INFO, "S3 step skipped (--skip-s3)");
-        s3Step = S3_STEP_DONE;
     }
-    BackoffAlgorithm_InitializeParams(&s3Backoff, (uint16_t)(S3_RETRY_BASE_DELAY_MS / RETRY_BACKOFF_UNIT_MS),
-                                      (uint16_t)(S3_RETRY_MAX_DELAY_MS / RETRY_BACKOFF_UNIT_MS), S3_RETRY_MAX_ATTEMPTS);
+    if (S3Demo_Init(&s3Demo, DEVICE_TOPIC_ROOT, deviceId, fleetUrl, Platform_S3StepEnabled()) != S3_DEMO_SUCCESS) {
+        exitCode = ExitCode_S3Demo_Init;
+        return false;
+    }
     if (Connection_Init(&connection, &config) != CONNECTION_SUCCESS) {
         exitCode = ExitCode_Connection_Init;
         return false;
@@ -235,7 +198,7 @@ static void ScheduleReconnect(void)
         Platform_Log(PLATFORM_LOG_ERROR,
                      "giving up after %lu attempts: check the endpoint, the CA registration (auto-registration on) "
                      "and the JITR Lambda's logs",
-                     (unsigned long)connection.attempts);
+                     (unsigned long)Connection_Attempts(&connection));
         exitCode = ExitCode_Connect_RetriesExhausted;
         return;
     }
@@ -246,161 +209,42 @@ static void ScheduleReconnect(void)
 static void OnConnectionLost(const char *why);
 
 /// <summary>
-/// An S3 attempt failed (rejected, no answer, refused transfer): ask again for the same object after a backoff
-/// with full jitter, or give the step up after S3_RETRY_MAX_ATTEMPTS. Never exits: MQTT keeps running.
-/// </summary>
-static void RetryS3(const char *why)
-{
-    uint32_t random = 0;
-    uint16_t delayUnits = 0;
-    s3Step = (s3Step == S3_STEP_WAIT_GET || s3Step == S3_STEP_REQUEST_GET) ? S3_STEP_REQUEST_GET : S3_STEP_REQUEST_PUT;
-    if (Platform_GetRandom(&random, sizeof(random)) != PLATFORM_SUCCESS ||
-        BackoffAlgorithm_GetNextBackoff(&s3Backoff, random, &delayUnits) != BackoffAlgorithmSuccess) {
-        Platform_Log(PLATFORM_LOG_ERROR,
-                     "S3: %s; giving the S3 step up after %u attempts (MQTT keeps running): check the presign "
-                     "function's logs and its dead-letter queue",
-                     why, S3_RETRY_MAX_ATTEMPTS + 1U);
-        s3Step = S3_STEP_DONE;
-        return;
-    }
-    uint32_t delayMs = (uint32_t)delayUnits * RETRY_BACKOFF_UNIT_MS;
-    Platform_Log(PLATFORM_LOG_WARN, "S3: %s; new URL request in %lu ms", why, (unsigned long)delayMs);
-    ArmTimer(s3Timer, (delayMs == 0U) ? 1U : delayMs, 0U);
-}
-
-/// <summary>
-/// Acts on the answer to the URL request in flight: transfer with the URL, or retry.
-/// </summary>
-static void UseS3Url(void)
-{
-    size_t objectSize = 0;
-    if (s3Url.outcome == S3_URL_REJECTED) {
-        Platform_Log(PLATFORM_LOG_WARN, "S3: URL request rejected: %s", s3Url.reason);
-        RetryS3("URL request rejected");
-        return;
-    }
-    if (s3Url.outcome != S3_URL_SUCCESS) {
-        RetryS3(S3Url_StatusString(s3Url.outcome));
-        return;
-    }
-    Platform_Log(PLATFORM_LOG_INFO, "S3: runtime %s URL for %s, expires at %lld", s3Step == S3_STEP_WAIT_PUT ? "PUT" : "GET",
-                 s3Url.key, (long long)s3Url.expiresAt);
-    if (s3Step == S3_STEP_WAIT_PUT) {
-        if (S3_Upload(s3Url.url, s3Buffer, s3ObjectLength) != S3_SUCCESS) {
-            RetryS3("upload refused or failed (403: the URL expired)");
-            return;
-        }
-        Platform_Log(PLATFORM_LOG_INFO, "S3: uploaded %lu bytes to %s with the runtime PUT URL",
-                     (unsigned long)s3ObjectLength, s3Url.key);
-        s3Step = S3_STEP_REQUEST_GET;
-        ArmTimer(s3Timer, 1U, 0U);
-        return;
-    }
-    memset(s3ReadBack, 0, sizeof(s3ReadBack));
-    if (S3_Download(s3Url.url, s3ReadBack, sizeof(s3ReadBack) - 1U, &objectSize) != S3_SUCCESS) {
-        RetryS3("download refused or failed (403: the URL expired)");
-        return;
-    }
-    if (objectSize != s3ObjectLength || memcmp(s3ReadBack, s3Buffer, objectSize) != 0) {
-        RetryS3("downloaded object differs from the upload");
-        return;
-    }
-    Platform_Log(PLATFORM_LOG_INFO, "S3: read back %s with the runtime GET URL: %.*s", s3Url.key, (int)objectSize,
-                 (const char *)s3ReadBack);
-    s3Step = S3_STEP_FLEET;
-    ArmTimer(s3Timer, 1U, 0U);
-}
-
-/// <summary>
-/// Reads the fleet-wide file once with the image's read-only URL. It is optional: a missing file (404) or an
-/// expired URL (403, refreshed by the next image) is logged and the app carries on.
-/// </summary>
-static void ReadFleetFile(void)
-{
-    size_t objectSize = 0;
-    const char *fleetUrl = S3_FLEET_GET_URL;
-    Platform_GetFleetUrlOverride(&fleetUrl);
-    if (fleetUrl == NULL) {
-        return;
-    }
-    memset(s3ReadBack, 0, sizeof(s3ReadBack));
-    if (S3_Download(fleetUrl, s3ReadBack, sizeof(s3ReadBack) - 1U, &objectSize) == S3_SUCCESS) {
-        Platform_Log(PLATFORM_LOG_INFO, "S3: fleet file: %.*s", (int)objectSize, (const char *)s3ReadBack);
-    } else {
-        Platform_Log(PLATFORM_LOG_WARN, "S3: fleet file not read (see above): carrying on without it");
-    }
-}
-
-/// <summary>
-/// S3 timer: one step of the S3 state machine (see S3Step_t), only while MQTT is connected.
+/// S3 timer: one step of the S3 demo sequence, only while MQTT is connected; the sequence says when it wants the
+/// next one.
 /// </summary>
 static void S3TimerEventHandler(void *context)
 {
     (void)context;
-    if (!connection.connected) {
+    uint32_t nextStepMs = 0;
+    if (!Connection_IsConnected(&connection)) {
         return;
     }
-    switch (s3Step) {
-    case S3_STEP_REQUEST_PUT:
-    case S3_STEP_REQUEST_GET: {
-        bool put = (s3Step == S3_STEP_REQUEST_PUT);
-        S3UrlStatus_t status = S3Url_Request(&s3Url, &connection.mqtt, put ? S3_URL_OPERATION_PUT : S3_URL_OPERATION_GET,
-                                             S3_OBJECT_NAME, put ? (uint32_t)s3ObjectLength : 0U);
-        if (status == S3_URL_MQTT_FAILURE) {
-            OnConnectionLost("S3 URL request publish failed");
-            return;
-        }
-        if (status != S3_URL_SUCCESS) {
-            Platform_Log(PLATFORM_LOG_ERROR, "S3: cannot build the URL request (%s): S3 step skipped",
-                         S3Url_StatusString(status));
-            s3Step = S3_STEP_DONE;
-            return;
-        }
-        s3Step = put ? S3_STEP_WAIT_PUT : S3_STEP_WAIT_GET;
-        s3WaitStartMs = Platform_GetTimeMs();
-        ArmTimer(s3Timer, S3_POLL_MS, S3_POLL_MS);
+    if (S3Demo_Step(&s3Demo, Connection_Mqtt(&connection), &nextStepMs) == S3_DEMO_MQTT_FAILURE) {
+        OnConnectionLost("S3 URL request publish failed");
         return;
     }
-    case S3_STEP_WAIT_PUT:
-    case S3_STEP_WAIT_GET:
-        if (s3Url.answered) {
-            ArmTimer(s3Timer, 0U, 0U);
-            s3Url.answered = false;
-            UseS3Url();
-        } else if (Platform_GetTimeMs() - s3WaitStartMs >= S3_URL_REPLY_TIMEOUT_MS) {
-            ArmTimer(s3Timer, 0U, 0U);
-            S3Url_Cancel(&s3Url);
-            RetryS3("no answer to the URL request within 10 s");
-        }
-        return;
-    case S3_STEP_FLEET:
-        ReadFleetFile();
-        s3Step = S3_STEP_DONE;
-        return;
-    case S3_STEP_DONE:
-    default:
-        return;
-    }
+    ArmTimer(s3Timer, nextStepMs, 0U);
 }
 
 static void OnConnected(void)
 {
     /* The URL replies' topics are subscribed before any request, so no answer can be missed. */
-    if (Telemetry_Subscribe(&telemetry, &connection.mqtt) != TELEMETRY_SUCCESS ||
-        ShadowSync_Subscribe(&shadow, &connection.mqtt) != SHADOW_SYNC_SUCCESS ||
-        S3Url_Subscribe(&s3Url, &connection.mqtt) != S3_URL_SUCCESS) {
+    MQTTContext_t *mqtt = Connection_Mqtt(&connection);
+    if (Telemetry_Subscribe(&telemetry, mqtt) != TELEMETRY_SUCCESS ||
+        ShadowSync_Subscribe(&shadow, mqtt) != SHADOW_SYNC_SUCCESS ||
+        S3Demo_Subscribe(&s3Demo, mqtt) != S3_DEMO_SUCCESS) {
         OnConnectionLost("subscribe failed");
         return;
     }
     /* Desired state set while the device was offline comes with the get; the report follows its answer. */
-    if (ShadowSync_RequestGet(&shadow, &connection.mqtt) != SHADOW_SYNC_SUCCESS) {
+    if (ShadowSync_RequestGet(&shadow, mqtt) != SHADOW_SYNC_SUCCESS) {
         OnConnectionLost("shadow get failed");
         return;
     }
     ArmTimer(processTimer, PROCESS_LOOP_PERIOD_MS, PROCESS_LOOP_PERIOD_MS);
-    ArmTimer(telemetryTimer, 1U, shadow.telemetryIntervalSec * 1000U);
-    if (s3Step != S3_STEP_DONE) {
-        ArmTimer(s3Timer, S3_START_DELAY_MS, 0U);
+    ArmTimer(telemetryTimer, 1U, ShadowSync_TelemetryIntervalSec(&shadow) * 1000U);
+    if (!S3Demo_IsDone(&s3Demo)) {
+        ArmTimer(s3Timer, S3_DEMO_START_DELAY_MS, 0U);
     }
 }
 
@@ -434,13 +278,7 @@ static void OnConnectionLost(const char *why)
     ArmTimer(processTimer, 0U, 0U);
     ArmTimer(telemetryTimer, 0U, 0U);
     ArmTimer(s3Timer, 0U, 0U);
-    /* A request in flight is asked again on the next connection; its late answer carries an old token. */
-    S3Url_Cancel(&s3Url);
-    if (s3Step == S3_STEP_WAIT_PUT) {
-        s3Step = S3_STEP_REQUEST_PUT;
-    } else if (s3Step == S3_STEP_WAIT_GET) {
-        s3Step = S3_STEP_REQUEST_GET;
-    }
+    S3Demo_OnConnectionLost(&s3Demo);
     (void)Connection_HandleDrop(&connection);
     ScheduleReconnect();
 }
@@ -451,27 +289,27 @@ static void OnConnectionLost(const char *why)
 static void ProcessTimerEventHandler(void *context)
 {
     (void)context;
-    if (!connection.connected) {
+    if (!Connection_IsConnected(&connection)) {
         return;
     }
-    MQTTStatus_t status = MQTT_ProcessLoop(&connection.mqtt);
+    MQTTStatus_t status = MQTT_ProcessLoop(Connection_Mqtt(&connection));
     if (status != MQTTSuccess && status != MQTTNeedMoreBytes) {
         OnConnectionLost(MQTT_Status_strerror(status));
         return;
     }
-    if (publishLimitReached && telemetry.lastAcknowledged && s3Step == S3_STEP_DONE) {
+    if (publishLimitReached && Telemetry_LastAcknowledged(&telemetry) && S3Demo_IsDone(&s3Demo)) {
         Platform_Log(PLATFORM_LOG_INFO, "published %lu telemetry messages, last one acknowledged, S3 step over: done",
                      (unsigned long)publishedCount);
         finished = true;
         return;
     }
-    if (telemetry.commandPending) {
-        telemetry.commandPending = false;
-        Platform_Log(PLATFORM_LOG_INFO, "command received: %s", telemetry.command);
+    const char *command = Telemetry_TakeCommand(&telemetry);
+    if (command != NULL) {
+        Platform_Log(PLATFORM_LOG_INFO, "command received: %s", command);
     }
-    if (shadow.reportPending) {
-        uint32_t intervalMs = shadow.telemetryIntervalSec * 1000U;
-        if (ShadowSync_Report(&shadow, &connection.mqtt) != SHADOW_SYNC_SUCCESS) {
+    if (ShadowSync_ReportPending(&shadow)) {
+        uint32_t intervalMs = ShadowSync_TelemetryIntervalSec(&shadow) * 1000U;
+        if (ShadowSync_Report(&shadow, Connection_Mqtt(&connection)) != SHADOW_SYNC_SUCCESS) {
             OnConnectionLost("shadow report failed");
             return;
         }
@@ -485,10 +323,10 @@ static void ProcessTimerEventHandler(void *context)
 static void TelemetryTimerEventHandler(void *context)
 {
     (void)context;
-    if (!connection.connected) {
+    if (!Connection_IsConnected(&connection)) {
         return;
     }
-    if (Telemetry_Publish(&telemetry, &connection.mqtt, Platform_GetTimeMs() - startMs) != TELEMETRY_SUCCESS) {
+    if (Telemetry_Publish(&telemetry, Connection_Mqtt(&connection), Platform_GetTimeMs() - startMs) != TELEMETRY_SUCCESS) {
         OnConnectionLost("telemetry publish failed");
         return;
     }

@@ -241,3 +241,18 @@ const char *Connection_StatusString(ConnectionStatus_t status)
         return "unknown";
     }
 }
+
+bool Connection_IsConnected(const Connection_t *connection)
+{
+    return (connection != NULL) && connection->connected;
+}
+
+MQTTContext_t *Connection_Mqtt(Connection_t *connection)
+{
+    return (connection != NULL) ? &connection->mqtt : NULL;
+}
+
+uint32_t Connection_Attempts(const Connection_t *connection)
+{
+    return (connection != NULL) ? connection->attempts : 0U;
+}

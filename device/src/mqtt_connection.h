@@ -95,4 +95,13 @@ void Connection_Close(Connection_t *connection);
 /** @brief A short description of a status, for logs. */
 const char *Connection_StatusString(ConnectionStatus_t status);
 
+/** @brief Whether the session is up (CONNACK received, not dropped since). */
+bool Connection_IsConnected(const Connection_t *connection);
+
+/** @brief The MQTT context of the connection, for the modules that subscribe and publish on it. */
+MQTTContext_t *Connection_Mqtt(Connection_t *connection);
+
+/** @brief Attempts since the backoff was last reset (for the log). */
+uint32_t Connection_Attempts(const Connection_t *connection);
+
 #endif /* MQTT_CONNECTION_H */

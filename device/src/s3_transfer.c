@@ -10,7 +10,7 @@
 #include "core_http_client.h"
 #include "platform.h"
 #include "tls_transport.h"
-#include "url.h"
+#include "https_url.h"
 
 #define S3_TRANSPORT_TIMEOUT_MS 10000U
 /** @brief Transport_Recv waits this long per call while coreHTTP waits for the response (no spinning). */
@@ -23,14 +23,14 @@ typedef struct S3Session {
     TransportInterface_t transport;
     char host[URL_HOST_SIZE];
     char hostHeader[URL_HOST_SIZE + 6U]; /**< host, or host:port when not 443 (it is part of the signature) */
-    UrlParts_t url;
+    HttpsUrlParts_t url;
 } S3Session_t;
 
 static S3Status_t Open(S3Session_t *session, const char *presignedUrl)
 {
     PlatformCredentials_t credentials;
     Transport_Init(&session->network);
-    if (Url_Parse(presignedUrl, session->host, sizeof(session->host), &session->url) != URL_SUCCESS) {
+    if (HttpsUrl_Parse(presignedUrl, session->host, sizeof(session->host), &session->url) != URL_SUCCESS) {
         Platform_Log(PLATFORM_LOG_ERROR, "S3: presigned URL is not an https URL we can use");
         return S3_BAD_PARAMETER;
     }
@@ -95,7 +95,7 @@ static S3Status_t Request(S3Session_t *session, const char *method, int32_t rang
     return S3_SUCCESS;
 }
 
-S3Status_t S3_Upload(const char *presignedPutUrl, const uint8_t *data, size_t length)
+S3Status_t S3Transfer_Upload(const char *presignedPutUrl, const uint8_t *data, size_t length)
 {
     S3Session_t session;
     HTTPResponse_t response;
@@ -110,7 +110,7 @@ S3Status_t S3_Upload(const char *presignedPutUrl, const uint8_t *data, size_t le
     if (status == S3_SUCCESS && response.statusCode != 200U) {
         Platform_Log(PLATFORM_LOG_ERROR, "S3: PUT answered %u (403: URL expired or signed for other headers)",
                      (unsigned)response.statusCode);
-        status = S3_UNEXPECTED_STATUS;
+        status = (response.statusCode == 403U) ? S3_FORBIDDEN : S3_UNEXPECTED_STATUS;
     }
     Transport_Disconnect(&session.network);
     if (status == S3_SUCCESS) {
@@ -141,7 +141,7 @@ static bool ParseContentRangeTotal(const HTTPResponse_t *response, size_t *total
     return digits > 0U;
 }
 
-S3Status_t S3_Download(const char *presignedGetUrl, uint8_t *buffer, size_t bufferSize, size_t *objectSize)
+S3Status_t S3Transfer_Download(const char *presignedGetUrl, uint8_t *buffer, size_t bufferSize, size_t *objectSize)
 {
     S3Session_t session;
     HTTPResponse_t response;
@@ -167,8 +167,9 @@ S3Status_t S3_Download(const char *presignedGetUrl, uint8_t *buffer, size_t buff
         } else if (response.statusCode == 200U) {
             total = response.bodyLen; /* the server ignored the range: the whole object came */
         } else {
-            Platform_Log(PLATFORM_LOG_ERROR, "S3: GET answered %u (403: URL expired)", (unsigned)response.statusCode);
-            status = S3_UNEXPECTED_STATUS;
+            Platform_Log(PLATFORM_LOG_ERROR, "S3: GET answered %u (403: URL expired or refused)",
+                         (unsigned)response.statusCode);
+            status = (response.statusCode == 403U) ? S3_FORBIDDEN : S3_UNEXPECTED_STATUS;
             break;
         }
         if (received + response.bodyLen > bufferSize || total > bufferSize) {

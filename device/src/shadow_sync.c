@@ -259,3 +259,13 @@ ShadowSyncStatus_t ShadowSync_Report(ShadowSync_t *shadow, MQTTContext_t *mqtt)
     Platform_Log(PLATFORM_LOG_INFO, "shadow reported telemetryIntervalSec=%lu", (unsigned long)shadow->telemetryIntervalSec);
     return SHADOW_SYNC_SUCCESS;
 }
+
+bool ShadowSync_ReportPending(const ShadowSync_t *shadow)
+{
+    return (shadow != NULL) && shadow->reportPending;
+}
+
+uint32_t ShadowSync_TelemetryIntervalSec(const ShadowSync_t *shadow)
+{
+    return (shadow != NULL) ? shadow->telemetryIntervalSec : 0U;
+}

@@ -102,4 +102,10 @@ ShadowSyncStatus_t ShadowSync_HandlePublish(ShadowSync_t *shadow, const MQTTPubl
  */
 ShadowSyncStatus_t ShadowSync_Report(ShadowSync_t *shadow, MQTTContext_t *mqtt);
 
+/** @brief Whether a report is due (a desired state was applied or fetched and not reported yet). */
+bool ShadowSync_ReportPending(const ShadowSync_t *shadow);
+
+/** @brief The telemetry interval the device runs with. */
+uint32_t ShadowSync_TelemetryIntervalSec(const ShadowSync_t *shadow);
+
 #endif /* SHADOW_SYNC_H */

@@ -93,3 +93,17 @@ bool Telemetry_HandlePublish(Telemetry_t *telemetry, const MQTTPublishInfo_t *pu
     telemetry->commandPending = true;
     return true;
 }
+
+const char *Telemetry_TakeCommand(Telemetry_t *telemetry)
+{
+    if (telemetry == NULL || !telemetry->commandPending) {
+        return NULL;
+    }
+    telemetry->commandPending = false;
+    return telemetry->command;
+}
+
+bool Telemetry_LastAcknowledged(const Telemetry_t *telemetry)
+{
+    return (telemetry != NULL) && telemetry->lastAcknowledged;
+}

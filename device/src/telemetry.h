@@ -64,4 +64,13 @@ bool Telemetry_HandlePubAck(Telemetry_t *telemetry, uint16_t packetId);
  */
 bool Telemetry_HandlePublish(Telemetry_t *telemetry, const MQTTPublishInfo_t *publish);
 
+/**
+ * @brief From the event loop: take the command the callback kept, once.
+ * @return The command (NUL-terminated, valid until the next publish is handled), or NULL when none is pending.
+ */
+const char *Telemetry_TakeCommand(Telemetry_t *telemetry);
+
+/** @brief Whether the broker acknowledged the last telemetry message. */
+bool Telemetry_LastAcknowledged(const Telemetry_t *telemetry);
+
 #endif /* TELEMETRY_H */

@@ -108,9 +108,9 @@ static TransportStatus_t LoadCredentials(WOLFSSL_CTX *ctx, const TransportConfig
             Platform_Log(PLATFORM_LOG_ERROR, "TLS: cannot load client certificate %s", config->clientCertPath);
             return TRANSPORT_CREDENTIALS_FAILURE;
         }
-        /* Without a key file the platform signs with the certificate's key (Azure Sphere's DAA key). */
-        if (config->clientKeyPath != NULL &&
-            wolfSSL_CTX_use_PrivateKey_file(ctx, config->clientKeyPath, WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+        /* Without a key file the platform signs with the certificate's key (Azure Sphere's DAA key); key files
+         * exist only on the host, whose platform loads them. */
+        if (Platform_UseClientKey(ctx, config->clientKeyPath) != PLATFORM_SUCCESS) {
             Platform_Log(PLATFORM_LOG_ERROR, "TLS: cannot load client key %s", config->clientKeyPath);
             return TRANSPORT_CREDENTIALS_FAILURE;
         }

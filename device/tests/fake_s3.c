@@ -62,9 +62,14 @@ static void ServeConnection(FakeS3_t *s3, WOLFSSL *ssl)
     while (ReadRequest(ssl, head, sizeof(head), body, sizeof(body), &bodyLength)) {
         char method[8] = {0};
         (void)sscanf(head, "%7s %511s", method, s3->lastPath);
-        if (s3->forbid) {
+        bool preset = s3->presetPathContaining != NULL && strstr(s3->lastPath, s3->presetPathContaining) != NULL;
+        const uint8_t *object = preset ? (const uint8_t *)s3->presetObject : s3->object;
+        size_t objectSize = preset ? strlen(s3->presetObject) : s3->objectSize;
+        if (s3->forbid || (s3->forbidPathContaining != NULL && strstr(s3->lastPath, s3->forbidPathContaining) != NULL)) {
+            s3->forbiddenCount++;
             Respond(ssl, "403 Forbidden", "", (const uint8_t *)"<Error>AccessDenied</Error>", 27);
         } else if (strcmp(method, "PUT") == 0) {
+            (void)snprintf(s3->putPath, sizeof(s3->putPath), "%s", s3->lastPath);
             memcpy(s3->object, body, bodyLength);
             s3->objectSize = bodyLength;
             s3->putCount++;
@@ -73,18 +78,18 @@ static void ServeConnection(FakeS3_t *s3, WOLFSSL *ssl)
             unsigned long start = 0;
             unsigned long end = 0;
             const char *range = strcasestr(head, "\r\nRange: bytes=");
-            if (range == NULL || sscanf(range + 15, "%lu-%lu", &start, &end) != 2 || start >= s3->objectSize) {
+            if (range == NULL || sscanf(range + 15, "%lu-%lu", &start, &end) != 2 || start >= objectSize) {
                 Respond(ssl, "416 Range Not Satisfiable", "", NULL, 0);
                 continue;
             }
-            if (end >= s3->objectSize) {
-                end = s3->objectSize - 1U;
+            if (end >= objectSize) {
+                end = objectSize - 1U;
             }
             char contentRange[128];
             (void)snprintf(contentRange, sizeof(contentRange), "Content-Range: bytes %lu-%lu/%zu\r\n", start, end,
-                           s3->objectSize);
+                           objectSize);
             s3->rangedGetCount++;
-            Respond(ssl, "206 Partial Content", contentRange, s3->object + start, end - start + 1U);
+            Respond(ssl, "206 Partial Content", contentRange, object + start, end - start + 1U);
         }
     }
 }

@@ -1,6 +1,8 @@
 /*
  * A stand-in for S3 behind presigned URLs, for the tests: an HTTPS server (wolfSSL, 127.0.0.1, its own thread)
- * that stores the body of a PUT and answers ranged GETs with 206 and Content-Range, or 403 to everything.
+ * that stores the body of a PUT and answers ranged GETs with 206 and Content-Range, or 403 to everything (or to
+ * the requests whose path holds forbidPathContaining: an expired URL). GETs whose path holds presetPathContaining
+ * read presetObject instead of what was PUT (an object uploaded by someone else: the fleet file).
  */
 #ifndef FAKE_S3_H
 #define FAKE_S3_H
@@ -17,10 +19,15 @@ typedef struct FakeS3 {
     const char *keyPath;
     int connectionsToServe;
     bool forbid;                 /* answer 403 to everything */
+    const char *forbidPathContaining; /* answer 403 to these paths, when not NULL */
+    const char *presetPathContaining; /* GETs of these paths read presetObject, when not NULL */
+    const char *presetObject;
+    int forbiddenCount;          /* requests answered 403 */
     pthread_t thread;
     uint8_t object[4096];
     size_t objectSize;
     char lastPath[512];
+    char putPath[512];           /* path of the last PUT */
     int putCount;
     int rangedGetCount;
     int connections;

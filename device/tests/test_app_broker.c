@@ -7,7 +7,8 @@
  * publish telemetry on its own topic tree, take a command, move an object through a stand-in for S3 with
  * presigned URLs it asks for over MQTT while its session stays up (the broker plays the presign function: the
  * first PUT request is rejected, the app asks again after a backoff; the URLs come JSON-escaped as Go writes
- * them), and exit 0 after its second telemetry message (--publish-count 2; the second is due 5 s after the
+ * them), read the fleet-wide file whose baked URL has expired (S3 answers 403) with a runtime URL it asks for
+ * over MQTT ("scope":"fleet"), and exit 0 after its second telemetry message (--publish-count 2; the second is due 5 s after the
  * desired state applied) once the S3 step is over.
  *
  * Usage: test_app_broker PKI_DIR APP
@@ -56,7 +57,9 @@ typedef struct Broker {
     bool disconnected;            /* DISCONNECT received */
     uint16_t s3Port;              /* the S3 stand-in the URLs point at */
     int putUrlRequests;           /* PUT URL requests on devices/<id>/s3/url */
-    int getUrlRequests;           /* GET URL requests */
+    int getUrlRequests;           /* GET URL requests of its own object */
+    int fleetUrlRequests;         /* GET URL requests of the fleet file ("scope":"fleet") */
+    char fleetName[64];           /* the name the fleet request asked for */
     bool s3SubscribedFirst;       /* the reply topics were subscribed before the first request */
 } Broker_t;
 
@@ -165,7 +168,10 @@ static void AnswerUrlRequest(Broker_t *broker, WOLFSSL *ssl, const char *payload
     JsonString(payload, length, "operation", operation, sizeof(operation));
     JsonString(payload, length, "clientToken", token, sizeof(token));
     JsonString(payload, length, "name", name, sizeof(name));
+    char scope[16];
+    JsonString(payload, length, "scope", scope, sizeof(scope));
     bool put = strcmp(operation, "PUT") == 0;
+    bool fleet = strcmp(scope, "fleet") == 0;
     (void)snprintf(topic, sizeof(topic), "devices/%s/s3/url/accepted", broker->clientId);
     broker->s3SubscribedFirst = broker->s3SubscribedFirst ||
                                 ((broker->putUrlRequests + broker->getUrlRequests) == 0 &&
@@ -174,6 +180,17 @@ static void AnswerUrlRequest(Broker_t *broker, WOLFSSL *ssl, const char *payload
         (void)snprintf(topic, sizeof(topic), "devices/%s/s3/url/rejected", broker->clientId);
         (void)snprintf(reply, sizeof(reply), "{\"clientToken\":\"%s\",\"reason\":\"the test refuses the first request\"}",
                        token);
+        SendPublish(ssl, topic, reply);
+        return;
+    }
+    if (fleet) {
+        /* A fresh URL of the fleet file (the presign function signs fleet/<name> for a GET with this scope). */
+        broker->fleetUrlRequests++;
+        (void)snprintf(broker->fleetName, sizeof(broker->fleetName), "%s", name);
+        (void)snprintf(reply, sizeof(reply),
+                       "{\"clientToken\":\"%s\",\"url\":\"https://localhost:%u/demo-bucket/fleet/%s?X-Amz-Date=2\\u0026"
+                       "X-Amz-Signature=fresh\",\"method\":\"GET\",\"key\":\"fleet/%s\",\"expiresAt\":1800000900}",
+                       token, (unsigned)broker->s3Port, name, name);
         SendPublish(ssl, topic, reply);
         return;
     }
@@ -369,14 +386,21 @@ int main(int argc, char *argv[])
     broker.keyPath = paths[1];
     broker.clientCaPath = paths[2];
     CHECK(pthread_create(&broker.thread, NULL, BrokerThread, &broker) == 0);
-    /* S3 stand-in: one connection for the PUT, one for the ranged GETs. */
+    /* S3 stand-in: one connection for the PUT, one for the ranged GETs, one for the fleet file's expired baked URL
+     * (403), one for its runtime URL. */
     s3.certPath = paths[0];
     s3.keyPath = paths[1];
-    s3.connectionsToServe = 2;
+    s3.connectionsToServe = 4;
+    s3.forbidPathContaining = "X-Amz-Expires=expired";
+    s3.presetPathContaining = "/demo-bucket/fleet/notice.txt?";
+    s3.presetObject = "fleet notice from the test";
     CHECK(FakeS3_Start(&s3));
     broker.s3Port = s3.port;
 
     (void)snprintf(port, sizeof(port), "%u", (unsigned)broker.port);
+    char fleetUrl[300];
+    (void)snprintf(fleetUrl, sizeof(fleetUrl),
+                   "https://localhost:%u/demo-bucket/fleet/notice.txt?X-Amz-Date=1&X-Amz-Expires=expired", (unsigned)s3.port);
     char logPath[700];
     (void)snprintf(logPath, sizeof(logPath), "%s/app_broker.log", argv[1]);
     pid_t child = fork();
@@ -386,7 +410,7 @@ int main(int argc, char *argv[])
             _exit(126);
         }
         execl(argv[2], argv[2], "--cert", paths[3], "--key", paths[4], "--ca", paths[5], "--endpoint", "localhost",
-              "--port", port, "--publish-count", "2", (char *)NULL);
+              "--port", port, "--publish-count", "2", "--s3-fleet-url", fleetUrl, (char *)NULL);
         _exit(127);
     }
     int status = 0;
@@ -395,20 +419,25 @@ int main(int argc, char *argv[])
     if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
         /* Unblock the broker if the app died before its second session. */
         shutdown(broker.listenFd, SHUT_RDWR);
-        shutdown(s3.listenFd, SHUT_RDWR);
     }
+    /* The app is gone: an S3 connection it did not make fails the checks below instead of blocking the join. */
+    shutdown(s3.listenFd, SHUT_RDWR);
     (void)pthread_join(broker.thread, NULL);
     close(broker.listenFd);
     FakeS3_Stop(&s3);
-    CHECK(s3.putCount == 1 && s3.rangedGetCount >= 1 && s3.connections == 2);
+    CHECK(s3.putCount == 1 && s3.rangedGetCount >= 2 && s3.connections == 4);
     CHECK(s3.objectSize > 0U && strstr((const char *)s3.object, deviceId) != NULL);
     /* Runtime URLs: rejected once, asked again, then one GET URL; for its own prefix; subscribed before asking. */
     CHECK(broker.putUrlRequests == 2 && broker.getUrlRequests == 1 && broker.s3SubscribedFirst);
     char expectedPath[400];
     (void)snprintf(expectedPath, sizeof(expectedPath), "/demo-bucket/devices/%s/hello.txt?X-Amz-Date=1&X-Amz-Signature=",
                    deviceId);
-    CHECK(strncmp(s3.lastPath, expectedPath, strlen(expectedPath)) == 0);
+    CHECK(strncmp(s3.putPath, expectedPath, strlen(expectedPath)) == 0);
     CHECK(broker.answeredGet);
+    /* The baked fleet URL was refused once; the runtime URL asked for fleet/notice.txt and read it. */
+    CHECK(s3.forbiddenCount == 1);
+    CHECK(broker.fleetUrlRequests == 1 && strcmp(broker.fleetName, "notice.txt") == 0);
+    CHECK(strcmp(s3.lastPath, "/demo-bucket/fleet/notice.txt?X-Amz-Date=2&X-Amz-Signature=fresh") == 0);
 
     CHECK(broker.firstClosedAfterConnect);
     CHECK(broker.connections == 2);
@@ -442,15 +471,18 @@ int main(int argc, char *argv[])
     /* The command reached the event loop. */
     FILE *log = fopen(logPath, "r");
     bool commandLogged = false;
+    bool fleetFileRead = false;
     char line[1024];
     while (log != NULL && fgets(line, sizeof(line), log) != NULL) {
         fputs(line, stderr);
         commandLogged = commandLogged || strstr(line, "command received: {\"blink\":1}") != NULL;
+        fleetFileRead = fleetFileRead || strstr(line, "fleet file (runtime URL): fleet notice from the test") != NULL;
     }
     if (log != NULL) {
         fclose(log);
     }
     CHECK(commandLogged);
+    CHECK(fleetFileRead);
     for (int i = 0; i < broker.subscribedCount; i++) {
         fprintf(stderr, "subscribed: %s\n", broker.subscribed[i]);
     }

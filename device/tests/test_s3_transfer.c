@@ -64,8 +64,8 @@ int main(int argc, char *argv[])
     CHECK(FakeS3_Start(&s3));
     (void)snprintf(url, sizeof(url), "https://localhost:%u/demo-bucket/dir/object.txt?X-Amz-Signature=abc&X-Amz-Expires=3600",
                    (unsigned)s3.port);
-    CHECK(S3_Upload(url, object, sizeof(object)) == S3_SUCCESS);
-    CHECK(S3_Download(url, downloaded, sizeof(downloaded), &size) == S3_SUCCESS);
+    CHECK(S3Transfer_Upload(url, object, sizeof(object)) == S3_SUCCESS);
+    CHECK(S3Transfer_Download(url, downloaded, sizeof(downloaded), &size) == S3_SUCCESS);
     FakeS3_Stop(&s3);
     CHECK(s3.putCount == 1 && s3.objectSize == sizeof(object));
     CHECK(strcmp(s3.lastPath, "/demo-bucket/dir/object.txt?X-Amz-Signature=abc&X-Amz-Expires=3600") == 0);
@@ -78,7 +78,7 @@ int main(int argc, char *argv[])
     s3.connections = 0;
     CHECK(FakeS3_Start(&s3));
     (void)snprintf(url, sizeof(url), "https://localhost:%u/demo-bucket/object.txt", (unsigned)s3.port);
-    CHECK(S3_Download(url, downloaded, 600, &size) == S3_BUFFER_TOO_SMALL);
+    CHECK(S3Transfer_Download(url, downloaded, 600, &size) == S3_BUFFER_TOO_SMALL);
     FakeS3_Stop(&s3);
 
     /* Expired presigned URL: S3 answers 403. */
@@ -88,8 +88,8 @@ int main(int argc, char *argv[])
     forbidden.connectionsToServe = 2;
     CHECK(FakeS3_Start(&forbidden));
     (void)snprintf(url, sizeof(url), "https://localhost:%u/demo-bucket/object.txt", (unsigned)forbidden.port);
-    CHECK(S3_Upload(url, object, 10) == S3_UNEXPECTED_STATUS);
-    CHECK(S3_Download(url, downloaded, sizeof(downloaded), &size) == S3_UNEXPECTED_STATUS);
+    CHECK(S3Transfer_Upload(url, object, 10) == S3_FORBIDDEN);
+    CHECK(S3Transfer_Download(url, downloaded, sizeof(downloaded), &size) == S3_FORBIDDEN);
     FakeS3_Stop(&forbidden);
 
     /* A server whose certificate names another host: refused in the handshake, no request sent. */
@@ -98,11 +98,11 @@ int main(int argc, char *argv[])
     untrusted.connectionsToServe = 1;
     CHECK(FakeS3_Start(&untrusted));
     (void)snprintf(url, sizeof(url), "https://localhost:%u/demo-bucket/object.txt", (unsigned)untrusted.port);
-    CHECK(S3_Upload(url, object, 10) == S3_CONNECT_FAILURE);
+    CHECK(S3Transfer_Upload(url, object, 10) == S3_CONNECT_FAILURE);
     FakeS3_Stop(&untrusted);
     CHECK(untrusted.putCount == 0);
 
-    CHECK(S3_Upload("http://localhost/bucket/key", object, 10) == S3_BAD_PARAMETER);
+    CHECK(S3Transfer_Upload("http://localhost/bucket/key", object, 10) == S3_BAD_PARAMETER);
     Platform_Close();
     wolfSSL_Cleanup();
     return CHECK_DONE();

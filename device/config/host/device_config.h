@@ -1,5 +1,5 @@
 /*
- * Values for the host build when no generated device_config.h exists (`make device-config` writes the real
+ * Values for the host build and the ARM check, whatever `make device-config` generated (it writes the image's
  * one into DEVICE_CONFIG_DIR). The host app takes its broker from --endpoint/--port; these only satisfy the
  * guards in src/app_config.h and point the fleet file download at a local address (--s3-fleet-url overrides it).
  */

@@ -224,3 +224,10 @@ PlatformStatus_t Platform_RunEventLoopOnce(void)
     }
     return PLATFORM_SUCCESS;
 }
+
+PlatformStatus_t Platform_UseClientKey(struct WOLFSSL_CTX *ctx, const char *keyPath)
+{
+    (void)ctx;
+    /* The DeviceAuth key stays in the security subsystem: there is no key file to load, and no code to load one. */
+    return (keyPath == NULL) ? PLATFORM_SUCCESS : PLATFORM_BAD_PARAMETER;
+}

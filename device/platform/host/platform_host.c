@@ -4,6 +4,8 @@
  */
 #include "platform.h"
 
+#include "wolfssl_include.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,4 +277,16 @@ PlatformStatus_t Platform_RunEventLoopOnce(void)
         }
     }
     return PLATFORM_SUCCESS;
+}
+
+PlatformStatus_t Platform_UseClientKey(struct WOLFSSL_CTX *ctx, const char *keyPath)
+{
+    if (keyPath == NULL) {
+        return PLATFORM_SUCCESS;
+    }
+    if (ctx == NULL) {
+        return PLATFORM_BAD_PARAMETER;
+    }
+    return (wolfSSL_CTX_use_PrivateKey_file(ctx, keyPath, WOLFSSL_FILETYPE_PEM) == WOLFSSL_SUCCESS) ? PLATFORM_SUCCESS
+                                                                                                   : PLATFORM_FAILURE;
 }

@@ -4,9 +4,11 @@
 Azure Sphere exposes only wolfSSL's WOLFSSL_ABI functions to applications. This lists the undefined symbols
 of each object (nm -u), keeps the wolfSSL ones (wolf*, wc_*), and checks each against the set of functions
 the installed wolfSSL headers declare with WOLFSSL_ABI. It prints every object and every function checked,
-and exits 1 when one is not an ABI function or when nothing was checked at all.
+and exits 1 when one is not an ABI function or when nothing was checked at all. --forbid NAME refuses a
+function even when it is WOLFSSL_ABI: the Azure Sphere build must not load key files (the DeviceAuth key never
+leaves the security subsystem; key loading is the host platform's alone).
 
-Usage: wolfssl_abi_check.py --nm NM --include INCLUDE_DIR OBJECT...
+Usage: wolfssl_abi_check.py --nm NM --include INCLUDE_DIR [--forbid NAME]... OBJECT...
 """
 import argparse
 import pathlib
@@ -43,6 +45,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nm", required=True)
     parser.add_argument("--include", required=True, type=pathlib.Path)
+    parser.add_argument("--forbid", action="append", default=[], metavar="NAME",
+                        help="a wolfSSL function the objects must not reference, ABI or not")
     parser.add_argument("objects", nargs="+")
     args = parser.parse_args()
 
@@ -51,14 +55,22 @@ def main() -> int:
         print(f"wolfSSL ABI check: no WOLFSSL_ABI declaration under {args.include}/wolfssl: install libwolfssl-dev")
         return 1
     print(f"wolfSSL ABI check: {len(abi)} WOLFSSL_ABI functions in {args.include}/wolfssl")
+    forbidden = set(args.forbid)
+    if forbidden:
+        print("wolfSSL ABI check: forbidden in this build: " + ", ".join(sorted(forbidden)))
     checked = 0
     refused = []
+    banned = []
     for obj in args.objects:
         names = undefined_wolfssl_symbols(args.nm, obj)
         print(f"  {obj}: {len(names)} wolfSSL function(s)")
         for name in names:
             checked += 1
             ok = name in abi
+            if name in forbidden:
+                print(f"    FORBIDDEN {name}")
+                banned.append(f"{name} ({pathlib.Path(obj).name})")
+                continue
             print(f"    {'ok     ' if ok else 'NOT ABI'} {name}")
             if not ok:
                 refused.append(f"{name} ({pathlib.Path(obj).name})")
@@ -67,6 +79,10 @@ def main() -> int:
         return 1
     if refused:
         print("wolfSSL ABI check: FAILED: not WOLFSSL_ABI (Azure Sphere does not export them): " + ", ".join(refused))
+    if banned:
+        print("wolfSSL ABI check: FAILED: forbidden in this build (key-file loading belongs to the host platform): "
+              + ", ".join(banned))
+    if refused or banned:
         return 1
     print(f"wolfSSL ABI check: passed: {checked} reference(s), all WOLFSSL_ABI")
     return 0

@@ -2,7 +2,7 @@
 # The wolfSSL ABI check must refuse what Azure Sphere does not export: an object calling
 # wolfSSLv23_client_method (and one calling wolfSSL_X509_NAME_get_text_by_NID) fails it, naming the function;
 # an object calling only WOLFSSL_ABI functions passes; an object calling no wolfSSL function fails (nothing
-# checked). Usage: wolfssl_abi_check_selftest.sh PYTHON CHECK CC NM WOLFSSL_INCLUDE_DIR WORK_DIR
+# checked); an object calling wolfSSL_CTX_use_PrivateKey_file (WOLFSSL_ABI) fails when that function is forbidden. Usage: wolfssl_abi_check_selftest.sh PYTHON CHECK CC NM WOLFSSL_INCLUDE_DIR WORK_DIR
 set -eu
 python=$1 check=$2 cc=$3 nm=$4 include=$5 work=$6
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
@@ -24,7 +24,12 @@ C
 cat > no_wolfssl.c <<'C'
 int Answer(void) { return 42; }
 C
-for f in non_abi non_abi_name abi_only no_wolfssl; do "$cc" -I"$include" -c "$f.c" -o "$f.o"; done
+cat > key_file.c <<'C'
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+int UseKey(WOLFSSL_CTX *ctx, const char *path) { return wolfSSL_CTX_use_PrivateKey_file(ctx, path, WOLFSSL_FILETYPE_PEM); }
+C
+for f in non_abi non_abi_name abi_only no_wolfssl key_file; do "$cc" -I"$include" -c "$f.c" -o "$f.o"; done
 
 expect() { # expect pass|fail PATTERN OBJECT...
     want=$1 pattern=$2; shift 2
@@ -38,4 +43,6 @@ expect fail "NOT ABI wolfSSL_X509_NAME_get_text_by_NID" non_abi_name.o
 expect fail "not WOLFSSL_ABI.*wolfSSLv23_client_method" abi_only.o non_abi.o
 expect pass "ok      wolfTLSv1_2_client_method" abi_only.o
 expect fail "nothing was checked" no_wolfssl.o
-echo "wolfSSL ABI check self-test: refuses non-ABI references, passes ABI-only ones"
+expect pass "ok      wolfSSL_CTX_use_PrivateKey_file" key_file.o
+expect fail "forbidden in this build.*wolfSSL_CTX_use_PrivateKey_file" --forbid wolfSSL_CTX_use_PrivateKey_file key_file.o
+echo "wolfSSL ABI check self-test: refuses non-ABI references and forbidden ones, passes ABI-only ones"

@@ -3,7 +3,7 @@
 
 #include "check.h"
 #include "topics.h"
-#include "url.h"
+#include "https_url.h"
 
 int main(void)
 {
@@ -24,27 +24,27 @@ int main(void)
     CHECK(topic[0] == '\0');
 
     char host[64];
-    UrlParts_t parts;
+    HttpsUrlParts_t parts;
     const char *url = "https://bucket.s3.eu-west-1.amazonaws.com/dir/key.txt?X-Amz-Signature=abc#frag";
-    CHECK(Url_Parse(url, host, sizeof(host), &parts) == URL_SUCCESS);
+    CHECK(HttpsUrl_Parse(url, host, sizeof(host), &parts) == URL_SUCCESS);
     CHECK(strcmp(host, "bucket.s3.eu-west-1.amazonaws.com") == 0);
     CHECK(parts.port == 443U);
     CHECK(parts.pathLength == strlen("/dir/key.txt?X-Amz-Signature=abc"));
     CHECK(strncmp(parts.path, "/dir/key.txt?X-Amz-Signature=abc", parts.pathLength) == 0);
 
-    CHECK(Url_Parse("https://localhost:8443/b/k", host, sizeof(host), &parts) == URL_SUCCESS);
+    CHECK(HttpsUrl_Parse("https://localhost:8443/b/k", host, sizeof(host), &parts) == URL_SUCCESS);
     CHECK(strcmp(host, "localhost") == 0);
     CHECK(parts.port == 8443U);
-    CHECK(Url_Parse("https://localhost", host, sizeof(host), &parts) == URL_SUCCESS);
+    CHECK(HttpsUrl_Parse("https://localhost", host, sizeof(host), &parts) == URL_SUCCESS);
     CHECK(parts.pathLength == 1U && parts.path[0] == '/');
 
-    CHECK(Url_Parse("http://bucket/key", host, sizeof(host), &parts) == URL_NOT_HTTPS);
-    CHECK(Url_Parse("https:///key", host, sizeof(host), &parts) == URL_MALFORMED);
-    CHECK(Url_Parse("https://h:0/k", host, sizeof(host), &parts) == URL_MALFORMED);
-    CHECK(Url_Parse("https://h:70000/k", host, sizeof(host), &parts) == URL_MALFORMED);
-    CHECK(Url_Parse("https://user@h/k", host, sizeof(host), &parts) == URL_MALFORMED);
-    CHECK(Url_Parse(url, host, 8, &parts) == URL_HOST_TOO_LONG);
-    CHECK(Url_Parse(NULL, host, sizeof(host), &parts) == URL_BAD_PARAMETER);
+    CHECK(HttpsUrl_Parse("http://bucket/key", host, sizeof(host), &parts) == URL_NOT_HTTPS);
+    CHECK(HttpsUrl_Parse("https:///key", host, sizeof(host), &parts) == URL_MALFORMED);
+    CHECK(HttpsUrl_Parse("https://h:0/k", host, sizeof(host), &parts) == URL_MALFORMED);
+    CHECK(HttpsUrl_Parse("https://h:70000/k", host, sizeof(host), &parts) == URL_MALFORMED);
+    CHECK(HttpsUrl_Parse("https://user@h/k", host, sizeof(host), &parts) == URL_MALFORMED);
+    CHECK(HttpsUrl_Parse(url, host, 8, &parts) == URL_HOST_TOO_LONG);
+    CHECK(HttpsUrl_Parse(NULL, host, sizeof(host), &parts) == URL_BAD_PARAMETER);
 
     return CHECK_DONE();
 }

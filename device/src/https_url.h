@@ -1,27 +1,27 @@
 /*
  * Splits an https URL (a presigned S3 URL) into host and request path, which coreHTTP takes separately.
  */
-#ifndef URL_H
-#define URL_H
+#ifndef HTTPS_URL_H
+#define HTTPS_URL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 /** @brief Result of parsing a URL. */
-typedef enum UrlStatus {
+typedef enum HttpsUrlStatus {
     URL_SUCCESS = 0,
     URL_BAD_PARAMETER,    /**< NULL argument. */
     URL_NOT_HTTPS,        /**< Not an https:// URL: presigned URLs are always fetched over verified TLS. */
     URL_MALFORMED,        /**< No host, bad port. */
     URL_HOST_TOO_LONG     /**< The host does not fit the host buffer. */
-} UrlStatus_t;
+} HttpsUrlStatus_t;
 
 /** @brief The parts of a URL. */
-typedef struct UrlParts {
+typedef struct HttpsUrlParts {
     uint16_t port;     /**< 443 unless the URL names another. */
     const char *path;  /**< Points into the URL: "/key?query", or "/" when the URL has no path. */
     size_t pathLength; /**< Length of path. */
-} UrlParts_t;
+} HttpsUrlParts_t;
 
 /**
  * @brief Parse an https URL.
@@ -31,6 +31,6 @@ typedef struct UrlParts {
  * @param[out] parts Port and path.
  * @return URL_SUCCESS or why not.
  */
-UrlStatus_t Url_Parse(const char *url, char *host, size_t hostSize, UrlParts_t *parts);
+HttpsUrlStatus_t HttpsUrl_Parse(const char *url, char *host, size_t hostSize, HttpsUrlParts_t *parts);
 
-#endif /* URL_H */
+#endif /* HTTPS_URL_H */

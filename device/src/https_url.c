@@ -1,12 +1,12 @@
-/* URL splitting: see url.h. */
-#include "url.h"
+/* URL splitting: see https_url.h. */
+#include "https_url.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define HTTPS_SCHEME "https://"
 
-UrlStatus_t Url_Parse(const char *url, char *host, size_t hostSize, UrlParts_t *parts)
+HttpsUrlStatus_t HttpsUrl_Parse(const char *url, char *host, size_t hostSize, HttpsUrlParts_t *parts)
 {
     if (url == NULL || host == NULL || hostSize == 0U || parts == NULL) {
         return URL_BAD_PARAMETER;

@@ -1,5 +1,5 @@
-/* Runtime S3 URLs over MQTT: see s3_url.h. */
-#include "s3_url.h"
+/* Runtime S3 URLs over MQTT: see s3_url_request.h. */
+#include "s3_url_request.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -16,7 +16,8 @@ _Static_assert(S3_URL_REQUEST_SIZE >= sizeof("{\"operation\":\"PUT\",\"name\":\"
 _Static_assert(S3_URL_REQUEST_SIZE <= MQTT_NETWORK_BUFFER_SIZE - TOPIC_BUFFER_SIZE,
                "an S3 URL request does not fit the MQTT buffer");
 
-static const char *const operationNames[] = {"PUT", "GET"};
+/* The method of each S3UrlOperation_t: a fleet-wide object is read with a GET. */
+static const char *const operationNames[] = {"PUT", "GET", "GET"};
 
 static S3UrlStatus_t BuildTopic(char *buffer, uint16_t *length, const char *root, const char *thing, const char *leaf)
 {
@@ -29,7 +30,7 @@ static S3UrlStatus_t BuildTopic(char *buffer, uint16_t *length, const char *root
     return S3_URL_SUCCESS;
 }
 
-S3UrlStatus_t S3Url_Init(S3UrlClient_t *client, const char *topicRoot, const char *thingName)
+S3UrlStatus_t S3UrlRequest_Init(S3UrlClient_t *client, const char *topicRoot, const char *thingName)
 {
     char check[TOPIC_BUFFER_SIZE];
     if (client == NULL || topicRoot == NULL || thingName == NULL) {
@@ -41,15 +42,15 @@ S3UrlStatus_t S3Url_Init(S3UrlClient_t *client, const char *topicRoot, const cha
         BuildTopic(client->requestTopic, &client->requestTopicLength, topicRoot, thingName, S3_URL_TOPIC_SUFFIX) !=
             S3_URL_SUCCESS ||
         BuildTopic(client->acceptedTopic, &client->acceptedTopicLength, topicRoot, thingName,
-                   S3_URL_TOPIC_SUFFIX "/accepted") != S3_URL_SUCCESS ||
+                   S3_URL_TOPIC_SUFFIX "/" S3_URL_REPLY_ACCEPTED) != S3_URL_SUCCESS ||
         BuildTopic(client->rejectedTopic, &client->rejectedTopicLength, topicRoot, thingName,
-                   S3_URL_TOPIC_SUFFIX "/rejected") != S3_URL_SUCCESS) {
+                   S3_URL_TOPIC_SUFFIX "/" S3_URL_REPLY_REJECTED) != S3_URL_SUCCESS) {
         return S3_URL_BAD_PARAMETER;
     }
     return S3_URL_SUCCESS;
 }
 
-S3UrlStatus_t S3Url_Subscribe(S3UrlClient_t *client, MQTTContext_t *mqtt)
+S3UrlStatus_t S3UrlRequest_Subscribe(S3UrlClient_t *client, MQTTContext_t *mqtt)
 {
     if (client == NULL || mqtt == NULL) {
         return S3_URL_BAD_PARAMETER;
@@ -73,7 +74,7 @@ static bool IsNameChar(char c)
            c == '-' || c == '/';
 }
 
-bool S3Url_IsValidName(const char *name)
+bool S3UrlRequest_IsValidName(const char *name)
 {
     if (name == NULL) {
         return false;
@@ -99,14 +100,15 @@ bool S3Url_IsValidName(const char *name)
     return true;
 }
 
-S3UrlStatus_t S3Url_BuildRequest(S3UrlClient_t *client, S3UrlOperation_t operation, const char *name,
+S3UrlStatus_t S3UrlRequest_Build(S3UrlClient_t *client, S3UrlOperation_t operation, const char *name,
                                  uint32_t contentLength, char *buffer, size_t bufferSize, size_t *length)
 {
     int written = -1;
-    if (client == NULL || buffer == NULL || length == NULL || bufferSize == 0U || !S3Url_IsValidName(name) ||
-        (operation != S3_URL_OPERATION_PUT && operation != S3_URL_OPERATION_GET) ||
+    if (client == NULL || buffer == NULL || length == NULL || bufferSize == 0U || !S3UrlRequest_IsValidName(name) ||
+        (operation != S3_URL_OPERATION_PUT && operation != S3_URL_OPERATION_GET &&
+         operation != S3_URL_OPERATION_GET_FLEET) ||
         (operation == S3_URL_OPERATION_PUT && contentLength == 0U) ||
-        (operation == S3_URL_OPERATION_GET && contentLength != 0U)) {
+        (operation != S3_URL_OPERATION_PUT && contentLength != 0U)) {
         return S3_URL_BAD_PARAMETER;
     }
     client->requestCount++;
@@ -115,9 +117,13 @@ S3UrlStatus_t S3Url_BuildRequest(S3UrlClient_t *client, S3UrlOperation_t operati
         written = snprintf(buffer, bufferSize,
                            "{\"operation\":\"PUT\",\"name\":\"%s\",\"contentLength\":%lu,\"clientToken\":\"%s\"}", name,
                            (unsigned long)contentLength, client->token);
-    } else {
+    } else if (operation == S3_URL_OPERATION_GET) {
         written = snprintf(buffer, bufferSize, "{\"operation\":\"GET\",\"name\":\"%s\",\"clientToken\":\"%s\"}", name,
                            client->token);
+    } else {
+        written = snprintf(buffer, bufferSize,
+                           "{\"operation\":\"GET\",\"scope\":\"" S3_URL_SCOPE_FLEET "\",\"name\":\"%s\",\"clientToken\":\"%s\"}",
+                           name, client->token);
     }
     /* The name's character set needs no escaping; the validator proves the document is what the function parses. */
     if (written < 0 || (size_t)written >= bufferSize || JSON_Validate(buffer, (size_t)written) != JSONSuccess) {
@@ -138,7 +144,7 @@ S3UrlStatus_t S3Url_BuildRequest(S3UrlClient_t *client, S3UrlOperation_t operati
     return S3_URL_SUCCESS;
 }
 
-S3UrlStatus_t S3Url_Request(S3UrlClient_t *client, MQTTContext_t *mqtt, S3UrlOperation_t operation, const char *name,
+S3UrlStatus_t S3UrlRequest_Send(S3UrlClient_t *client, MQTTContext_t *mqtt, S3UrlOperation_t operation, const char *name,
                             uint32_t contentLength)
 {
     static char payload[S3_URL_REQUEST_SIZE];
@@ -146,7 +152,7 @@ S3UrlStatus_t S3Url_Request(S3UrlClient_t *client, MQTTContext_t *mqtt, S3UrlOpe
     if (client == NULL || mqtt == NULL) {
         return S3_URL_BAD_PARAMETER;
     }
-    S3UrlStatus_t status = S3Url_BuildRequest(client, operation, name, contentLength, payload, sizeof(payload), &length);
+    S3UrlStatus_t status = S3UrlRequest_Build(client, operation, name, contentLength, payload, sizeof(payload), &length);
     if (status != S3_URL_SUCCESS) {
         return status;
     }
@@ -160,7 +166,7 @@ S3UrlStatus_t S3Url_Request(S3UrlClient_t *client, MQTTContext_t *mqtt, S3UrlOpe
     MQTTStatus_t mqttStatus = MQTT_Publish(mqtt, &publish, MQTT_GetPacketId(mqtt));
     if (mqttStatus != MQTTSuccess) {
         Platform_Log(PLATFORM_LOG_ERROR, "publish %s: %s", client->requestTopic, MQTT_Status_strerror(mqttStatus));
-        S3Url_Cancel(client);
+        S3UrlRequest_Cancel(client);
         return S3_URL_MQTT_FAILURE;
     }
     Platform_Log(PLATFORM_LOG_INFO, "S3: asked for a %s URL for %s on %s (clientToken %s)", operationNames[operation],
@@ -314,6 +320,11 @@ static S3UrlStatus_t ParseAccepted(S3UrlClient_t *client, const char *payload, s
     if (status != S3_URL_SUCCESS) {
         return status;
     }
+    if ((client->operation == S3_URL_OPERATION_GET_FLEET) !=
+        (strncmp(client->key, S3_URL_FLEET_KEY_PREFIX, strlen(S3_URL_FLEET_KEY_PREFIX)) == 0)) {
+        Platform_Log(PLATFORM_LOG_WARN, "S3: accepted reply for key %s, not of the scope asked for: ignored", client->key);
+        return S3_URL_MALFORMED;
+    }
     if (!SearchInteger(payload, length, "expiresAt", &number)) {
         return S3_URL_MALFORMED;
     }
@@ -329,7 +340,7 @@ static S3UrlStatus_t ParseAccepted(S3UrlClient_t *client, const char *payload, s
     return S3_URL_SUCCESS;
 }
 
-S3UrlStatus_t S3Url_ParseReply(S3UrlClient_t *client, bool accepted, const char *payload, size_t length)
+S3UrlStatus_t S3UrlRequest_ParseReply(S3UrlClient_t *client, bool accepted, const char *payload, size_t length)
 {
     const char *value = NULL;
     size_t valueLength = 0;
@@ -362,7 +373,7 @@ S3UrlStatus_t S3Url_ParseReply(S3UrlClient_t *client, bool accepted, const char 
     return Finish(client, ParseAccepted(client, payload, length));
 }
 
-S3UrlStatus_t S3Url_HandlePublish(S3UrlClient_t *client, const MQTTPublishInfo_t *publish)
+S3UrlStatus_t S3UrlRequest_HandlePublish(S3UrlClient_t *client, const MQTTPublishInfo_t *publish)
 {
     if (client == NULL || publish == NULL) {
         return S3_URL_BAD_PARAMETER;
@@ -374,10 +385,20 @@ S3UrlStatus_t S3Url_HandlePublish(S3UrlClient_t *client, const MQTTPublishInfo_t
     if (!accepted && !rejected) {
         return S3_URL_NOT_FOR_US;
     }
-    return S3Url_ParseReply(client, accepted, publish->pPayload, publish->payloadLength);
+    return S3UrlRequest_ParseReply(client, accepted, publish->pPayload, publish->payloadLength);
 }
 
-void S3Url_Cancel(S3UrlClient_t *client)
+bool S3UrlRequest_TakeAnswer(S3UrlClient_t *client, S3UrlStatus_t *outcome)
+{
+    if (client == NULL || outcome == NULL || !client->answered) {
+        return false;
+    }
+    client->answered = false;
+    *outcome = client->outcome;
+    return true;
+}
+
+void S3UrlRequest_Cancel(S3UrlClient_t *client)
 {
     if (client != NULL) {
         client->pending = false;
@@ -385,7 +406,7 @@ void S3Url_Cancel(S3UrlClient_t *client)
     }
 }
 
-const char *S3Url_StatusString(S3UrlStatus_t status)
+const char *S3UrlRequest_StatusString(S3UrlStatus_t status)
 {
     switch (status) {
     case S3_URL_SUCCESS:
