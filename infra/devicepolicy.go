@@ -5,13 +5,16 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiot"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
 // ThingNameVariable is the IoT policy variable for the name of the thing attached to the connection's certificate.
 const ThingNameVariable = "${iot:Connection.Thing.ThingName}"
 
 // DefaultTopicRoot is the first level of every device's own topic tree: devices/<thingName>/...
-const DefaultTopicRoot = "devices"
+// (contract.DefaultDeviceTopicRoot, which the C app and the device simulator share).
+const DefaultTopicRoot = contract.DefaultDeviceTopicRoot
 
 // DevicePolicyProps configures a DevicePolicy.
 type DevicePolicyProps struct {

@@ -44,7 +44,7 @@ func (b Backoff) Delay(attempt int) time.Duration {
 // DefaultTopicRoot is the topic root of a device whose Config names none: the stack's default
 // (infra.DefaultTopicRoot, which TestTopicsAreTheProducts pins it to), so a simulator run without the stack's
 // outputs still publishes where the device policy allows.
-const DefaultTopicRoot = "devices"
+const DefaultTopicRoot = contract.DefaultDeviceTopicRoot
 
 // Config is what every simulated device is given.
 type Config struct {

@@ -264,13 +264,10 @@ type S3URLReply struct {
 	Reason        string `json:"reason,omitempty"`
 }
 
-// TelemetryTopicSuffix ends the topic a device publishes its readings on, <root>/<thing>/telemetry (the device
-// policy lets only that device publish under <root>/<thing>/).
-const TelemetryTopicSuffix = "telemetry"
-
-// TelemetryTopic is the topic a device publishes its telemetry on.
+// TelemetryTopic is the topic a device publishes its telemetry on, <root>/<thing>/telemetry (the device policy
+// lets only that device publish under <root>/<thing>/).
 func TelemetryTopic(root, thing string) string {
-	return root + "/" + thing + "/" + TelemetryTopicSuffix
+	return root + "/" + thing + "/" + TelemetryTopicLeaf
 }
 
 // ShadowTopic is the topic of one operation on a thing's classic shadow, $aws/things/<thing>/shadow/<op>, op being
