@@ -2,7 +2,6 @@ package localaws
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
 )
 
 // deployIoTAPI is the part of the IoT control plane the deployer uses.
@@ -71,7 +71,7 @@ type DeployedRule struct {
 
 // DeployedMapping is an event source mapping of a queue created in moto to the JITR function.
 type DeployedMapping struct {
-	MappingSpec
+	stacktemplate.MappingSpec
 	QueueURL, QueueARN string
 }
 
@@ -86,7 +86,7 @@ func (d *Deployment) Concurrency() int {
 
 // DeployedSchedule is a rate schedule of the JITR function.
 type DeployedSchedule struct {
-	ScheduleSpec
+	stacktemplate.ScheduleSpec
 	ARN string
 }
 
@@ -103,7 +103,7 @@ type DeployedFunction struct {
 // Deployment is the stack as deployed into the emulator: physical ids, resolved documents and environment.
 type Deployment struct {
 	StackName  string
-	Resolver   *Resolver
+	Resolver   *stacktemplate.Resolver
 	CAs        []DeployedCA
 	Policies   map[string]*Policy // by physical policy name
 	Rules      []DeployedRule
@@ -146,16 +146,16 @@ type deployQueueAPI interface {
 // Deploy creates in moto what the template describes for the device flow: CA registrations (status and
 // auto-registration as in the template), policies (intrinsics resolved), topic rules, buckets, and it resolves the
 // JITR function's environment. It returns what the broker and the Lambda runner need.
-func Deploy(ctx context.Context, t *Template, iotc deployIoTAPI, s3c deployS3API, opts DeployOptions) (*Deployment, error) {
-	spec, err := ReadStack(t)
+func Deploy(ctx context.Context, t *stacktemplate.Template, iotc deployIoTAPI, s3c deployS3API, opts DeployOptions) (*Deployment, error) {
+	spec, err := stacktemplate.ReadStack(t)
 	if err != nil {
 		return nil, err
 	}
 	if opts.StackName == "" {
 		opts.StackName = contract.StackName
 	}
-	suffix := randomSuffix()
-	r := templateResolver(t, opts.StackName, opts.Region, opts.AccountID, suffix)
+	suffix := stacktemplate.RandomSuffix()
+	r := stacktemplate.StackResolver(t, opts.StackName, opts.Region, opts.AccountID, suffix)
 	for k, v := range opts.Attrs {
 		r.Attrs[k] = v
 	}
@@ -174,9 +174,9 @@ func Deploy(ctx context.Context, t *Template, iotc deployIoTAPI, s3c deployS3API
 // deployer creates one resource type of the template per method and records what it made in d and in the
 // resolver, for the resources that reference it.
 type deployer struct {
-	t      *Template
-	spec   *StackSpec
-	r      *Resolver
+	t      *stacktemplate.Template
+	spec   *stacktemplate.StackSpec
+	r      *stacktemplate.Resolver
 	iot    deployIoTAPI
 	s3     deployS3API
 	opts   DeployOptions
@@ -201,7 +201,7 @@ func (dp *deployer) cas(ctx context.Context) error {
 // function names the functions; the emulator runs them itself (moto's Lambda is not used).
 func (dp *deployer) function(context.Context) error {
 	name := func(id string) string {
-		n := physicalName(dp.opts.StackName, id, dp.suffix, 64)
+		n := stacktemplate.PhysicalName(dp.opts.StackName, id, dp.suffix, 64)
 		dp.r.Refs[id] = n
 		dp.r.Attrs[id+".Arn"] = fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", dp.opts.Region, dp.opts.AccountID, n)
 		return n
@@ -235,7 +235,7 @@ func (dp *deployer) queues(ctx context.Context) error {
 		}
 	})
 	for _, id := range ids {
-		name := physicalName(dp.opts.StackName, id, dp.suffix, 80)
+		name := stacktemplate.PhysicalName(dp.opts.StackName, id, dp.suffix, 80)
 		attrs := map[string]string{}
 		for prop, attr := range map[string]string{"VisibilityTimeout": "VisibilityTimeout", "MessageRetentionPeriod": "MessageRetentionPeriod"} {
 			if v, ok := dp.t.Prop(id, prop).(float64); ok {
@@ -268,10 +268,10 @@ func (dp *deployer) queues(ctx context.Context) error {
 // DestinationConfig.OnFailure), so the emulator can deliver what still fails after Lambda's retries as AWS does.
 func (dp *deployer) deadLetterQueue(context.Context) error {
 	for _, id := range dp.t.OfType("AWS::Lambda::EventInvokeConfig") {
-		if ReferencedResource(dp.t.Prop(id, "FunctionName")) != dp.spec.Function {
+		if stacktemplate.ReferencedResource(dp.t.Prop(id, "FunctionName")) != dp.spec.Function {
 			continue
 		}
-		queue := ReferencedResource(dp.t.Prop(id, "DestinationConfig.OnFailure.Destination"))
+		queue := stacktemplate.ReferencedResource(dp.t.Prop(id, "DestinationConfig.OnFailure.Destination"))
 		if url, ok := dp.d.Queues[queue]; ok {
 			dp.d.DeadLetterQueueURL = url
 		}
@@ -293,14 +293,14 @@ func (dp *deployer) mappings(context.Context) error {
 	}
 	for _, sc := range dp.spec.Schedules {
 		dp.d.Schedules = append(dp.d.Schedules, DeployedSchedule{ScheduleSpec: sc,
-			ARN: fmt.Sprintf("arn:aws:events:%s:%s:rule/%s", dp.opts.Region, dp.opts.AccountID, physicalName(dp.opts.StackName, sc.LogicalID, dp.suffix, 64))})
+			ARN: fmt.Sprintf("arn:aws:events:%s:%s:rule/%s", dp.opts.Region, dp.opts.AccountID, stacktemplate.PhysicalName(dp.opts.StackName, sc.LogicalID, dp.suffix, 64))})
 	}
 	return nil
 }
 
 func (dp *deployer) buckets(ctx context.Context) error {
 	for _, id := range dp.spec.Buckets {
-		name := strings.ToLower(physicalName(dp.opts.StackName, id, dp.suffix, 63))
+		name := strings.ToLower(stacktemplate.PhysicalName(dp.opts.StackName, id, dp.suffix, 63))
 		if n, ok := dp.t.Prop(id, "BucketName").(string); ok {
 			name = n
 		}
@@ -326,7 +326,7 @@ func (dp *deployer) tables(ctx context.Context) error {
 		return fmt.Errorf("the template has DynamoDB tables (%s) and the deployer has no DynamoDB client", strings.Join(ids, ", "))
 	}
 	for _, id := range ids {
-		name := physicalName(dp.opts.StackName, id, dp.suffix, 255)
+		name := stacktemplate.PhysicalName(dp.opts.StackName, id, dp.suffix, 255)
 		if n, ok := dp.t.Prop(id, "TableName").(string); ok {
 			name = n
 		}
@@ -376,7 +376,7 @@ func str(v any) string { s, _ := v.(string); return s }
 
 func (dp *deployer) policies(ctx context.Context) error {
 	for _, id := range dp.spec.Policies {
-		name := physicalName(dp.opts.StackName, id, dp.suffix, 128)
+		name := stacktemplate.PhysicalName(dp.opts.StackName, id, dp.suffix, 128)
 		if n, ok := dp.t.Prop(id, "PolicyName").(string); ok {
 			name = n
 		}
@@ -431,27 +431,21 @@ func (dp *deployer) environment(fn string) (map[string]string, error) {
 	return out, nil
 }
 
-// rolePolicy resolves the statements of every AWS::IAM::Policy of the template attached to the function's role.
+// rolePolicy gathers the statements of every identity-based policy of the function's role (stacktemplate.RolePolicies) into
+// one document the S3 gate and the data plane evaluate.
 func (dp *deployer) rolePolicy(fn string) (*Policy, error) {
-	role := ReferencedResource(dp.t.Prop(fn, "Role"))
+	role := stacktemplate.ReferencedResource(dp.t.Prop(fn, "Role"))
 	if role == "" {
 		return nil, fmt.Errorf("function %s: no role of this template", fn)
 	}
+	docs, err := stacktemplate.RolePolicies(dp.t, dp.r, role)
+	if err != nil {
+		return nil, err
+	}
 	var statements []any
-	for _, id := range dp.t.OfType("AWS::IAM::Policy") {
-		roles, _ := dp.t.Prop(id, "Roles").([]any)
-		attached := false
-		for _, r := range roles {
-			attached = attached || ReferencedResource(r) == role
-		}
-		if !attached {
-			continue
-		}
-		doc, err := dp.r.Resolve(dp.t.Prop(id, "PolicyDocument"))
-		if err != nil {
-			return nil, fmt.Errorf("role policy %s: %w", id, err)
-		}
-		m, _ := doc.(map[string]any)
+	for _, raw := range docs {
+		var m map[string]any
+		_ = json.Unmarshal(raw, &m)
 		switch st := m["Statement"].(type) {
 		case []any:
 			statements = append(statements, st...)
@@ -528,7 +522,7 @@ func (dp *deployer) outputs() {
 	}
 }
 
-func deployCA(ctx context.Context, t *Template, r *Resolver, iotc deployIoTAPI, id string) (*DeployedCA, error) {
+func deployCA(ctx context.Context, t *stacktemplate.Template, r *stacktemplate.Resolver, iotc deployIoTAPI, id string) (*DeployedCA, error) {
 	pemText, err := r.String(t.Prop(id, "CACertificatePem"))
 	if err != nil {
 		return nil, fmt.Errorf("CA %s: certificate PEM: %w", id, err)
@@ -576,16 +570,6 @@ var nonRuleChars = regexp.MustCompile(`[^A-Za-z0-9_]`)
 
 func ruleName(logicalID, suffix string) string {
 	return nonRuleChars.ReplaceAllString(logicalID, "") + "_" + suffix
-}
-
-func randomSuffix() string {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b)
 }
 
 // CAByID returns the deployed CA with the given id.

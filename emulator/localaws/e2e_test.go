@@ -26,14 +26,15 @@ import (
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/devicesim"
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
-	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
-	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 var env struct {
-	template  *localaws.Template
+	template  *stacktemplate.Template
 	tenantCA  *testpki.Pair
 	bootstrap string
 	presign   string
@@ -94,7 +95,7 @@ func setUp(ctx context.Context, root, dir string) error {
 	if msg, err := synth.CombinedOutput(); err != nil {
 		return fmt.Errorf("cdk synth (run 'make setup' first): %w\n%s", err, msg)
 	}
-	if env.template, err = localaws.LoadTemplate(filepath.Join(out, "SphereJitr.template.json")); err != nil {
+	if env.template, err = stacktemplate.LoadTemplate(filepath.Join(out, "SphereJitr.template.json")); err != nil {
 		return err
 	}
 	if env.bootstrap, err = localaws.BuildBootstrap(ctx, root, dir); err != nil {
@@ -138,7 +139,7 @@ func startEmulator(t *testing.T, tl *timeline.Timeline) *localaws.Emulator {
 }
 
 // startEmulatorWith is startEmulator with another template (a variant of the synthesized one).
-func startEmulatorWith(t *testing.T, tl *timeline.Timeline, template *localaws.Template) *localaws.Emulator {
+func startEmulatorWith(t *testing.T, tl *timeline.Timeline, template *stacktemplate.Template) *localaws.Emulator {
 	t.Helper()
 	if err := env.moto.Reset(); err != nil {
 		t.Fatal(err)

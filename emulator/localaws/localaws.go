@@ -31,12 +31,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
-	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/internal/lambdabuild"
+	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 // rieTool is the AWS Lambda Runtime Interface Emulator the emulator runs the functions under; go.mod pins its
@@ -45,7 +46,7 @@ const rieTool = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-la
 
 // Options configures Start.
 type Options struct {
-	Template  *Template
+	Template  *stacktemplate.Template
 	StackName string             // default SphereJitr
 	Moto      *motoserver.Server // an already running moto to deploy into; default: start one
 	Function  Invoker            // default: the bootstrap under RIE (Bootstrap, RIE)
@@ -184,7 +185,7 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 		t.tl.Event("deploy", "DynamoDB table %s (%s) created from the template", name, id)
 	}
 	// The function runs as its role: its own credentials, its role's policies enforced by moto's IAM check.
-	t.Principal, err = FunctionPrincipal(opts.Template, t.Deployment.Resolver, t.Deployment.FunctionID)
+	t.Principal, err = stacktemplate.FunctionPrincipal(opts.Template, t.Deployment.Resolver, t.Deployment.FunctionID)
 	if err != nil {
 		return nil, fmt.Errorf("JITR function role: %w", err)
 	}

@@ -26,10 +26,10 @@ import (
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/devicesim"
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
-	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
-	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 var fleetctlBin struct {

@@ -14,8 +14,8 @@ import (
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
+	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
 )
 
 // Summary is the end state of the registry, the shadows and the bucket.

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 func TestConfigFromEnv(t *testing.T) {

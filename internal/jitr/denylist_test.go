@@ -16,10 +16,10 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 
-	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 // fakeDenyList is a func-type fake of jitr.DenyListAPI.

@@ -17,10 +17,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 
-	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
 	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 // The call sequences the handler makes against moto, activation first (the device is usable after the

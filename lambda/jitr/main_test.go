@@ -17,9 +17,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
 	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
-	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
 var moto *motoserver.Server

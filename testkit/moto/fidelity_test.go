@@ -20,10 +20,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
-	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
-	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
+	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 var moto *motoserver.Server

@@ -28,9 +28,9 @@ import (
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/devicesim"
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
-	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 const usage = `usage: devicesim tenant-ca -dir DIR | run [flags] | bench [flags] | device-cert [flags]  (devicesim CMD -h for flags)`

@@ -18,8 +18,9 @@ import (
 	"syscall"
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
-	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
+	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
 )
 
 func main() {
@@ -40,7 +41,7 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	tmpl, err := localaws.LoadTemplate(*template)
+	tmpl, err := stacktemplate.LoadTemplate(*template)
 	if err != nil {
 		return err
 	}

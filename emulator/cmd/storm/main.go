@@ -42,10 +42,11 @@ import (
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/devicesim"
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
-	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
-	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 	"github.com/sphere-jitr/sphere-jitr/internal/config"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 func main() {
@@ -121,7 +122,7 @@ func run() error {
 		defer f.Close()
 		logw = f
 	}
-	tmpl, err := localaws.LoadTemplate(o.template)
+	tmpl, err := stacktemplate.LoadTemplate(o.template)
 	if err != nil {
 		return fmt.Errorf("%w (make bench-storm synthesizes it)", err)
 	}
@@ -183,7 +184,7 @@ func run() error {
 
 // checkPacing refuses a template whose function is paced to other quotas than the scale's: the function would be
 // paced below (or above) what moto enforces and the figures would measure the mismatch.
-func checkPacing(t *localaws.Template, scale float64) error {
+func checkPacing(t *stacktemplate.Template, scale float64) error {
 	for _, id := range t.OfType("AWS::Lambda::Function") {
 		env, _ := t.Prop(id, "Environment.Variables").(map[string]any)
 		raw, ok := env[contract.EnvIoTRateLimits].(string)

@@ -1,6 +1,7 @@
-package localaws
+package stacktemplate
 
 import (
+	"crypto/rand"
 	"fmt"
 	"regexp"
 	"slices"
@@ -171,8 +172,8 @@ func RuleTopicFilter(sql string) (string, error) {
 	return m[1], nil
 }
 
-// physicalName invents a name the way CloudFormation does for resources without one: stack, logical id, suffix.
-func physicalName(stack, logicalID, suffix string, maxLen int) string {
+// PhysicalName invents a name the way CloudFormation does for resources without one: stack, logical id, suffix.
+func PhysicalName(stack, logicalID, suffix string, maxLen int) string {
 	id := logicalID
 	if len(id) > 40 {
 		id = id[:40]
@@ -183,4 +184,15 @@ func physicalName(stack, logicalID, suffix string, maxLen int) string {
 		name = strings.TrimLeft(name, "-")
 	}
 	return name
+}
+
+// RandomSuffix is the random part CloudFormation appends to the names it invents.
+func RandomSuffix() string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
 }
