@@ -24,6 +24,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/policy"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
@@ -64,7 +65,7 @@ type Broker struct {
 	region   string
 	account  string
 	sessions sync.Map // *mqtt.Client → *session
-	policies sync.Map // policy name → *Policy
+	policies sync.Map // policy name → *policy.Policy
 	// lookups bounds the registry calls of connections in progress: a fleet retrying at once would otherwise
 	// flood moto, a single process, and starve the function that provisions the fleet.
 	lookups chan struct{}
@@ -87,7 +88,7 @@ type session struct {
 	mu      sync.Mutex
 	// policies and policyNames (same order) are the policies attached to the certificate; the registry poll
 	// withdraws detached ones (revocation.go). Read them under mu.
-	policies    []*Policy
+	policies    []*policy.Policy
 	policyNames []string
 	pending     map[string]bool // SUBSCRIBE filters already judged by iot:Subscribe, awaiting mochi's ACL call
 	will        *willMessage    // the Last Will, published by the broker under the policy (limits.go)
@@ -95,7 +96,7 @@ type session struct {
 }
 
 // currentPolicies returns the policies attached to the session's certificate now.
-func (s *session) currentPolicies() []*Policy {
+func (s *session) currentPolicies() []*policy.Policy {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.policies
@@ -286,7 +287,7 @@ func (b *Broker) admit(ctx context.Context, cl *mqtt.Client) (*session, string) 
 		s.policies = append(s.policies, doc)
 		s.policyNames = append(s.policyNames, aws.ToString(p.PolicyName))
 	}
-	if !Allowed(Request{Action: "iot:Connect", Resource: b.arn("client", clientID), Vars: vars}, s.policies...) {
+	if !policy.Allowed(policy.Request{Action: "iot:Connect", Resource: b.arn("client", clientID), Vars: vars}, s.policies...) {
 		why := "no attached policy allows iot:Connect"
 		if !attached {
 			why = fmt.Sprintf("certificate is not attached to thing %q (iot:Connection.Thing.IsAttached is false)", timeline.Short(clientID))
@@ -347,15 +348,15 @@ func (b *Broker) publishRegistered(certID, caID string) {
 	_ = b.Publish(contract.RegisteredEventTopic(caID), ev)
 }
 
-func (b *Broker) policy(ctx context.Context, name string) (*Policy, error) {
+func (b *Broker) policy(ctx context.Context, name string) (*policy.Policy, error) {
 	if p, ok := b.policies.Load(name); ok {
-		return p.(*Policy), nil
+		return p.(*policy.Policy), nil
 	}
 	out, err := b.opts.IoT.GetPolicy(ctx, &iot.GetPolicyInput{PolicyName: aws.String(name)})
 	if err != nil {
 		return nil, fmt.Errorf("get policy %s: %w", name, err)
 	}
-	p, err := ParsePolicy([]byte(aws.ToString(out.PolicyDocument)))
+	p, err := policy.Parse([]byte(aws.ToString(out.PolicyDocument)))
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", name, err)
 	}
@@ -419,7 +420,7 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	defer s.mu.Unlock()
 	for _, f := range pk.Filters {
 		// The limits hook ran first; session.policies is read under s.mu, which is held here.
-		s.pending[f.Filter] = Allowed(Request{Action: "iot:Subscribe", Resource: h.b.arn("topicfilter", f.Filter), Vars: s.vars}, s.policies...)
+		s.pending[f.Filter] = policy.Allowed(policy.Request{Action: "iot:Subscribe", Resource: h.b.arn("topicfilter", f.Filter), Vars: s.vars}, s.policies...)
 	}
 	return pk
 }
@@ -430,7 +431,7 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return false
 	}
 	if write {
-		return Allowed(Request{Action: "iot:Publish", Resource: h.b.arn("topic", topic), Vars: s.vars}, s.currentPolicies()...)
+		return policy.Allowed(policy.Request{Action: "iot:Publish", Resource: h.b.arn("topic", topic), Vars: s.vars}, s.currentPolicies()...)
 	}
 	s.mu.Lock()
 	verdict, isSubscribe := s.pending[topic]
@@ -439,7 +440,7 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if isSubscribe {
 		return verdict
 	}
-	return Allowed(Request{Action: "iot:Receive", Resource: h.b.arn("topic", topic), Vars: s.vars}, s.currentPolicies()...)
+	return policy.Allowed(policy.Request{Action: "iot:Receive", Resource: h.b.arn("topic", topic), Vars: s.vars}, s.currentPolicies()...)
 }
 
 // OnPublished bridges shadow requests to moto's shadow service and publishes its answers.

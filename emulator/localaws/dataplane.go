@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/identity"
+	"github.com/sphere-jitr/sphere-jitr/emulator/policy"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 )
 
@@ -23,7 +25,7 @@ import (
 type DataPlane struct {
 	srv      *http.Server
 	addr     string
-	keys     *principals
+	keys     *identity.Registry
 	region   string
 	account  string
 	timeline *timeline.Timeline
@@ -32,7 +34,7 @@ type DataPlane struct {
 }
 
 // StartDataPlane listens on a free loopback port with the given TLS certificate.
-func StartDataPlane(cert tls.Certificate, keys *principals, region, account string, tl *timeline.Timeline) (*DataPlane, error) {
+func StartDataPlane(cert tls.Certificate, keys *identity.Registry, region, account string, tl *timeline.Timeline) (*DataPlane, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
@@ -69,23 +71,23 @@ func (d *DataPlane) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"message":"bad topic or body"}`, http.StatusBadRequest)
 		return
 	}
-	a, signed, err := parseSigV4(r)
+	a, signed, err := identity.ParseSigV4(r)
 	if !signed || err != nil {
 		http.Error(w, `{"message":"missing or malformed SigV4 authentication"}`, http.StatusForbidden)
 		return
 	}
-	pr, ok := d.keys.lookup(a.AccessKeyID)
+	pr, ok := d.keys.Lookup(a.AccessKeyID)
 	if !ok {
 		http.Error(w, `{"message":"unknown access key"}`, http.StatusForbidden)
 		return
 	}
 	sum := sha256.Sum256(body)
-	if err := a.verify(r, pr.Secret, hex.EncodeToString(sum[:]), true); err != nil {
+	if err := a.Verify(r, pr.Secret(), hex.EncodeToString(sum[:]), true); err != nil {
 		http.Error(w, `{"message":"signature does not match"}`, http.StatusForbidden)
 		return
 	}
 	arn := fmt.Sprintf("arn:aws:iot:%s:%s:topic/%s", d.region, d.account, topic)
-	if !Allowed(Request{Action: "iot:Publish", Resource: arn}, pr.Policy) {
+	if !policy.Allowed(policy.Request{Action: "iot:Publish", Resource: arn}, pr.Policy) {
 		d.timeline.Event("iot-data", "publish by %s on %s refused: its role does not allow iot:Publish there", pr.Function, topic)
 		http.Error(w, `{"message":"not authorized to perform iot:Publish on `+arn+`"}`, http.StatusForbidden)
 		return

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/policy"
 	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
@@ -97,7 +98,7 @@ type DeployedFunction struct {
 	Env       map[string]string // environment, resolved
 	// RolePolicy gathers the statements of every AWS::IAM::Policy attached to the function's role, resolved: the
 	// emulator's S3 gate and data-plane endpoint authorise the function's requests with it.
-	RolePolicy *Policy
+	RolePolicy *policy.Policy
 }
 
 // Deployment is the stack as deployed into the emulator: physical ids, resolved documents and environment.
@@ -105,7 +106,7 @@ type Deployment struct {
 	StackName  string
 	Resolver   *stacktemplate.Resolver
 	CAs        []DeployedCA
-	Policies   map[string]*Policy // by physical policy name
+	Policies   map[string]*policy.Policy // by physical policy name
 	Rules      []DeployedRule
 	Function   string // physical name of the JITR function
 	FunctionID string // the JITR function's logical id
@@ -117,11 +118,13 @@ type Deployment struct {
 	Queues      map[string]string
 	Mappings    []DeployedMapping
 	Schedules   []DeployedSchedule
-	FunctionEnv map[string]string            // the JITR function's environment, resolved
-	Others      map[string]*DeployedFunction // the other functions the rules invoke, by logical id
-	Bucket      string                       // demo bucket (first AWS::S3::Bucket)
-	Tables      map[string]string            // DynamoDB tables: logical id → physical name
-	Outputs     map[string]string            // outputs that resolved (custom-resource values may not)
+	FunctionEnv map[string]string // the JITR function's environment, resolved
+	// FunctionPolicy gathers the statements of the JITR function's role, resolved (see DeployedFunction.RolePolicy).
+	FunctionPolicy *policy.Policy
+	Others         map[string]*DeployedFunction // the other functions the rules invoke, by logical id
+	Bucket         string                       // demo bucket (first AWS::S3::Bucket)
+	Tables         map[string]string            // DynamoDB tables: logical id → physical name
+	Outputs        map[string]string            // outputs that resolved (custom-resource values may not)
 }
 
 // DeployOptions tunes Deploy.
@@ -159,7 +162,7 @@ func Deploy(ctx context.Context, t *stacktemplate.Template, iotc deployIoTAPI, s
 	for k, v := range opts.Attrs {
 		r.Attrs[k] = v
 	}
-	d := &Deployment{StackName: opts.StackName, Resolver: r, Policies: map[string]*Policy{}, Outputs: map[string]string{}, Tables: map[string]string{}, Queues: map[string]string{}}
+	d := &Deployment{StackName: opts.StackName, Resolver: r, Policies: map[string]*policy.Policy{}, Outputs: map[string]string{}, Tables: map[string]string{}, Queues: map[string]string{}}
 	dp := &deployer{t: t, spec: spec, r: r, iot: iotc, s3: s3c, opts: opts, suffix: suffix, d: d}
 	// Order matters: each step resolves references to what the steps before it created.
 	for _, step := range []func(context.Context) error{dp.cas, dp.function, dp.queues, dp.deadLetterQueue, dp.mappings, dp.buckets, dp.tables, dp.policies, dp.functionEnv, dp.rules} {
@@ -388,7 +391,7 @@ func (dp *deployer) policies(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("policy %s: encode document: %w", id, err)
 		}
-		p, err := ParsePolicy(doc)
+		p, err := policy.Parse(doc)
 		if err != nil {
 			return fmt.Errorf("policy %s: %w", id, err)
 		}
@@ -405,6 +408,9 @@ func (dp *deployer) policies(ctx context.Context) error {
 func (dp *deployer) functionEnv(context.Context) error {
 	var err error
 	if dp.d.FunctionEnv, err = dp.environment(dp.spec.Function); err != nil {
+		return err
+	}
+	if dp.d.FunctionPolicy, err = dp.rolePolicy(dp.spec.Function); err != nil {
 		return err
 	}
 	for id, f := range dp.d.Others {
@@ -433,7 +439,7 @@ func (dp *deployer) environment(fn string) (map[string]string, error) {
 
 // rolePolicy gathers the statements of every identity-based policy of the function's role (stacktemplate.RolePolicies) into
 // one document the S3 gate and the data plane evaluate.
-func (dp *deployer) rolePolicy(fn string) (*Policy, error) {
+func (dp *deployer) rolePolicy(fn string) (*policy.Policy, error) {
 	role := stacktemplate.ReferencedResource(dp.t.Prop(fn, "Role"))
 	if role == "" {
 		return nil, fmt.Errorf("function %s: no role of this template", fn)
@@ -454,7 +460,7 @@ func (dp *deployer) rolePolicy(fn string) (*Policy, error) {
 		}
 	}
 	doc, _ := json.Marshal(map[string]any{"Version": "2012-10-17", "Statement": statements})
-	p, err := ParsePolicy(doc)
+	p, err := policy.Parse(doc)
 	if err != nil {
 		return nil, fmt.Errorf("role of function %s: %w", fn, err)
 	}

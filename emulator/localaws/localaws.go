@@ -31,6 +31,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/identity"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
@@ -73,9 +74,6 @@ type Emulator struct {
 	S3         *s3.Client
 	Shadow     *ShadowClient
 	Queues     *sqs.Client
-	// Principal is the JITR function as IAM sees it: its own access key and its role's policies from the template,
-	// registered with moto, which authorizes every AWS call the function makes against them.
-	Principal motoserver.Principal
 
 	async         *AsyncInvoker
 	pool          *RIEPool
@@ -91,7 +89,10 @@ type Emulator struct {
 	others     map[string]*AsyncInvoker
 	otherPools []*RIEPool
 	faults     *faultInvoker
-	keys       principals
+	// ids holds every function's identity: moto's IAM layer, the S3 gate and the data plane authorize by it.
+	ids *identity.Registry
+	// jitrID is the JITR function's identity: its own access key and its role's policies from the template.
+	jitrID     *identity.Identity
 	S3Gate     *S3Gate
 	DataPlane  *DataPlane
 	tmpDir     string
@@ -154,10 +155,11 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 	}
 	t.ServerCA = srvCA
 	serverCert := tls.Certificate{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key, Leaf: leaf.Cert}
-	if t.S3Gate, err = StartS3Gate(t.Moto.URL, serverCert, &t.keys, t.tl); err != nil {
+	t.ids = identity.NewRegistry(t.Moto)
+	if t.S3Gate, err = StartS3Gate(t.Moto.URL, serverCert, t.ids, t.tl); err != nil {
 		return nil, fmt.Errorf("S3 gate: %w", err)
 	}
-	if t.DataPlane, err = StartDataPlane(serverCert, &t.keys, motoserver.Region, motoserver.AccountID, t.tl); err != nil {
+	if t.DataPlane, err = StartDataPlane(serverCert, t.ids, motoserver.Region, motoserver.AccountID, t.tl); err != nil {
 		return nil, fmt.Errorf("IoT data endpoint: %w", err)
 	}
 	// The stack looks its IoT data endpoint up with a custom resource; in the emulator it is the one served here.
@@ -185,15 +187,15 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 		t.tl.Event("deploy", "DynamoDB table %s (%s) created from the template", name, id)
 	}
 	// The function runs as its role: its own credentials, its role's policies enforced by moto's IAM check.
-	t.Principal, err = stacktemplate.FunctionPrincipal(opts.Template, t.Deployment.Resolver, t.Deployment.FunctionID)
+	principal, err := stacktemplate.FunctionPrincipal(opts.Template, t.Deployment.Resolver, t.Deployment.FunctionID)
 	if err != nil {
 		return nil, fmt.Errorf("JITR function role: %w", err)
 	}
-	if err := t.Moto.RegisterPrincipal(ctx, t.Principal); err != nil {
+	if t.jitrID, err = t.ids.Register(ctx, t.Deployment.Function, principal, t.Deployment.FunctionPolicy); err != nil {
 		return nil, err
 	}
 	t.tl.Event("deploy", "IAM enforced: function %s runs as role %s with its %d policy document(s) from the template; each AWS call it makes is authorized as AWS does",
-		t.Deployment.Function, t.Principal.RoleName(), len(t.Principal.Policies))
+		t.Deployment.Function, t.jitrID.Principal.RoleName(), len(t.jitrID.Principal.Policies))
 
 	fn := opts.Function
 	if fn == nil {
@@ -203,7 +205,7 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 				env = append(env, kv)
 			}
 		}
-		env = append(env, t.Principal.Env()...)
+		env = append(env, t.jitrID.Env()...)
 		env = append(env, "AWS_LAMBDA_FUNCTION_NAME="+t.Deployment.Function, "PATH="+os.Getenv("PATH"))
 		keys := make([]string, 0, len(t.Deployment.FunctionEnv))
 		for k, v := range t.Deployment.FunctionEnv {
@@ -227,7 +229,7 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 	}
 	t.async = NewAsyncInvoker(fn, opts.Workers, 0, t.reportInvocation)
 	// Lambda's event source mappings poll with the function's role.
-	asFunction := func(o *sqs.Options) { o.Credentials = t.Principal.Credentials() }
+	asFunction := func(o *sqs.Options) { o.Credentials = t.jitrID.Credentials() }
 	for _, m := range t.Deployment.Mappings {
 		t.mappings = append(t.mappings, StartEventSourceMapping(m, t.Queues, fn, motoserver.Region, asFunction, t.reportRecord))
 		t.tl.Event("deploy", "event source mapping: queue %s → function, batch %d, window %s, maximum concurrency %d, partial batch failures %v",
@@ -341,7 +343,7 @@ func (t *Emulator) deadLetter(res AsyncResult) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// Lambda sends the record with the function's role, so IAM judges the send against that role's grants.
-	asFunction := func(o *sqs.Options) { o.Credentials = t.Principal.Credentials() }
+	asFunction := func(o *sqs.Options) { o.Credentials = t.jitrID.Credentials() }
 	if _, err := t.Queues.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(t.Deployment.DeadLetterQueueURL), MessageBody: aws.String(string(body))}, asFunction); err != nil {
 		t.tl.Event("jitr", "dead-letter queue: the invocation record could not be delivered: %v", err)
 		return

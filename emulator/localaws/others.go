@@ -18,6 +18,7 @@ import (
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
 )
 
 // startOthers runs the template's other functions (the presign function) under aws-lambda-rie, each with the
@@ -50,9 +51,15 @@ func (t *Emulator) startOthers(ctx context.Context, opts Options) error {
 		if _, ok := f.Env[contract.EnvIotDataEndpoint]; !ok {
 			return fmt.Errorf("function %s: the emulator runs only the presign function besides JITR", id)
 		}
-		pr := t.keys.issue(f.Name, f.RolePolicy)
-		env := append(t.Moto.Env(),
-			"AWS_ACCESS_KEY_ID="+pr.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+pr.Secret,
+		principal, err := stacktemplate.FunctionPrincipal(opts.Template, t.Deployment.Resolver, id)
+		if err != nil {
+			return fmt.Errorf("function %s role: %w", id, err)
+		}
+		pr, err := t.ids.Register(ctx, f.Name, principal, f.RolePolicy)
+		if err != nil {
+			return err
+		}
+		env := append(append(t.Moto.Env(), pr.Env()...),
 			"AWS_ENDPOINT_URL_S3="+t.S3Gate.URL(), "SSL_CERT_FILE="+caFile,
 			"AWS_LAMBDA_FUNCTION_NAME="+f.Name, "PATH="+os.Getenv("PATH"))
 		keys := make([]string, 0, len(f.Env))
@@ -74,7 +81,7 @@ func (t *Emulator) startOthers(ctx context.Context, opts Options) error {
 			}
 		})
 		t.tl.Event("deploy", "presign function %s running under aws-lambda-rie ×%d with its own access key %s…, environment from the template: %s",
-			f.Name, opts.Workers, pr.AccessKeyID[:8], strings.Join(keys, ", "))
+			f.Name, opts.Workers, pr.AccessKeyID()[:8], strings.Join(keys, ", "))
 	}
 	t.tl.Event("deploy", "S3 presigned URLs checked at %s (signature, signed Content-Length, expiry, signer's role); IoT data endpoint %s",
 		t.S3Gate.URL(), t.DataPlane.Addr())

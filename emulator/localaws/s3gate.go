@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/identity"
+	"github.com/sphere-jitr/sphere-jitr/emulator/policy"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 )
 
@@ -22,7 +24,7 @@ import (
 type S3Gate struct {
 	srv      *http.Server
 	addr     string
-	keys     *principals
+	keys     *identity.Registry
 	timeline *timeline.Timeline
 	mu       sync.Mutex
 	skew     time.Duration // added to the clock: tests age URLs past their expiry without waiting
@@ -31,7 +33,7 @@ type S3Gate struct {
 
 // StartS3Gate listens with TLS (cert, the emulator's server certificate, as S3 serves HTTPS only to devices that
 // check it) on a free loopback port and proxies to moto at motoURL.
-func StartS3Gate(motoURL string, cert tls.Certificate, keys *principals, tl *timeline.Timeline) (*S3Gate, error) {
+func StartS3Gate(motoURL string, cert tls.Certificate, keys *identity.Registry, tl *timeline.Timeline) (*S3Gate, error) {
 	target, err := url.Parse(motoURL)
 	if err != nil {
 		return nil, fmt.Errorf("moto URL: %w", err)
@@ -101,16 +103,16 @@ func (g *S3Gate) check(r *http.Request) (code, msg string) {
 	if r.URL.Query().Get("X-Amz-Signature") == "" {
 		return "", ""
 	}
-	a, _, err := parseSigV4(r)
+	a, _, err := identity.ParseSigV4(r)
 	if err != nil {
 		return "AuthorizationQueryParametersError", err.Error()
 	}
-	pr, ok := g.keys.lookup(a.AccessKeyID)
+	pr, ok := g.keys.Lookup(a.AccessKeyID)
 	if !ok {
 		// Not one of the functions the emulator runs (a test or tool signing with moto's keys): moto's leniency.
 		return "", ""
 	}
-	if err := a.verify(r, pr.Secret, "UNSIGNED-PAYLOAD", false); err != nil {
+	if err := a.Verify(r, pr.Secret(), "UNSIGNED-PAYLOAD", false); err != nil {
 		return "SignatureDoesNotMatch", err.Error()
 	}
 	if g.now().After(a.Date.Add(a.Expires)) || g.expiredForTest() {
@@ -118,7 +120,7 @@ func (g *S3Gate) check(r *http.Request) (code, msg string) {
 	}
 	action := map[string]string{http.MethodPut: "s3:PutObject", http.MethodGet: "s3:GetObject", http.MethodHead: "s3:GetObject"}[r.Method]
 	resource := "arn:aws:s3:::" + strings.TrimPrefix(r.URL.Path, "/")
-	if action == "" || !Allowed(Request{Action: action, Resource: resource}, pr.Policy) {
+	if action == "" || !policy.Allowed(policy.Request{Action: action, Resource: resource}, pr.Policy) {
 		return "AccessDenied", fmt.Sprintf("%s is not authorized to perform %s on %s (its role policy)", pr.Function, action, resource)
 	}
 	return "", ""

@@ -1,4 +1,4 @@
-package localaws
+package identity
 
 import (
 	"crypto/hmac"
@@ -13,10 +13,10 @@ import (
 	"time"
 )
 
-// sigV4 is a request's Signature Version 4 authentication, from its query (a presigned URL) or its Authorization
+// SigV4 is a request's Signature Version 4 authentication, from its query (a presigned URL) or its Authorization
 // header, checked as AWS checks it. moto checks no signature at all, so the emulator does it where the product
 // depends on it: a presigned URL is only as good as what it signs (the Content-Length of a PUT) and its expiry.
-type sigV4 struct {
+type SigV4 struct {
 	AccessKeyID   string
 	Date          time.Time
 	Scope         string // date/region/service/aws4_request
@@ -31,8 +31,8 @@ var errSignature = errors.New("the request signature we calculated does not matc
 
 const sigV4Time = "20060102T150405Z"
 
-// parseSigV4 reads the authentication of r; ok is false when r is not SigV4-signed at all.
-func parseSigV4(r *http.Request) (a sigV4, ok bool, err error) {
+// ParseSigV4 reads the authentication of r; ok is false when r is not SigV4-signed at all.
+func ParseSigV4(r *http.Request) (a SigV4, ok bool, err error) {
 	q := r.URL.Query()
 	var cred, date string
 	if sig := q.Get("X-Amz-Signature"); sig != "" {
@@ -71,10 +71,10 @@ func parseSigV4(r *http.Request) (a sigV4, ok bool, err error) {
 	return a, true, nil
 }
 
-// verify recomputes the signature of r with secret. payloadHash is UNSIGNED-PAYLOAD for presigned S3 requests or
+// Verify recomputes the signature of r with secret. payloadHash is UNSIGNED-PAYLOAD for presigned S3 requests or
 // the hex SHA-256 of the body; doubleEscape is true for every service but S3 (its canonical URI escapes the path a
 // second time).
-func (a sigV4) verify(r *http.Request, secret, payloadHash string, doubleEscape bool) error {
+func (a SigV4) Verify(r *http.Request, secret, payloadHash string, doubleEscape bool) error {
 	path := r.URL.EscapedPath()
 	if raw, _, _ := strings.Cut(r.RequestURI, "?"); raw != "" && !strings.Contains(raw, "://") {
 		path = raw
