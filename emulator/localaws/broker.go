@@ -24,6 +24,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/deploy"
 	"github.com/sphere-jitr/sphere-jitr/emulator/policy"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
@@ -45,12 +46,12 @@ var _ brokerIoTAPI = (*iot.Client)(nil)
 
 // BrokerOptions configures the MQTT broker that stands in for AWS IoT Core.
 type BrokerOptions struct {
-	Deployment  *Deployment
+	Deployment  *deploy.Deployment
 	IoT         brokerIoTAPI
 	Shadow      *ShadowClient
 	Certificate tls.Certificate // the broker's TLS server certificate
 	// OnRule receives each message that matches a deployed topic rule (the rules engine's action).
-	OnRule   func(rule DeployedRule, topic string, payload []byte)
+	OnRule   func(rule deploy.Rule, topic string, payload []byte)
 	Timeline *timeline.Timeline
 	Log      *slog.Logger // broker internals; default discards
 	// RegistryPoll is how often open connections are checked against the registry; default RevocationPollInterval.
@@ -323,7 +324,7 @@ func (b *Broker) autoRegister(ctx context.Context, leaf *x509.Certificate, inter
 }
 
 // issuingCA returns the deployed CA the certificate chains to, verified by signature and validity.
-func (b *Broker) issuingCA(leaf *x509.Certificate, intermediates []*x509.Certificate) (DeployedCA, bool) {
+func (b *Broker) issuingCA(leaf *x509.Certificate, intermediates []*x509.Certificate) (deploy.CA, bool) {
 	inter := x509.NewCertPool()
 	for _, c := range intermediates {
 		inter.AddCert(c)
@@ -336,7 +337,7 @@ func (b *Broker) issuingCA(leaf *x509.Certificate, intermediates []*x509.Certifi
 			return ca, true
 		}
 	}
-	return DeployedCA{}, false
+	return deploy.CA{}, false
 }
 
 func (b *Broker) publishRegistered(certID, caID string) {

@@ -24,7 +24,9 @@ import (
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/deploy"
 	"github.com/sphere-jitr/sphere-jitr/emulator/devicesim"
+	"github.com/sphere-jitr/sphere-jitr/emulator/lambdaruntime"
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
@@ -98,13 +100,13 @@ func setUp(ctx context.Context, root, dir string) error {
 	if env.template, err = stacktemplate.LoadTemplate(filepath.Join(out, "SphereJitr.template.json")); err != nil {
 		return err
 	}
-	if env.bootstrap, err = localaws.BuildBootstrap(ctx, root, dir); err != nil {
+	if env.bootstrap, err = lambdaruntime.BuildBootstrap(ctx, root, dir); err != nil {
 		return err
 	}
-	if env.presign, err = localaws.BuildPresignBootstrap(ctx, root, dir); err != nil {
+	if env.presign, err = lambdaruntime.BuildPresignBootstrap(ctx, root, dir); err != nil {
 		return err
 	}
-	if env.rie, err = localaws.FindRIE(ctx, root); err != nil {
+	if env.rie, err = lambdaruntime.FindRIE(ctx, root); err != nil {
 		return err
 	}
 	env.moto, err = motoserver.Start(ctx, motoserver.Options{})
@@ -189,13 +191,13 @@ func certStatus(t *testing.T, tw *localaws.Emulator, id string) string {
 func checkContract(t *testing.T, tw *localaws.Emulator, sum *localaws.Summary) {
 	t.Helper()
 	for _, name := range contract.JitrEnv {
-		if tw.Deployment.FunctionEnv[name] == "" {
+		if tw.Deployment.JITR().Env[name] == "" {
 			t.Errorf("the emulator's JITR function has no %s", name)
 		}
 	}
-	var jitrRules []localaws.DeployedRule
+	var jitrRules []deploy.Rule
 	for _, rule := range tw.Deployment.Rules {
-		if _, other := tw.Deployment.Others[rule.Function]; !other {
+		if f, ok := tw.Deployment.Functions[rule.Function]; !ok || f.Kind == deploy.KindJITR {
 			jitrRules = append(jitrRules, rule)
 		} else if want := contract.S3URLRequestTopic(tw.Info().TopicRoot, "+"); rule.TopicFilter != want {
 			t.Errorf("S3 URL rule %s listens on %s, want %s", rule.Name, rule.TopicFilter, want)
@@ -209,7 +211,10 @@ func checkContract(t *testing.T, tw *localaws.Emulator, sum *localaws.Summary) {
 			t.Errorf("rule %s listens on %s, want %s", rule.Name, rule.TopicFilter, want)
 		}
 	}
-	for _, f := range tw.Deployment.Others {
+	for _, f := range tw.Deployment.Functions {
+		if f.Kind != deploy.KindPresign {
+			continue
+		}
 		for _, name := range contract.PresignEnv {
 			if f.Env[name] == "" {
 				t.Errorf("the emulator's presign function has no %s", name)
@@ -675,8 +680,8 @@ func TestEveryPendingConnectionAttemptReachesTheFunction(t *testing.T) {
 	var mu sync.Mutex
 	var events []contract.RegisteredEvent
 	// The rule sends each event to the registration queue; the event source mapping hands the function batches.
-	slow := localaws.InvokeFunc(func(ctx context.Context, payload []byte) ([]byte, error) {
-		var batch struct{ Records []localaws.SQSRecord }
+	slow := lambdaruntime.InvokeFunc(func(ctx context.Context, payload []byte) ([]byte, error) {
+		var batch struct{ Records []lambdaruntime.SQSRecord }
 		if err := json.Unmarshal(payload, &batch); err != nil {
 			return nil, err
 		}

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/lambdaruntime"
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
@@ -54,7 +55,7 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	fns, err := localaws.BuildFunctions(ctx, root, dir)
+	fns, err := lambdaruntime.BuildFunctions(ctx, root, dir)
 	if err != nil {
 		return err
 	}

@@ -41,6 +41,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/devicesim"
+	"github.com/sphere-jitr/sphere-jitr/emulator/lambdaruntime"
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
 	"github.com/sphere-jitr/sphere-jitr/internal/config"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
@@ -138,7 +139,7 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	fns, err := localaws.BuildFunctions(ctx, root, dir)
+	fns, err := lambdaruntime.BuildFunctions(ctx, root, dir)
 	if err != nil {
 		return err
 	}
@@ -433,7 +434,7 @@ func countIn(m map[string]float64, keys map[string]bool) int {
 
 // deadLetters is the number of messages in the stack's dead-letter queue.
 func (b *bench) deadLetters(ctx context.Context) (int, error) {
-	url := b.emu.Deployment.DeadLetterQueueURL
+	url := b.emu.Deployment.JITR().DeadLetterQueueURL
 	if url == "" {
 		return 0, errors.New("the template's JITR function has no dead-letter queue")
 	}

@@ -1,4 +1,4 @@
-package localaws
+package deploy
 
 import (
 	"context"
@@ -69,7 +69,7 @@ func TestDeployResolvesTemplateValues(t *testing.T) {
 	_, ca2, v2 := newTestCA(t, "CA two")
 	f := &fakeDeployAPI{policies: map[string]string{}, rules: map[string]string{}}
 	d, err := Deploy(context.Background(), fixtureTemplate(t, []string{ca1, ca2}, []string{v1, v2}), f, f,
-		DeployOptions{StackName: "SphereJitr", Region: "us-east-1", AccountID: "123456789012"})
+		Options{StackName: "SphereJitr", Region: "us-east-1", AccountID: "123456789012"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,13 +77,13 @@ func TestDeployResolvesTemplateValues(t *testing.T) {
 		t.Errorf("CA registrations = %+v, want 2, active, auto-registration, with verification certificate", f.cas)
 	}
 	ids := d.CAs[0].ID + "," + d.CAs[1].ID
-	if got := d.FunctionEnv["CA_CERTIFICATE_IDS"]; got != ids {
+	if got := d.JITR().Env["CA_CERTIFICATE_IDS"]; got != ids {
 		t.Errorf("CA_CERTIFICATE_IDS = %q, want %q", got, ids)
 	}
-	if got := d.FunctionEnv["PROVISIONED_BY"]; got != "SphereJitr" {
+	if got := d.JITR().Env["PROVISIONED_BY"]; got != "SphereJitr" {
 		t.Errorf("PROVISIONED_BY = %q", got)
 	}
-	name := d.FunctionEnv["DEVICE_POLICY_NAME"]
+	name := d.JITR().Env["DEVICE_POLICY_NAME"]
 	doc, ok := f.policies[name]
 	if !ok || !strings.HasPrefix(name, "SphereJitr-DevicePolicy1-") {
 		t.Fatalf("DEVICE_POLICY_NAME %q does not name the created policy (created %v)", name, f.policies)
@@ -91,8 +91,8 @@ func TestDeployResolvesTemplateValues(t *testing.T) {
 	if !strings.Contains(doc, `arn:aws:iot:us-east-1:123456789012:client/${iot:Connection.Thing.ThingName}`) {
 		t.Errorf("policy document intrinsics not resolved: %s", doc)
 	}
-	if !strings.Contains(d.FunctionEnv["DLQ"], "arn:aws:sqs:us-east-1:123456789012:SphereJitr-Dlq1-") {
-		t.Errorf("Fn::Sub over an undeployed resource = %q", d.FunctionEnv["DLQ"])
+	if !strings.Contains(d.JITR().Env["DLQ"], "arn:aws:sqs:us-east-1:123456789012:SphereJitr-Dlq1-") {
+		t.Errorf("Fn::Sub over an undeployed resource = %q", d.JITR().Env["DLQ"])
 	}
 	if len(d.Rules) != 2 || d.Rules[0].TopicFilter != "$aws/events/certificates/registered/"+d.CAs[0].ID {
 		t.Errorf("rules = %+v", d.Rules)
@@ -106,28 +106,8 @@ func TestDeployRefusesForgedVerificationCertificate(t *testing.T) {
 	_, ca1, _ := newTestCA(t, "CA one")
 	_, _, otherVerif := newTestCA(t, "Other")
 	f := &fakeDeployAPI{policies: map[string]string{}, rules: map[string]string{}}
-	_, err := Deploy(context.Background(), fixtureTemplate(t, []string{ca1}, []string{otherVerif}), f, f, DeployOptions{Region: "us-east-1", AccountID: "1"})
+	_, err := Deploy(context.Background(), fixtureTemplate(t, []string{ca1}, []string{otherVerif}), f, f, Options{Region: "us-east-1", AccountID: "1"})
 	if err == nil || !strings.Contains(err.Error(), "not signed by the CA") {
 		t.Errorf("Deploy with a verification certificate of another CA: err = %v", err)
-	}
-}
-
-func TestRuleSQLSelectsFieldsAndTopicLevels(t *testing.T) {
-	s, err := ParseRuleSQL("SELECT topic(2) AS topicThing, operation, name FROM 'devices/+/s3/url'")
-	if err != nil || s.TopicFilter != "devices/+/s3/url" {
-		t.Fatalf("%+v %v", s, err)
-	}
-	// A field of the payload named like the alias does not override the topic level.
-	out, err := s.Apply("devices/abc/s3/url", []byte(`{"operation":"GET","name":"x","topicThing":"other","extra":1}`))
-	if err != nil || string(out) != `{"name":"x","operation":"GET","topicThing":"abc"}` {
-		t.Errorf("Apply = %s, %v", out, err)
-	}
-	if _, err := s.Apply("devices/abc/s3/url", []byte("not json")); err == nil {
-		t.Error("a payload that is not JSON was accepted")
-	}
-	for _, sql := range []string{"SELECT a FROM 'x' WHERE b = 1", "SELECT upper(a) FROM 'x'", "SELECT topic(0) AS t FROM 'x'", "DELETE FROM 'x'"} {
-		if _, err := ParseRuleSQL(sql); err == nil {
-			t.Errorf("ParseRuleSQL(%q) accepted SQL the emulator cannot evaluate", sql)
-		}
 	}
 }
