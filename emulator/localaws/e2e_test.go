@@ -26,6 +26,8 @@ import (
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/deploy"
 	"github.com/sphere-jitr/sphere-jitr/emulator/devicesim"
+	"github.com/sphere-jitr/sphere-jitr/emulator/iotcore/broker"
+	"github.com/sphere-jitr/sphere-jitr/emulator/iotcore/shadow"
 	"github.com/sphere-jitr/sphere-jitr/emulator/lambdaruntime"
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
@@ -433,11 +435,11 @@ func TestDeviceCannotReachAnotherDevice(t *testing.T) {
 
 	// A (reconnected) publishing an update to B's shadow is dropped too.
 	before, err := tw.Shadow.Do(ctx, "GET", b.Thing, "", nil)
-	var se *localaws.ShadowError
+	var se *shadow.Error
 	if err != nil && !(errors.As(err, &se) && se.Code == 404) {
 		t.Fatal(err)
 	}
-	time.Sleep(localaws.ConnectInterval) // AWS IoT takes one CONNECT per second per client id
+	time.Sleep(broker.ConnectInterval) // AWS IoT takes one CONNECT per second per client id
 	ca, err := a.ConnectOnce(a.Thing, a.Certificate())
 	if err != nil {
 		t.Fatalf("A reconnect: %v", err)
@@ -515,7 +517,7 @@ func TestCertificateNotAttachedToThingCannotConnect(t *testing.T) {
 
 	// Positive control: A with its own certificate and thing still connects (a second after its last CONNECT:
 	// AWS IoT takes one per second per client id).
-	time.Sleep(localaws.ConnectInterval)
+	time.Sleep(broker.ConnectInterval)
 	c, err := a.ConnectOnce(a.Thing, a.Certificate())
 	if err != nil {
 		t.Fatalf("A cannot connect as itself: %v", err)

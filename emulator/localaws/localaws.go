@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -25,6 +24,10 @@ import (
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/deploy"
 	"github.com/sphere-jitr/sphere-jitr/emulator/identity"
+	"github.com/sphere-jitr/sphere-jitr/emulator/iotcore/broker"
+	"github.com/sphere-jitr/sphere-jitr/emulator/iotcore/dataplane"
+	"github.com/sphere-jitr/sphere-jitr/emulator/iotcore/rules"
+	"github.com/sphere-jitr/sphere-jitr/emulator/iotcore/shadow"
 	"github.com/sphere-jitr/sphere-jitr/emulator/lambdaruntime"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
@@ -47,7 +50,7 @@ type Options struct {
 	Timeline         *timeline.Timeline // readable account of the flow; nil for none
 	Log              io.Writer          // moto and function output; default discarded
 	// RegistryPoll is how often the broker checks open connections against the registry (revocation); default
-	// RevocationPollInterval. Each check lists every certificate: a benchmark of thousands of devices spaces them.
+	// broker.RevocationPollInterval. Each check lists every certificate: a benchmark of thousands of devices spaces them.
 	RegistryPoll time.Duration
 }
 
@@ -58,25 +61,22 @@ type Emulator struct {
 	AWS        aws.Config
 	IoT        *iot.Client
 	S3         *s3.Client
-	Shadow     *ShadowClient
+	Shadow     *shadow.Client
 	Queues     *sqs.Client
 	Deployment *deploy.Deployment
 
 	// The endpoints the emulator serves itself, all with a server certificate ServerCA issued (the stand-in for
 	// Amazon Root CA 1).
-	Broker    *Broker
+	Broker    *broker.Broker
 	S3Gate    *S3Gate
-	DataPlane *DataPlane
+	DataPlane *dataplane.Endpoint
 	ServerCA  *testpki.Pair
 
 	// Functions are the template's functions running, by logical id; ids holds the identity each signs with.
 	Functions map[string]*lambdaruntime.Function
 	ids       *identity.Registry
 
-	// The rules engine: RuleEvents counts the messages it delivered to the JITR function or its queue (registered
-	// events); ruleSends carries its SQS deliveries to the sender (sendRuleMessages).
-	RuleEvents atomic.Int64
-	ruleSends  chan ruleSend
+	rules *rules.Engine
 
 	report   *certificateReport // the timeline's account of what the JITR function did
 	tl       *timeline.Timeline
@@ -123,18 +123,17 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 	if err := t.deploy(ctx, opts); err != nil {
 		return nil, err
 	}
-	t.ruleSends = make(chan ruleSend, 1<<14)
-	go t.sendRuleMessages()
 	if err := t.startFunctions(ctx, opts); err != nil {
 		return nil, err
 	}
-	t.Broker, err = StartBroker(BrokerOptions{
+	t.rules = rules.Start(t.Queues, t.Functions, t.tl)
+	t.Broker, err = broker.Start(broker.Options{
 		RegistryPoll: opts.RegistryPoll,
 		Deployment:   t.Deployment,
 		IoT:          t.IoT,
 		Shadow:       t.Shadow,
 		Certificate:  serverCert,
-		OnRule:       t.runRule,
+		OnRule:       t.rules.Run,
 		Timeline:     t.tl,
 	})
 	if err != nil {
@@ -157,7 +156,7 @@ func (t *Emulator) startAWS(ctx context.Context, opts Options) error {
 	t.AWS = AWSConfig(t.Moto.URL)
 	t.IoT = iot.NewFromConfig(t.AWS, func(o *iot.Options) { o.APIOptions = append(o.APIOptions, motoserver.Internal) }) // AWS IoT's own reads: no quota
 	t.S3 = s3.NewFromConfig(t.AWS, func(o *s3.Options) { o.UsePathStyle = true })
-	t.Shadow = &ShadowClient{Endpoint: t.Moto.URL, Region: t.AWS.Region, Credentials: t.AWS.Credentials, HTTP: t.AWS.HTTPClient.(*http.Client)}
+	t.Shadow = &shadow.Client{Endpoint: t.Moto.URL, Region: t.AWS.Region, Credentials: t.AWS.Credentials, HTTP: t.AWS.HTTPClient.(*http.Client)}
 	t.Queues = sqs.NewFromConfig(t.AWS)
 	t.ids = identity.NewRegistry(t.Moto)
 	t.report = &certificateReport{tl: t.tl, iot: t.IoT, reported: map[string]string{}, certThing: map[string]string{}, thingCerts: map[string][]string{}}
@@ -180,7 +179,7 @@ func (t *Emulator) startEndpoints() (tls.Certificate, error) {
 	if t.S3Gate, err = StartS3Gate(t.Moto.URL, serverCert, t.ids, t.tl); err != nil {
 		return tls.Certificate{}, fmt.Errorf("S3 gate: %w", err)
 	}
-	if t.DataPlane, err = StartDataPlane(serverCert, t.ids, motoserver.Region, motoserver.AccountID, t.tl); err != nil {
+	if t.DataPlane, err = dataplane.Start(serverCert, t.ids, motoserver.Region, motoserver.AccountID, t.tl); err != nil {
 		return tls.Certificate{}, fmt.Errorf("IoT data endpoint: %w", err)
 	}
 	return serverCert, nil
@@ -266,6 +265,9 @@ func (t *Emulator) presignResult(res lambdaruntime.AsyncResult) {
 	}
 }
 
+// RegisteredEvents counts the registered events the rules engine delivered to the JITR function or its queue.
+func (t *Emulator) RegisteredEvents() int64 { return t.rules.RegisteredEvents.Load() }
+
 // jitr is the JITR function running.
 func (t *Emulator) jitr() *lambdaruntime.Function { return t.Functions[t.Deployment.JITR().LogicalID] }
 
@@ -309,8 +311,8 @@ func (t *Emulator) Stop() {
 		if t.Broker != nil {
 			_ = t.Broker.Close()
 		}
-		if t.ruleSends != nil {
-			close(t.ruleSends)
+		if t.rules != nil {
+			t.rules.Stop()
 		}
 		for _, f := range t.Functions {
 			f.Stop()

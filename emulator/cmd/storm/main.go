@@ -303,7 +303,7 @@ func (b *bench) scenario(ctx context.Context, name string) (result, error) {
 			r.bound = math.Max(r.bound, float64(calls*len(b.devices))/rate)
 		}
 	}
-	eventsBefore := b.emu.RuleEvents.Load()
+	eventsBefore := b.emu.RegisteredEvents()
 	dlqBefore, err := b.deadLetters(ctx)
 	if err != nil {
 		return r, err
@@ -380,7 +380,7 @@ wait:
 	if err != nil {
 		return r, err
 	}
-	r.events, r.dlq = int(b.emu.RuleEvents.Load()-eventsBefore), dlqAfter-dlqBefore
+	r.events, r.dlq = int(b.emu.RegisteredEvents()-eventsBefore), dlqAfter-dlqBefore
 	for _, n := range figures.Calls {
 		r.calls += n
 	}

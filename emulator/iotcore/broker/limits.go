@@ -1,4 +1,4 @@
-package localaws
+package broker
 
 import (
 	"bytes"

@@ -1,4 +1,6 @@
-package localaws
+// Package dataplane is the emulator's AWS IoT data endpoint (HTTPS Publish), which moto does not serve: it checks
+// the caller's SigV4 signature and its role, then publishes into the broker.
+package dataplane
 
 import (
 	"crypto/sha256"
@@ -18,11 +20,11 @@ import (
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 )
 
-// DataPlane is the emulator's AWS IoT data endpoint for the functions' HTTPS Publish calls
+// Endpoint is the emulator's AWS IoT data endpoint for the functions' HTTPS Publish calls
 // (POST /topics/{topic}?qos=N, SigV4 service iotdata), served over TLS with the broker's certificate. moto's
 // iot-data Publish only records the message, so the emulator serves the endpoint itself: it checks the caller's
 // signature and its role's iot:Publish on the topic ARN, then publishes into the broker as AWS IoT does.
-type DataPlane struct {
+type Endpoint struct {
 	srv      *http.Server
 	addr     string
 	keys     *identity.Registry
@@ -33,13 +35,13 @@ type DataPlane struct {
 	publish  func(topic string, payload []byte) error
 }
 
-// StartDataPlane listens on a free loopback port with the given TLS certificate.
-func StartDataPlane(cert tls.Certificate, keys *identity.Registry, region, account string, tl *timeline.Timeline) (*DataPlane, error) {
+// Start listens on a free loopback port with the given TLS certificate.
+func Start(cert tls.Certificate, keys *identity.Registry, region, account string, tl *timeline.Timeline) (*Endpoint, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	d := &DataPlane{addr: l.Addr().String(), keys: keys, region: region, account: account, timeline: tl}
+	d := &Endpoint{addr: l.Addr().String(), keys: keys, region: region, account: account, timeline: tl}
 	d.srv = &http.Server{Handler: http.HandlerFunc(d.serve), ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
 	go func() { _ = d.srv.Serve(tls.NewListener(l, d.srv.TLSConfig)) }()
@@ -47,19 +49,19 @@ func StartDataPlane(cert tls.Certificate, keys *identity.Registry, region, accou
 }
 
 // Addr is host:port, what the stack's IoT endpoint lookup resolves to in the emulator.
-func (d *DataPlane) Addr() string { return d.addr }
+func (d *Endpoint) Addr() string { return d.addr }
 
 // Deliver sets where accepted messages go (the broker, which starts after the deployment).
-func (d *DataPlane) Deliver(publish func(topic string, payload []byte) error) {
+func (d *Endpoint) Deliver(publish func(topic string, payload []byte) error) {
 	d.mu.Lock()
 	d.publish = publish
 	d.mu.Unlock()
 }
 
 // Close stops the endpoint.
-func (d *DataPlane) Close() error { return d.srv.Close() }
+func (d *Endpoint) Close() error { return d.srv.Close() }
 
-func (d *DataPlane) serve(w http.ResponseWriter, r *http.Request) {
+func (d *Endpoint) serve(w http.ResponseWriter, r *http.Request) {
 	rawTopic, ok := strings.CutPrefix(r.URL.EscapedPath(), "/topics/")
 	if r.Method != http.MethodPost || !ok {
 		http.Error(w, `{"message":"only POST /topics/{topic} is served"}`, http.StatusMethodNotAllowed)
