@@ -29,6 +29,7 @@ import (
 	"github.com/sphere-jitr/sphere-jitr/emulator/iotcore/rules"
 	"github.com/sphere-jitr/sphere-jitr/emulator/iotcore/shadow"
 	"github.com/sphere-jitr/sphere-jitr/emulator/lambdaruntime"
+	"github.com/sphere-jitr/sphere-jitr/emulator/s3gate"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
@@ -68,7 +69,7 @@ type Emulator struct {
 	// The endpoints the emulator serves itself, all with a server certificate ServerCA issued (the stand-in for
 	// Amazon Root CA 1).
 	Broker    *broker.Broker
-	S3Gate    *S3Gate
+	S3Gate    *s3gate.S3Gate
 	DataPlane *dataplane.Endpoint
 	ServerCA  *testpki.Pair
 
@@ -176,7 +177,7 @@ func (t *Emulator) startEndpoints() (tls.Certificate, error) {
 	}
 	t.ServerCA = srvCA
 	serverCert := tls.Certificate{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key, Leaf: leaf.Cert}
-	if t.S3Gate, err = StartS3Gate(t.Moto.URL, serverCert, t.ids, t.tl); err != nil {
+	if t.S3Gate, err = s3gate.StartS3Gate(t.Moto.URL, serverCert, t.ids, t.tl); err != nil {
 		return tls.Certificate{}, fmt.Errorf("S3 gate: %w", err)
 	}
 	if t.DataPlane, err = dataplane.Start(serverCert, t.ids, motoserver.Region, motoserver.AccountID, t.tl); err != nil {

@@ -1,4 +1,4 @@
-package localaws
+package s3gate
 
 import (
 	"crypto/tls"
