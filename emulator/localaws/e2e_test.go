@@ -38,12 +38,10 @@ import (
 )
 
 var env struct {
-	template  *stacktemplate.Template
-	tenantCA  *testpki.Pair
-	bootstrap string
-	presign   string
-	rie       string
-	moto      *motoserver.Server
+	setup    *localaws.Setup
+	template *stacktemplate.Template
+	tenantCA *testpki.Pair
+	moto     *motoserver.Server
 }
 
 func TestMain(m *testing.M) {
@@ -67,11 +65,12 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e set-up:", err)
 		return 1
 	}
-	defer env.moto.Stop()
+	defer env.setup.Close()
 	return m.Run()
 }
 
-// setUp synthesizes the stack with a fresh test tenant CA, builds the function and starts moto once.
+// setUp synthesizes the stack with a fresh test tenant CA and prepares the emulator once (functions built, moto
+// running); each test starts its own emulator on it.
 func setUp(ctx context.Context, root, dir string) error {
 	ca, err := testpki.NewCA(testpki.CAOptions{CommonName: "e2e tenant CA"})
 	if err != nil {
@@ -99,20 +98,11 @@ func setUp(ctx context.Context, root, dir string) error {
 	if msg, err := synth.CombinedOutput(); err != nil {
 		return fmt.Errorf("cdk synth (run 'make setup' first): %w\n%s", err, msg)
 	}
-	if env.template, err = stacktemplate.LoadTemplate(filepath.Join(out, "SphereJitr.template.json")); err != nil {
+	if env.setup, err = localaws.Prepare(ctx, localaws.SetupOptions{TemplatePath: filepath.Join(out, "SphereJitr.template.json"), Root: root}); err != nil {
 		return err
 	}
-	if env.bootstrap, err = lambdaruntime.BuildBootstrap(ctx, root, dir); err != nil {
-		return err
-	}
-	if env.presign, err = lambdaruntime.BuildPresignBootstrap(ctx, root, dir); err != nil {
-		return err
-	}
-	if env.rie, err = lambdaruntime.FindRIE(ctx, root); err != nil {
-		return err
-	}
-	env.moto, err = motoserver.Start(ctx, motoserver.Options{})
-	return err
+	env.template, env.moto = env.setup.Template, env.setup.Moto
+	return nil
 }
 
 // lineWriter sends each timeline line to the test log, so `go test -v` shows the flow.
@@ -145,15 +135,7 @@ func startEmulator(t *testing.T, tl *timeline.Timeline) *localaws.Emulator {
 // startEmulatorWith is startEmulator with another template (a variant of the synthesized one).
 func startEmulatorWith(t *testing.T, tl *timeline.Timeline, template *stacktemplate.Template) *localaws.Emulator {
 	t.Helper()
-	if err := env.moto.Reset(); err != nil {
-		t.Fatal(err)
-	}
-	if err := env.moto.ResetIAMStats(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	tw, err := localaws.Start(context.Background(), localaws.Options{
-		Template: template, Moto: env.moto, Bootstrap: env.bootstrap, PresignBootstrap: env.presign, RIE: env.rie, Workers: 2, Timeline: tl,
-	})
+	tw, err := env.setup.Start(context.Background(), localaws.Options{Template: template, Workers: 2, Timeline: tl})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -675,9 +657,6 @@ func TestShadowTopicsAreBridgedWithAcceptedRejectedAndDelta(t *testing.T) {
 // broker asks the registry on each attempt, so a certificate activated meanwhile connects at once, even while the
 // function still has events of it to handle.
 func TestEveryPendingConnectionAttemptReachesTheFunction(t *testing.T) {
-	if err := env.moto.Reset(); err != nil {
-		t.Fatal(err)
-	}
 	release := make(chan struct{})
 	var mu sync.Mutex
 	var events []contract.RegisteredEvent
@@ -702,7 +681,7 @@ func TestEveryPendingConnectionAttemptReachesTheFunction(t *testing.T) {
 		}
 		return []byte(`{"batchItemFailures":[]}`), nil
 	})
-	tw, err := localaws.Start(context.Background(), localaws.Options{Template: env.template, Moto: env.moto, Function: slow, PresignBootstrap: env.presign, RIE: env.rie, Workers: 1})
+	tw, err := env.setup.Start(context.Background(), localaws.Options{Function: slow, Workers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,17 +39,12 @@ import (
 
 // Options configures Start.
 type Options struct {
-	Template  *stacktemplate.Template
-	StackName string                // default SphereJitr
-	Moto      *motoserver.Server    // an already running moto to deploy into; default: start one
-	Function  lambdaruntime.Invoker // replaces the JITR function's code (tests); default: its bootstrap under RIE
-	Bootstrap string                // the JITR function built for the host
-	// PresignBootstrap is the presign function built for the host; required when the template has it.
-	PresignBootstrap string
-	RIE              string             // the aws-lambda-rie command
-	Workers          int                // concurrent function executions; default 2
-	Timeline         *timeline.Timeline // readable account of the flow; nil for none
-	Log              io.Writer          // moto and function output; default discarded
+	Template  *stacktemplate.Template // default: the Setup's
+	StackName string                  // default SphereJitr
+	Function  lambdaruntime.Invoker   // replaces the JITR function's code (tests); default: its bootstrap under RIE
+	Workers   int                     // concurrent function executions; default 2
+	Timeline  *timeline.Timeline      // readable account of the flow; nil for none
+	Log       io.Writer               // function output; default discarded
 	// RegistryPoll is how often the broker checks open connections against the registry (revocation); default
 	// broker.RevocationPollInterval. Each check lists every certificate: a benchmark of thousands of devices spaces them.
 	RegistryPoll time.Duration
@@ -82,7 +77,6 @@ type Emulator struct {
 	report   *certificateReport // the timeline's account of what the JITR function did
 	tl       *timeline.Timeline
 	tmpDir   string
-	ownsMoto bool
 	stopOnce sync.Once
 }
 
@@ -96,9 +90,9 @@ func AWSConfig(motoURL string) aws.Config {
 	}
 }
 
-// Start brings the emulator up: moto, the endpoints it serves itself, the deployment of the template, the
-// functions and the broker.
-func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
+// start brings the emulator up on moto with the functions' code: the endpoints it serves itself, the deployment of
+// the template, the functions and the broker (Setup.Start is the one way in).
+func start(ctx context.Context, moto *motoserver.Server, code lambdaruntime.Functions, opts Options) (tw *Emulator, err error) {
 	if opts.Template == nil {
 		return nil, errors.New("emulator: no template")
 	}
@@ -108,15 +102,13 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 	if opts.Workers <= 0 {
 		opts.Workers = 2
 	}
-	t := &Emulator{Moto: opts.Moto, tl: opts.Timeline, Functions: map[string]*lambdaruntime.Function{}}
+	t := &Emulator{Moto: moto, tl: opts.Timeline, Functions: map[string]*lambdaruntime.Function{}}
 	defer func() {
 		if err != nil {
 			t.Stop()
 		}
 	}()
-	if err := t.startAWS(ctx, opts); err != nil {
-		return nil, err
-	}
+	t.connectAWS()
 	serverCert, err := t.startEndpoints()
 	if err != nil {
 		return nil, err
@@ -124,7 +116,7 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 	if err := t.deploy(ctx, opts); err != nil {
 		return nil, err
 	}
-	if err := t.startFunctions(ctx, opts); err != nil {
+	if err := t.startFunctions(ctx, code, opts); err != nil {
 		return nil, err
 	}
 	t.rules = rules.Start(t.Queues, t.Functions, t.tl)
@@ -145,15 +137,8 @@ func Start(ctx context.Context, opts Options) (tw *Emulator, err error) {
 	return t, nil
 }
 
-// startAWS starts moto unless one was given, and makes the clients.
-func (t *Emulator) startAWS(ctx context.Context, opts Options) error {
-	if t.Moto == nil {
-		var err error
-		if t.Moto, err = motoserver.Start(ctx, motoserver.Options{Log: opts.Log}); err != nil {
-			return err
-		}
-		t.ownsMoto = true
-	}
+// connectAWS makes the clients of moto.
+func (t *Emulator) connectAWS() {
 	t.AWS = AWSConfig(t.Moto.URL)
 	t.IoT = iot.NewFromConfig(t.AWS, func(o *iot.Options) { o.APIOptions = append(o.APIOptions, motoserver.Internal) }) // AWS IoT's own reads: no quota
 	t.S3 = s3.NewFromConfig(t.AWS, func(o *s3.Options) { o.UsePathStyle = true })
@@ -161,7 +146,6 @@ func (t *Emulator) startAWS(ctx context.Context, opts Options) error {
 	t.Queues = sqs.NewFromConfig(t.AWS)
 	t.ids = identity.NewRegistry(t.Moto)
 	t.report = &certificateReport{tl: t.tl, iot: t.IoT, reported: map[string]string{}, certThing: map[string]string{}, thingCerts: map[string][]string{}}
-	return nil
 }
 
 // startEndpoints issues the server certificate and starts the S3 gate and the IoT data endpoint (the stack's
@@ -220,7 +204,7 @@ func (t *Emulator) deploy(ctx context.Context, opts Options) error {
 // policies from the template) registered with moto's IAM layer and the emulator's endpoints, its code under
 // aws-lambda-rie with the environment the template gives it, S3 through the S3 gate and the IoT data endpoint the
 // emulator serves (trusted through SSL_CERT_FILE, as a function trusts Amazon's roots in AWS).
-func (t *Emulator) startFunctions(ctx context.Context, opts Options) error {
+func (t *Emulator) startFunctions(ctx context.Context, code lambdaruntime.Functions, opts Options) error {
 	dir, err := os.MkdirTemp("", "localaws-functions-")
 	if err != nil {
 		return err
@@ -230,11 +214,10 @@ func (t *Emulator) startFunctions(ctx context.Context, opts Options) error {
 	if err := os.WriteFile(caFile, t.ServerCA.CertPEM(), 0o600); err != nil {
 		return err
 	}
-	code := lambdaruntime.Functions{Bootstrap: opts.Bootstrap, Presign: opts.PresignBootstrap, RIE: opts.RIE}
 	shared := append(t.Moto.Env(), "AWS_ENDPOINT_URL_S3="+t.S3Gate.URL(), "SSL_CERT_FILE="+caFile)
 	for _, id := range t.Deployment.FunctionIDs() {
 		f := t.Deployment.Functions[id]
-		fo := lambdaruntime.FunctionOptions{Bootstrap: code.Code(f.Kind), RIE: opts.RIE, Env: shared, Workers: opts.Workers, Log: opts.Log,
+		fo := lambdaruntime.FunctionOptions{Bootstrap: code.Code(f.Kind), RIE: code.RIE, Env: shared, Workers: opts.Workers, Log: opts.Log,
 			Queues: t.Queues, Region: motoserver.Region, Account: motoserver.AccountID, Timeline: t.tl, OnResult: t.presignResult}
 		if f.Kind == deploy.KindJITR {
 			fo.Invoker, fo.OnResult, fo.OnRecord = opts.Function, t.report.invocation, t.report.record
@@ -306,7 +289,7 @@ func (t *Emulator) DrainFunction() {
 	}
 }
 
-// Stop ends everything Start started, in reverse order. It is safe to call more than once.
+// Stop ends everything Setup.Start started, in reverse order (moto is the Setup's). It is safe to call more than once.
 func (t *Emulator) Stop() {
 	t.stopOnce.Do(func() {
 		if t.Broker != nil {
@@ -326,9 +309,6 @@ func (t *Emulator) Stop() {
 		}
 		if t.tmpDir != "" {
 			_ = os.RemoveAll(t.tmpDir)
-		}
-		if t.ownsMoto && t.Moto != nil {
-			t.Moto.Stop()
 		}
 	})
 }

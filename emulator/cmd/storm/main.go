@@ -41,7 +41,6 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/devicesim"
-	"github.com/sphere-jitr/sphere-jitr/emulator/lambdaruntime"
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
 	"github.com/sphere-jitr/sphere-jitr/internal/config"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
@@ -123,33 +122,24 @@ func run() error {
 		defer f.Close()
 		logw = f
 	}
-	tmpl, err := stacktemplate.LoadTemplate(o.template)
-	if err != nil {
+	if _, err := os.Stat(o.template); err != nil {
 		return fmt.Errorf("%w (make bench-storm synthesizes it)", err)
-	}
-	if err := checkPacing(tmpl, o.scale); err != nil {
-		return err
 	}
 	ca, err := testpki.Load(o.ca)
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "storm-bootstrap-")
+	setup, err := localaws.Prepare(ctx, localaws.SetupOptions{TemplatePath: o.template, Root: root, Moto: motoserver.Options{Log: logw,
+		Env: []string{contract.EnvIoTQuotaScale + "=" + strconv.FormatFloat(o.scale, 'f', -1, 64)}}})
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	fns, err := lambdaruntime.BuildFunctions(ctx, root, dir)
-	if err != nil {
+	defer setup.Close()
+	if err := checkPacing(setup.Template, o.scale); err != nil {
 		return err
 	}
-	moto, err := motoserver.Start(ctx, motoserver.Options{Log: logw,
-		Env: []string{contract.EnvIoTQuotaScale + "=" + strconv.FormatFloat(o.scale, 'f', -1, 64)}})
-	if err != nil {
-		return err
-	}
-	defer moto.Stop()
-	emu, err := localaws.Start(ctx, localaws.Options{Template: tmpl, Moto: moto, Bootstrap: fns.Bootstrap, PresignBootstrap: fns.Presign, RIE: fns.RIE, Log: logw,
+	moto := setup.Moto
+	emu, err := setup.Start(ctx, localaws.Options{Log: logw,
 		// The broker's revocation check lists every certificate; thousands of devices make it moto's biggest job.
 		RegistryPoll: 30 * time.Second})
 	if err != nil {
