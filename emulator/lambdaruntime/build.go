@@ -32,35 +32,35 @@ func (f Functions) Code(kind deploy.Kind) string {
 	return ""
 }
 
-// BuildFunctions builds the JITR and presign functions into dir and aws-lambda-rie (see FindRIE) from the repository
+// BuildFunctions builds the JITR and presign functions into dir and aws-lambda-rie (see findRIE) from the repository
 // at root, every time (the Go build cache makes it cheap), so the emulator runs exactly the code of the checkout.
 func BuildFunctions(ctx context.Context, root, dir string) (Functions, error) {
 	var f Functions
 	var err error
-	if f.RIE, err = FindRIE(ctx, root); err != nil {
+	if f.RIE, err = findRIE(ctx, root); err != nil {
 		return f, err
 	}
-	if f.Bootstrap, err = BuildBootstrap(ctx, root, dir); err != nil {
+	if f.Bootstrap, err = buildBootstrap(ctx, root, dir); err != nil {
 		return f, err
 	}
-	f.Presign, err = BuildPresignBootstrap(ctx, root, dir)
+	f.Presign, err = buildPresignBootstrap(ctx, root, dir)
 	return f, err
 }
 
-// BuildBootstrap compiles the JITR function (./lambda/jitr of the repository at root) for the host, as the
+// buildBootstrap compiles the JITR function (./lambda/jitr of the repository at root) for the host, as the
 // file the Lambda runtime starts, and returns its path.
-func BuildBootstrap(ctx context.Context, root, outDir string) (string, error) {
+func buildBootstrap(ctx context.Context, root, outDir string) (string, error) {
 	return lambdabuild.Build(ctx, root, "./lambda/jitr", runtime.GOARCH, outDir)
 }
 
-// BuildPresignBootstrap compiles the presign function (./lambda/presign) for the host into outDir/presign.
-func BuildPresignBootstrap(ctx context.Context, root, outDir string) (string, error) {
+// buildPresignBootstrap compiles the presign function (./lambda/presign) for the host into outDir/presign.
+func buildPresignBootstrap(ctx context.Context, root, outDir string) (string, error) {
 	return lambdabuild.Build(ctx, root, "./lambda/presign", runtime.GOARCH, filepath.Join(outDir, "presign"))
 }
 
-// FindRIE builds the aws-lambda-rie command into build/tools/bin of the repository at root, at the version go.mod
+// findRIE builds the aws-lambda-rie command into build/tools/bin of the repository at root, at the version go.mod
 // pins (its tool directive), and returns its path. The Go build cache makes this cheap after the first time.
-func FindRIE(ctx context.Context, root string) (string, error) {
+func findRIE(ctx context.Context, root string) (string, error) {
 	p := filepath.Join(root, "build", "tools", "bin", "aws-lambda-rie")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", p, rieTool)
 	cmd.Dir = root
