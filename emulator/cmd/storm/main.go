@@ -269,29 +269,13 @@ var minimumActivationPath = map[string]map[string]int{
 	"reboot":     {"DescribeCertificate": 1, "AttachThingPrincipal": 1, "AttachPolicy": 1, "UpdateCertificate": 1},
 }
 
+// scenario boots every device at once and measures the storm: from idle quota buckets, how long each device took
+// to be activated and to connect, what was lost or dead-lettered, and, after a reboot, when the older certificates
+// were retired.
 func (b *bench) scenario(ctx context.Context, name string) (result, error) {
-	path, ok := minimumActivationPath[name]
-	if !ok {
-		return result{}, fmt.Errorf("unknown scenario %q (first-boot, reboot)", name)
-	}
-	if name == "reboot" && b.devices[0].Certificate() == nil {
-		return result{}, errors.New("the reboot scenario needs a fleet that booted: run first-boot before it")
-	}
-	b.disconnectAll()
-	// Let the previous scenario's retirements and reconciling settle, then start from idle buckets.
-	b.emu.DrainFunction()
-	if err := b.moto.ResetQuotas(ctx); err != nil {
-		return result{}, err
-	}
-	figures, err := b.moto.Quotas(ctx)
+	r, err := b.prepare(ctx, name)
 	if err != nil {
-		return result{}, err
-	}
-	r := result{name: name, devices: len(b.devices), scale: b.o.scale}
-	for api, calls := range path {
-		if rate := figures.Limits[api]; rate > 0 {
-			r.bound = math.Max(r.bound, float64(calls*len(b.devices))/rate)
-		}
+		return r, err
 	}
 	eventsBefore := b.emu.RegisteredEvents()
 	dlqBefore, err := b.deadLetters(ctx)
@@ -306,22 +290,75 @@ func (b *bench) scenario(ctx context.Context, name string) (result, error) {
 	}
 	fmt.Fprintf(os.Stderr, "storm: %s: %d devices, bound %.1f s, device retry %s..%s\n", name, len(b.devices), r.bound, b.policy.Base, b.policy.Max)
 	start := time.Now()
-	// A device not connected after 6 bounds (at least a minute: a small fleet's bound is shorter than one pass
-	// through the queues) plus two of its longest backoffs is lost.
-	runCtx, cancel := context.WithTimeout(ctx, max(time.Duration(6*r.bound*float64(time.Second)), time.Minute)+2*b.policy.Max)
+	b.connectAll(ctx, name, start, r.bound)
+	if ctx.Err() != nil {
+		return r, ctx.Err()
+	}
+	older := map[string]bool{}
+	if name == "reboot" {
+		for _, d := range b.devices {
+			h := d.Certificates()
+			older[devicesim.CertificateID(h[len(h)-2].Cert)] = true
+		}
+		if err := b.waitRetired(ctx, older, start.Add(time.Duration(6*r.bound*float64(time.Second))+2*time.Minute)); err != nil {
+			return r, err
+		}
+	}
+	dlqAfter, err := b.deadLetters(ctx)
+	if err != nil {
+		return r, err
+	}
+	r.events, r.dlq = int(b.emu.RegisteredEvents()-eventsBefore), dlqAfter-dlqBefore
+	return r, b.measure(ctx, &r, start, older)
+}
+
+// prepare checks the scenario, lets the previous one's retirements and reconciling settle, starts from idle quota
+// buckets and computes the scenario's bound: the time the quotas allow for the minimum activation path of the fleet.
+func (b *bench) prepare(ctx context.Context, name string) (result, error) {
+	path, ok := minimumActivationPath[name]
+	if !ok {
+		return result{}, fmt.Errorf("unknown scenario %q (first-boot, reboot)", name)
+	}
+	if name == "reboot" && b.devices[0].Certificate() == nil {
+		return result{}, errors.New("the reboot scenario needs a fleet that booted: run first-boot before it")
+	}
+	b.disconnectAll()
+	b.emu.DrainFunction()
+	if err := b.moto.ResetQuotas(ctx); err != nil {
+		return result{}, err
+	}
+	figures, err := b.moto.Quotas(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	r := result{name: name, devices: len(b.devices), scale: b.o.scale}
+	for api, calls := range path {
+		if rate := figures.Limits[api]; rate > 0 {
+			r.bound = math.Max(r.bound, float64(calls*len(b.devices))/rate)
+		}
+	}
+	return r, nil
+}
+
+// connectAll connects every device at once, reporting progress every 10 s. A device not connected after 6 bounds
+// (at least a minute: a small fleet's bound is shorter than one pass through the queues) plus two of its longest
+// backoffs is lost.
+func (b *bench) connectAll(ctx context.Context, name string, start time.Time, bound float64) {
+	runCtx, cancel := context.WithTimeout(ctx, max(time.Duration(6*bound*float64(time.Second)), time.Minute)+2*b.policy.Max)
+	defer cancel()
 	var wg sync.WaitGroup
 	for _, d := range b.devices {
 		wg.Add(1)
 		go func() { defer wg.Done(); b.connect(runCtx, d, start) }()
 	}
 	progress := time.NewTicker(10 * time.Second)
+	defer progress.Stop()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
-wait:
 	for {
 		select {
 		case <-done:
-			break wait
+			return
 		case <-progress.C:
 			n := 0
 			for _, d := range b.devices {
@@ -332,45 +369,35 @@ wait:
 			fmt.Fprintf(os.Stderr, "storm: %s: %.0f s, %d of %d connected\n", name, time.Since(start).Seconds(), n, len(b.devices))
 		}
 	}
-	progress.Stop()
-	cancel()
-	if ctx.Err() != nil {
-		return r, ctx.Err()
-	}
+}
 
-	// The retirement of the older certificates runs after the activations: wait for it, up to 6 bounds and two
-	// minutes (a retirement put back during the backlog waits its visibility timeout, whatever the scale).
-	older := map[string]bool{}
-	if name == "reboot" {
-		for _, d := range b.devices {
-			h := d.Certificates()
-			older[devicesim.CertificateID(h[len(h)-2].Cert)] = true
+// waitRetired waits until every older certificate is deleted, or until the deadline: the retirement runs after the
+// activations (a retirement put back during the backlog waits its visibility timeout, whatever the scale).
+func (b *bench) waitRetired(ctx context.Context, older map[string]bool, deadline time.Time) error {
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		f, err := b.moto.Quotas(ctx)
+		if err != nil {
+			return err
 		}
-		retireBy := start.Add(time.Duration(6*r.bound*float64(time.Second)) + 2*time.Minute)
-		for time.Now().Before(retireBy) && ctx.Err() == nil {
-			f, err := b.moto.Quotas(ctx)
-			if err != nil {
-				return r, err
-			}
-			if countIn(f.Deleted, older) == len(older) {
-				break
-			}
-			time.Sleep(time.Second)
+		if countIn(f.Deleted, older) == len(older) {
+			return nil
 		}
+		time.Sleep(time.Second)
 	}
-	figures, err = b.moto.Quotas(ctx)
+	return nil
+}
+
+// measure fills r from moto's quota figures and the registry: calls, throttling, activation and connect times,
+// devices activated, connected and lost, older certificates retired.
+func (b *bench) measure(ctx context.Context, r *result, start time.Time, older map[string]bool) error {
+	figures, err := b.moto.Quotas(ctx)
 	if err != nil {
-		return r, err
+		return err
 	}
 	status, err := b.registry(ctx)
 	if err != nil {
-		return r, err
+		return err
 	}
-	dlqAfter, err := b.deadLetters(ctx)
-	if err != nil {
-		return r, err
-	}
-	r.events, r.dlq = int(b.emu.RegisteredEvents()-eventsBefore), dlqAfter-dlqBefore
 	for _, n := range figures.Calls {
 		r.calls += n
 	}
@@ -409,7 +436,7 @@ wait:
 			}
 		}
 	}
-	return r, nil
+	return nil
 }
 
 func countIn(m map[string]float64, keys map[string]bool) int {

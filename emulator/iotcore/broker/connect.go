@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -38,7 +39,9 @@ var errNoSNI = errors.New("TLS ClientHello without SNI")
 // errRevoked ends the connection of a certificate that is no longer ACTIVE.
 var errRevoked = errors.New("certificate no longer ACTIVE")
 
-// admit decides a CONNECT: it returns the session of an authorised client, or the reason for refusing it.
+// admit decides a CONNECT: it returns the session of an authorised client, or the reason for refusing it. The
+// certificate must be in the registry and ACTIVE (an unknown one chaining to a registered CA is auto-registered,
+// a pending one announced again), and its attached policies must allow iot:Connect for the client id.
 func (b *Broker) admit(ctx context.Context, cl *mqtt.Client) (*session, string) {
 	tc, ok := cl.Net.Conn.(*tls.Conn)
 	if !ok {
@@ -63,13 +66,23 @@ func (b *Broker) admit(ctx context.Context, cl *mqtt.Client) (*session, string) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	certARN, why := b.activeCertificate(ctx, leaf, chain[1:], certID)
+	if why != "" {
+		return nil, why
+	}
+	return b.authorize(ctx, cl.ID, leaf, certID, certARN)
+}
+
+// activeCertificate returns the ARN of an ACTIVE certificate, or why the connection is refused: an unknown
+// certificate is auto-registered, a PENDING_ACTIVATION one has its registered event published again.
+func (b *Broker) activeCertificate(ctx context.Context, leaf *x509.Certificate, intermediates []*x509.Certificate, certID string) (string, string) {
 	desc, err := b.opts.IoT.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String(certID)})
 	var nf *iottypes.ResourceNotFoundException
 	switch {
 	case errors.As(err, &nf):
-		return nil, b.autoRegister(ctx, leaf, chain[1:], certID)
+		return "", b.autoRegister(ctx, leaf, intermediates, certID)
 	case err != nil:
-		return nil, fmt.Sprintf("registry lookup failed: %v", err)
+		return "", fmt.Sprintf("registry lookup failed: %v", err)
 	}
 	status := desc.CertificateDescription.Status
 	switch status {
@@ -79,28 +92,27 @@ func (b *Broker) admit(ctx context.Context, cl *mqtt.Client) (*session, string) 
 		// guaranteed order: "Event messages are guaranteed to be published once. It is possible for them to be
 		// published more than once. The ordering of event messages is not guaranteed."
 		// (https://docs.aws.amazon.com/iot/latest/developerguide/iot-events.html)
-		if ca, ok := b.issuingCA(leaf, chain[1:]); ok {
+		if ca, ok := b.issuingCA(leaf, intermediates); ok {
 			b.publishRegistered(certID, ca.ID)
-			return nil, fmt.Sprintf("certificate %s is PENDING_ACTIVATION: registered event re-published", timeline.Short(certID))
+			return "", fmt.Sprintf("certificate %s is PENDING_ACTIVATION: registered event re-published", timeline.Short(certID))
 		}
-		return nil, fmt.Sprintf("certificate %s is PENDING_ACTIVATION", timeline.Short(certID))
+		return "", fmt.Sprintf("certificate %s is PENDING_ACTIVATION", timeline.Short(certID))
 	case iottypes.CertificateStatusActive:
+		return aws.ToString(desc.CertificateDescription.CertificateArn), ""
 	default:
-		return nil, fmt.Sprintf("certificate %s is %s", timeline.Short(certID), status)
+		return "", fmt.Sprintf("certificate %s is %s", timeline.Short(certID), status)
 	}
+}
 
-	clientID := cl.ID
-	certARN := aws.ToString(desc.CertificateDescription.CertificateArn)
+// authorize builds the session of an ACTIVE certificate — the policy variables of the connection (its thing when
+// the certificate is attached to the thing named by the client id) and the policies attached to the certificate —
+// and checks iot:Connect against them.
+func (b *Broker) authorize(ctx context.Context, clientID string, leaf *x509.Certificate, certID, certARN string) (*session, string) {
 	things, err := b.opts.IoT.ListPrincipalThings(ctx, &iot.ListPrincipalThingsInput{Principal: aws.String(certARN)})
 	if err != nil {
 		return nil, fmt.Sprintf("list things of certificate: %v", err)
 	}
-	attached := false
-	for _, t := range things.Things {
-		if t == clientID {
-			attached = true
-		}
-	}
+	attached := slices.Contains(things.Things, clientID)
 	vars := map[string]string{
 		"iot:ClientId":                       clientID,
 		"iot:Connection.Thing.IsAttached":    fmt.Sprint(attached),
@@ -108,16 +120,14 @@ func (b *Broker) admit(ctx context.Context, cl *mqtt.Client) (*session, string) 
 		"iot:Certificate.Issuer.CommonName":  leaf.Issuer.CommonName,
 		"iot:Certificate.SerialNumber":       leaf.SerialNumber.String(),
 	}
+	s := &session{certID: certID, certARN: certARN, vars: vars, pending: map[string]bool{}}
 	if attached {
 		vars["iot:Connection.Thing.ThingName"] = clientID
+		s.thing = clientID
 	}
 	pols, err := b.opts.IoT.ListAttachedPolicies(ctx, &iot.ListAttachedPoliciesInput{Target: aws.String(certARN)})
 	if err != nil {
 		return nil, fmt.Sprintf("list policies of certificate: %v", err)
-	}
-	s := &session{certID: certID, certARN: certARN, vars: vars, pending: map[string]bool{}}
-	if attached {
-		s.thing = clientID
 	}
 	for _, p := range pols.Policies {
 		doc, err := b.policy(ctx, aws.ToString(p.PolicyName))
