@@ -19,8 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
-	"github.com/sphere-jitr/sphere-jitr/internal/operate"
 	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
+	"github.com/sphere-jitr/sphere-jitr/internal/operate"
 	"github.com/sphere-jitr/sphere-jitr/internal/stackoutputs"
 )
 
