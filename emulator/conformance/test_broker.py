@@ -1,5 +1,5 @@
 """The emulator's message broker against AWS IoT Core's rules, with paho-mqtt (3.1.1 and 5), mosquitto's clients and
-the AWS IoT Device SDK for Python v2. Each rule's AWS page is cited in emulator/localaws/limits.go."""
+the AWS IoT Device SDK for Python v2. Each rule's AWS page is cited in emulator/iotcore/broker/limits.go."""
 
 import json
 import signal

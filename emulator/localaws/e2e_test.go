@@ -24,21 +24,24 @@ import (
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/deploy"
 	"github.com/sphere-jitr/sphere-jitr/emulator/devicesim"
+	"github.com/sphere-jitr/sphere-jitr/emulator/iotcore/broker"
+	"github.com/sphere-jitr/sphere-jitr/emulator/iotcore/shadow"
+	"github.com/sphere-jitr/sphere-jitr/emulator/lambdaruntime"
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
 	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 var env struct {
-	template  *localaws.Template
-	tenantCA  *testpki.Pair
-	bootstrap string
-	presign   string
-	rie       string
-	moto      *motoserver.Server
+	setup    *localaws.Setup
+	template *stacktemplate.Template
+	tenantCA *testpki.Pair
+	moto     *motoserver.Server
 }
 
 func TestMain(m *testing.M) {
@@ -62,11 +65,12 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e set-up:", err)
 		return 1
 	}
-	defer env.moto.Stop()
+	defer env.setup.Close()
 	return m.Run()
 }
 
-// setUp synthesizes the stack with a fresh test tenant CA, builds the function and starts moto once.
+// setUp synthesizes the stack with a fresh test tenant CA and prepares the emulator once (functions built, moto
+// running); each test starts its own emulator on it.
 func setUp(ctx context.Context, root, dir string) error {
 	ca, err := testpki.NewCA(testpki.CAOptions{CommonName: "e2e tenant CA"})
 	if err != nil {
@@ -94,20 +98,11 @@ func setUp(ctx context.Context, root, dir string) error {
 	if msg, err := synth.CombinedOutput(); err != nil {
 		return fmt.Errorf("cdk synth (run 'make setup' first): %w\n%s", err, msg)
 	}
-	if env.template, err = localaws.LoadTemplate(filepath.Join(out, "SphereJitr.template.json")); err != nil {
+	if env.setup, err = localaws.Prepare(ctx, localaws.SetupOptions{TemplatePath: filepath.Join(out, "SphereJitr.template.json"), Root: root}); err != nil {
 		return err
 	}
-	if env.bootstrap, err = localaws.BuildBootstrap(ctx, root, dir); err != nil {
-		return err
-	}
-	if env.presign, err = localaws.BuildPresignBootstrap(ctx, root, dir); err != nil {
-		return err
-	}
-	if env.rie, err = localaws.FindRIE(ctx, root); err != nil {
-		return err
-	}
-	env.moto, err = motoserver.Start(ctx, motoserver.Options{})
-	return err
+	env.template, env.moto = env.setup.Template, env.setup.Moto
+	return nil
 }
 
 // lineWriter sends each timeline line to the test log, so `go test -v` shows the flow.
@@ -138,17 +133,9 @@ func startEmulator(t *testing.T, tl *timeline.Timeline) *localaws.Emulator {
 }
 
 // startEmulatorWith is startEmulator with another template (a variant of the synthesized one).
-func startEmulatorWith(t *testing.T, tl *timeline.Timeline, template *localaws.Template) *localaws.Emulator {
+func startEmulatorWith(t *testing.T, tl *timeline.Timeline, template *stacktemplate.Template) *localaws.Emulator {
 	t.Helper()
-	if err := env.moto.Reset(); err != nil {
-		t.Fatal(err)
-	}
-	if err := env.moto.ResetIAMStats(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	tw, err := localaws.Start(context.Background(), localaws.Options{
-		Template: template, Moto: env.moto, Bootstrap: env.bootstrap, PresignBootstrap: env.presign, RIE: env.rie, Workers: 2, Timeline: tl,
-	})
+	tw, err := env.setup.Start(context.Background(), localaws.Options{Template: template, Workers: 2, Timeline: tl})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,13 +175,13 @@ func certStatus(t *testing.T, tw *localaws.Emulator, id string) string {
 func checkContract(t *testing.T, tw *localaws.Emulator, sum *localaws.Summary) {
 	t.Helper()
 	for _, name := range contract.JitrEnv {
-		if tw.Deployment.FunctionEnv[name] == "" {
+		if tw.Deployment.JITR().Env[name] == "" {
 			t.Errorf("the emulator's JITR function has no %s", name)
 		}
 	}
-	var jitrRules []localaws.DeployedRule
+	var jitrRules []deploy.Rule
 	for _, rule := range tw.Deployment.Rules {
-		if _, other := tw.Deployment.Others[rule.Function]; !other {
+		if f, ok := tw.Deployment.Functions[rule.Function]; !ok || f.Kind == deploy.KindJITR {
 			jitrRules = append(jitrRules, rule)
 		} else if want := contract.S3URLRequestTopic(tw.Info().TopicRoot, "+"); rule.TopicFilter != want {
 			t.Errorf("S3 URL rule %s listens on %s, want %s", rule.Name, rule.TopicFilter, want)
@@ -208,7 +195,10 @@ func checkContract(t *testing.T, tw *localaws.Emulator, sum *localaws.Summary) {
 			t.Errorf("rule %s listens on %s, want %s", rule.Name, rule.TopicFilter, want)
 		}
 	}
-	for _, f := range tw.Deployment.Others {
+	for _, f := range tw.Deployment.Functions {
+		if f.Kind != deploy.KindPresign {
+			continue
+		}
 		for _, name := range contract.PresignEnv {
 			if f.Env[name] == "" {
 				t.Errorf("the emulator's presign function has no %s", name)
@@ -427,11 +417,11 @@ func TestDeviceCannotReachAnotherDevice(t *testing.T) {
 
 	// A (reconnected) publishing an update to B's shadow is dropped too.
 	before, err := tw.Shadow.Do(ctx, "GET", b.Thing, "", nil)
-	var se *localaws.ShadowError
+	var se *shadow.Error
 	if err != nil && !(errors.As(err, &se) && se.Code == 404) {
 		t.Fatal(err)
 	}
-	time.Sleep(localaws.ConnectInterval) // AWS IoT takes one CONNECT per second per client id
+	time.Sleep(broker.ConnectInterval) // AWS IoT takes one CONNECT per second per client id
 	ca, err := a.ConnectOnce(a.Thing, a.Certificate())
 	if err != nil {
 		t.Fatalf("A reconnect: %v", err)
@@ -509,7 +499,7 @@ func TestCertificateNotAttachedToThingCannotConnect(t *testing.T) {
 
 	// Positive control: A with its own certificate and thing still connects (a second after its last CONNECT:
 	// AWS IoT takes one per second per client id).
-	time.Sleep(localaws.ConnectInterval)
+	time.Sleep(broker.ConnectInterval)
 	c, err := a.ConnectOnce(a.Thing, a.Certificate())
 	if err != nil {
 		t.Fatalf("A cannot connect as itself: %v", err)
@@ -667,15 +657,12 @@ func TestShadowTopicsAreBridgedWithAcceptedRejectedAndDelta(t *testing.T) {
 // broker asks the registry on each attempt, so a certificate activated meanwhile connects at once, even while the
 // function still has events of it to handle.
 func TestEveryPendingConnectionAttemptReachesTheFunction(t *testing.T) {
-	if err := env.moto.Reset(); err != nil {
-		t.Fatal(err)
-	}
 	release := make(chan struct{})
 	var mu sync.Mutex
 	var events []contract.RegisteredEvent
 	// The rule sends each event to the registration queue; the event source mapping hands the function batches.
-	slow := localaws.InvokeFunc(func(ctx context.Context, payload []byte) ([]byte, error) {
-		var batch struct{ Records []localaws.SQSRecord }
+	slow := lambdaruntime.InvokeFunc(func(ctx context.Context, payload []byte) ([]byte, error) {
+		var batch struct{ Records []lambdaruntime.SQSRecord }
 		if err := json.Unmarshal(payload, &batch); err != nil {
 			return nil, err
 		}
@@ -694,7 +681,7 @@ func TestEveryPendingConnectionAttemptReachesTheFunction(t *testing.T) {
 		}
 		return []byte(`{"batchItemFailures":[]}`), nil
 	})
-	tw, err := localaws.Start(context.Background(), localaws.Options{Template: env.template, Moto: env.moto, Function: slow, PresignBootstrap: env.presign, RIE: env.rie, Workers: 1})
+	tw, err := env.setup.Start(context.Background(), localaws.Options{Function: slow, Workers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

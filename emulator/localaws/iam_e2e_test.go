@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/devicesim"
-	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
 )
 
 // TestAttachmentGrantedOnThingIsDeniedAndDeadLettered runs the variant of the synthesized template whose JITR role
@@ -19,11 +19,11 @@ import (
 // template's dead-letter queue; the certificate stays PENDING_ACTIVATION and the device never connects.
 func TestAttachmentGrantedOnThingIsDeniedAndDeadLettered(t *testing.T) {
 	variant := env.template.Clone()
-	spec, err := localaws.ReadStack(variant)
+	spec, err := stacktemplate.ReadStack(variant)
 	if err != nil {
 		t.Fatal(err)
 	}
-	localaws.MoveGrant(variant, spec.Function, []string{"iot:AttachThingPrincipal", "iot:DetachThingPrincipal"}, ":cert/*", ":thing/*")
+	stacktemplate.MoveGrant(variant, spec.Function, []string{"iot:AttachThingPrincipal", "iot:DetachThingPrincipal"}, ":cert/*", ":thing/*")
 	// Fewer receives, sooner, than the stack's (2 minutes × 5) before the registration queue redrives an event to
 	// the dead-letter queue, so the test sees it happen.
 	for _, id := range variant.OfType("AWS::SQS::Queue") {

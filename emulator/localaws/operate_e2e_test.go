@@ -87,13 +87,8 @@ func (s *syncBuffer) String() string {
 // `localaws -info` does, for fleetctl -emulator.
 func startOperated(t *testing.T, tl *timeline.Timeline) (*localaws.Emulator, string, *syncBuffer) {
 	t.Helper()
-	if err := env.moto.Reset(); err != nil {
-		t.Fatal(err)
-	}
 	out := &syncBuffer{}
-	tw, err := localaws.Start(context.Background(), localaws.Options{
-		Template: env.template, Moto: env.moto, Bootstrap: env.bootstrap, PresignBootstrap: env.presign, RIE: env.rie, Workers: 2, Timeline: tl, Log: out,
-	})
+	tw, err := env.setup.Start(context.Background(), localaws.Options{Workers: 2, Timeline: tl, Log: out})
 	if err != nil {
 		t.Fatal(err)
 	}

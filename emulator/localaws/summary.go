@@ -14,6 +14,7 @@ import (
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/iotcore/shadow"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
 )
@@ -39,7 +40,7 @@ func Summarize(ctx context.Context, cfg aws.Config, bucket string) (*Summary, er
 	// The emulator's own inspection of the end state: its reads take no AWS IoT quota from the function.
 	iotc := iot.NewFromConfig(cfg, func(o *iot.Options) { o.APIOptions = append(o.APIOptions, motoserver.Internal) })
 	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
-	sh := &ShadowClient{Endpoint: aws.ToString(cfg.BaseEndpoint), Region: cfg.Region, Credentials: cfg.Credentials}
+	sh := &shadow.Client{Endpoint: aws.ToString(cfg.BaseEndpoint), Region: cfg.Region, Credentials: cfg.Credentials}
 	sum := &Summary{Certificates: map[string]int{}}
 
 	status := map[string]string{}

@@ -8,18 +8,18 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
+	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
 	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 // attachOnThing turns the template into the variant whose JITR role grants the thing-principal attachments on
 // thing/* (a resource type AWS does not authorize them on) instead of cert/*.
-func attachOnThing(tmpl *localaws.Template) {
-	spec, err := localaws.ReadStack(tmpl)
+func attachOnThing(tmpl *stacktemplate.Template) {
+	spec, err := stacktemplate.ReadStack(tmpl)
 	if err != nil {
 		panic(err)
 	}
-	localaws.MoveGrant(tmpl, spec.Function, []string{"iot:AttachThingPrincipal", "iot:DetachThingPrincipal"}, ":cert/*", ":thing/*")
+	stacktemplate.MoveGrant(tmpl, spec.Function, []string{"iot:AttachThingPrincipal", "iot:DetachThingPrincipal"}, ":cert/*", ":thing/*")
 }
 
 // TestAttachmentGrantedOnThingIsDeniedAsInAWS: with the grant on thing/*, IAM (enforced by the emulator as AWS

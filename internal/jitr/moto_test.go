@@ -28,11 +28,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 	"github.com/aws/smithy-go/middleware"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
 	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
 	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
 	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
@@ -297,10 +297,10 @@ const snapshotTemplate = "../../stacks/testdata/SphereJitr.template.snapshot.jso
 // jitrPrincipal reads the JITR function's role from the synthesized template (edit, when not nil, changes the
 // template first, e.g. to break a grant) and registers it with moto: every call the handler makes with
 // principal.Credentials() is then authorized by IAM's rules against the role's policies, as in AWS.
-func jitrPrincipal(t testing.TB, edit func(*localaws.Template)) motoserver.Principal {
+func jitrPrincipal(t testing.TB, edit func(*stacktemplate.Template)) motoserver.Principal {
 	t.Helper()
-	p, err := localaws.SnapshotRole{Template: snapshotTemplate, Stack: testStack, Edit: edit, Function: localaws.JitrFunction,
-		Pin: func(tmpl *localaws.Template, r *localaws.Resolver) {
+	p, err := stacktemplate.SnapshotRole{Template: snapshotTemplate, Stack: testStack, Edit: edit, Function: stacktemplate.JitrFunction,
+		Pin: func(tmpl *stacktemplate.Template, r *stacktemplate.Resolver) {
 			// The fixture's deny-list table stands for the stack's: the role's grant names it.
 			for _, id := range tmpl.OfType("AWS::DynamoDB::Table") {
 				r.Refs[id] = testDenyList

@@ -21,12 +21,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
 	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
 	"github.com/sphere-jitr/sphere-jitr/internal/teardown"
 	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
 	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
@@ -72,9 +72,9 @@ const snapshotTemplate = "../../stacks/testdata/SphereJitr.template.snapshot.jso
 // teardownPrincipal reads the teardown function's role from the synthesized template (edit, when not nil,
 // changes the template first) and registers it with moto, which then authorizes every call signed with its
 // credentials by IAM's rules against the role's policies, as AWS does.
-func teardownPrincipal(t *testing.T, edit func(*localaws.Template)) aws.CredentialsProvider {
+func teardownPrincipal(t *testing.T, edit func(*stacktemplate.Template)) aws.CredentialsProvider {
 	t.Helper()
-	p, err := localaws.SnapshotRole{Template: snapshotTemplate, Stack: stackName, Edit: edit, Function: localaws.TeardownFunction}.
+	p, err := stacktemplate.SnapshotRole{Template: snapshotTemplate, Stack: stackName, Edit: edit, Function: stacktemplate.TeardownFunction}.
 		Register(context.Background(), moto)
 	if err != nil {
 		t.Fatal(err)
@@ -415,12 +415,12 @@ func TestPartialFailureReportsWhatIsLeftAndRerunFinishes(t *testing.T) {
 // denied action in the reason.
 func TestDeleteWithoutDetachGrantAnswersFailedNamingTheAction(t *testing.T) {
 	r := newRegistry(t)
-	creds := teardownPrincipal(t, func(tmpl *localaws.Template) {
-		fn, err := localaws.TeardownFunction(tmpl)
+	creds := teardownPrincipal(t, func(tmpl *stacktemplate.Template) {
+		fn, err := stacktemplate.TeardownFunction(tmpl)
 		if err != nil {
 			t.Fatal(err)
 		}
-		localaws.MoveGrant(tmpl, fn, []string{"iot:DetachThingPrincipal"}, ":cert/*", "")
+		stacktemplate.MoveGrant(tmpl, fn, []string{"iot:DetachThingPrincipal"}, ":cert/*", "")
 	})
 	defer teardownPrincipal(t, nil) // the next tests run with the role as synthesized
 

@@ -13,9 +13,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
 	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
@@ -49,8 +49,8 @@ func TestCheckReadsTheStacksCAsAsItsRoleWithIAMEnforced(t *testing.T) {
 	}
 	own, other := register("Stack Tenant CA"), register("Another Tenant CA")
 
-	role, err := localaws.SnapshotRole{Template: snapshotTemplate, Stack: contract.StackName,
-		Function: func(tmpl *localaws.Template) (string, error) {
+	role, err := stacktemplate.SnapshotRole{Template: snapshotTemplate, Stack: contract.StackName,
+		Function: func(tmpl *stacktemplate.Template) (string, error) {
 			for _, id := range tmpl.OfType("AWS::Lambda::Function") {
 				if strings.HasPrefix(id, "OperationsCaCheckFunction") {
 					return id, nil
@@ -59,7 +59,7 @@ func TestCheckReadsTheStacksCAsAsItsRoleWithIAMEnforced(t *testing.T) {
 			return "", errors.New("no CA check function in the template snapshot")
 		},
 		// The snapshot masks the CA's logical id; its Ref is the CA id.
-		Pin: func(_ *localaws.Template, r *localaws.Resolver) { r.Refs["TenantCA<fingerprint>"] = own },
+		Pin: func(_ *stacktemplate.Template, r *stacktemplate.Resolver) { r.Refs["TenantCA<fingerprint>"] = own },
 	}.Register(ctx, moto)
 	if err != nil {
 		t.Fatal(err)

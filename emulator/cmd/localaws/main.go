@@ -40,23 +40,6 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	tmpl, err := localaws.LoadTemplate(*template)
-	if err != nil {
-		return err
-	}
-	root, err := motoserver.RepoRoot()
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "localaws-bootstrap-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	fns, err := localaws.BuildFunctions(ctx, root, dir)
-	if err != nil {
-		return err
-	}
 	var logw io.Writer = io.Discard
 	if *logPath != "" {
 		f, err := os.Create(*logPath)
@@ -70,7 +53,12 @@ func run() error {
 	if !*quiet {
 		tl = timeline.New(os.Stdout)
 	}
-	tw, err := localaws.Start(ctx, localaws.Options{Template: tmpl, Bootstrap: fns.Bootstrap, PresignBootstrap: fns.Presign, RIE: fns.RIE, Workers: *workers, Timeline: tl, Log: logw})
+	setup, err := localaws.Prepare(ctx, localaws.SetupOptions{TemplatePath: *template, Moto: motoserver.Options{Log: logw}})
+	if err != nil {
+		return err
+	}
+	defer setup.Close()
+	tw, err := setup.Start(ctx, localaws.Options{Workers: *workers, Timeline: tl, Log: logw})
 	if err != nil {
 		return err
 	}

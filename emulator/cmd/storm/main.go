@@ -45,6 +45,7 @@ import (
 	"github.com/sphere-jitr/sphere-jitr/internal/config"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
 	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
@@ -121,33 +122,24 @@ func run() error {
 		defer f.Close()
 		logw = f
 	}
-	tmpl, err := localaws.LoadTemplate(o.template)
-	if err != nil {
+	if _, err := os.Stat(o.template); err != nil {
 		return fmt.Errorf("%w (make bench-storm synthesizes it)", err)
-	}
-	if err := checkPacing(tmpl, o.scale); err != nil {
-		return err
 	}
 	ca, err := testpki.Load(o.ca)
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "storm-bootstrap-")
+	setup, err := localaws.Prepare(ctx, localaws.SetupOptions{TemplatePath: o.template, Root: root, Moto: motoserver.Options{Log: logw,
+		Env: []string{contract.EnvIoTQuotaScale + "=" + strconv.FormatFloat(o.scale, 'f', -1, 64)}}})
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	fns, err := localaws.BuildFunctions(ctx, root, dir)
-	if err != nil {
+	defer setup.Close()
+	if err := checkPacing(setup.Template, o.scale); err != nil {
 		return err
 	}
-	moto, err := motoserver.Start(ctx, motoserver.Options{Log: logw,
-		Env: []string{contract.EnvIoTQuotaScale + "=" + strconv.FormatFloat(o.scale, 'f', -1, 64)}})
-	if err != nil {
-		return err
-	}
-	defer moto.Stop()
-	emu, err := localaws.Start(ctx, localaws.Options{Template: tmpl, Moto: moto, Bootstrap: fns.Bootstrap, PresignBootstrap: fns.Presign, RIE: fns.RIE, Log: logw,
+	moto := setup.Moto
+	emu, err := setup.Start(ctx, localaws.Options{Log: logw,
 		// The broker's revocation check lists every certificate; thousands of devices make it moto's biggest job.
 		RegistryPoll: 30 * time.Second})
 	if err != nil {
@@ -183,7 +175,7 @@ func run() error {
 
 // checkPacing refuses a template whose function is paced to other quotas than the scale's: the function would be
 // paced below (or above) what moto enforces and the figures would measure the mismatch.
-func checkPacing(t *localaws.Template, scale float64) error {
+func checkPacing(t *stacktemplate.Template, scale float64) error {
 	for _, id := range t.OfType("AWS::Lambda::Function") {
 		env, _ := t.Prop(id, "Environment.Variables").(map[string]any)
 		raw, ok := env[contract.EnvIoTRateLimits].(string)
@@ -277,7 +269,52 @@ var minimumActivationPath = map[string]map[string]int{
 	"reboot":     {"DescribeCertificate": 1, "AttachThingPrincipal": 1, "AttachPolicy": 1, "UpdateCertificate": 1},
 }
 
+// scenario boots every device at once and measures the storm: from idle quota buckets, how long each device took
+// to be activated and to connect, what was lost or dead-lettered, and, after a reboot, when the older certificates
+// were retired.
 func (b *bench) scenario(ctx context.Context, name string) (result, error) {
+	r, err := b.prepare(ctx, name)
+	if err != nil {
+		return r, err
+	}
+	eventsBefore := b.emu.RegisteredEvents()
+	dlqBefore, err := b.deadLetters(ctx)
+	if err != nil {
+		return r, err
+	}
+	for _, d := range b.devices {
+		d.connected = 0
+		if err := d.Boot(); err != nil {
+			return r, err
+		}
+	}
+	fmt.Fprintf(os.Stderr, "storm: %s: %d devices, bound %.1f s, device retry %s..%s\n", name, len(b.devices), r.bound, b.policy.Base, b.policy.Max)
+	start := time.Now()
+	b.connectAll(ctx, name, start, r.bound)
+	if ctx.Err() != nil {
+		return r, ctx.Err()
+	}
+	older := map[string]bool{}
+	if name == "reboot" {
+		for _, d := range b.devices {
+			h := d.Certificates()
+			older[devicesim.CertificateID(h[len(h)-2].Cert)] = true
+		}
+		if err := b.waitRetired(ctx, older, start.Add(time.Duration(6*r.bound*float64(time.Second))+2*time.Minute)); err != nil {
+			return r, err
+		}
+	}
+	dlqAfter, err := b.deadLetters(ctx)
+	if err != nil {
+		return r, err
+	}
+	r.events, r.dlq = int(b.emu.RegisteredEvents()-eventsBefore), dlqAfter-dlqBefore
+	return r, b.measure(ctx, &r, start, older)
+}
+
+// prepare checks the scenario, lets the previous one's retirements and reconciling settle, starts from idle quota
+// buckets and computes the scenario's bound: the time the quotas allow for the minimum activation path of the fleet.
+func (b *bench) prepare(ctx context.Context, name string) (result, error) {
 	path, ok := minimumActivationPath[name]
 	if !ok {
 		return result{}, fmt.Errorf("unknown scenario %q (first-boot, reboot)", name)
@@ -286,7 +323,6 @@ func (b *bench) scenario(ctx context.Context, name string) (result, error) {
 		return result{}, errors.New("the reboot scenario needs a fleet that booted: run first-boot before it")
 	}
 	b.disconnectAll()
-	// Let the previous scenario's retirements and reconciling settle, then start from idle buckets.
 	b.emu.DrainFunction()
 	if err := b.moto.ResetQuotas(ctx); err != nil {
 		return result{}, err
@@ -301,35 +337,28 @@ func (b *bench) scenario(ctx context.Context, name string) (result, error) {
 			r.bound = math.Max(r.bound, float64(calls*len(b.devices))/rate)
 		}
 	}
-	eventsBefore := b.emu.RuleEvents.Load()
-	dlqBefore, err := b.deadLetters(ctx)
-	if err != nil {
-		return r, err
-	}
-	for _, d := range b.devices {
-		d.connected = 0
-		if err := d.Boot(); err != nil {
-			return r, err
-		}
-	}
-	fmt.Fprintf(os.Stderr, "storm: %s: %d devices, bound %.1f s, device retry %s..%s\n", name, len(b.devices), r.bound, b.policy.Base, b.policy.Max)
-	start := time.Now()
-	// A device not connected after 6 bounds (at least a minute: a small fleet's bound is shorter than one pass
-	// through the queues) plus two of its longest backoffs is lost.
-	runCtx, cancel := context.WithTimeout(ctx, max(time.Duration(6*r.bound*float64(time.Second)), time.Minute)+2*b.policy.Max)
+	return r, nil
+}
+
+// connectAll connects every device at once, reporting progress every 10 s. A device not connected after 6 bounds
+// (at least a minute: a small fleet's bound is shorter than one pass through the queues) plus two of its longest
+// backoffs is lost.
+func (b *bench) connectAll(ctx context.Context, name string, start time.Time, bound float64) {
+	runCtx, cancel := context.WithTimeout(ctx, max(time.Duration(6*bound*float64(time.Second)), time.Minute)+2*b.policy.Max)
+	defer cancel()
 	var wg sync.WaitGroup
 	for _, d := range b.devices {
 		wg.Add(1)
 		go func() { defer wg.Done(); b.connect(runCtx, d, start) }()
 	}
 	progress := time.NewTicker(10 * time.Second)
+	defer progress.Stop()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
-wait:
 	for {
 		select {
 		case <-done:
-			break wait
+			return
 		case <-progress.C:
 			n := 0
 			for _, d := range b.devices {
@@ -340,45 +369,35 @@ wait:
 			fmt.Fprintf(os.Stderr, "storm: %s: %.0f s, %d of %d connected\n", name, time.Since(start).Seconds(), n, len(b.devices))
 		}
 	}
-	progress.Stop()
-	cancel()
-	if ctx.Err() != nil {
-		return r, ctx.Err()
-	}
+}
 
-	// The retirement of the older certificates runs after the activations: wait for it, up to 6 bounds and two
-	// minutes (a retirement put back during the backlog waits its visibility timeout, whatever the scale).
-	older := map[string]bool{}
-	if name == "reboot" {
-		for _, d := range b.devices {
-			h := d.Certificates()
-			older[devicesim.CertificateID(h[len(h)-2].Cert)] = true
+// waitRetired waits until every older certificate is deleted, or until the deadline: the retirement runs after the
+// activations (a retirement put back during the backlog waits its visibility timeout, whatever the scale).
+func (b *bench) waitRetired(ctx context.Context, older map[string]bool, deadline time.Time) error {
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		f, err := b.moto.Quotas(ctx)
+		if err != nil {
+			return err
 		}
-		retireBy := start.Add(time.Duration(6*r.bound*float64(time.Second)) + 2*time.Minute)
-		for time.Now().Before(retireBy) && ctx.Err() == nil {
-			f, err := b.moto.Quotas(ctx)
-			if err != nil {
-				return r, err
-			}
-			if countIn(f.Deleted, older) == len(older) {
-				break
-			}
-			time.Sleep(time.Second)
+		if countIn(f.Deleted, older) == len(older) {
+			return nil
 		}
+		time.Sleep(time.Second)
 	}
-	figures, err = b.moto.Quotas(ctx)
+	return nil
+}
+
+// measure fills r from moto's quota figures and the registry: calls, throttling, activation and connect times,
+// devices activated, connected and lost, older certificates retired.
+func (b *bench) measure(ctx context.Context, r *result, start time.Time, older map[string]bool) error {
+	figures, err := b.moto.Quotas(ctx)
 	if err != nil {
-		return r, err
+		return err
 	}
 	status, err := b.registry(ctx)
 	if err != nil {
-		return r, err
+		return err
 	}
-	dlqAfter, err := b.deadLetters(ctx)
-	if err != nil {
-		return r, err
-	}
-	r.events, r.dlq = int(b.emu.RuleEvents.Load()-eventsBefore), dlqAfter-dlqBefore
 	for _, n := range figures.Calls {
 		r.calls += n
 	}
@@ -417,7 +436,7 @@ wait:
 			}
 		}
 	}
-	return r, nil
+	return nil
 }
 
 func countIn(m map[string]float64, keys map[string]bool) int {
@@ -432,7 +451,7 @@ func countIn(m map[string]float64, keys map[string]bool) int {
 
 // deadLetters is the number of messages in the stack's dead-letter queue.
 func (b *bench) deadLetters(ctx context.Context) (int, error) {
-	url := b.emu.Deployment.DeadLetterQueueURL
+	url := b.emu.Deployment.JITR().DeadLetterQueueURL
 	if url == "" {
 		return 0, errors.New("the template's JITR function has no dead-letter queue")
 	}

@@ -1,4 +1,4 @@
-package localaws
+package s3gate
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/identity"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
 )
@@ -32,7 +33,7 @@ import (
 type S3Gate struct {
 	srv      *http.Server
 	addr     string
-	keys     *principals
+	keys     *identity.Registry
 	timeline *timeline.Timeline
 	mu       sync.Mutex
 	skew     time.Duration          // added to the clock: tests age URLs past their expiry without waiting
@@ -42,7 +43,7 @@ type S3Gate struct {
 
 // StartS3Gate listens with TLS (cert, the emulator's server certificate, as S3 serves HTTPS only to devices that
 // check it) on a free loopback port and proxies to moto at motoURL.
-func StartS3Gate(motoURL string, cert tls.Certificate, keys *principals, tl *timeline.Timeline) (*S3Gate, error) {
+func StartS3Gate(motoURL string, cert tls.Certificate, keys *identity.Registry, tl *timeline.Timeline) (*S3Gate, error) {
 	target, err := url.Parse(motoURL)
 	if err != nil {
 		return nil, fmt.Errorf("moto URL: %w", err)
@@ -162,11 +163,11 @@ func (g *S3Gate) authenticate(r *http.Request) (s3Caller, *s3Refusal) {
 			Message: "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."}
 	case !presigned && auth == "":
 		return s3Caller{Anonymous: true}, nil
-	case auth != "" && !strings.HasPrefix(auth, sigV4Algorithm+" "):
+	case auth != "" && !strings.HasPrefix(auth, identity.SigV4Algorithm+" "):
 		return s3Caller{}, &s3Refusal{Status: http.StatusBadRequest, Code: "InvalidArgument", Message: "Unsupported Authorization Type",
 			ArgumentName: "Authorization", ArgumentValue: auth}
 	}
-	a, _, err := parseSigV4(r)
+	a, _, err := identity.ParseSigV4(r)
 	if err != nil {
 		if presigned {
 			return s3Caller{}, &s3Refusal{Status: http.StatusBadRequest, Code: "AuthorizationQueryParametersError", Message: err.Error()}
@@ -177,8 +178,8 @@ func (g *S3Gate) authenticate(r *http.Request) (s3Caller, *s3Refusal) {
 	var secret string
 	if a.AccessKeyID == motoserver.AccessKeyID {
 		caller, secret = s3Caller{Admin: true}, motoserver.SecretAccessKey
-	} else if pr, ok := g.keys.lookup(a.AccessKeyID); ok {
-		caller, secret = s3Caller{Function: pr}, pr.Secret
+	} else if pr, ok := g.keys.Lookup(a.AccessKeyID); ok {
+		caller, secret = s3Caller{Function: pr}, pr.Secret()
 	} else {
 		return s3Caller{}, &s3Refusal{Status: http.StatusForbidden, Code: "InvalidAccessKeyId",
 			Message: "The AWS Access Key Id you provided does not exist in our records.", AWSAccessKeyID: a.AccessKeyID}
@@ -195,7 +196,7 @@ func (g *S3Gate) authenticate(r *http.Request) (s3Caller, *s3Refusal) {
 	} else if h := q.Get("X-Amz-Content-Sha256"); h != "" {
 		payloadHash = h
 	}
-	if err := a.verify(r, secret, payloadHash, false); err != nil {
+	if err := a.Verify(r, secret, payloadHash, false); err != nil {
 		return s3Caller{}, &s3Refusal{Status: http.StatusForbidden, Code: "SignatureDoesNotMatch",
 			Message: "The request signature we calculated does not match the signature you provided. Check your key and signing method.", AWSAccessKeyID: a.AccessKeyID}
 	}

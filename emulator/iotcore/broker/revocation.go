@@ -1,4 +1,4 @@
-package localaws
+package broker
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 	mqtt "github.com/mochi-mqtt/server/v2"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/policy"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 )
 
@@ -96,7 +97,7 @@ func (b *Broker) checkRegistry() {
 		}
 		c.s.mu.Lock()
 		var names []string
-		var pols []*Policy
+		var pols []*policy.Policy
 		for i, name := range c.s.policyNames {
 			if attached[name][c.s.certARN] {
 				names = append(names, name)

@@ -1,4 +1,8 @@
-package localaws
+// Package lambdaruntime runs the template's functions as Lambda does: each deployed function under
+// aws-lambda-rie (one execution environment per concurrent invocation), invoked asynchronously with Lambda's
+// retries and on-failure destination, by its SQS event source mappings and by its schedules, signing its calls
+// with its own identity (emulator/identity).
+package lambdaruntime
 
 import (
 	"bytes"
@@ -200,15 +204,9 @@ type AsyncInvoker struct {
 const DefaultQueueSize = 1 << 14
 
 // NewAsyncInvoker starts workers that drain a queue of queueSize events (DefaultQueueSize when not positive),
-// retrying a failed invocation twice as Lambda does for asynchronous invocations; onResult (optional) sees every
-// final outcome.
-func NewAsyncInvoker(inv Invoker, workers, queueSize int, onResult func(AsyncResult)) *AsyncInvoker {
-	return newAsyncInvoker(inv, workers, queueSize, 2, onResult)
-}
-
-// newAsyncInvoker is NewAsyncInvoker with the number of retries after a function error (the template's
-// MaximumRetryAttempts).
-func newAsyncInvoker(inv Invoker, workers, queueSize, retries int, onResult func(AsyncResult)) *AsyncInvoker {
+// retrying a failed invocation retries times as Lambda does for asynchronous invocations (the template's
+// MaximumRetryAttempts; Lambda's default is 2); onResult (optional) sees every final outcome.
+func NewAsyncInvoker(inv Invoker, workers, queueSize, retries int, onResult func(AsyncResult)) *AsyncInvoker {
 	if queueSize <= 0 {
 		queueSize = DefaultQueueSize
 	}

@@ -1,4 +1,6 @@
-package localaws
+// Package rulesql evaluates AWS IoT SQL (version 2016-03-23) in the subset the template's topic rules use: what a
+// rule selects from a message and hands its action.
+package rulesql
 
 import (
 	"encoding/json"
@@ -8,9 +10,9 @@ import (
 	"strings"
 )
 
-// RuleStatement is a topic rule's SQL in the subset the emulator evaluates: SELECT followed by *, field names, and
+// Statement is a topic rule's SQL in the subset the emulator evaluates: SELECT followed by *, field names, and
 // topic(n) AS alias, FROM one quoted topic filter, no WHERE. Anything else is refused rather than misread.
-type RuleStatement struct {
+type Statement struct {
 	TopicFilter string
 	All         bool        // SELECT *
 	Fields      []ruleField // in order
@@ -27,13 +29,13 @@ var (
 	ruleIdent  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
-// ParseRuleSQL parses a rule statement.
-func ParseRuleSQL(sql string) (*RuleStatement, error) {
+// Parse parses a rule statement.
+func Parse(sql string) (*Statement, error) {
 	m := ruleSelect.FindStringSubmatch(sql)
 	if m == nil {
 		return nil, fmt.Errorf("rule SQL %q: the emulator supports only SELECT <*, fields, topic(n) AS name> FROM '<topic filter>'", sql)
 	}
-	s := &RuleStatement{TopicFilter: m[2]}
+	s := &Statement{TopicFilter: m[2]}
 	for _, item := range strings.Split(m[1], ",") {
 		item = strings.TrimSpace(item)
 		switch tm := ruleTopic.FindStringSubmatch(item); {
@@ -57,7 +59,7 @@ func ParseRuleSQL(sql string) (*RuleStatement, error) {
 // Apply returns what the rule hands its action for a message: for SELECT * alone, the payload as published;
 // otherwise a JSON object of the selected fields (a field the payload lacks is left out, as AWS IoT leaves out
 // undefined values). It fails on a payload that is not a JSON object when fields are selected.
-func (s *RuleStatement) Apply(topic string, payload []byte) ([]byte, error) {
+func (s *Statement) Apply(topic string, payload []byte) ([]byte, error) {
 	if s.All && len(s.Fields) == 0 {
 		return payload, nil
 	}

@@ -1,4 +1,4 @@
-package localaws
+package s3gate
 
 import (
 	"encoding/json"
@@ -6,7 +6,10 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/identity"
+	"github.com/sphere-jitr/sphere-jitr/emulator/policy"
 	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
 )
 
 // BucketRules is what S3 checks about a bucket beyond the caller's identity: its bucket policy, its Object
@@ -27,13 +30,13 @@ var defaultBucketRules = BucketRules{OwnerEnforced: true, BlockPublicAcls: true,
 // without its Principal, evaluated as an identity policy statement).
 type bucketStatement struct {
 	Principals []string // "*" or AWS principal ARNs / account ids
-	Statement  *Policy
+	Statement  *policy.Policy
 }
 
 // ApplyTemplate gives the gate the rules of every AWS::S3::Bucket of the template, resolved with r (the
 // deployment's resolver, which knows the buckets' physical names): ownership controls, public access block and the
 // AWS::S3::BucketPolicy that names the bucket. Buckets the template does not declare keep S3's defaults.
-func (g *S3Gate) ApplyTemplate(t *Template, r *Resolver) error {
+func (g *S3Gate) ApplyTemplate(t *stacktemplate.Template, r *stacktemplate.Resolver) error {
 	for _, id := range t.OfType("AWS::S3::Bucket") {
 		name, err := r.String(map[string]any{"Ref": id})
 		if err != nil {
@@ -55,7 +58,7 @@ func (g *S3Gate) ApplyTemplate(t *Template, r *Resolver) error {
 	return nil
 }
 
-func bucketRulesFromTemplate(t *Template, r *Resolver, id string) (BucketRules, error) {
+func bucketRulesFromTemplate(t *stacktemplate.Template, r *stacktemplate.Resolver, id string) (BucketRules, error) {
 	rules := defaultBucketRules
 	if own, ok := t.Prop(id, "OwnershipControls.Rules").([]any); ok {
 		for _, rule := range own {
@@ -69,7 +72,7 @@ func bucketRulesFromTemplate(t *Template, r *Resolver, id string) (BucketRules, 
 		rules.RestrictPublicBuckets = pab["RestrictPublicBuckets"] == true
 	}
 	for _, pid := range t.OfType("AWS::S3::BucketPolicy") {
-		if ReferencedResource(t.Prop(pid, "Bucket")) != id {
+		if stacktemplate.ReferencedResource(t.Prop(pid, "Bucket")) != id {
 			continue
 		}
 		doc, err := r.Resolve(t.Prop(pid, "PolicyDocument"))
@@ -114,7 +117,7 @@ func parseBucketPolicy(doc []byte) ([]bucketStatement, error) {
 		}
 		delete(s, "Principal")
 		one, _ := json.Marshal(map[string]any{"Statement": []any{s}})
-		p, err := ParsePolicy(one)
+		p, err := policy.Parse(one)
 		if err != nil {
 			return nil, fmt.Errorf("statement %d: %w", i, err)
 		}
@@ -160,7 +163,7 @@ func bucketPrincipals(v any) ([]string, error) {
 type s3Caller struct {
 	Anonymous bool
 	Admin     bool       // the emulator's own key (motoserver.AccessKeyID): the account's root user
-	Function  *principal // a function the emulator runs, with its role policy
+	Function  *identity.Identity // a function the emulator runs, with its role policy
 }
 
 func (c s3Caller) arn() string {
@@ -190,8 +193,8 @@ func (st bucketStatement) names(c s3Caller) bool {
 // an anonymous caller only what a bucket policy statement for Principal "*" allows (and nothing when
 // RestrictPublicBuckets is on, since such a policy is public).
 func (b BucketRules) authorize(c s3Caller, action, resource string) *s3Refusal {
-	req := Request{Action: action, Resource: resource, Vars: map[string]string{"aws:SecureTransport": "true"}}
-	allowed := c.Admin || (c.Function != nil && Allowed(req, c.Function.Policy))
+	req := policy.Request{Action: action, Resource: resource, Vars: map[string]string{"aws:SecureTransport": "true"}}
+	allowed := c.Admin || (c.Function != nil && policy.Allowed(req, c.Function.Policy))
 	for _, st := range b.Policy {
 		if !st.names(c) {
 			continue
@@ -199,7 +202,7 @@ func (b BucketRules) authorize(c s3Caller, action, resource string) *s3Refusal {
 		if denies(req, st.Statement) {
 			return accessDenied(c, action, resource, "an explicit deny in the bucket policy")
 		}
-		if Allowed(req, st.Statement) && !(c.Anonymous && b.RestrictPublicBuckets) {
+		if policy.Allowed(req, st.Statement) && !(c.Anonymous && b.RestrictPublicBuckets) {
 			allowed = true
 		}
 	}
@@ -213,9 +216,9 @@ func (b BucketRules) authorize(c s3Caller, action, resource string) *s3Refusal {
 }
 
 // denies reports whether a Deny statement of p matches req.
-func denies(req Request, p *Policy) bool {
+func denies(req policy.Request, p *policy.Policy) bool {
 	for _, st := range p.Statements {
-		if !st.Allow && Allowed(req, &Policy{Statements: []Statement{{Allow: true, Actions: st.Actions, Resources: st.Resources, Conditions: st.Conditions}}}) {
+		if !st.Allow && policy.Allowed(req, &policy.Policy{Statements: []policy.Statement{{Allow: true, Actions: st.Actions, Resources: st.Resources, Conditions: st.Conditions}}}) {
 			return true
 		}
 	}

@@ -1,4 +1,4 @@
-package localaws
+package lambdaruntime
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/deploy"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
@@ -22,7 +23,7 @@ import (
 // maxReceiveCount receives). When the invocation itself fails, the whole batch is left on the queue. It polls
 // with the function's role, as Lambda does, so IAM judges the receive and the delete against the role's grants.
 type EventSourceMapping struct {
-	m        DeployedMapping
+	m        deploy.Mapping
 	sqs      *sqs.Client
 	fn       Invoker
 	region   string
@@ -47,7 +48,7 @@ type SQSRecord struct {
 
 // StartEventSourceMapping starts the mapping's pollers (MaximumConcurrency of them; two, Lambda's minimum, when
 // unset); Stop ends them.
-func StartEventSourceMapping(m DeployedMapping, client *sqs.Client, fn Invoker, region string, asRole func(*sqs.Options), done func(SQSRecord)) *EventSourceMapping {
+func StartEventSourceMapping(m deploy.Mapping, client *sqs.Client, fn Invoker, region string, asRole func(*sqs.Options), done func(SQSRecord)) *EventSourceMapping {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &EventSourceMapping{m: m, sqs: client, fn: fn, region: region, asRole: asRole, cancel: cancel, done: done}
 	if e.m.BatchSize <= 0 {
@@ -175,7 +176,7 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // schedule invokes the function every interval with an EventBridge scheduled event, until its context ends; the
 // first invocation comes one interval after the start, as with EventBridge.
-func schedule(ctx context.Context, wg *sync.WaitGroup, s DeployedSchedule, fn *AsyncInvoker, region, account string) {
+func schedule(ctx context.Context, wg *sync.WaitGroup, s deploy.Schedule, fn *AsyncInvoker, region, account string) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

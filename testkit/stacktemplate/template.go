@@ -1,4 +1,8 @@
-package localaws
+// Package stacktemplate reads the synthesized CloudFormation template as the emulator deploys it: the template
+// model and its intrinsic-function resolver, the parts of the stack found by type and reference (ReadStack), and the
+// identity a function of the template runs as (its role's policies, FunctionPrincipal), which the product's tests
+// register with moto to call AWS as the function would.
+package stacktemplate
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package localaws
+package lambdaruntime
 
 import (
 	"context"
@@ -15,7 +15,7 @@ func TestAsyncInvokerRetriesFunctionErrorsTwice(t *testing.T) {
 	a := NewAsyncInvoker(InvokeFunc(func(context.Context, []byte) ([]byte, error) {
 		calls.Add(1)
 		return nil, &FunctionError{Type: "Throttled", Message: "try again"}
-	}), 1, 0, func(r AsyncResult) { mu.Lock(); results = append(results, r); mu.Unlock() })
+	}), 1, 0, 2, func(r AsyncResult) { mu.Lock(); results = append(results, r); mu.Unlock() })
 	a.retryDelay = 0
 	defer a.Stop()
 	a.Enqueue([]byte(`{}`))
@@ -33,7 +33,7 @@ func TestAsyncInvokerStopsRetryingOnSuccess(t *testing.T) {
 			return nil, errors.New("transient")
 		}
 		return nil, nil
-	}), 1, 0, nil)
+	}), 1, 0, 2, nil)
 	a.retryDelay = 0
 	defer a.Stop()
 	a.Enqueue([]byte(`{}`))
@@ -52,7 +52,7 @@ func TestAsyncInvokerDeliversEveryEventEvenWhenTheQueueIsFull(t *testing.T) {
 		started <- string(p)
 		<-release
 		return nil, nil
-	}), 1, 1, nil)
+	}), 1, 1, 2, nil)
 	defer a.Stop()
 	if !a.Enqueue([]byte("c1")) {
 		t.Fatal("first event refused")

@@ -1,4 +1,7 @@
-package localaws
+// Package shadow is AWS IoT Device Shadow over MQTT as the broker bridges it: requests on a thing's
+// $aws/things/<thing>/shadow topics performed against moto's shadow service, answered with accepted/rejected, and
+// update/delta and update/documents published as AWS IoT publishes them.
+package shadow
 
 import (
 	"bytes"
@@ -17,25 +20,25 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 )
 
-// ShadowClient calls moto's IoT data plane (the device shadow REST API), signed with SigV4 like the AWS SDK so
+// Client calls moto's IoT data plane (the device shadow REST API), signed with SigV4 like the AWS SDK so
 // moto routes it by the credential scope. The SDK's iotdataplane client is not among the project's modules.
-type ShadowClient struct {
+type Client struct {
 	Endpoint    string // moto URL
 	Region      string
 	Credentials aws.CredentialsProvider
 	HTTP        *http.Client
 }
 
-// ShadowError is an error answer of the shadow service, with the HTTP status AWS IoT puts in rejected replies.
-type ShadowError struct {
+// Error is an error answer of the shadow service, with the HTTP status AWS IoT puts in rejected replies.
+type Error struct {
 	Code    int
 	Message string
 }
 
-func (e *ShadowError) Error() string { return fmt.Sprintf("shadow service: %d %s", e.Code, e.Message) }
+func (e *Error) Error() string { return fmt.Sprintf("shadow service: %d %s", e.Code, e.Message) }
 
 // Do sends one shadow request: method GET, POST (update) or DELETE, for a thing and an optional named shadow.
-func (c *ShadowClient) Do(ctx context.Context, method, thing, shadowName string, body []byte) ([]byte, error) {
+func (c *Client) Do(ctx context.Context, method, thing, shadowName string, body []byte) ([]byte, error) {
 	u := c.Endpoint + "/things/" + url.PathEscape(thing) + "/shadow"
 	if shadowName != "" {
 		u += "?name=" + url.QueryEscape(shadowName)
@@ -75,7 +78,7 @@ func (c *ShadowClient) Do(ctx context.Context, method, thing, shadowName string,
 		if msg == "" {
 			msg = strings.TrimSpace(string(out))
 		}
-		return nil, &ShadowError{Code: resp.StatusCode, Message: msg}
+		return nil, &Error{Code: resp.StatusCode, Message: msg}
 	}
 	return out, nil
 }
@@ -115,15 +118,15 @@ func parseShadowTopic(topic string) (shadowTopic, bool) {
 	return st, true
 }
 
-// shadowReply is one message the bridge publishes back.
-type shadowReply struct {
+// Reply is one message the bridge publishes back.
+type Reply struct {
 	Topic   string
 	Payload []byte
 }
 
-// HandleShadowRequest performs a shadow request received on an MQTT topic against moto and returns the replies
+// HandleRequest performs a shadow request received on an MQTT topic against moto and returns the replies
 // AWS IoT would publish: <op>/accepted or <op>/rejected, and update/delta when desired and reported differ.
-func HandleShadowRequest(ctx context.Context, c *ShadowClient, topic string, payload []byte) ([]shadowReply, bool) {
+func HandleRequest(ctx context.Context, c *Client, topic string, payload []byte) ([]Reply, bool) {
 	st, ok := parseShadowTopic(topic)
 	if !ok {
 		return nil, false
@@ -131,7 +134,7 @@ func HandleShadowRequest(ctx context.Context, c *ShadowClient, topic string, pay
 	var req map[string]any
 	if len(bytes.TrimSpace(payload)) > 0 {
 		if err := json.Unmarshal(payload, &req); err != nil {
-			return []shadowReply{rejected(st, 400, "Payload contains invalid json", nil)}, true
+			return []Reply{rejected(st, 400, "Payload contains invalid json", nil)}, true
 		}
 	}
 	token := req["clientToken"]
@@ -150,36 +153,36 @@ func HandleShadowRequest(ctx context.Context, c *ShadowClient, topic string, pay
 		}
 	case "update":
 		if code, msg := shadowStateProblem(req["state"]); code != 0 {
-			return []shadowReply{rejected(st, code, msg, token)}, true
+			return []Reply{rejected(st, code, msg, token)}, true
 		}
 		previous, _ = c.Do(ctx, http.MethodGet, st.Thing, st.Name, nil)
 		body := map[string]any{"state": nullSectionsAsKeys(req["state"], previous)}
 		if v, ok := req["version"]; ok {
 			// moto fails on a versioned update of a shadow that does not exist yet; AWS answers 409.
 			if _, gerr := c.Do(ctx, http.MethodGet, st.Thing, st.Name, nil); gerr != nil {
-				return []shadowReply{rejected(st, 409, "Version conflict", token)}, true
+				return []Reply{rejected(st, 409, "Version conflict", token)}, true
 			}
 			body["version"] = v
 		}
 		if _, has := req["state"]; !has {
-			return []shadowReply{rejected(st, 400, "Missing required node: state", token)}, true
+			return []Reply{rejected(st, 400, "Missing required node: state", token)}, true
 		}
 		enc, _ := json.Marshal(body)
 		out, err = c.Do(ctx, http.MethodPost, st.Thing, st.Name, enc)
 	}
 	if err != nil {
 		code, msg := 500, err.Error()
-		if se, ok := err.(*ShadowError); ok {
+		if se, ok := err.(*Error); ok {
 			code, msg = se.Code, se.Message
 			if code == 404 {
 				msg = "No shadow exists with name: '" + st.Thing + "'"
 			}
 		}
-		return []shadowReply{rejected(st, code, msg, token)}, true
+		return []Reply{rejected(st, code, msg, token)}, true
 	}
 	var doc map[string]any
 	if err := json.Unmarshal(out, &doc); err != nil {
-		return []shadowReply{rejected(st, 500, "shadow service answered invalid json", token)}, true
+		return []Reply{rejected(st, 500, "shadow service answered invalid json", token)}, true
 	}
 	if token != nil {
 		doc["clientToken"] = token
@@ -195,14 +198,14 @@ func HandleShadowRequest(ctx context.Context, c *ShadowClient, topic string, pay
 		dropEmptySections(doc)
 	}
 	accepted, _ := json.Marshal(doc)
-	replies := []shadowReply{{Topic: st.Prefix + "/" + st.Op + "/accepted", Payload: accepted}}
+	replies := []Reply{{Topic: st.Prefix + "/" + st.Op + "/accepted", Payload: accepted}}
 	if st.Op == "update" {
 		if current, err := c.Do(ctx, http.MethodGet, st.Thing, st.Name, nil); err == nil {
-			replies = append(replies, shadowReply{Topic: st.Prefix + "/update/documents", Payload: documentsMessage(previous, current, token)})
+			replies = append(replies, Reply{Topic: st.Prefix + "/update/documents", Payload: documentsMessage(previous, current, token)})
 		}
 		if d := desiredIn(req); d {
 			if delta := currentDelta(ctx, c, st); delta != nil {
-				replies = append(replies, shadowReply{Topic: st.Prefix + "/update/delta", Payload: delta})
+				replies = append(replies, Reply{Topic: st.Prefix + "/update/delta", Payload: delta})
 			}
 		}
 	}
@@ -339,7 +342,7 @@ func desiredIn(req map[string]any) bool {
 }
 
 // currentDelta reads the shadow back and returns the update/delta message, or nil when reported matches desired.
-func currentDelta(ctx context.Context, c *ShadowClient, st shadowTopic) []byte {
+func currentDelta(ctx context.Context, c *Client, st shadowTopic) []byte {
 	out, err := c.Do(ctx, http.MethodGet, st.Thing, st.Name, nil)
 	if err != nil {
 		return nil
@@ -358,11 +361,11 @@ func currentDelta(ctx context.Context, c *ShadowClient, st shadowTopic) []byte {
 	return msg
 }
 
-func rejected(st shadowTopic, code int, msg string, token any) shadowReply {
+func rejected(st shadowTopic, code int, msg string, token any) Reply {
 	body := map[string]any{"code": code, "message": msg, "timestamp": time.Now().Unix()}
 	if token != nil {
 		body["clientToken"] = token
 	}
 	enc, _ := json.Marshal(body)
-	return shadowReply{Topic: st.Prefix + "/" + st.Op + "/rejected", Payload: enc}
+	return Reply{Topic: st.Prefix + "/" + st.Op + "/rejected", Payload: enc}
 }

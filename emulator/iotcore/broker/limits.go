@@ -1,4 +1,4 @@
-package localaws
+package broker
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/policy"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 )
 
@@ -152,10 +153,10 @@ func (b *Broker) checkWill(w *willMessage, s *session) string {
 		return "last will: retained message on reserved topic " + w.topic
 	}
 	pols := s.currentPolicies()
-	if !Allowed(Request{Action: "iot:Publish", Resource: b.arn("topic", w.topic), Vars: s.vars}, pols...) {
+	if !policy.Allowed(policy.Request{Action: "iot:Publish", Resource: b.arn("topic", w.topic), Vars: s.vars}, pols...) {
 		return "last will: no attached policy allows iot:Publish on " + w.topic
 	}
-	if w.retain && !Allowed(Request{Action: "iot:RetainPublish", Resource: b.arn("topic", w.topic), Vars: s.vars}, pols...) {
+	if w.retain && !policy.Allowed(policy.Request{Action: "iot:RetainPublish", Resource: b.arn("topic", w.topic), Vars: s.vars}, pols...) {
 		return "last will: no attached policy allows iot:RetainPublish on " + w.topic
 	}
 	return ""
@@ -264,14 +265,14 @@ func (h *strictHook) checkPublish(cl *mqtt.Client, pk packets.Packet) error {
 		return h.refuse(cl, packets.ErrNotAuthorized, "PUBLISH without a session")
 	}
 	pols := s.currentPolicies()
-	if !Allowed(Request{Action: "iot:Publish", Resource: h.b.arn("topic", topic), Vars: s.vars}, pols...) {
+	if !policy.Allowed(policy.Request{Action: "iot:Publish", Resource: h.b.arn("topic", topic), Vars: s.vars}, pols...) {
 		// Any QoS: AWS IoT closes the connection of an unauthorised publish, it does not drop it silently.
 		return h.refuse(cl, packets.ErrNotAuthorized, "not authorised to publish to "+topic)
 	}
 	if pk.FixedHeader.Retain && reservedTopic(topic) {
 		return h.refuse(cl, packets.ErrNotAuthorized, "retained message on reserved topic "+topic)
 	}
-	if pk.FixedHeader.Retain && !Allowed(Request{Action: "iot:RetainPublish", Resource: h.b.arn("topic", topic), Vars: s.vars}, pols...) {
+	if pk.FixedHeader.Retain && !policy.Allowed(policy.Request{Action: "iot:RetainPublish", Resource: h.b.arn("topic", topic), Vars: s.vars}, pols...) {
 		return h.refuse(cl, packets.ErrNotAuthorized, "not authorised to publish retained messages to "+topic)
 	}
 	return nil

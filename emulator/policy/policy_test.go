@@ -1,4 +1,4 @@
-package localaws
+package policy
 
 import "testing"
 
@@ -19,7 +19,7 @@ const devicePolicyDoc = `{
 }`
 
 func TestPolicyEvaluation(t *testing.T) {
-	p, err := ParsePolicy([]byte(devicePolicyDoc))
+	p, err := Parse([]byte(devicePolicyDoc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,11 +75,11 @@ func TestParsePolicyRefusesWhatItCannotEvaluate(t *testing.T) {
 		`{"Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*","Condition":{"DateGreaterThan":{"aws:CurrentTime":"2020"}}}]}`,
 		`{"Statement":[{"Effect":"Maybe","Action":"iot:Connect","Resource":"*"}]}`,
 	} {
-		if _, err := ParsePolicy([]byte(doc)); err == nil {
+		if _, err := Parse([]byte(doc)); err == nil {
 			t.Errorf("ParsePolicy accepted %s", doc)
 		}
 	}
-	one, err := ParsePolicy([]byte(`{"Statement":{"Effect":"Allow","Action":"iot:Connect","Resource":"*","Condition":{"StringLike":{"iot:ClientId":"dev-*"}}}}`))
+	one, err := Parse([]byte(`{"Statement":{"Effect":"Allow","Action":"iot:Connect","Resource":"*","Condition":{"StringLike":{"iot:ClientId":"dev-*"}}}}`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package localaws
+package identity
 
 import (
 	"crypto/hmac"
@@ -13,10 +13,10 @@ import (
 	"time"
 )
 
-// sigV4 is a request's Signature Version 4 authentication, from its query (a presigned URL) or its Authorization
+// SigV4 is a request's Signature Version 4 authentication, from its query (a presigned URL) or its Authorization
 // header, checked as AWS checks it. moto checks no signature at all, so the emulator does it where the product
 // depends on it: a presigned URL is only as good as what it signs (the Content-Length of a PUT) and its expiry.
-type sigV4 struct {
+type SigV4 struct {
 	AccessKeyID   string
 	Date          time.Time
 	Scope         string // date/region/service/aws4_request
@@ -29,19 +29,19 @@ type sigV4 struct {
 // errSignature is a signature that does not match the request (S3: SignatureDoesNotMatch).
 var errSignature = errors.New("the request signature we calculated does not match the signature you provided")
 
-const (
-	sigV4Time      = "20060102T150405Z"
-	sigV4Algorithm = "AWS4-HMAC-SHA256"
-)
+const sigV4Time = "20060102T150405Z"
 
-// parseSigV4 reads the authentication of r; ok is false when r is not SigV4-signed at all.
-func parseSigV4(r *http.Request) (a sigV4, ok bool, err error) {
+// SigV4Algorithm is the algorithm a SigV4 signature names (X-Amz-Algorithm, the Authorization header's scheme).
+const SigV4Algorithm = "AWS4-HMAC-SHA256"
+
+// ParseSigV4 reads the authentication of r; ok is false when r is not SigV4-signed at all.
+func ParseSigV4(r *http.Request) (a SigV4, ok bool, err error) {
 	q := r.URL.Query()
 	var cred, date string
 	if q.Has("X-Amz-Algorithm") || q.Has("X-Amz-Signature") || q.Has("X-Amz-Credential") {
 		a.Presigned, a.Signature = true, q.Get("X-Amz-Signature")
-		if alg := q.Get("X-Amz-Algorithm"); alg != sigV4Algorithm {
-			return a, true, fmt.Errorf("X-Amz-Algorithm %q: only %s is supported", alg, sigV4Algorithm)
+		if alg := q.Get("X-Amz-Algorithm"); alg != SigV4Algorithm {
+			return a, true, fmt.Errorf("X-Amz-Algorithm %q: only %s is supported", alg, SigV4Algorithm)
 		}
 		cred, date = q.Get("X-Amz-Credential"), q.Get("X-Amz-Date")
 		a.SignedHeaders = strings.Split(q.Get("X-Amz-SignedHeaders"), ";")
@@ -50,9 +50,9 @@ func parseSigV4(r *http.Request) (a sigV4, ok bool, err error) {
 			return a, true, fmt.Errorf("X-Amz-Expires %q must be from 1 to 604800 seconds", q.Get("X-Amz-Expires"))
 		}
 		a.Expires = time.Duration(secs) * time.Second
-	} else if h := r.Header.Get("Authorization"); strings.HasPrefix(h, sigV4Algorithm+" ") {
+	} else if h := r.Header.Get("Authorization"); strings.HasPrefix(h, SigV4Algorithm+" ") {
 		var headers bool
-		for _, part := range strings.Split(strings.TrimPrefix(h, sigV4Algorithm+" "), ",") {
+		for _, part := range strings.Split(strings.TrimPrefix(h, SigV4Algorithm+" "), ",") {
 			k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
 			switch k {
 			case "Credential":
@@ -81,10 +81,10 @@ func parseSigV4(r *http.Request) (a sigV4, ok bool, err error) {
 	return a, true, nil
 }
 
-// verify recomputes the signature of r with secret. payloadHash is UNSIGNED-PAYLOAD for presigned S3 requests or
+// Verify recomputes the signature of r with secret. payloadHash is UNSIGNED-PAYLOAD for presigned S3 requests or
 // the hex SHA-256 of the body; doubleEscape is true for every service but S3 (its canonical URI escapes the path a
 // second time).
-func (a sigV4) verify(r *http.Request, secret, payloadHash string, doubleEscape bool) error {
+func (a SigV4) Verify(r *http.Request, secret, payloadHash string, doubleEscape bool) error {
 	path := r.URL.EscapedPath()
 	if raw, _, _ := strings.Cut(r.RequestURI, "?"); raw != "" && !strings.Contains(raw, "://") {
 		path = raw

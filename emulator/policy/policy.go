@@ -1,4 +1,7 @@
-package localaws
+// Package policy evaluates the AWS policy documents the emulator enforces itself: the IoT policies the broker
+// checks on CONNECT, PUBLISH, SUBSCRIBE and RECEIVE, and the statements of a function's role that the S3 gate and
+// the IoT data endpoint check (moto's IAM layer, testkit/moto/iam.py, checks the calls that reach moto).
+package policy
 
 import (
 	"encoding/json"
@@ -35,8 +38,8 @@ type Request struct {
 	Vars     map[string]string // policy variables and condition keys, e.g. "iot:ClientId"
 }
 
-// ParsePolicy reads a policy document (JSON text).
-func ParsePolicy(doc []byte) (*Policy, error) {
+// Parse reads a policy document (JSON text).
+func Parse(doc []byte) (*Policy, error) {
 	var raw struct {
 		Statement json.RawMessage `json:"Statement"`
 	}

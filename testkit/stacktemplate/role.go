@@ -1,4 +1,4 @@
-package localaws
+package stacktemplate
 
 import (
 	"context"
@@ -36,35 +36,13 @@ func FunctionPrincipal(t *Template, r *Resolver, functionID string) (motoserver.
 	if err != nil {
 		return motoserver.Principal{}, fmt.Errorf("function %s: name: %w", functionID, err)
 	}
-	var docs []any
-	for _, id := range t.OfType("AWS::IAM::Policy") {
-		roles, _ := t.Prop(id, "Roles").([]any)
-		for _, ref := range roles {
-			if ReferencedResource(ref) == roleID {
-				docs = append(docs, t.Prop(id, "PolicyDocument"))
-			}
-		}
-	}
-	inline, _ := t.Prop(roleID, "Policies").([]any)
-	for _, p := range inline {
-		m, _ := p.(map[string]any)
-		docs = append(docs, m["PolicyDocument"])
-	}
 	p := motoserver.Principal{
 		AccessKeyID: motoserver.FunctionAccessKey(functionID),
 		RoleArn:     fmt.Sprintf("arn:aws:iam::%s:role/%s", r.Pseudo["AWS::AccountId"], roleName),
 		SessionName: session,
 	}
-	for _, d := range docs {
-		resolved, err := r.Resolve(d)
-		if err != nil {
-			return motoserver.Principal{}, fmt.Errorf("role %s: resolve policy: %w", roleID, err)
-		}
-		raw, err := json.Marshal(resolved)
-		if err != nil {
-			return motoserver.Principal{}, fmt.Errorf("role %s: encode policy: %w", roleID, err)
-		}
-		p.Policies = append(p.Policies, raw)
+	if p.Policies, err = RolePolicies(t, r, roleID); err != nil {
+		return motoserver.Principal{}, err
 	}
 	return p, nil
 }
@@ -80,16 +58,50 @@ func TeardownFunction(t *Template) (string, error) {
 	return "", fmt.Errorf("template has no %s served by a function of the template", contract.TeardownResourceType)
 }
 
+// RolePolicies returns the identity-based policies of a role of the template as IAM holds them: every
+// AWS::IAM::Policy attached to the role and the role's inline policies, intrinsics resolved by r.
+func RolePolicies(t *Template, r *Resolver, roleID string) ([]json.RawMessage, error) {
+	var docs []any
+	for _, id := range t.OfType("AWS::IAM::Policy") {
+		roles, _ := t.Prop(id, "Roles").([]any)
+		for _, ref := range roles {
+			if ReferencedResource(ref) == roleID {
+				docs = append(docs, t.Prop(id, "PolicyDocument"))
+			}
+		}
+	}
+	inline, _ := t.Prop(roleID, "Policies").([]any)
+	for _, p := range inline {
+		m, _ := p.(map[string]any)
+		docs = append(docs, m["PolicyDocument"])
+	}
+	var out []json.RawMessage
+	for _, d := range docs {
+		resolved, err := r.Resolve(d)
+		if err != nil {
+			return nil, fmt.Errorf("role %s: resolve policy: %w", roleID, err)
+		}
+		raw, err := json.Marshal(resolved)
+		if err != nil {
+			return nil, fmt.Errorf("role %s: encode policy: %w", roleID, err)
+		}
+		out = append(out, raw)
+	}
+	return out, nil
+}
+
 // TemplateResolver resolves a template as if deployed under stackName: the resources the emulator does not create
 // get names the way CloudFormation invents them (stack, logical id, random suffix) and ARNs of that name.
 func TemplateResolver(t *Template, stackName, region, accountID string) *Resolver {
-	return templateResolver(t, stackName, region, accountID, randomSuffix())
+	return StackResolver(t, stackName, region, accountID, RandomSuffix())
 }
 
-func templateResolver(t *Template, stackName, region, accountID, suffix string) *Resolver {
+// StackResolver is TemplateResolver with the suffix of the invented names given: the deployer names what it
+// creates with the same suffix.
+func StackResolver(t *Template, stackName, region, accountID, suffix string) *Resolver {
 	r := NewResolver(t, stackName, region, accountID)
 	r.Fallback = func(logicalID, attr string) (string, bool) {
-		name := physicalName(stackName, logicalID, suffix, 64)
+		name := PhysicalName(stackName, logicalID, suffix, 64)
 		if attr == "" {
 			return name, true
 		}

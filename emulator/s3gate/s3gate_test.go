@@ -1,4 +1,4 @@
-package localaws
+package s3gate
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"io"
@@ -26,8 +27,11 @@ import (
 	smithy "github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/identity"
+	"github.com/sphere-jitr/sphere-jitr/emulator/policy"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
 	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
@@ -36,7 +40,7 @@ import (
 type gateFixture struct {
 	gate    *S3Gate
 	http    *http.Client
-	fn      *principal
+	fn      *identity.Identity
 	bucket  string // rules from the template: ACLs disabled, public access blocked, TLS-only policy
 	open    string // a policy granting Principal "*" GetObject on public/* and denying everyone DeleteObject
 	timelog *bytes.Buffer
@@ -51,7 +55,7 @@ func startGateFixture(t *testing.T) *gateFixture {
 	}
 	t.Cleanup(moto.Stop)
 	f := &gateFixture{bucket: "demo-bucket", open: "open-bucket", timelog: &bytes.Buffer{}}
-	direct := s3.NewFromConfig(AWSConfig(moto.URL), func(o *s3.Options) { o.UsePathStyle = true })
+	direct := s3.NewFromConfig(motoserver.AWSConfig(moto.URL), func(o *s3.Options) { o.UsePathStyle = true })
 	for _, b := range []string{f.bucket, f.open} {
 		if _, err := direct.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)}); err != nil {
 			t.Fatal(err)
@@ -73,12 +77,19 @@ func startGateFixture(t *testing.T) *gateFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := &principals{}
-	role, err := ParsePolicy([]byte(`{"Statement":[{"Effect":"Allow","Action":["s3:PutObject","s3:GetObject"],"Resource":"arn:aws:s3:::demo-bucket/devices/*"}]}`))
+	keys := identity.NewRegistry(moto)
+	const roleDoc = `{"Statement":[{"Effect":"Allow","Action":["s3:PutObject","s3:GetObject"],"Resource":"arn:aws:s3:::demo-bucket/devices/*"}]}`
+	role, err := policy.Parse([]byte(roleDoc))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.fn = keys.issue("presign-function", role)
+	f.fn, err = keys.Register(ctx, "presign-function", motoserver.Principal{
+		AccessKeyID: motoserver.FunctionAccessKey("PresignFunction"), RoleArn: "arn:aws:iam::" + motoserver.AccountID + ":role/presign-function",
+		SessionName: "presign-function", Policies: []json.RawMessage{json.RawMessage(roleDoc)},
+	}, role)
+	if err != nil {
+		t.Fatal(err)
+	}
 	f.gate, err = StartS3Gate(moto.URL, tls.Certificate{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key, Leaf: leaf.Cert}, keys, timeline.New(f.timelog))
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +105,7 @@ func startGateFixture(t *testing.T) *gateFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tpl, err := ParseTemplate(data)
+	tpl, err := stacktemplate.ParseTemplate(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +113,7 @@ func startGateFixture(t *testing.T) *gateFixture {
 	if len(ids) != 1 {
 		t.Fatalf("template buckets %v, want one", ids)
 	}
-	res := NewResolver(tpl, "SphereJitr", motoserver.Region, motoserver.AccountID)
+	res := stacktemplate.NewResolver(tpl, "SphereJitr", motoserver.Region, motoserver.AccountID)
 	res.Fallback = func(logicalID, attr string) (string, bool) { // the roles the bucket policy names
 		return "arn:aws:iam::" + motoserver.AccountID + ":role/" + logicalID, true
 	}
@@ -150,7 +161,7 @@ func (f *gateFixture) admin() *s3.Client {
 }
 
 func (f *gateFixture) function() *s3.Client {
-	return f.client(credentials.NewStaticCredentialsProvider(f.fn.AccessKeyID, f.fn.Secret, ""))
+	return f.client(credentials.NewStaticCredentialsProvider(f.fn.AccessKeyID(), f.fn.Secret(), ""))
 }
 
 // presignPut is a URL the function signs, as the presign function does, for a PUT of n bytes.

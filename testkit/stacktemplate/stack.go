@@ -1,6 +1,7 @@
-package localaws
+package stacktemplate
 
 import (
+	"crypto/rand"
 	"fmt"
 	"regexp"
 	"slices"
@@ -64,18 +65,32 @@ func ReadStack(t *Template) (*StackSpec, error) {
 		return nil, fmt.Errorf("template has no AWS::IoT::Policy for the devices")
 	}
 	s.Queues = t.OfType("AWS::SQS::Queue")
+	// Order matters: the mappings name the JITR function, the schedules are those of that function.
+	for _, read := range []func(*Template) error{s.readMappings, s.readSchedules, s.readRules} {
+		if err := read(t); err != nil {
+			return nil, err
+		}
+	}
+	if s.Function == "" {
+		return nil, fmt.Errorf("template has no JITR function: no event source mapping and no topic rule with a Lambda action feeds it")
+	}
+	return s, nil
+}
+
+// readMappings reads the SQS event source mappings; the function they feed is the JITR function.
+func (s *StackSpec) readMappings(t *Template) error {
 	for _, id := range t.OfType("AWS::Lambda::EventSourceMapping") {
 		fn := ReferencedResource(t.Prop(id, "FunctionName"))
 		queue := ReferencedResource(t.Prop(id, "EventSourceArn"))
 		if t.Resources[queue].Type != "AWS::SQS::Queue" || t.Resources[fn].Type != "AWS::Lambda::Function" {
-			return nil, fmt.Errorf("event source mapping %s: the emulator runs SQS mappings to a function of this template", id)
+			return fmt.Errorf("event source mapping %s: the emulator runs SQS mappings to a function of this template", id)
 		}
 		env, _ := t.Prop(fn, "Environment.Variables").(map[string]any)
 		if _, isJitr := env[contract.EnvCACertificateIDs]; !isJitr {
-			return nil, fmt.Errorf("event source mapping %s: the emulator runs mappings to the JITR function only", id)
+			return fmt.Errorf("event source mapping %s: the emulator runs mappings to the JITR function only", id)
 		}
 		if s.Function != "" && s.Function != fn {
-			return nil, fmt.Errorf("event source mappings feed two JITR functions (%s, %s); the emulator runs one", s.Function, fn)
+			return fmt.Errorf("event source mappings feed two JITR functions (%s, %s); the emulator runs one", s.Function, fn)
 		}
 		s.Function = fn
 		m := MappingSpec{LogicalID: id, Queue: queue, BatchSize: 10}
@@ -92,6 +107,11 @@ func ReadStack(t *Template) (*StackSpec, error) {
 		m.ReportFailures = slices.Contains(types, any("ReportBatchItemFailures"))
 		s.Mappings = append(s.Mappings, m)
 	}
+	return nil
+}
+
+// readSchedules reads the rate schedules that target the JITR function.
+func (s *StackSpec) readSchedules(t *Template) error {
 	for _, id := range t.OfType("AWS::Events::Rule") {
 		expr, _ := t.Prop(id, "ScheduleExpression").(string)
 		targets, _ := t.Prop(id, "Targets").([]any)
@@ -102,11 +122,17 @@ func ReadStack(t *Template) (*StackSpec, error) {
 			}
 			every, err := rateExpression(expr)
 			if err != nil {
-				return nil, fmt.Errorf("schedule %s: %w", id, err)
+				return fmt.Errorf("schedule %s: %w", id, err)
 			}
 			s.Schedules = append(s.Schedules, ScheduleSpec{LogicalID: id, Every: every})
 		}
 	}
+	return nil
+}
+
+// readRules reads the topic rules with an SQS or a Lambda action; a Lambda action names the JITR function or another
+// function the emulator runs.
+func (s *StackSpec) readRules(t *Template) error {
 	for _, id := range t.OfType("AWS::IoT::TopicRule") {
 		actions, _ := t.Prop(id, "TopicRulePayload.Actions").([]any)
 		for _, a := range actions {
@@ -114,7 +140,7 @@ func ReadStack(t *Template) (*StackSpec, error) {
 			if q, _ := m["Sqs"].(map[string]any); q != nil {
 				queue := ReferencedResource(q["QueueUrl"])
 				if t.Resources[queue].Type != "AWS::SQS::Queue" {
-					return nil, fmt.Errorf("topic rule %s: SQS action does not point at a queue of this template", id)
+					return fmt.Errorf("topic rule %s: SQS action does not point at a queue of this template", id)
 				}
 				s.Rules = append(s.Rules, RuleSpec{LogicalID: id, Queue: queue})
 				continue
@@ -125,13 +151,13 @@ func ReadStack(t *Template) (*StackSpec, error) {
 			}
 			fn := ReferencedResource(lambda["FunctionArn"])
 			if fn == "" || t.Resources[fn].Type != "AWS::Lambda::Function" {
-				return nil, fmt.Errorf("topic rule %s: Lambda action does not point at a function of this template", id)
+				return fmt.Errorf("topic rule %s: Lambda action does not point at a function of this template", id)
 			}
 			env, _ := t.Prop(fn, "Environment.Variables").(map[string]any)
 			_, isJitr := env[contract.EnvCACertificateIDs]
 			switch {
 			case isJitr && s.Function != "" && s.Function != fn:
-				return nil, fmt.Errorf("topic rules invoke two JITR functions (%s, %s); the emulator runs one", s.Function, fn)
+				return fmt.Errorf("topic rules invoke two JITR functions (%s, %s); the emulator runs one", s.Function, fn)
 			case isJitr:
 				s.Function = fn
 			case !slices.Contains(s.Others, fn):
@@ -140,10 +166,7 @@ func ReadStack(t *Template) (*StackSpec, error) {
 			s.Rules = append(s.Rules, RuleSpec{LogicalID: id, Function: fn})
 		}
 	}
-	if s.Function == "" {
-		return nil, fmt.Errorf("template has no JITR function: no event source mapping and no topic rule with a Lambda action feeds it")
-	}
-	return s, nil
+	return nil
 }
 
 var rateExpr = regexp.MustCompile(`^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$`)
@@ -171,8 +194,8 @@ func RuleTopicFilter(sql string) (string, error) {
 	return m[1], nil
 }
 
-// physicalName invents a name the way CloudFormation does for resources without one: stack, logical id, suffix.
-func physicalName(stack, logicalID, suffix string, maxLen int) string {
+// PhysicalName invents a name the way CloudFormation does for resources without one: stack, logical id, suffix.
+func PhysicalName(stack, logicalID, suffix string, maxLen int) string {
 	id := logicalID
 	if len(id) > 40 {
 		id = id[:40]
@@ -183,4 +206,15 @@ func physicalName(stack, logicalID, suffix string, maxLen int) string {
 		name = strings.TrimLeft(name, "-")
 	}
 	return name
+}
+
+// RandomSuffix is the random part CloudFormation appends to the names it invents.
+func RandomSuffix() string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
 }

@@ -1,15 +1,13 @@
-package localaws
+// Package broker is the MQTT-over-TLS server that behaves like AWS IoT Core for the devices: the CONNECT check
+// and just-in-time registration (connect.go), AWS IoT's protocol limits (limits.go), the IoT policy on every
+// PUBLISH, SUBSCRIBE and RECEIVE, revocation of open connections (revocation.go), the rules engine's topic filters
+// and the shadow bridge.
+package broker
 
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
-	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -17,15 +15,15 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
-	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/deploy"
+	"github.com/sphere-jitr/sphere-jitr/emulator/iotcore/shadow"
+	"github.com/sphere-jitr/sphere-jitr/emulator/policy"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
-	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
 // brokerIoTAPI is the part of the IoT control plane the broker consults on each connection.
@@ -42,14 +40,14 @@ type brokerIoTAPI interface {
 
 var _ brokerIoTAPI = (*iot.Client)(nil)
 
-// BrokerOptions configures the MQTT broker that stands in for AWS IoT Core.
-type BrokerOptions struct {
-	Deployment  *Deployment
+// Options configures the MQTT broker that stands in for AWS IoT Core.
+type Options struct {
+	Deployment  *deploy.Deployment
 	IoT         brokerIoTAPI
-	Shadow      *ShadowClient
+	Shadow      *shadow.Client
 	Certificate tls.Certificate // the broker's TLS server certificate
 	// OnRule receives each message that matches a deployed topic rule (the rules engine's action).
-	OnRule   func(rule DeployedRule, topic string, payload []byte)
+	OnRule   func(rule deploy.Rule, topic string, payload []byte)
 	Timeline *timeline.Timeline
 	Log      *slog.Logger // broker internals; default discards
 	// RegistryPoll is how often open connections are checked against the registry; default RevocationPollInterval.
@@ -58,13 +56,13 @@ type BrokerOptions struct {
 
 // Broker is an MQTT-over-TLS server on loopback that behaves like AWS IoT Core for the JITR flow.
 type Broker struct {
-	opts     BrokerOptions
+	opts     Options
 	srv      *mqtt.Server
 	addr     string
 	region   string
 	account  string
 	sessions sync.Map // *mqtt.Client → *session
-	policies sync.Map // policy name → *Policy
+	policies sync.Map // policy name → *policy.Policy
 	// lookups bounds the registry calls of connections in progress: a fleet retrying at once would otherwise
 	// flood moto, a single process, and starve the function that provisions the fleet.
 	lookups chan struct{}
@@ -87,7 +85,7 @@ type session struct {
 	mu      sync.Mutex
 	// policies and policyNames (same order) are the policies attached to the certificate; the registry poll
 	// withdraws detached ones (revocation.go). Read them under mu.
-	policies    []*Policy
+	policies    []*policy.Policy
 	policyNames []string
 	pending     map[string]bool // SUBSCRIBE filters already judged by iot:Subscribe, awaiting mochi's ACL call
 	will        *willMessage    // the Last Will, published by the broker under the policy (limits.go)
@@ -95,14 +93,14 @@ type session struct {
 }
 
 // currentPolicies returns the policies attached to the session's certificate now.
-func (s *session) currentPolicies() []*Policy {
+func (s *session) currentPolicies() []*policy.Policy {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.policies
 }
 
-// StartBroker listens on 127.0.0.1 (a free port) and serves until Close.
-func StartBroker(opts BrokerOptions) (*Broker, error) {
+// Start listens on 127.0.0.1 (a free port) and serves until Close.
+func Start(opts Options) (*Broker, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.NewTextHandler(discard{}, nil))
 	}
@@ -186,183 +184,6 @@ func (b *Broker) arn(kind, name string) string {
 	return fmt.Sprintf("arn:aws:iot:%s:%s:%s/%s", b.region, b.account, kind, name)
 }
 
-const actorIoT = "iot-core"
-
-// errRefused closes a connection without CONNACK, as AWS IoT does when it refuses a certificate or a connect.
-var errRefused = errors.New("connection refused by the emulator")
-
-// errNoSNI fails the TLS handshake of a client that sent no server name, as AWS IoT refuses it.
-var errNoSNI = errors.New("TLS ClientHello without SNI")
-
-// errRevoked ends the connection of a certificate that is no longer ACTIVE.
-var errRevoked = errors.New("certificate no longer ACTIVE")
-
-// admit decides a CONNECT: it returns the session of an authorised client, or the reason for refusing it.
-func (b *Broker) admit(ctx context.Context, cl *mqtt.Client) (*session, string) {
-	tc, ok := cl.Net.Conn.(*tls.Conn)
-	if !ok {
-		return nil, "not a TLS connection"
-	}
-	chain := tc.ConnectionState().PeerCertificates
-	if len(chain) == 0 {
-		return nil, "no client certificate"
-	}
-	leaf := chain[0]
-	sum := sha256.Sum256(leaf.Raw)
-	certID := hex.EncodeToString(sum[:])
-	wait := time.NewTimer(registrySlotWait)
-	defer wait.Stop()
-	select {
-	case b.lookups <- struct{}{}:
-		defer func() { <-b.lookups }()
-	case <-wait.C:
-		return nil, "service busy: registry overloaded, retry later"
-	case <-ctx.Done():
-		return nil, "broker closing"
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	desc, err := b.opts.IoT.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String(certID)})
-	var nf *iottypes.ResourceNotFoundException
-	switch {
-	case errors.As(err, &nf):
-		return nil, b.autoRegister(ctx, leaf, chain[1:], certID)
-	case err != nil:
-		return nil, fmt.Sprintf("registry lookup failed: %v", err)
-	}
-	status := desc.CertificateDescription.Status
-	switch status {
-	case iottypes.CertificateStatusPendingActivation:
-		// AWS IoT publishes the registered event again on every connection attempt with a certificate still
-		// PENDING_ACTIVATION (the registry decides, each time: no answer from memory), at least once and in no
-		// guaranteed order: "Event messages are guaranteed to be published once. It is possible for them to be
-		// published more than once. The ordering of event messages is not guaranteed."
-		// (https://docs.aws.amazon.com/iot/latest/developerguide/iot-events.html)
-		if ca, ok := b.issuingCA(leaf, chain[1:]); ok {
-			b.publishRegistered(certID, ca.ID)
-			return nil, fmt.Sprintf("certificate %s is PENDING_ACTIVATION: registered event re-published", timeline.Short(certID))
-		}
-		return nil, fmt.Sprintf("certificate %s is PENDING_ACTIVATION", timeline.Short(certID))
-	case iottypes.CertificateStatusActive:
-	default:
-		return nil, fmt.Sprintf("certificate %s is %s", timeline.Short(certID), status)
-	}
-
-	clientID := cl.ID
-	certARN := aws.ToString(desc.CertificateDescription.CertificateArn)
-	things, err := b.opts.IoT.ListPrincipalThings(ctx, &iot.ListPrincipalThingsInput{Principal: aws.String(certARN)})
-	if err != nil {
-		return nil, fmt.Sprintf("list things of certificate: %v", err)
-	}
-	attached := false
-	for _, t := range things.Things {
-		if t == clientID {
-			attached = true
-		}
-	}
-	vars := map[string]string{
-		"iot:ClientId":                       clientID,
-		"iot:Connection.Thing.IsAttached":    fmt.Sprint(attached),
-		"iot:Certificate.Subject.CommonName": leaf.Subject.CommonName,
-		"iot:Certificate.Issuer.CommonName":  leaf.Issuer.CommonName,
-		"iot:Certificate.SerialNumber":       leaf.SerialNumber.String(),
-	}
-	if attached {
-		vars["iot:Connection.Thing.ThingName"] = clientID
-	}
-	pols, err := b.opts.IoT.ListAttachedPolicies(ctx, &iot.ListAttachedPoliciesInput{Target: aws.String(certARN)})
-	if err != nil {
-		return nil, fmt.Sprintf("list policies of certificate: %v", err)
-	}
-	s := &session{certID: certID, certARN: certARN, vars: vars, pending: map[string]bool{}}
-	if attached {
-		s.thing = clientID
-	}
-	for _, p := range pols.Policies {
-		doc, err := b.policy(ctx, aws.ToString(p.PolicyName))
-		if err != nil {
-			return nil, err.Error()
-		}
-		s.policies = append(s.policies, doc)
-		s.policyNames = append(s.policyNames, aws.ToString(p.PolicyName))
-	}
-	if !Allowed(Request{Action: "iot:Connect", Resource: b.arn("client", clientID), Vars: vars}, s.policies...) {
-		why := "no attached policy allows iot:Connect"
-		if !attached {
-			why = fmt.Sprintf("certificate is not attached to thing %q (iot:Connection.Thing.IsAttached is false)", timeline.Short(clientID))
-		}
-		return nil, "not authorised: " + why
-	}
-	return s, ""
-}
-
-// autoRegister is AWS IoT's just-in-time registration: an unknown certificate that chains to a registered,
-// active CA with auto-registration is registered PENDING_ACTIVATION and announced; the connection is dropped.
-func (b *Broker) autoRegister(ctx context.Context, leaf *x509.Certificate, intermediates []*x509.Certificate, certID string) string {
-	ca, ok := b.issuingCA(leaf, intermediates)
-	if !ok {
-		return fmt.Sprintf("unknown certificate %s does not chain to a registered CA", timeline.Short(certID))
-	}
-	if !ca.Active || !ca.AutoRegistration {
-		return fmt.Sprintf("unknown certificate %s: CA %s is not active with auto-registration", timeline.Short(certID), timeline.Short(ca.ID))
-	}
-	certPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}))
-	_, err := b.opts.IoT.RegisterCertificate(ctx, &iot.RegisterCertificateInput{
-		CertificatePem:   aws.String(certPEM),
-		CaCertificatePem: aws.String(ca.PEM),
-		Status:           iottypes.CertificateStatusPendingActivation,
-	})
-	var exists *iottypes.ResourceAlreadyExistsException
-	if err != nil && !errors.As(err, &exists) {
-		return fmt.Sprintf("register certificate %s: %v", timeline.Short(certID), err)
-	}
-	b.publishRegistered(certID, ca.ID)
-	return fmt.Sprintf("unknown certificate %s of CA %s: registered PENDING_ACTIVATION, registered event published, connection closed",
-		timeline.Short(certID), timeline.Short(ca.ID))
-}
-
-// issuingCA returns the deployed CA the certificate chains to, verified by signature and validity.
-func (b *Broker) issuingCA(leaf *x509.Certificate, intermediates []*x509.Certificate) (DeployedCA, bool) {
-	inter := x509.NewCertPool()
-	for _, c := range intermediates {
-		inter.AddCert(c)
-	}
-	for _, ca := range b.opts.Deployment.CAs {
-		roots := x509.NewCertPool()
-		roots.AddCert(ca.Cert)
-		_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
-		if err == nil {
-			return ca, true
-		}
-	}
-	return DeployedCA{}, false
-}
-
-func (b *Broker) publishRegistered(certID, caID string) {
-	now := time.Now().UnixMilli()
-	ev, _ := json.Marshal(contract.RegisteredEvent{
-		CertificateID: certID, CACertificateID: caID, Timestamp: contract.EpochMillis(now), CertificateStatus: "PENDING_ACTIVATION",
-		AWSAccountID: b.account, CertificateRegistrationTimestamp: contract.EpochMillis(now),
-	})
-	_ = b.Publish(contract.RegisteredEventTopic(caID), ev)
-}
-
-func (b *Broker) policy(ctx context.Context, name string) (*Policy, error) {
-	if p, ok := b.policies.Load(name); ok {
-		return p.(*Policy), nil
-	}
-	out, err := b.opts.IoT.GetPolicy(ctx, &iot.GetPolicyInput{PolicyName: aws.String(name)})
-	if err != nil {
-		return nil, fmt.Errorf("get policy %s: %w", name, err)
-	}
-	p, err := ParsePolicy([]byte(aws.ToString(out.PolicyDocument)))
-	if err != nil {
-		return nil, fmt.Errorf("policy %s: %w", name, err)
-	}
-	b.policies.Store(name, p)
-	return p, nil
-}
-
 func (b *Broker) session(cl *mqtt.Client) *session {
 	s, ok := b.sessions.Load(cl)
 	if !ok {
@@ -419,7 +240,7 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	defer s.mu.Unlock()
 	for _, f := range pk.Filters {
 		// The limits hook ran first; session.policies is read under s.mu, which is held here.
-		s.pending[f.Filter] = Allowed(Request{Action: "iot:Subscribe", Resource: h.b.arn("topicfilter", f.Filter), Vars: s.vars}, s.policies...)
+		s.pending[f.Filter] = policy.Allowed(policy.Request{Action: "iot:Subscribe", Resource: h.b.arn("topicfilter", f.Filter), Vars: s.vars}, s.policies...)
 	}
 	return pk
 }
@@ -430,7 +251,7 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return false
 	}
 	if write {
-		return Allowed(Request{Action: "iot:Publish", Resource: h.b.arn("topic", topic), Vars: s.vars}, s.currentPolicies()...)
+		return policy.Allowed(policy.Request{Action: "iot:Publish", Resource: h.b.arn("topic", topic), Vars: s.vars}, s.currentPolicies()...)
 	}
 	s.mu.Lock()
 	verdict, isSubscribe := s.pending[topic]
@@ -439,7 +260,7 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if isSubscribe {
 		return verdict
 	}
-	return Allowed(Request{Action: "iot:Receive", Resource: h.b.arn("topic", topic), Vars: s.vars}, s.currentPolicies()...)
+	return policy.Allowed(policy.Request{Action: "iot:Receive", Resource: h.b.arn("topic", topic), Vars: s.vars}, s.currentPolicies()...)
 }
 
 // OnPublished bridges shadow requests to moto's shadow service and publishes its answers.
@@ -449,7 +270,7 @@ func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	replies, ok := HandleShadowRequest(ctx, h.b.opts.Shadow, pk.TopicName, pk.Payload)
+	replies, ok := shadow.HandleRequest(ctx, h.b.opts.Shadow, pk.TopicName, pk.Payload)
 	if !ok {
 		return
 	}

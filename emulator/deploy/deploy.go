@@ -1,8 +1,10 @@
-package localaws
+// Package deploy creates in moto what the synthesized template describes and the emulator runs: tenant CAs, IoT
+// policies, topic rules, queues, tables and buckets; it names the functions and resolves their environment, role,
+// retries, on-failure destination and triggers. The Deployment it returns is what the other parts run.
+package deploy
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
@@ -20,8 +22,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/iotcore/rulesql"
+	"github.com/sphere-jitr/sphere-jitr/emulator/policy"
 	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
 )
 
 // deployIoTAPI is the part of the IoT control plane the deployer uses.
@@ -48,8 +53,8 @@ var (
 	_ deployDynamoDBAPI = (*dynamodb.Client)(nil)
 )
 
-// DeployedCA is a tenant CA registered in the emulator.
-type DeployedCA struct {
+// CA is a tenant CA registered in the emulator.
+type CA struct {
 	LogicalID        string
 	ID               string // certificate id (SHA-256 of the DER)
 	ARN              string
@@ -59,73 +64,100 @@ type DeployedCA struct {
 	AutoRegistration bool
 }
 
-// DeployedRule is a topic rule the emulator's rule engine runs.
-type DeployedRule struct {
+// Rule is a topic rule the emulator's rules engine runs.
+type Rule struct {
 	Name        string
 	SQL         string
 	TopicFilter string
-	Statement   *RuleStatement // the SQL, parsed: what the rule hands its action
-	Function    string         // logical id of the function its Lambda action invokes, or ""
-	QueueURL    string         // the queue its SQS action sends to, or ""
+	Statement   *rulesql.Statement // the SQL, parsed: what the rule hands its action
+	Function    string             // logical id of the function its Lambda action invokes, or ""
+	QueueURL    string             // the queue its SQS action sends to, or ""
 }
 
-// DeployedMapping is an event source mapping of a queue created in moto to the JITR function.
-type DeployedMapping struct {
-	MappingSpec
+// Mapping is an event source mapping of a queue created in moto to a function.
+type Mapping struct {
+	stacktemplate.MappingSpec
 	QueueURL, QueueARN string
 }
 
-// Concurrency is how many invocations of the JITR function the event source mappings may run at once.
-func (d *Deployment) Concurrency() int {
+// Schedule is a rate schedule of a function.
+type Schedule struct {
+	stacktemplate.ScheduleSpec
+	ARN string
+}
+
+// Kind says which of the product's functions a function of the template is, so the emulator runs the right code.
+type Kind string
+
+const (
+	KindJITR    Kind = "jitr"    // the JITR function (its environment names the tenant CAs)
+	KindPresign Kind = "presign" // the presign function (its environment names the IoT data endpoint)
+)
+
+// Function is a function of the template as the emulator runs it: its name, code, environment, role, how Lambda
+// retries it, where its failed events go, and what invokes it (rules name it by logical id; Mappings and
+// Schedules are its own).
+type Function struct {
+	LogicalID string
+	Name      string // physical name
+	ARN       string
+	Kind      Kind
+	Env       map[string]string // environment, resolved
+	// RolePolicy gathers the statements of every identity-based policy of the function's role, resolved: the
+	// emulator's S3 gate and data-plane endpoint authorise the function's requests with it.
+	RolePolicy *policy.Policy
+	// Retries is how often Lambda retries a failed asynchronous invocation (its EventInvokeConfig's
+	// MaximumRetryAttempts; 2, Lambda's default, without one).
+	Retries int
+	// DeadLetterQueueURL is the function's on-failure destination (its EventInvokeConfig), created in moto; "" when
+	// the template has none or Options.Queues is nil.
+	DeadLetterQueueURL string
+	Mappings           []Mapping
+	Schedules          []Schedule
+}
+
+// Concurrency is how many invocations of the function its event source mappings may run at once.
+func (f *Function) Concurrency() int {
 	n := 0
-	for _, m := range d.Mappings {
+	for _, m := range f.Mappings {
 		n += max(2, m.MaxConcurrency)
 	}
 	return n
 }
 
-// DeployedSchedule is a rate schedule of the JITR function.
-type DeployedSchedule struct {
-	ScheduleSpec
-	ARN string
-}
-
-// DeployedFunction is a function of the template other than JITR, run by the emulator (the presign function).
-type DeployedFunction struct {
-	LogicalID string
-	Name      string            // physical name
-	Env       map[string]string // environment, resolved
-	// RolePolicy gathers the statements of every AWS::IAM::Policy attached to the function's role, resolved: the
-	// emulator's S3 gate and data-plane endpoint authorise the function's requests with it.
-	RolePolicy *Policy
-}
-
 // Deployment is the stack as deployed into the emulator: physical ids, resolved documents and environment.
 type Deployment struct {
-	StackName  string
-	Resolver   *Resolver
-	CAs        []DeployedCA
-	Policies   map[string]*Policy // by physical policy name
-	Rules      []DeployedRule
-	Function   string // physical name of the JITR function
-	FunctionID string // the JITR function's logical id
-	// DeadLetterQueueURL is the function's on-failure destination (its AWS::Lambda::EventInvokeConfig), created in
-	// moto; "" when the template has none or DeployOptions.Queues is nil.
-	DeadLetterQueueURL string
+	StackName string
+	Resolver  *stacktemplate.Resolver
+	CAs       []CA
+	Policies  map[string]*policy.Policy // by physical policy name
+	Rules     []Rule
+	// Functions are the functions the emulator runs, by logical id.
+	Functions map[string]*Function
 	// Queues are the template's SQS queues, created in moto with their visibility timeout and redrive policy:
 	// logical id → URL.
-	Queues      map[string]string
-	Mappings    []DeployedMapping
-	Schedules   []DeployedSchedule
-	FunctionEnv map[string]string            // the JITR function's environment, resolved
-	Others      map[string]*DeployedFunction // the other functions the rules invoke, by logical id
-	Bucket      string                       // demo bucket (first AWS::S3::Bucket)
-	Tables      map[string]string            // DynamoDB tables: logical id → physical name
-	Outputs     map[string]string            // outputs that resolved (custom-resource values may not)
+	Queues  map[string]string
+	Bucket  string            // demo bucket (first AWS::S3::Bucket)
+	Tables  map[string]string // DynamoDB tables: logical id → physical name
+	Outputs map[string]string // outputs that resolved (custom-resource values may not)
+	jitr    string            // logical id of the JITR function
 }
 
-// DeployOptions tunes Deploy.
-type DeployOptions struct {
+// JITR is the JITR function.
+func (d *Deployment) JITR() *Function { return d.Functions[d.jitr] }
+
+// FunctionIDs are the logical ids of the functions, sorted.
+func (d *Deployment) FunctionIDs() []string {
+	ids := make([]string, 0, len(d.Functions))
+	for id := range d.Functions {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// Options tunes Deploy.
+type Options struct {
 	StackName string // default contract.StackName
 	Region    string
 	AccountID string
@@ -146,23 +178,23 @@ type deployQueueAPI interface {
 // Deploy creates in moto what the template describes for the device flow: CA registrations (status and
 // auto-registration as in the template), policies (intrinsics resolved), topic rules, buckets, and it resolves the
 // JITR function's environment. It returns what the broker and the Lambda runner need.
-func Deploy(ctx context.Context, t *Template, iotc deployIoTAPI, s3c deployS3API, opts DeployOptions) (*Deployment, error) {
-	spec, err := ReadStack(t)
+func Deploy(ctx context.Context, t *stacktemplate.Template, iotc deployIoTAPI, s3c deployS3API, opts Options) (*Deployment, error) {
+	spec, err := stacktemplate.ReadStack(t)
 	if err != nil {
 		return nil, err
 	}
 	if opts.StackName == "" {
 		opts.StackName = contract.StackName
 	}
-	suffix := randomSuffix()
-	r := templateResolver(t, opts.StackName, opts.Region, opts.AccountID, suffix)
+	suffix := stacktemplate.RandomSuffix()
+	r := stacktemplate.StackResolver(t, opts.StackName, opts.Region, opts.AccountID, suffix)
 	for k, v := range opts.Attrs {
 		r.Attrs[k] = v
 	}
-	d := &Deployment{StackName: opts.StackName, Resolver: r, Policies: map[string]*Policy{}, Outputs: map[string]string{}, Tables: map[string]string{}, Queues: map[string]string{}}
+	d := &Deployment{StackName: opts.StackName, Resolver: r, Policies: map[string]*policy.Policy{}, Functions: map[string]*Function{}, jitr: spec.Function, Outputs: map[string]string{}, Tables: map[string]string{}, Queues: map[string]string{}}
 	dp := &deployer{t: t, spec: spec, r: r, iot: iotc, s3: s3c, opts: opts, suffix: suffix, d: d}
 	// Order matters: each step resolves references to what the steps before it created.
-	for _, step := range []func(context.Context) error{dp.cas, dp.function, dp.queues, dp.deadLetterQueue, dp.mappings, dp.buckets, dp.tables, dp.policies, dp.functionEnv, dp.rules} {
+	for _, step := range []func(context.Context) error{dp.cas, dp.functions, dp.queues, dp.invokeConfigs, dp.mappings, dp.buckets, dp.tables, dp.policies, dp.functionEnv, dp.rules} {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}
@@ -174,12 +206,12 @@ func Deploy(ctx context.Context, t *Template, iotc deployIoTAPI, s3c deployS3API
 // deployer creates one resource type of the template per method and records what it made in d and in the
 // resolver, for the resources that reference it.
 type deployer struct {
-	t      *Template
-	spec   *StackSpec
-	r      *Resolver
+	t      *stacktemplate.Template
+	spec   *stacktemplate.StackSpec
+	r      *stacktemplate.Resolver
 	iot    deployIoTAPI
 	s3     deployS3API
-	opts   DeployOptions
+	opts   Options
 	suffix string
 	d      *Deployment
 }
@@ -198,19 +230,18 @@ func (dp *deployer) cas(ctx context.Context) error {
 	return nil
 }
 
-// function names the functions; the emulator runs them itself (moto's Lambda is not used).
-func (dp *deployer) function(context.Context) error {
-	name := func(id string) string {
-		n := physicalName(dp.opts.StackName, id, dp.suffix, 64)
+// functions names the functions; the emulator runs them itself (moto's Lambda is not used).
+func (dp *deployer) functions(context.Context) error {
+	for _, id := range append([]string{dp.spec.Function}, dp.spec.Others...) {
+		n := stacktemplate.PhysicalName(dp.opts.StackName, id, dp.suffix, 64)
+		f := &Function{LogicalID: id, Name: n, Kind: KindPresign, Retries: 2,
+			ARN: fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", dp.opts.Region, dp.opts.AccountID, n)}
+		if id == dp.spec.Function {
+			f.Kind = KindJITR
+		}
 		dp.r.Refs[id] = n
-		dp.r.Attrs[id+".Arn"] = fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", dp.opts.Region, dp.opts.AccountID, n)
-		return n
-	}
-	dp.d.Function = name(dp.spec.Function)
-	dp.d.FunctionID = dp.spec.Function
-	dp.d.Others = map[string]*DeployedFunction{}
-	for _, id := range dp.spec.Others {
-		dp.d.Others[id] = &DeployedFunction{LogicalID: id, Name: name(id)}
+		dp.r.Attrs[id+".Arn"] = f.ARN
+		dp.d.Functions[id] = f
 	}
 	return nil
 }
@@ -235,7 +266,7 @@ func (dp *deployer) queues(ctx context.Context) error {
 		}
 	})
 	for _, id := range ids {
-		name := physicalName(dp.opts.StackName, id, dp.suffix, 80)
+		name := stacktemplate.PhysicalName(dp.opts.StackName, id, dp.suffix, 80)
 		attrs := map[string]string{}
 		for prop, attr := range map[string]string{"VisibilityTimeout": "VisibilityTimeout", "MessageRetentionPeriod": "MessageRetentionPeriod"} {
 			if v, ok := dp.t.Prop(id, prop).(float64); ok {
@@ -264,16 +295,21 @@ func (dp *deployer) queues(ctx context.Context) error {
 	return nil
 }
 
-// deadLetterQueue finds the queue the function's asynchronous invocations fail to (EventInvokeConfig's
-// DestinationConfig.OnFailure), so the emulator can deliver what still fails after Lambda's retries as AWS does.
-func (dp *deployer) deadLetterQueue(context.Context) error {
+// invokeConfigs reads each function's AWS::Lambda::EventInvokeConfig: how often Lambda retries a failed
+// asynchronous invocation, and the queue it then fails to (DestinationConfig.OnFailure), so the emulator delivers
+// what still fails after the retries as AWS does.
+func (dp *deployer) invokeConfigs(context.Context) error {
 	for _, id := range dp.t.OfType("AWS::Lambda::EventInvokeConfig") {
-		if ReferencedResource(dp.t.Prop(id, "FunctionName")) != dp.spec.Function {
+		f, ok := dp.d.Functions[stacktemplate.ReferencedResource(dp.t.Prop(id, "FunctionName"))]
+		if !ok {
 			continue
 		}
-		queue := ReferencedResource(dp.t.Prop(id, "DestinationConfig.OnFailure.Destination"))
+		if n, ok := dp.t.Prop(id, "MaximumRetryAttempts").(float64); ok {
+			f.Retries = int(n)
+		}
+		queue := stacktemplate.ReferencedResource(dp.t.Prop(id, "DestinationConfig.OnFailure.Destination"))
 		if url, ok := dp.d.Queues[queue]; ok {
-			dp.d.DeadLetterQueueURL = url
+			f.DeadLetterQueueURL = url
 		}
 	}
 	return nil
@@ -281,6 +317,7 @@ func (dp *deployer) deadLetterQueue(context.Context) error {
 
 // mappings resolves the event source mappings and schedules of the JITR function.
 func (dp *deployer) mappings(context.Context) error {
+	jitr := dp.d.JITR()
 	for _, m := range dp.spec.Mappings {
 		url, ok := dp.d.Queues[m.Queue]
 		if !ok {
@@ -289,18 +326,18 @@ func (dp *deployer) mappings(context.Context) error {
 			}
 			return fmt.Errorf("event source mapping %s: queue %s was not created", m.LogicalID, m.Queue)
 		}
-		dp.d.Mappings = append(dp.d.Mappings, DeployedMapping{MappingSpec: m, QueueURL: url, QueueARN: dp.r.Attrs[m.Queue+".Arn"]})
+		jitr.Mappings = append(jitr.Mappings, Mapping{MappingSpec: m, QueueURL: url, QueueARN: dp.r.Attrs[m.Queue+".Arn"]})
 	}
 	for _, sc := range dp.spec.Schedules {
-		dp.d.Schedules = append(dp.d.Schedules, DeployedSchedule{ScheduleSpec: sc,
-			ARN: fmt.Sprintf("arn:aws:events:%s:%s:rule/%s", dp.opts.Region, dp.opts.AccountID, physicalName(dp.opts.StackName, sc.LogicalID, dp.suffix, 64))})
+		jitr.Schedules = append(jitr.Schedules, Schedule{ScheduleSpec: sc,
+			ARN: fmt.Sprintf("arn:aws:events:%s:%s:rule/%s", dp.opts.Region, dp.opts.AccountID, stacktemplate.PhysicalName(dp.opts.StackName, sc.LogicalID, dp.suffix, 64))})
 	}
 	return nil
 }
 
 func (dp *deployer) buckets(ctx context.Context) error {
 	for _, id := range dp.spec.Buckets {
-		name := strings.ToLower(physicalName(dp.opts.StackName, id, dp.suffix, 63))
+		name := strings.ToLower(stacktemplate.PhysicalName(dp.opts.StackName, id, dp.suffix, 63))
 		if n, ok := dp.t.Prop(id, "BucketName").(string); ok {
 			name = n
 		}
@@ -326,7 +363,7 @@ func (dp *deployer) tables(ctx context.Context) error {
 		return fmt.Errorf("the template has DynamoDB tables (%s) and the deployer has no DynamoDB client", strings.Join(ids, ", "))
 	}
 	for _, id := range ids {
-		name := physicalName(dp.opts.StackName, id, dp.suffix, 255)
+		name := stacktemplate.PhysicalName(dp.opts.StackName, id, dp.suffix, 255)
 		if n, ok := dp.t.Prop(id, "TableName").(string); ok {
 			name = n
 		}
@@ -376,7 +413,7 @@ func str(v any) string { s, _ := v.(string); return s }
 
 func (dp *deployer) policies(ctx context.Context) error {
 	for _, id := range dp.spec.Policies {
-		name := physicalName(dp.opts.StackName, id, dp.suffix, 128)
+		name := stacktemplate.PhysicalName(dp.opts.StackName, id, dp.suffix, 128)
 		if n, ok := dp.t.Prop(id, "PolicyName").(string); ok {
 			name = n
 		}
@@ -388,7 +425,7 @@ func (dp *deployer) policies(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("policy %s: encode document: %w", id, err)
 		}
-		p, err := ParsePolicy(doc)
+		p, err := policy.Parse(doc)
 		if err != nil {
 			return fmt.Errorf("policy %s: %w", id, err)
 		}
@@ -404,10 +441,7 @@ func (dp *deployer) policies(ctx context.Context) error {
 
 func (dp *deployer) functionEnv(context.Context) error {
 	var err error
-	if dp.d.FunctionEnv, err = dp.environment(dp.spec.Function); err != nil {
-		return err
-	}
-	for id, f := range dp.d.Others {
+	for id, f := range dp.d.Functions {
 		if f.Env, err = dp.environment(id); err != nil {
 			return err
 		}
@@ -431,27 +465,21 @@ func (dp *deployer) environment(fn string) (map[string]string, error) {
 	return out, nil
 }
 
-// rolePolicy resolves the statements of every AWS::IAM::Policy of the template attached to the function's role.
-func (dp *deployer) rolePolicy(fn string) (*Policy, error) {
-	role := ReferencedResource(dp.t.Prop(fn, "Role"))
+// rolePolicy gathers the statements of every identity-based policy of the function's role (stacktemplate.RolePolicies) into
+// one document the S3 gate and the data plane evaluate.
+func (dp *deployer) rolePolicy(fn string) (*policy.Policy, error) {
+	role := stacktemplate.ReferencedResource(dp.t.Prop(fn, "Role"))
 	if role == "" {
 		return nil, fmt.Errorf("function %s: no role of this template", fn)
 	}
+	docs, err := stacktemplate.RolePolicies(dp.t, dp.r, role)
+	if err != nil {
+		return nil, err
+	}
 	var statements []any
-	for _, id := range dp.t.OfType("AWS::IAM::Policy") {
-		roles, _ := dp.t.Prop(id, "Roles").([]any)
-		attached := false
-		for _, r := range roles {
-			attached = attached || ReferencedResource(r) == role
-		}
-		if !attached {
-			continue
-		}
-		doc, err := dp.r.Resolve(dp.t.Prop(id, "PolicyDocument"))
-		if err != nil {
-			return nil, fmt.Errorf("role policy %s: %w", id, err)
-		}
-		m, _ := doc.(map[string]any)
+	for _, raw := range docs {
+		var m map[string]any
+		_ = json.Unmarshal(raw, &m)
 		switch st := m["Statement"].(type) {
 		case []any:
 			statements = append(statements, st...)
@@ -460,7 +488,7 @@ func (dp *deployer) rolePolicy(fn string) (*Policy, error) {
 		}
 	}
 	doc, _ := json.Marshal(map[string]any{"Version": "2012-10-17", "Statement": statements})
-	p, err := ParsePolicy(doc)
+	p, err := policy.Parse(doc)
 	if err != nil {
 		return nil, fmt.Errorf("role of function %s: %w", fn, err)
 	}
@@ -473,7 +501,7 @@ func (dp *deployer) rules(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("topic rule %s: resolve SQL: %w", rs.LogicalID, err)
 		}
-		stmt, err := ParseRuleSQL(sql)
+		stmt, err := rulesql.Parse(sql)
 		if err != nil {
 			return fmt.Errorf("topic rule %s: %w", rs.LogicalID, err)
 		}
@@ -509,7 +537,7 @@ func (dp *deployer) rules(ctx context.Context) error {
 			return fmt.Errorf("create topic rule %s: %w", name, err)
 		}
 		dp.r.Refs[rs.LogicalID] = name
-		dp.d.Rules = append(dp.d.Rules, DeployedRule{Name: name, SQL: sql, TopicFilter: filter, Statement: stmt, Function: rs.Function, QueueURL: queueURL})
+		dp.d.Rules = append(dp.d.Rules, Rule{Name: name, SQL: sql, TopicFilter: filter, Statement: stmt, Function: rs.Function, QueueURL: queueURL})
 	}
 	return nil
 }
@@ -528,7 +556,7 @@ func (dp *deployer) outputs() {
 	}
 }
 
-func deployCA(ctx context.Context, t *Template, r *Resolver, iotc deployIoTAPI, id string) (*DeployedCA, error) {
+func deployCA(ctx context.Context, t *stacktemplate.Template, r *stacktemplate.Resolver, iotc deployIoTAPI, id string) (*CA, error) {
 	pemText, err := r.String(t.Prop(id, "CACertificatePem"))
 	if err != nil {
 		return nil, fmt.Errorf("CA %s: certificate PEM: %w", id, err)
@@ -566,7 +594,7 @@ func deployCA(ctx context.Context, t *Template, r *Resolver, iotc deployIoTAPI, 
 	if err != nil {
 		return nil, fmt.Errorf("register CA %s: %w", id, err)
 	}
-	return &DeployedCA{
+	return &CA{
 		LogicalID: id, ID: aws.ToString(out.CertificateId), ARN: aws.ToString(out.CertificateArn), PEM: pemText, Cert: cert,
 		Active: status == "ACTIVE", AutoRegistration: autoReg == "ENABLE",
 	}, nil
@@ -578,22 +606,12 @@ func ruleName(logicalID, suffix string) string {
 	return nonRuleChars.ReplaceAllString(logicalID, "") + "_" + suffix
 }
 
-func randomSuffix() string {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b)
-}
-
 // CAByID returns the deployed CA with the given id.
-func (d *Deployment) CAByID(id string) (DeployedCA, bool) {
+func (d *Deployment) CAByID(id string) (CA, bool) {
 	for _, ca := range d.CAs {
 		if ca.ID == id {
 			return ca, true
 		}
 	}
-	return DeployedCA{}, false
+	return CA{}, false
 }
