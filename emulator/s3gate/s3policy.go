@@ -162,7 +162,7 @@ func bucketPrincipals(v any) ([]string, error) {
 // s3Caller is who signed a request, as S3 sees it.
 type s3Caller struct {
 	Anonymous bool
-	Admin     bool       // the emulator's own key (motoserver.AccessKeyID): the account's root user
+	Admin     bool               // the emulator's own key (motoserver.AccessKeyID): the account's root user
 	Function  *identity.Identity // a function the emulator runs, with its role policy
 }
 
