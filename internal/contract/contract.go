@@ -133,6 +133,9 @@ const (
 	LedgerQueuedAt   = "QueuedAt"      // Unix seconds when the retirement was last queued
 	LedgerInflight   = "inflight"
 	LedgerDone       = "done"
+	// LedgerDeleted is the state of a certificate a retirement deleted: an event for it afterwards is about a new
+	// registration of the same certificate (AWS IoT registers it anew when the device presents it again).
+	LedgerDeleted = "deleted"
 )
 
 // RetirementRequest is a message on the retirement queue: the certificate JITR activated for a thing, whose older

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -183,28 +184,31 @@ func (h *Handler) putBack(ctx context.Context, queueURL string, entries []sqstyp
 var errClaimedElsewhere = errors.New("another delivery of the certificate's event is being handled")
 
 // registerOnce claims the event's certificate in the ledger and handles the event; dup reports that another
-// delivery settled the certificate (the event is dropped).
+// delivery settled the certificate (the event is dropped). The ledger records only what was done to the
+// certificate: an event refused or ignored before any call (malformed, a CA not the stack's) takes no claim, and
+// one that did nothing to it (left PENDING, ignored after DescribeCertificate, failed) puts the entry back as it
+// was, so the certificate's genuine event is never dropped as its duplicate.
 func (h *Handler) registerOnce(ctx context.Context, e Event) (dup bool, err error) {
 	id := e.CertificateID
-	if !isHexID(id) {
-		return false, h.Handle(ctx, e) // refused: no claim for an id that is not one
+	if _, ours := h.cfg.CAs[e.CACertificateID]; e.Validate() != nil || !ours {
+		return false, h.Handle(ctx, e) // refused or ignored, and counted: nothing for the ledger
 	}
-	claim, err := h.claim(ctx, id)
+	c, err := h.claim(ctx, id)
 	switch {
 	case err != nil:
 		return false, err
-	case claim == settledElsewhere:
+	case c.outcome == settledElsewhere:
 		h.recent.add(id, h.now().Add(reconcileAfter))
 		return true, nil
-	case claim == heldElsewhere:
+	case c.outcome == heldElsewhere:
 		// Dropping it would lose the event if that delivery fails and this is the same SQS message delivered
 		// twice; its retry costs a receive, never an AWS IoT call.
 		return true, errClaimedElsewhere
 	}
-	deferred, err := h.handle(ctx, e)
-	if err != nil || deferred {
+	untouched, err := h.handle(ctx, e, c.reregistered)
+	if err != nil || untouched {
 		// A later delivery must run again: a retry of this one, or the event of the device's next attempt.
-		if relErr := h.release(ctx, id); relErr != nil {
+		if relErr := h.release(ctx, id, c); relErr != nil {
 			h.log.Warn("ledger claim not released; it lapses after its lease", "certificateId", id, "error", relErr.Error())
 		}
 		return false, err
@@ -235,46 +239,108 @@ const (
 	heldElsewhere                        // another delivery is handling it
 )
 
-// claim takes the certificate's ledger item for this delivery: it must be absent, or an inflight claim whose
-// lease ran out. One conditional write, so two deliveries never both win; a lost race reads the item's state
-// from the refusal itself.
-func (h *Handler) claim(ctx context.Context, id string) (claimOutcome, error) {
+// ledgerClaim is what a claim found and wrote: release puts the entry back as it was.
+type ledgerClaim struct {
+	outcome claimOutcome
+	// until is the lease this delivery wrote (Unix seconds): release and settle touch the item only while it holds.
+	until int64
+	// prior is the item before the claim, nil when there was none.
+	prior map[string]ddbtypes.AttributeValue
+	// reregistered says a retirement deleted the certificate after it was handled: the event is about a new
+	// registration of it (the device presented it again).
+	reregistered bool
+}
+
+// claimAttrs are the attributes a claim writes, which release restores.
+var claimAttrs = []string{contract.LedgerState, contract.LedgerLeaseUntil, contract.LedgerExpiresAt}
+
+// claim takes the certificate's ledger item for this delivery: it must be absent, an inflight claim whose lease
+// ran out, or the mark of a certificate a retirement deleted. One conditional write, so two deliveries never both
+// win; a lost race reads the item's state from the refusal itself, a won one what it replaced.
+func (h *Handler) claim(ctx context.Context, id string) (ledgerClaim, error) {
 	if !h.ledgerOn() {
-		return claimed, nil
+		return ledgerClaim{outcome: claimed}, nil
 	}
 	now := h.now()
-	_, err := h.ledger.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+	c := ledgerClaim{outcome: claimed, until: now.Add(claimLease).Unix()}
+	out, err := h.ledger.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(h.cfg.LedgerTable),
 		Key:                 ledgerKey(id),
 		UpdateExpression:    aws.String("SET #s = :inflight, #u = :until, #x = :expires"),
-		ConditionExpression: aws.String("attribute_not_exists(#k) OR (#s = :inflight AND #u < :now)"),
+		ConditionExpression: aws.String("attribute_not_exists(#k) OR (#s = :inflight AND #u < :now) OR #s = :deleted"),
 		ExpressionAttributeNames: map[string]string{"#k": contract.LedgerKey, "#s": contract.LedgerState,
 			"#u": contract.LedgerLeaseUntil, "#x": contract.LedgerExpiresAt},
 		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{
 			":inflight": &ddbtypes.AttributeValueMemberS{Value: contract.LedgerInflight},
-			":until":    unixAttr(now.Add(claimLease)), ":now": unixAttr(now), ":expires": unixAttr(now.Add(ledgerRetention)),
+			":deleted":  &ddbtypes.AttributeValueMemberS{Value: contract.LedgerDeleted},
+			":until":    &ddbtypes.AttributeValueMemberN{Value: strconv.FormatInt(c.until, 10)}, ":now": unixAttr(now),
+			":expires": unixAttr(now.Add(ledgerRetention)),
 		},
+		ReturnValues:                        ddbtypes.ReturnValueAllOld,
 		ReturnValuesOnConditionCheckFailure: ddbtypes.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	var failed *ddbtypes.ConditionalCheckFailedException
 	if errors.As(err, &failed) {
 		if st, ok := failed.Item[contract.LedgerState].(*ddbtypes.AttributeValueMemberS); ok && st.Value == contract.LedgerDone {
-			return settledElsewhere, nil
+			return ledgerClaim{outcome: settledElsewhere}, nil
 		}
-		return heldElsewhere, nil
+		return ledgerClaim{outcome: heldElsewhere}, nil
 	}
 	if err != nil {
-		return claimed, fmt.Errorf("claim certificate %s in the ledger: %w", id, err)
+		return ledgerClaim{}, fmt.Errorf("claim certificate %s in the ledger: %w", id, err)
 	}
-	return claimed, nil
+	if len(out.Attributes) > 0 {
+		c.prior = out.Attributes
+		st, _ := c.prior[contract.LedgerState].(*ddbtypes.AttributeValueMemberS)
+		c.reregistered = st != nil && st.Value == contract.LedgerDeleted
+	}
+	return c, nil
 }
 
-// release gives a claim up, so the next delivery of the certificate is handled.
-func (h *Handler) release(ctx context.Context, id string) error {
+// release gives a claim up, putting back what the claim replaced (nothing, a lapsed claim with its retirement
+// record, a deleted certificate's mark), so the next delivery of the certificate is handled as this one was.
+// A claim whose lease ran out and was taken over is left to its new holder.
+func (h *Handler) release(ctx context.Context, id string, c ledgerClaim) error {
 	if !h.ledgerOn() {
 		return nil
 	}
-	_, err := h.ledger.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(h.cfg.LedgerTable), Key: ledgerKey(id)})
+	names := map[string]string{"#s": contract.LedgerState, "#u": contract.LedgerLeaseUntil}
+	values := map[string]ddbtypes.AttributeValue{
+		":inflight": &ddbtypes.AttributeValueMemberS{Value: contract.LedgerInflight},
+		":mine":     &ddbtypes.AttributeValueMemberN{Value: strconv.FormatInt(c.until, 10)},
+	}
+	mine := aws.String("#s = :inflight AND #u = :mine")
+	var err error
+	if c.prior == nil {
+		_, err = h.ledger.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(h.cfg.LedgerTable), Key: ledgerKey(id),
+			ConditionExpression: mine, ExpressionAttributeNames: names, ExpressionAttributeValues: values})
+	} else {
+		var set, remove []string
+		for i, attr := range claimAttrs {
+			ref, val := "#a"+strconv.Itoa(i), ":a"+strconv.Itoa(i)
+			names[ref] = attr
+			if v, ok := c.prior[attr]; ok {
+				set = append(set, ref+" = "+val)
+				values[val] = v
+			} else {
+				remove = append(remove, ref)
+			}
+		}
+		update := ""
+		if len(set) > 0 {
+			update = "SET " + strings.Join(set, ", ")
+		}
+		if len(remove) > 0 {
+			update += " REMOVE " + strings.Join(remove, ", ")
+		}
+		_, err = h.ledger.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String(h.cfg.LedgerTable), Key: ledgerKey(id),
+			UpdateExpression: aws.String(strings.TrimSpace(update)), ConditionExpression: mine,
+			ExpressionAttributeNames: names, ExpressionAttributeValues: values})
+	}
+	var failed *ddbtypes.ConditionalCheckFailedException
+	if errors.As(err, &failed) {
+		return nil
+	}
 	return err
 }
 
@@ -290,6 +356,29 @@ func (h *Handler) settle(ctx context.Context, id string) error {
 		ExpressionAttributeNames:  map[string]string{"#s": contract.LedgerState, "#u": contract.LedgerLeaseUntil},
 		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":done": &ddbtypes.AttributeValueMemberS{Value: contract.LedgerDone}},
 	})
+	return err
+}
+
+// markDeleted records that a retirement deleted the certificate. AWS IoT registers it anew if the device presents
+// it again, and that event must then be handled (the certificate revoked), not dropped as a duplicate of the
+// certificate's earlier settlement. An inflight claim (the certificate's own event, being handled) is left alone.
+func (h *Handler) markDeleted(ctx context.Context, id string) error {
+	h.recent.remove(id)
+	if !h.ledgerOn() {
+		return nil
+	}
+	_, err := h.ledger.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(h.cfg.LedgerTable),
+		Key:                       ledgerKey(id),
+		UpdateExpression:          aws.String("SET #s = :deleted"),
+		ConditionExpression:       aws.String("#s = :done"),
+		ExpressionAttributeNames:  map[string]string{"#s": contract.LedgerState},
+		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":done": &ddbtypes.AttributeValueMemberS{Value: contract.LedgerDone}, ":deleted": &ddbtypes.AttributeValueMemberS{Value: contract.LedgerDeleted}},
+	})
+	var failed *ddbtypes.ConditionalCheckFailedException
+	if errors.As(err, &failed) {
+		return nil // no settled entry: nothing would drop the certificate's next event
+	}
 	return err
 }
 
@@ -432,6 +521,12 @@ func (r *recentSet) add(id string, until time.Time) {
 		r.until = map[string]time.Time{}
 	}
 	r.until[id] = until
+}
+
+func (r *recentSet) remove(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.until, id)
 }
 
 func (r *recentSet) contains(id string, now time.Time) bool {
