@@ -224,9 +224,16 @@ func TestRegistrationPath(t *testing.T) {
 	dlqID, _ := onlyOneOf(t, oneCA, "AWS::SQS::Queue", "JitrDeadLetterQueue")
 	regID, reg := onlyOneOf(t, oneCA, "AWS::SQS::Queue", "JitrRegistrationQueue")
 	retID, ret := onlyOneOf(t, oneCA, "AWS::SQS::Queue", "JitrRetirementQueue")
+	timeout, _ := props(onlyJitrFunction(t, oneCA))["Timeout"].(float64)
 	for id, q := range map[string]map[string]any{regID: reg, retID: ret} {
 		if got := asJSON(props(q)["RedrivePolicy"]); !strings.Contains(got, `"deadLetterTargetArn":{"Fn::GetAtt":["`+dlqID+`","Arn"]}`) {
 			t.Errorf("%s: redrive policy %s, want the dead-letter queue", id, got)
+		}
+		// AWS's Lambda–SQS guidance: visibility timeout ≥ 6 × the function's timeout, maxReceiveCount ≥ 5.
+		visibility, _ := props(q)["VisibilityTimeout"].(float64)
+		receives, _ := props(q)["RedrivePolicy"].(map[string]any)["maxReceiveCount"].(float64)
+		if timeout == 0 || visibility < 6*timeout || receives < 5 {
+			t.Errorf("%s: visibility timeout %v s, maxReceiveCount %v; want ≥ 6 × the function's timeout (%v s) and ≥ 5", id, visibility, receives, timeout)
 		}
 	}
 	mappings := resources(oneCA, "AWS::Lambda::EventSourceMapping")

@@ -97,8 +97,8 @@ func (q sqsRetirements) QueueRetirement(ctx context.Context, req contract.Retire
 // HandleRegistrations handles a batch of registered events from the registration queue's event source mapping.
 // Each certificate is handled by one delivery at a time: a duplicate (in the batch, settled here earlier, or
 // claimed in the ledger by another delivery) is dropped before any AWS IoT call. It reports the records a retry
-// can help (ReportBatchItemFailures): they come back after the queue's visibility timeout, and go to the
-// dead-letter queue after its maxReceiveCount.
+// can help (ReportBatchItemFailures): they come back after the short delay putBack gives each (not the queue's
+// visibility timeout, six times the function's), and go to the dead-letter queue after its maxReceiveCount.
 func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent) (events.SQSEventResponse, error) {
 	var (
 		failed failures
