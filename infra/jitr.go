@@ -149,6 +149,16 @@ func (j *JitrProvisioning) addQueues(c constructs.Construct) {
 		},
 		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
 	})
+	// The reconciler's sparse index: only the items whose retirement is pending carry its key, so one pass reads
+	// the work left, oldest first, whatever the size of the fleet. One partition key value for all: its writes
+	// (queued, done) are paced by the AWS IoT quotas to tens a second, far below a partition's limit.
+	j.Ledger.AddGlobalSecondaryIndex(&awsdynamodb.GlobalSecondaryIndexProps{
+		IndexName:        jsii.String(contract.LedgerRetirementIndex),
+		PartitionKey:     &awsdynamodb.Attribute{Name: jsii.String(contract.LedgerRetirementPending), Type: awsdynamodb.AttributeType_STRING},
+		SortKey:          &awsdynamodb.Attribute{Name: jsii.String(contract.LedgerQueuedAt), Type: awsdynamodb.AttributeType_NUMBER},
+		ProjectionType:   awsdynamodb.ProjectionType_INCLUDE,
+		NonKeyAttributes: jsii.Strings(contract.LedgerRetirement),
+	})
 }
 
 // addFunction declares the JITR function with the environment the handler reads (internal/jitr ConfigFromEnv).
@@ -196,14 +206,15 @@ func (j *JitrProvisioning) grantRegistrationPath() {
 	iotGrant(j.Role, "cert/*", "iot:DescribeCertificate", "iot:UpdateCertificate", "iot:DeleteCertificate",
 		"iot:AttachPolicy", "iot:DetachPolicy", "iot:AttachThingPrincipal", "iot:DetachThingPrincipal")
 	iotGrant(j.Role, "thing/*", "iot:CreateThing", "iot:ListThingPrincipals")
-	// The reconciler lists the certificates of the stack's CAs; AWS authorizes this action on no resource type.
+	// The ledger: conditional claims, their release and settlement; the reconciler reads the index of pending
+	// retirements only.
 	j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Actions: jsii.Strings("iot:ListCertificatesByCA"), Resources: jsii.Strings("*"),
-	}))
-	// The ledger: conditional claims, their release and settlement, and the reconciler's scan.
-	j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Actions:   jsii.Strings("dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Scan"),
+		Actions:   jsii.Strings("dynamodb:UpdateItem", "dynamodb:DeleteItem"),
 		Resources: &[]*string{j.Ledger.TableArn()},
+	}))
+	j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("dynamodb:Query"),
+		Resources: &[]*string{awscdk.Fn_Join(jsii.String(""), &[]*string{j.Ledger.TableArn(), jsii.String("/index/" + contract.LedgerRetirementIndex)})},
 	}))
 	// Retirements and re-queued events are sent; the backlog of the registration queue is read.
 	j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
@@ -251,10 +262,9 @@ func (j *JitrProvisioning) grantDenyList(denyList *DenyList) {
 	}))
 	suppress(j.Role, "AwsSolutions-IAM5",
 		"Device certificate ids and thing names are created at run time by JITR, so the IoT actions are scoped to "+
-			"the cert/* and thing/* resource types of this account and region; iot:ListCertificatesByCA (the "+
-			"reconciler) is on * because AWS authorizes it on no resource type",
+			"the cert/* and thing/* resource types of this account and region",
 		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:cert/*",
-		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:thing/*", "Resource::*")
+		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:thing/*")
 }
 
 // addRules declares one topic rule per own tenant CA, sending its registered events to the registration queue.

@@ -136,6 +136,14 @@ const (
 	// LedgerDeleted is the state of a certificate a retirement deleted: an event for it afterwards is about a new
 	// registration of the same certificate (AWS IoT registers it anew when the device presents it again).
 	LedgerDeleted = "deleted"
+	// LedgerRetirementPending is set (to LedgerPending) only while the certificate's retirement request is queued
+	// and not done: the partition key of the sparse index LedgerRetirementIndex, whose sort key is LedgerQueuedAt,
+	// so the reconciler reads the retirements left to do and nothing else.
+	LedgerRetirementPending = "RetirementPending"
+	LedgerPending           = "pending"
+	// LedgerRetirementIndex is the ledger's global secondary index of pending retirements (projecting
+	// LedgerRetirement).
+	LedgerRetirementIndex = "PendingRetirements"
 )
 
 // RetirementRequest is a message on the retirement queue: the certificate JITR activated for a thing, whose older

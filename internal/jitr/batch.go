@@ -24,7 +24,7 @@ import (
 type LedgerAPI interface {
 	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
-	Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 }
 
 var _ LedgerAPI = (*dynamodb.Client)(nil)
@@ -362,6 +362,7 @@ func (h *Handler) settle(ctx context.Context, id string) error {
 // markDeleted records that a retirement deleted the certificate. AWS IoT registers it anew if the device presents
 // it again, and that event must then be handled (the certificate revoked), not dropped as a duplicate of the
 // certificate's earlier settlement. An inflight claim (the certificate's own event, being handled) is left alone.
+// The certificate's own retirement request leaves the pending ones: the newer certificate's covers the device.
 func (h *Handler) markDeleted(ctx context.Context, id string) error {
 	h.recent.remove(id)
 	if !h.ledgerOn() {
@@ -370,9 +371,9 @@ func (h *Handler) markDeleted(ctx context.Context, id string) error {
 	_, err := h.ledger.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(h.cfg.LedgerTable),
 		Key:                       ledgerKey(id),
-		UpdateExpression:          aws.String("SET #s = :deleted"),
+		UpdateExpression:          aws.String("SET #s = :deleted REMOVE #p"),
 		ConditionExpression:       aws.String("#s = :done"),
-		ExpressionAttributeNames:  map[string]string{"#s": contract.LedgerState},
+		ExpressionAttributeNames:  map[string]string{"#s": contract.LedgerState, "#p": contract.LedgerRetirementPending},
 		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":done": &ddbtypes.AttributeValueMemberS{Value: contract.LedgerDone}, ":deleted": &ddbtypes.AttributeValueMemberS{Value: contract.LedgerDeleted}},
 	})
 	var failed *ddbtypes.ConditionalCheckFailedException
@@ -383,24 +384,32 @@ func (h *Handler) markDeleted(ctx context.Context, id string) error {
 }
 
 // noteRetirement records in the ledger item of the request's certificate whether its device's older
-// certificates are retired yet, with the request, so the reconciler can queue it again.
+// certificates are retired yet, with the request, so the reconciler can queue it again. A pending retirement is
+// in the ledger's sparse index (contract.LedgerRetirementPending set), a done one leaves it.
 func (h *Handler) noteRetirement(ctx context.Context, req contract.RetirementRequest, retired bool) error {
 	if !h.ledgerOn() {
 		return nil
 	}
 	body, _ := json.Marshal(req)
+	update := "SET #r = :retired, #t = :request, #q = :at, #p = :pending"
+	values := map[string]ddbtypes.AttributeValue{
+		":retired": &ddbtypes.AttributeValueMemberBOOL{Value: retired},
+		":request": &ddbtypes.AttributeValueMemberS{Value: string(body)},
+		":at":      unixAttr(h.now()),
+		":pending": &ddbtypes.AttributeValueMemberS{Value: contract.LedgerPending},
+	}
+	if retired {
+		update = "SET #r = :retired, #t = :request, #q = :at REMOVE #p"
+		delete(values, ":pending")
+	}
 	_, err := h.ledger.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(h.cfg.LedgerTable),
 		Key:                 ledgerKey(req.CertificateID),
-		UpdateExpression:    aws.String("SET #r = :retired, #t = :request, #q = :at"),
+		UpdateExpression:    aws.String(update),
 		ConditionExpression: aws.String("attribute_exists(#k)"),
 		ExpressionAttributeNames: map[string]string{"#k": contract.LedgerKey, "#r": contract.LedgerRetired,
-			"#t": contract.LedgerRetirement, "#q": contract.LedgerQueuedAt},
-		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{
-			":retired": &ddbtypes.AttributeValueMemberBOOL{Value: retired},
-			":request": &ddbtypes.AttributeValueMemberS{Value: string(body)},
-			":at":      unixAttr(h.now()),
-		},
+			"#t": contract.LedgerRetirement, "#q": contract.LedgerQueuedAt, "#p": contract.LedgerRetirementPending},
+		ExpressionAttributeValues: values,
 	})
 	var failed *ddbtypes.ConditionalCheckFailedException
 	if errors.As(err, &failed) {

@@ -17,9 +17,12 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
+	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
 	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
@@ -44,13 +47,26 @@ func (f *fixture) withLedger(t testing.TB) *jitr.Handler {
 		jitr.WithLogger(slog.New(slog.NewJSONHandler(f.logs, nil))), jitr.WithMetricsOutput(f.metrics))
 }
 
-// ledgerTableInput is the ledger as the stack declares it (infra/jitr.go): keyed by certificate id.
+// ledgerTableInput is the ledger as the stack declares it (infra/jitr.go): keyed by certificate id, with the sparse
+// index of pending retirements.
 func ledgerTableInput(name string) *dynamodb.CreateTableInput {
 	return &dynamodb.CreateTableInput{
-		TableName:            aws.String(name),
-		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String(contract.LedgerKey), AttributeType: ddbtypes.ScalarAttributeTypeS}},
-		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String(contract.LedgerKey), KeyType: ddbtypes.KeyTypeHash}},
-		BillingMode:          ddbtypes.BillingModePayPerRequest,
+		TableName: aws.String(name),
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{
+			{AttributeName: aws.String(contract.LedgerKey), AttributeType: ddbtypes.ScalarAttributeTypeS},
+			{AttributeName: aws.String(contract.LedgerRetirementPending), AttributeType: ddbtypes.ScalarAttributeTypeS},
+			{AttributeName: aws.String(contract.LedgerQueuedAt), AttributeType: ddbtypes.ScalarAttributeTypeN},
+		},
+		KeySchema:   []ddbtypes.KeySchemaElement{{AttributeName: aws.String(contract.LedgerKey), KeyType: ddbtypes.KeyTypeHash}},
+		BillingMode: ddbtypes.BillingModePayPerRequest,
+		GlobalSecondaryIndexes: []ddbtypes.GlobalSecondaryIndex{{
+			IndexName: aws.String(contract.LedgerRetirementIndex),
+			KeySchema: []ddbtypes.KeySchemaElement{
+				{AttributeName: aws.String(contract.LedgerRetirementPending), KeyType: ddbtypes.KeyTypeHash},
+				{AttributeName: aws.String(contract.LedgerQueuedAt), KeyType: ddbtypes.KeyTypeRange},
+			},
+			Projection: &ddbtypes.Projection{ProjectionType: ddbtypes.ProjectionTypeInclude, NonKeyAttributes: []string{contract.LedgerRetirement}},
+		}},
 	}
 }
 
@@ -208,4 +224,87 @@ func TestCertificatePresentedAgainAfterItsRetirementIsRevoked(t *testing.T) {
 		t.Errorf("thing principals %v, want only the newer certificate %s", got, cur[:8])
 	}
 	f.assertInvariant(t)
+}
+
+// TestReconcilerReadsTheWorkLeftNotTheFleet fills the ledger with a settled fleet and a few retirements left
+// undone: one reconciler pass reads those (through the sparse index) and queues them again, whatever the fleet.
+func TestReconcilerReadsTheWorkLeftNotTheFleet(t *testing.T) {
+	f := newFixture(t, testRetryPolicy)
+	ctx := context.Background()
+	if _, err := ledgerClient().CreateTable(ctx, ledgerTableInput(testLedger)); err != nil {
+		t.Fatal(err)
+	}
+	queues := sqs.New(sqs.Options{Region: motoserver.Region, BaseEndpoint: aws.String(moto.URL), Credentials: adminCredentials})
+	cfg := f.cfg
+	cfg.LedgerTable = testLedger
+	for _, q := range []*string{&cfg.RegistrationQueueURL, &cfg.RetirementQueueURL} {
+		out, err := queues.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(fmt.Sprintf("q%d-%d", len(*q), time.Now().UnixNano()))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		*q = aws.ToString(out.QueueUrl)
+	}
+	logs := &syncBuffer{}
+	h := jitr.NewHandler(newIoTClient(nil, testRetryPolicy, f.principal.Credentials()), cfg, jitr.WithLedger(ledgerClient()),
+		jitr.WithQueues(queues), jitr.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))), jitr.WithMetricsOutput(f.metrics))
+
+	const fleet, overdue, recent = 300, 3, 2
+	put := func(i int, pending bool, queuedAt time.Time) {
+		id := fmt.Sprintf("%064x", i)
+		req, _ := json.Marshal(contract.RetirementRequest{Thing: fmt.Sprint("thing-", i), CertificateID: id})
+		item := map[string]ddbtypes.AttributeValue{
+			contract.LedgerKey:        &ddbtypes.AttributeValueMemberS{Value: id},
+			contract.LedgerState:      &ddbtypes.AttributeValueMemberS{Value: contract.LedgerDone},
+			contract.LedgerRetired:    &ddbtypes.AttributeValueMemberBOOL{Value: !pending},
+			contract.LedgerRetirement: &ddbtypes.AttributeValueMemberS{Value: string(req)},
+			contract.LedgerQueuedAt:   &ddbtypes.AttributeValueMemberN{Value: fmt.Sprint(queuedAt.Unix())},
+		}
+		if pending {
+			item[contract.LedgerRetirementPending] = &ddbtypes.AttributeValueMemberS{Value: contract.LedgerPending}
+		}
+		if _, err := ledgerClient().PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(testLedger), Item: item}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range fleet {
+		put(i, false, time.Now().Add(-time.Hour))
+	}
+	for i := range overdue {
+		put(fleet+i, true, time.Now().Add(-time.Hour))
+	}
+	for i := range recent {
+		put(fleet+overdue+i, true, time.Now().Add(-time.Minute))
+	}
+
+	if err := h.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var line struct{ RetirementsRequeued, ReconcileReads int }
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if strings.Contains(l, `"msg":"reconciled"`) {
+			_ = json.Unmarshal([]byte(l), &line)
+		}
+	}
+	if line.RetirementsRequeued != overdue {
+		t.Errorf("retirements requeued %d, want %d (logs %s)", line.RetirementsRequeued, overdue, logs)
+	}
+	if line.ReconcileReads != overdue {
+		t.Errorf("one pass read %d ledger items of %d, want the %d retirements left to do", line.ReconcileReads, fleet+overdue+recent, overdue)
+	}
+	attrs, err := queues.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(cfg.RetirementQueueURL),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := attrs.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)]; got != fmt.Sprint(overdue) {
+		t.Errorf("retirement queue holds %s messages, want %d", got, overdue)
+	}
+	// Queued again, they are due again only reconcileAfter later: the next pass reads nothing.
+	logs.buf.Reset()
+	if err := h.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), `"reconcileReads":0`) {
+		t.Errorf("second pass: %s, want no ledger item read", logs)
+	}
 }
