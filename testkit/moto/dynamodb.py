@@ -11,11 +11,18 @@ install() serializes every item write of moto's DynamoDB responses, whole (condi
 old item for the response), under one lock: writes in the emulator are in-memory and short, so one lock costs
 nothing measurable, and a transaction or batch across tables needs no lock ordering. Reads stay concurrent. The
 launcher calls install() once, before the server starts.
+
+And IAM's authorization of a request on an index: a Query or Scan that names an index (IndexName) is authorized on
+the index's ARN, table/<name>/index/<index>, alone (the DynamoDB developer guide's policies grant dynamodb:Query on
+table/<name>/index/* for it, and on the table for queries of the table). iam.py fills every resource type AWS lists
+for the action, table and index, and would ask for an Allow on both; install() keeps the index's alone.
 """
 import functools
 import threading
 
 from moto.dynamodb.responses import DynamoHandler
+
+import iam
 
 # The item writes of DynamoDB's API that moto implements, each a method of its response class.
 WRITES = ("put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items",
@@ -33,7 +40,21 @@ def _serialized(method):
     return write
 
 
+def _on_the_index(resources_for):
+    @functools.wraps(resources_for)
+    def resources(action, params, partition, region, account):
+        arns = resources_for(action, params, partition, region, account)
+        if not action.startswith("dynamodb:"):
+            return arns
+        indexes = [a for a in arns if "/index/" in a]
+        return indexes or arns
+
+    return resources
+
+
 def install():
-    """Serialize moto's DynamoDB item writes; call once, before the server starts."""
+    """Serialize moto's DynamoDB item writes, and authorize index reads on the index; call once, before the server
+    starts (after iam.install())."""
     for name in WRITES:
         setattr(DynamoHandler, name, _serialized(getattr(DynamoHandler, name)))
+    iam.resources_for = _on_the_index(iam.resources_for)

@@ -2,6 +2,7 @@ package moto_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -85,5 +86,50 @@ func TestConditionalWritesAreAtomic(t *testing.T) {
 	}
 	if broken > 0 {
 		t.Errorf("%d of %d rounds of %d concurrent conditional claims of one item had other than exactly one winner", broken, rounds, claimants)
+	}
+}
+
+// TestQueryOnAnIndexIsAuthorizedOnTheIndex: IAM authorizes a Query that names an index on the index's ARN (AWS's
+// DynamoDB examples grant dynamodb:Query on table/<name>/index/<index> alone), a Query of the table on the table's.
+// A role allowed the index only queries the index and not the table.
+func TestQueryOnAnIndexIsAuthorizedOnTheIndex(t *testing.T) {
+	if err := moto.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	admin := dynamodb.NewFromConfig(aws.Config{Region: motoserver.Region, BaseEndpoint: aws.String(moto.URL), RetryMaxAttempts: 1,
+		Credentials: credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, "")})
+	table, index := "indexed", "ByState"
+	if _, err := admin.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName: aws.String(table),
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String("Id"), AttributeType: ddbtypes.ScalarAttributeTypeS},
+			{AttributeName: aws.String("State"), AttributeType: ddbtypes.ScalarAttributeTypeS}},
+		KeySchema:   []ddbtypes.KeySchemaElement{{AttributeName: aws.String("Id"), KeyType: ddbtypes.KeyTypeHash}},
+		BillingMode: ddbtypes.BillingModePayPerRequest,
+		GlobalSecondaryIndexes: []ddbtypes.GlobalSecondaryIndex{{IndexName: aws.String(index),
+			KeySchema:  []ddbtypes.KeySchemaElement{{AttributeName: aws.String("State"), KeyType: ddbtypes.KeyTypeHash}},
+			Projection: &ddbtypes.Projection{ProjectionType: ddbtypes.ProjectionTypeKeysOnly}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	arn := fmt.Sprintf("arn:aws:dynamodb:%s:%s:table/%s/index/%s", motoserver.Region, motoserver.AccountID, table, index)
+	p := motoserver.Principal{AccessKeyID: motoserver.FunctionAccessKey("IndexReader"), RoleArn: "arn:aws:iam::" + motoserver.AccountID + ":role/index-reader",
+		SessionName: "index-reader", Policies: []json.RawMessage{json.RawMessage(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"dynamodb:Query","Resource":"` + arn + `"}]}`)}}
+	if err := moto.RegisterPrincipal(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	reader := dynamodb.NewFromConfig(aws.Config{Region: motoserver.Region, BaseEndpoint: aws.String(moto.URL), RetryMaxAttempts: 1, Credentials: p.Credentials()})
+	query := func(in *dynamodb.QueryInput) error {
+		in.TableName = aws.String(table)
+		in.ExpressionAttributeValues = map[string]ddbtypes.AttributeValue{":v": &ddbtypes.AttributeValueMemberS{Value: "x"}}
+		_, err := reader.Query(ctx, in)
+		return err
+	}
+	if err := query(&dynamodb.QueryInput{IndexName: aws.String(index), KeyConditionExpression: aws.String("#s = :v"),
+		ExpressionAttributeNames: map[string]string{"#s": "State"}}); err != nil {
+		t.Errorf("Query on the index with a grant on the index: %v, want allowed", err)
+	}
+	if err := query(&dynamodb.QueryInput{KeyConditionExpression: aws.String("Id = :v")}); err == nil {
+		t.Error("Query on the table with a grant on the index only: allowed, want AccessDeniedException")
 	}
 }

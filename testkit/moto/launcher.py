@@ -37,7 +37,8 @@ lock and, inside it, lists its own package directory (a stat per service) to rec
 done once here, since the list cannot change while the server runs; so is the list of a response class's methods
 moto reads on every request.
 
-And DynamoDB's conditional writes atomic under concurrent requests, as DynamoDB's are (dynamodb.py).
+And DynamoDB as AWS runs it (dynamodb.py): conditional writes atomic under concurrent requests, and a read of an
+index authorized on the index.
 
 Usage: launcher.py PORT  (binds 127.0.0.1 only)
 """
