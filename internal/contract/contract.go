@@ -49,6 +49,12 @@ const (
 	// MetricRequeued counts the reconciler's work: certificates found PENDING_ACTIVATION whose registered event it
 	// queued again, and devices whose older certificates it queued for retirement again.
 	MetricRequeued = "Requeued"
+	// MetricDeadlineCut counts invocations that ran into their deadline: a record's paced call found no slot before
+	// it, or its context ended (the batch is sized so that this stays 0).
+	MetricDeadlineCut = "DeadlineCut"
+	// MetricHandedBack counts records a batch handed back unstarted, as batch item failures, because the
+	// invocation had not the time to finish them at its pacing.
+	MetricHandedBack = "HandedBack"
 )
 
 // Metrics of the scheduled tenant-CA check (namespace MetricsNamespace, dimension MetricDimension; the per-CA

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -18,6 +20,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
 )
 
 // LedgerAPI is the part of DynamoDB the provisioning ledger uses.
@@ -65,7 +68,78 @@ const (
 	// the IoT client to this execution environment's share of the quotas. Fewer would leave the paced APIs idle
 	// while a handful of events walk through their steps in lockstep.
 	batchParallelism = 100
+	// batchReserve is kept free at the end of an invocation besides deadlineMargin, for what follows the last
+	// paced calls: their latency, the ledger writes, putting failed records back.
+	batchReserve = 3 * time.Second
+	// paceHeadroom is the share of its pacing a batch is sized to: the calls of one record wait for each other, and
+	// a retry after a throttle spends a slot too.
+	paceHeadroom = 0.5
+	// handBackDelay is how long a record handed back unstarted stays invisible: long enough not to be in the next
+	// batch of the same execution environment's poller right away.
+	handBackDelay = 2 * time.Second
 )
+
+// registrationCalls is what one registered event spends at most of each paced AWS IoT API (the attachments have
+// quotas ten times larger); retirementCalls what the retirement of a device with one older certificate spends.
+var (
+	registrationCalls = map[string]float64{"DescribeCertificate": 1, "AttachPolicy": 1, "UpdateCertificate": 1}
+	retirementCalls   = map[string]float64{"ListThingPrincipals": 1, "DescribeCertificate": 1, "UpdateCertificate": 1, "DeleteCertificate": 1}
+)
+
+// fits returns how many records, each spending calls, the invocation can finish before its deadline at this
+// execution environment's pacing (Config.RateLimits), with paceHeadroom and batchReserve to spare. Without a
+// deadline or pacing, every record fits.
+func (h *Handler) fits(ctx context.Context, calls map[string]float64) int {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return math.MaxInt
+	}
+	perSecond := math.Inf(1)
+	for api, n := range calls {
+		if rate := h.cfg.RateLimits[api]; rate > 0 {
+			perSecond = min(perSecond, rate/n)
+		}
+	}
+	if math.IsInf(perSecond, 1) {
+		return math.MaxInt
+	}
+	left := time.Until(deadline) - deadlineMargin - batchReserve
+	if left <= 0 {
+		return 0
+	}
+	return int(left.Seconds() * perSecond * paceHeadroom)
+}
+
+// cutByDeadline reports whether err says a call ran into the invocation's deadline.
+func cutByDeadline(err error) bool {
+	return errors.Is(err, iotapi.ErrNoTimeLeft) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// batchOutcome counts, across the goroutines of one batch, what the invocation's metric record reports.
+type batchOutcome struct {
+	handedBack int
+	cut        atomic.Bool
+}
+
+// report writes the batch's metric record and warns when it ran into its deadline.
+func (h *Handler) report(o *batchOutcome, counts map[string]int) {
+	rec := h.record()
+	for name, n := range counts {
+		if n > 0 {
+			rec.count(name, n)
+		}
+	}
+	if o.handedBack > 0 {
+		rec.count(contract.MetricHandedBack, o.handedBack)
+	}
+	if o.cut.Load() {
+		rec.count(contract.MetricDeadlineCut, 1)
+		h.log.Warn("invocation ran into its deadline: records left for a retry", "step", "batch", "deadlineCut", 1)
+	}
+	if len(rec.order) > 0 {
+		h.metrics.writeLine(rec.encode(h.now()))
+	}
+}
 
 // WithLedger sets the client of the provisioning ledger Config.LedgerTable names. Without it only duplicates
 // this execution environment has seen are dropped.
@@ -101,12 +175,14 @@ func (q sqsRetirements) QueueRetirement(ctx context.Context, req contract.Retire
 // visibility timeout, six times the function's), and go to the dead-letter queue after its maxReceiveCount.
 func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent) (events.SQSEventResponse, error) {
 	var (
-		failed failures
-		mu     sync.Mutex
-		wg     sync.WaitGroup
-		slots  = make(chan struct{}, batchParallelism)
-		seen   = map[string]bool{}
-		dups   int
+		failed  failures
+		mu      sync.Mutex
+		wg      sync.WaitGroup
+		slots   = make(chan struct{}, batchParallelism)
+		seen    = map[string]bool{}
+		dups    int
+		outcome batchOutcome
+		room    = h.fits(ctx, registrationCalls)
 	)
 	for _, m := range batch.Records {
 		var e Event
@@ -119,6 +195,13 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 			continue
 		}
 		seen[e.CertificateID] = true
+		if room == 0 {
+			// Not started: back in the queue before the deadline rather than cut short in the middle.
+			outcome.handedBack++
+			failed.add(m, handBackDelay)
+			continue
+		}
+		room--
 		wg.Add(1)
 		slots <- struct{}{}
 		go func(m events.SQSMessage, e Event) {
@@ -135,6 +218,9 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 			case err != nil:
 				// Back in a few seconds rather than after the queue's visibility timeout: a batch cut short by the
 				// function's deadline must not leave its devices waiting minutes.
+				if cutByDeadline(err) {
+					outcome.cut.Store(true)
+				}
 				h.log.Warn("registered event left for a retry", "certificateId", loggableID(e.CertificateID), "error", err.Error())
 				failed.add(m, retryDelay)
 			}
@@ -142,11 +228,7 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 	}
 	wg.Wait()
 	h.putBack(ctx, h.cfg.RegistrationQueueURL, failed.later)
-	if dups > 0 {
-		rec := h.record()
-		rec.count(contract.MetricDuplicate, dups)
-		h.metrics.writeLine(rec.encode(h.now()))
-	}
+	h.report(&outcome, map[string]int{contract.MetricDuplicate: dups})
 	return failed.resp, nil
 }
 
@@ -428,6 +510,8 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 		wg       sync.WaitGroup
 		slots    = make(chan struct{}, batchParallelism)
 		deferred int
+		outcome  batchOutcome
+		room     = h.fits(ctx, retirementCalls)
 	)
 	busy, err := h.registrationBacklog(ctx)
 	if err != nil {
@@ -444,6 +528,13 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 			failed.add(m, retirementDelay)
 			continue
 		}
+		if room == 0 {
+			// Not started: never a retirement cut short between its deactivation and its deletion.
+			outcome.handedBack++
+			failed.add(m, handBackDelay)
+			continue
+		}
+		room--
 		wg.Add(1)
 		slots <- struct{}{}
 		go func(m events.SQSMessage, req contract.RetirementRequest) {
@@ -451,6 +542,9 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 			if err := h.Retire(ctx, req); err != nil {
 				// Back in a few seconds, as a registration: a retirement cut short by the deadline (its paced calls
 				// refused for lack of time) is finished by the next delivery, not after the visibility timeout.
+				if cutByDeadline(err) {
+					outcome.cut.Store(true)
+				}
 				h.log.Warn("retirement left for a retry", "step", "rotate", "thingName", req.Thing, "error", err.Error())
 				failed.add(m, retryDelay)
 				return
@@ -462,11 +556,7 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 	}
 	wg.Wait()
 	h.putBack(ctx, h.cfg.RetirementQueueURL, failed.later)
-	if deferred > 0 {
-		rec := h.record()
-		rec.count(contract.MetricRetirementDeferred, deferred)
-		h.metrics.writeLine(rec.encode(h.now()))
-	}
+	h.report(&outcome, map[string]int{contract.MetricRetirementDeferred: deferred})
 	return failed.resp, nil
 }
 
