@@ -190,11 +190,14 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 			_ = h.Handle(ctx, Event{}) // refused (logged, counted): nothing a retry can change
 			continue
 		}
-		if seen[e.CertificateID] || h.recent.contains(e.CertificateID, h.now()) {
+		// A duplicate names the same certificate, CA and account: an event that differs (refused or ignored) must
+		// not hide the certificate's own event.
+		key := e.CertificateID + "/" + e.CACertificateID + "/" + e.AWSAccountID + "/" + e.CertificateStatus
+		if seen[key] || h.recent.contains(e.CertificateID, h.now()) {
 			dups++
 			continue
 		}
-		seen[e.CertificateID] = true
+		seen[key] = true
 		if room == 0 {
 			// Not started: back in the queue before the deadline rather than cut short in the middle.
 			outcome.handedBack++
