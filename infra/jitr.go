@@ -118,22 +118,26 @@ func (j *JitrProvisioning) addQueues(c constructs.Construct) {
 	})
 	suppress(j.DeadLetterQueue, "AwsSolutions-SQS3",
 		"This queue is the dead-letter queue: the JITR Lambda's on-failure destination, the topic rule's error action and the two queues' redrive target")
-	// A registration that failed past its retries comes back after the visibility timeout (twice the function's
-	// timeout: long enough that a batch still running is never handed out twice) and, after five receives, goes
-	// to the dead-letter queue. A retirement is put back while registrations are queued, so it may be received
-	// many times; its visibility timeout is the function's timeout, the shortest Lambda accepts, so it runs soon
-	// after the backlog is gone.
-	newQueue := func(id string, visibility, receives float64) awssqs.Queue {
+	// Both source queues follow AWS's Lambda–SQS guidance (Lambda developer guide, "Creating and configuring an
+	// Amazon SQS event source mapping"): a visibility timeout of at least six times the function's timeout, so a
+	// batch Lambda takes while the function is throttled is not handed out again while it may still run, and a
+	// maxReceiveCount of at least 5. Retries do not wait for it: the handler shortens the visibility of every record
+	// it reports failed (10 s for a failure, 5 s behind another delivery's claim, 30 s for a retirement put back
+	// during a registration backlog); only the records of an invocation that crashed or timed out wait the full
+	// timeout. A registration goes to the dead-letter queue after five receives (the device's next connection
+	// attempt publishes its event again). A retirement is put back while registrations are queued, up to
+	// retirementGrace (15 min in internal/jitr) at 30 s a time, so it may be received about 30 times: 100 receives.
+	newQueue := func(id string, receives float64) awssqs.Queue {
 		return awssqs.NewQueue(c, jsii.String(id), &awssqs.QueueProps{
 			Encryption:        awssqs.QueueEncryption_SQS_MANAGED,
 			EnforceSSL:        jsii.Bool(true),
-			VisibilityTimeout: awscdk.Duration_Seconds(jsii.Number(visibility)),
+			VisibilityTimeout: awscdk.Duration_Seconds(jsii.Number(6 * jitrTimeoutSeconds)),
 			RetentionPeriod:   awscdk.Duration_Days(jsii.Number(4)),
 			DeadLetterQueue:   &awssqs.DeadLetterQueue{Queue: j.DeadLetterQueue, MaxReceiveCount: jsii.Number(receives)},
 		})
 	}
-	j.RegistrationQueue = newQueue("RegistrationQueue", 2*jitrTimeoutSeconds, 5)
-	j.RetirementQueue = newQueue("RetirementQueue", jitrTimeoutSeconds, 100)
+	j.RegistrationQueue = newQueue("RegistrationQueue", 5)
+	j.RetirementQueue = newQueue("RetirementQueue", 100)
 	// The ledger: one item per certificate claimed, kept a week (TTL), never worth retaining.
 	j.Ledger = awsdynamodb.NewTable(c, jsii.String("Ledger"), &awsdynamodb.TableProps{
 		PartitionKey:        &awsdynamodb.Attribute{Name: jsii.String(contract.LedgerKey), Type: awsdynamodb.AttributeType_STRING},
@@ -144,6 +148,16 @@ func (j *JitrProvisioning) addQueues(c constructs.Construct) {
 			PointInTimeRecoveryEnabled: jsii.Bool(true),
 		},
 		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	})
+	// The reconciler's sparse index: only the items whose retirement is pending carry its key, so one pass reads
+	// the work left, oldest first, whatever the size of the fleet. One partition key value for all: its writes
+	// (queued, done) are paced by the AWS IoT quotas to tens a second, far below a partition's limit.
+	j.Ledger.AddGlobalSecondaryIndex(&awsdynamodb.GlobalSecondaryIndexProps{
+		IndexName:        jsii.String(contract.LedgerRetirementIndex),
+		PartitionKey:     &awsdynamodb.Attribute{Name: jsii.String(contract.LedgerRetirementPending), Type: awsdynamodb.AttributeType_STRING},
+		SortKey:          &awsdynamodb.Attribute{Name: jsii.String(contract.LedgerQueuedAt), Type: awsdynamodb.AttributeType_NUMBER},
+		ProjectionType:   awsdynamodb.ProjectionType_INCLUDE,
+		NonKeyAttributes: jsii.Strings(contract.LedgerRetirement),
 	})
 }
 
@@ -192,14 +206,15 @@ func (j *JitrProvisioning) grantRegistrationPath() {
 	iotGrant(j.Role, "cert/*", "iot:DescribeCertificate", "iot:UpdateCertificate", "iot:DeleteCertificate",
 		"iot:AttachPolicy", "iot:DetachPolicy", "iot:AttachThingPrincipal", "iot:DetachThingPrincipal")
 	iotGrant(j.Role, "thing/*", "iot:CreateThing", "iot:ListThingPrincipals")
-	// The reconciler lists the certificates of the stack's CAs; AWS authorizes this action on no resource type.
+	// The ledger: conditional claims, their release and settlement; the reconciler reads the index of pending
+	// retirements only.
 	j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Actions: jsii.Strings("iot:ListCertificatesByCA"), Resources: jsii.Strings("*"),
-	}))
-	// The ledger: conditional claims, their release and settlement, and the reconciler's scan.
-	j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Actions:   jsii.Strings("dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Scan"),
+		Actions:   jsii.Strings("dynamodb:UpdateItem", "dynamodb:DeleteItem"),
 		Resources: &[]*string{j.Ledger.TableArn()},
+	}))
+	j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("dynamodb:Query"),
+		Resources: &[]*string{awscdk.Fn_Join(jsii.String(""), &[]*string{j.Ledger.TableArn(), jsii.String("/index/" + contract.LedgerRetirementIndex)})},
 	}))
 	// Retirements and re-queued events are sent; the backlog of the registration queue is read.
 	j.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
@@ -247,10 +262,9 @@ func (j *JitrProvisioning) grantDenyList(denyList *DenyList) {
 	}))
 	suppress(j.Role, "AwsSolutions-IAM5",
 		"Device certificate ids and thing names are created at run time by JITR, so the IoT actions are scoped to "+
-			"the cert/* and thing/* resource types of this account and region; iot:ListCertificatesByCA (the "+
-			"reconciler) is on * because AWS authorizes it on no resource type",
+			"the cert/* and thing/* resource types of this account and region",
 		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:cert/*",
-		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:thing/*", "Resource::*")
+		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:thing/*")
 }
 
 // addRules declares one topic rule per own tenant CA, sending its registered events to the registration queue.

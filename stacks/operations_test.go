@@ -83,7 +83,7 @@ func onlyJitrFunction(t *testing.T, s *synthesized) map[string]any {
 func TestOnlyTheJitrRoleReadsTheDenyListAndOnlyWithGetItem(t *testing.T) {
 	tableID, _ := onlyOneOf(t, oneCA, "AWS::DynamoDB::Table", "DenyList")
 	ledgerID, _ := onlyOneOf(t, oneCA, "AWS::DynamoDB::Table", "JitrLedger")
-	found, ledger := false, false
+	found, ledger, index := false, false, false
 	for id, p := range resources(oneCA, "AWS::IAM::Policy") {
 		for _, st := range stmts(props(p)["PolicyDocument"]) {
 			var ddb []string
@@ -101,8 +101,16 @@ func TestOnlyTheJitrRoleReadsTheDenyListAndOnlyWithGetItem(t *testing.T) {
 			}
 			if asJSON(st["Resource"]) == `{"Fn::GetAtt":["`+ledgerID+`","Arn"]}` {
 				ledger = true
-				if want := []string{"dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:UpdateItem"}; !slices.Equal(ddb, want) || len(list(st["Action"])) != len(ddb) {
+				if want := []string{"dynamodb:DeleteItem", "dynamodb:UpdateItem"}; !slices.Equal(ddb, want) || len(list(st["Action"])) != len(ddb) {
 					t.Errorf("JITR role grants %v on its ledger, want exactly %v", list(st["Action"]), want)
+				}
+				continue
+			}
+			// The reconciler reads the ledger's index of pending retirements, and never scans the table.
+			if asJSON(st["Resource"]) == `{"Fn::Join":["",[{"Fn::GetAtt":["`+ledgerID+`","Arn"]},"/index/`+contract.LedgerRetirementIndex+`"]]}` {
+				index = true
+				if want := []string{"dynamodb:Query"}; !slices.Equal(ddb, want) || len(list(st["Action"])) != len(ddb) {
+					t.Errorf("JITR role grants %v on its ledger's index, want exactly %v", list(st["Action"]), want)
 				}
 				continue
 			}
@@ -116,8 +124,8 @@ func TestOnlyTheJitrRoleReadsTheDenyListAndOnlyWithGetItem(t *testing.T) {
 			}
 		}
 	}
-	if !found || !ledger {
-		t.Errorf("the JITR role's grants: on the deny-list %v, on its ledger %v; want both", found, ledger)
+	if !found || !ledger || !index {
+		t.Errorf("the JITR role's grants: on the deny-list %v, on its ledger %v, on its index %v; want all", found, ledger, index)
 	}
 }
 
@@ -224,9 +232,16 @@ func TestRegistrationPath(t *testing.T) {
 	dlqID, _ := onlyOneOf(t, oneCA, "AWS::SQS::Queue", "JitrDeadLetterQueue")
 	regID, reg := onlyOneOf(t, oneCA, "AWS::SQS::Queue", "JitrRegistrationQueue")
 	retID, ret := onlyOneOf(t, oneCA, "AWS::SQS::Queue", "JitrRetirementQueue")
+	timeout, _ := props(onlyJitrFunction(t, oneCA))["Timeout"].(float64)
 	for id, q := range map[string]map[string]any{regID: reg, retID: ret} {
 		if got := asJSON(props(q)["RedrivePolicy"]); !strings.Contains(got, `"deadLetterTargetArn":{"Fn::GetAtt":["`+dlqID+`","Arn"]}`) {
 			t.Errorf("%s: redrive policy %s, want the dead-letter queue", id, got)
+		}
+		// AWS's Lambda–SQS guidance: visibility timeout ≥ 6 × the function's timeout, maxReceiveCount ≥ 5.
+		visibility, _ := props(q)["VisibilityTimeout"].(float64)
+		receives, _ := props(q)["RedrivePolicy"].(map[string]any)["maxReceiveCount"].(float64)
+		if timeout == 0 || visibility < 6*timeout || receives < 5 {
+			t.Errorf("%s: visibility timeout %v s, maxReceiveCount %v; want ≥ 6 × the function's timeout (%v s) and ≥ 5", id, visibility, receives, timeout)
 		}
 	}
 	mappings := resources(oneCA, "AWS::Lambda::EventSourceMapping")

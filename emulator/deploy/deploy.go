@@ -374,6 +374,7 @@ func (dp *deployer) tables(ctx context.Context) error {
 		for _, a := range asMaps(dp.t.Prop(id, "AttributeDefinitions")) {
 			in.AttributeDefinitions = append(in.AttributeDefinitions, ddbtypes.AttributeDefinition{AttributeName: aws.String(str(a["AttributeName"])), AttributeType: ddbtypes.ScalarAttributeType(str(a["AttributeType"]))})
 		}
+		in.GlobalSecondaryIndexes = globalSecondaryIndexes(dp.t.Prop(id, "GlobalSecondaryIndexes"))
 		if mode, _ := dp.t.Prop(id, "BillingMode").(string); mode == string(ddbtypes.BillingModePayPerRequest) {
 			in.BillingMode = ddbtypes.BillingModePayPerRequest
 		} else {
@@ -410,6 +411,27 @@ func asMaps(v any) []map[string]any {
 }
 
 func str(v any) string { s, _ := v.(string); return s }
+
+// globalSecondaryIndexes reads a table's GlobalSecondaryIndexes property (the ledger's index of pending
+// retirements). Only pay-per-request tables have them here, so no per-index throughput is set.
+func globalSecondaryIndexes(v any) []ddbtypes.GlobalSecondaryIndex {
+	var out []ddbtypes.GlobalSecondaryIndex
+	for _, g := range asMaps(v) {
+		gsi := ddbtypes.GlobalSecondaryIndex{IndexName: aws.String(str(g["IndexName"])), Projection: &ddbtypes.Projection{}}
+		for _, k := range asMaps(g["KeySchema"]) {
+			gsi.KeySchema = append(gsi.KeySchema, ddbtypes.KeySchemaElement{AttributeName: aws.String(str(k["AttributeName"])), KeyType: ddbtypes.KeyType(str(k["KeyType"]))})
+		}
+		if p, ok := g["Projection"].(map[string]any); ok {
+			gsi.Projection.ProjectionType = ddbtypes.ProjectionType(str(p["ProjectionType"]))
+			attrs, _ := p["NonKeyAttributes"].([]any)
+			for _, a := range attrs {
+				gsi.Projection.NonKeyAttributes = append(gsi.Projection.NonKeyAttributes, str(a))
+			}
+		}
+		out = append(out, gsi)
+	}
+	return out
+}
 
 func (dp *deployer) policies(ctx context.Context) error {
 	for _, id := range dp.spec.Policies {

@@ -35,7 +35,7 @@ const (
 
 // jitrIoTAPIs are the AWS IoT control-plane operations the JITR function makes, the ones it paces itself on.
 var jitrIoTAPIs = []string{"DescribeCertificate", "UpdateCertificate", "DeleteCertificate", "ListThingPrincipals",
-	"ListCertificatesByCA", "AttachPolicy", "DetachPolicy", "CreateThing", "AttachThingPrincipal", "DetachThingPrincipal"}
+	"AttachPolicy", "DetachPolicy", "CreateThing", "AttachThingPrincipal", "DetachThingPrincipal"}
 
 // DefaultIoTQuotas are AWS IoT Core's default rates of jitrIoTAPIs (requests per second per account, from the
 // project's one table of them, internal/iotquota). The function paces itself to them; -c iotQuotas overrides any

@@ -49,6 +49,12 @@ const (
 	// MetricRequeued counts the reconciler's work: certificates found PENDING_ACTIVATION whose registered event it
 	// queued again, and devices whose older certificates it queued for retirement again.
 	MetricRequeued = "Requeued"
+	// MetricDeadlineCut counts invocations that ran into their deadline: a record's paced call found no slot before
+	// it, or its context ended (the batch is sized so that this stays 0).
+	MetricDeadlineCut = "DeadlineCut"
+	// MetricHandedBack counts records a batch handed back unstarted, as batch item failures, because the
+	// invocation had not the time to finish them at its pacing.
+	MetricHandedBack = "HandedBack"
 )
 
 // Metrics of the scheduled tenant-CA check (namespace MetricsNamespace, dimension MetricDimension; the per-CA
@@ -133,6 +139,17 @@ const (
 	LedgerQueuedAt   = "QueuedAt"      // Unix seconds when the retirement was last queued
 	LedgerInflight   = "inflight"
 	LedgerDone       = "done"
+	// LedgerDeleted is the state of a certificate a retirement deleted: an event for it afterwards is about a new
+	// registration of the same certificate (AWS IoT registers it anew when the device presents it again).
+	LedgerDeleted = "deleted"
+	// LedgerRetirementPending is set (to LedgerPending) only while the certificate's retirement request is queued
+	// and not done: the partition key of the sparse index LedgerRetirementIndex, whose sort key is LedgerQueuedAt,
+	// so the reconciler reads the retirements left to do and nothing else.
+	LedgerRetirementPending = "RetirementPending"
+	LedgerPending           = "pending"
+	// LedgerRetirementIndex is the ledger's global secondary index of pending retirements (projecting
+	// LedgerRetirement).
+	LedgerRetirementIndex = "PendingRetirements"
 )
 
 // RetirementRequest is a message on the retirement queue: the certificate JITR activated for a thing, whose older

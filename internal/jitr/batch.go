@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -17,13 +20,14 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
 )
 
 // LedgerAPI is the part of DynamoDB the provisioning ledger uses.
 type LedgerAPI interface {
 	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
-	Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 }
 
 var _ LedgerAPI = (*dynamodb.Client)(nil)
@@ -64,7 +68,78 @@ const (
 	// the IoT client to this execution environment's share of the quotas. Fewer would leave the paced APIs idle
 	// while a handful of events walk through their steps in lockstep.
 	batchParallelism = 100
+	// batchReserve is kept free at the end of an invocation besides deadlineMargin, for what follows the last
+	// paced calls: their latency, the ledger writes, putting failed records back.
+	batchReserve = 3 * time.Second
+	// paceHeadroom is the share of its pacing a batch is sized to: the calls of one record wait for each other, and
+	// a retry after a throttle spends a slot too.
+	paceHeadroom = 0.5
+	// handBackDelay is how long a record handed back unstarted stays invisible: long enough not to be in the next
+	// batch of the same execution environment's poller right away.
+	handBackDelay = 2 * time.Second
 )
+
+// registrationCalls is what one registered event spends at most of each paced AWS IoT API (the attachments have
+// quotas ten times larger); retirementCalls what the retirement of a device with one older certificate spends.
+var (
+	registrationCalls = map[string]float64{"DescribeCertificate": 1, "AttachPolicy": 1, "UpdateCertificate": 1}
+	retirementCalls   = map[string]float64{"ListThingPrincipals": 1, "DescribeCertificate": 1, "UpdateCertificate": 1, "DeleteCertificate": 1}
+)
+
+// fits returns how many records, each spending calls, the invocation can finish before its deadline at this
+// execution environment's pacing (Config.RateLimits), with paceHeadroom and batchReserve to spare. Without a
+// deadline or pacing, every record fits.
+func (h *Handler) fits(ctx context.Context, calls map[string]float64) int {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return math.MaxInt
+	}
+	perSecond := math.Inf(1)
+	for api, n := range calls {
+		if rate := h.cfg.RateLimits[api]; rate > 0 {
+			perSecond = min(perSecond, rate/n)
+		}
+	}
+	if math.IsInf(perSecond, 1) {
+		return math.MaxInt
+	}
+	left := time.Until(deadline) - deadlineMargin - batchReserve
+	if left <= 0 {
+		return 0
+	}
+	return int(left.Seconds() * perSecond * paceHeadroom)
+}
+
+// cutByDeadline reports whether err says a call ran into the invocation's deadline.
+func cutByDeadline(err error) bool {
+	return errors.Is(err, iotapi.ErrNoTimeLeft) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// batchOutcome counts, across the goroutines of one batch, what the invocation's metric record reports.
+type batchOutcome struct {
+	handedBack int
+	cut        atomic.Bool
+}
+
+// report writes the batch's metric record and warns when it ran into its deadline.
+func (h *Handler) report(o *batchOutcome, counts map[string]int) {
+	rec := h.record()
+	for name, n := range counts {
+		if n > 0 {
+			rec.count(name, n)
+		}
+	}
+	if o.handedBack > 0 {
+		rec.count(contract.MetricHandedBack, o.handedBack)
+	}
+	if o.cut.Load() {
+		rec.count(contract.MetricDeadlineCut, 1)
+		h.log.Warn("invocation ran into its deadline: records left for a retry", "step", "batch", "deadlineCut", 1)
+	}
+	if len(rec.order) > 0 {
+		h.metrics.writeLine(rec.encode(h.now()))
+	}
+}
 
 // WithLedger sets the client of the provisioning ledger Config.LedgerTable names. Without it only duplicates
 // this execution environment has seen are dropped.
@@ -96,16 +171,18 @@ func (q sqsRetirements) QueueRetirement(ctx context.Context, req contract.Retire
 // HandleRegistrations handles a batch of registered events from the registration queue's event source mapping.
 // Each certificate is handled by one delivery at a time: a duplicate (in the batch, settled here earlier, or
 // claimed in the ledger by another delivery) is dropped before any AWS IoT call. It reports the records a retry
-// can help (ReportBatchItemFailures): they come back after the queue's visibility timeout, and go to the
-// dead-letter queue after its maxReceiveCount.
+// can help (ReportBatchItemFailures): they come back after the short delay putBack gives each (not the queue's
+// visibility timeout, six times the function's), and go to the dead-letter queue after its maxReceiveCount.
 func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent) (events.SQSEventResponse, error) {
 	var (
-		failed failures
-		mu     sync.Mutex
-		wg     sync.WaitGroup
-		slots  = make(chan struct{}, batchParallelism)
-		seen   = map[string]bool{}
-		dups   int
+		failed  failures
+		mu      sync.Mutex
+		wg      sync.WaitGroup
+		slots   = make(chan struct{}, batchParallelism)
+		seen    = map[string]bool{}
+		dups    int
+		outcome batchOutcome
+		room    = h.fits(ctx, registrationCalls)
 	)
 	for _, m := range batch.Records {
 		var e Event
@@ -113,11 +190,21 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 			_ = h.Handle(ctx, Event{}) // refused (logged, counted): nothing a retry can change
 			continue
 		}
-		if seen[e.CertificateID] || h.recent.contains(e.CertificateID, h.now()) {
+		// A duplicate names the same certificate, CA and account: an event that differs (refused or ignored) must
+		// not hide the certificate's own event.
+		key := e.CertificateID + "/" + e.CACertificateID + "/" + e.AWSAccountID + "/" + e.CertificateStatus
+		if seen[key] || h.recent.contains(e.CertificateID, h.now()) {
 			dups++
 			continue
 		}
-		seen[e.CertificateID] = true
+		seen[key] = true
+		if room == 0 {
+			// Not started: back in the queue before the deadline rather than cut short in the middle.
+			outcome.handedBack++
+			failed.add(m, handBackDelay)
+			continue
+		}
+		room--
 		wg.Add(1)
 		slots <- struct{}{}
 		go func(m events.SQSMessage, e Event) {
@@ -134,6 +221,9 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 			case err != nil:
 				// Back in a few seconds rather than after the queue's visibility timeout: a batch cut short by the
 				// function's deadline must not leave its devices waiting minutes.
+				if cutByDeadline(err) {
+					outcome.cut.Store(true)
+				}
 				h.log.Warn("registered event left for a retry", "certificateId", loggableID(e.CertificateID), "error", err.Error())
 				failed.add(m, retryDelay)
 			}
@@ -141,11 +231,7 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 	}
 	wg.Wait()
 	h.putBack(ctx, h.cfg.RegistrationQueueURL, failed.later)
-	if dups > 0 {
-		rec := h.record()
-		rec.count(contract.MetricDuplicate, dups)
-		h.metrics.writeLine(rec.encode(h.now()))
-	}
+	h.report(&outcome, map[string]int{contract.MetricDuplicate: dups})
 	return failed.resp, nil
 }
 
@@ -183,28 +269,31 @@ func (h *Handler) putBack(ctx context.Context, queueURL string, entries []sqstyp
 var errClaimedElsewhere = errors.New("another delivery of the certificate's event is being handled")
 
 // registerOnce claims the event's certificate in the ledger and handles the event; dup reports that another
-// delivery settled the certificate (the event is dropped).
+// delivery settled the certificate (the event is dropped). The ledger records only what was done to the
+// certificate: an event refused or ignored before any call (malformed, a CA not the stack's) takes no claim, and
+// one that did nothing to it (left PENDING, ignored after DescribeCertificate, failed) puts the entry back as it
+// was, so the certificate's genuine event is never dropped as its duplicate.
 func (h *Handler) registerOnce(ctx context.Context, e Event) (dup bool, err error) {
 	id := e.CertificateID
-	if !isHexID(id) {
-		return false, h.Handle(ctx, e) // refused: no claim for an id that is not one
+	if _, ours := h.cfg.CAs[e.CACertificateID]; e.Validate() != nil || !ours {
+		return false, h.Handle(ctx, e) // refused or ignored, and counted: nothing for the ledger
 	}
-	claim, err := h.claim(ctx, id)
+	c, err := h.claim(ctx, id)
 	switch {
 	case err != nil:
 		return false, err
-	case claim == settledElsewhere:
+	case c.outcome == settledElsewhere:
 		h.recent.add(id, h.now().Add(reconcileAfter))
 		return true, nil
-	case claim == heldElsewhere:
+	case c.outcome == heldElsewhere:
 		// Dropping it would lose the event if that delivery fails and this is the same SQS message delivered
 		// twice; its retry costs a receive, never an AWS IoT call.
 		return true, errClaimedElsewhere
 	}
-	deferred, err := h.handle(ctx, e)
-	if err != nil || deferred {
+	untouched, err := h.handle(ctx, e, c.reregistered)
+	if err != nil || untouched {
 		// A later delivery must run again: a retry of this one, or the event of the device's next attempt.
-		if relErr := h.release(ctx, id); relErr != nil {
+		if relErr := h.release(ctx, id, c); relErr != nil {
 			h.log.Warn("ledger claim not released; it lapses after its lease", "certificateId", id, "error", relErr.Error())
 		}
 		return false, err
@@ -235,46 +324,108 @@ const (
 	heldElsewhere                        // another delivery is handling it
 )
 
-// claim takes the certificate's ledger item for this delivery: it must be absent, or an inflight claim whose
-// lease ran out. One conditional write, so two deliveries never both win; a lost race reads the item's state
-// from the refusal itself.
-func (h *Handler) claim(ctx context.Context, id string) (claimOutcome, error) {
+// ledgerClaim is what a claim found and wrote: release puts the entry back as it was.
+type ledgerClaim struct {
+	outcome claimOutcome
+	// until is the lease this delivery wrote (Unix seconds): release and settle touch the item only while it holds.
+	until int64
+	// prior is the item before the claim, nil when there was none.
+	prior map[string]ddbtypes.AttributeValue
+	// reregistered says a retirement deleted the certificate after it was handled: the event is about a new
+	// registration of it (the device presented it again).
+	reregistered bool
+}
+
+// claimAttrs are the attributes a claim writes, which release restores.
+var claimAttrs = []string{contract.LedgerState, contract.LedgerLeaseUntil, contract.LedgerExpiresAt}
+
+// claim takes the certificate's ledger item for this delivery: it must be absent, an inflight claim whose lease
+// ran out, or the mark of a certificate a retirement deleted. One conditional write, so two deliveries never both
+// win; a lost race reads the item's state from the refusal itself, a won one what it replaced.
+func (h *Handler) claim(ctx context.Context, id string) (ledgerClaim, error) {
 	if !h.ledgerOn() {
-		return claimed, nil
+		return ledgerClaim{outcome: claimed}, nil
 	}
 	now := h.now()
-	_, err := h.ledger.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+	c := ledgerClaim{outcome: claimed, until: now.Add(claimLease).Unix()}
+	out, err := h.ledger.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(h.cfg.LedgerTable),
 		Key:                 ledgerKey(id),
 		UpdateExpression:    aws.String("SET #s = :inflight, #u = :until, #x = :expires"),
-		ConditionExpression: aws.String("attribute_not_exists(#k) OR (#s = :inflight AND #u < :now)"),
+		ConditionExpression: aws.String("attribute_not_exists(#k) OR (#s = :inflight AND #u < :now) OR #s = :deleted"),
 		ExpressionAttributeNames: map[string]string{"#k": contract.LedgerKey, "#s": contract.LedgerState,
 			"#u": contract.LedgerLeaseUntil, "#x": contract.LedgerExpiresAt},
 		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{
 			":inflight": &ddbtypes.AttributeValueMemberS{Value: contract.LedgerInflight},
-			":until":    unixAttr(now.Add(claimLease)), ":now": unixAttr(now), ":expires": unixAttr(now.Add(ledgerRetention)),
+			":deleted":  &ddbtypes.AttributeValueMemberS{Value: contract.LedgerDeleted},
+			":until":    &ddbtypes.AttributeValueMemberN{Value: strconv.FormatInt(c.until, 10)}, ":now": unixAttr(now),
+			":expires": unixAttr(now.Add(ledgerRetention)),
 		},
+		ReturnValues:                        ddbtypes.ReturnValueAllOld,
 		ReturnValuesOnConditionCheckFailure: ddbtypes.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	var failed *ddbtypes.ConditionalCheckFailedException
 	if errors.As(err, &failed) {
 		if st, ok := failed.Item[contract.LedgerState].(*ddbtypes.AttributeValueMemberS); ok && st.Value == contract.LedgerDone {
-			return settledElsewhere, nil
+			return ledgerClaim{outcome: settledElsewhere}, nil
 		}
-		return heldElsewhere, nil
+		return ledgerClaim{outcome: heldElsewhere}, nil
 	}
 	if err != nil {
-		return claimed, fmt.Errorf("claim certificate %s in the ledger: %w", id, err)
+		return ledgerClaim{}, fmt.Errorf("claim certificate %s in the ledger: %w", id, err)
 	}
-	return claimed, nil
+	if len(out.Attributes) > 0 {
+		c.prior = out.Attributes
+		st, _ := c.prior[contract.LedgerState].(*ddbtypes.AttributeValueMemberS)
+		c.reregistered = st != nil && st.Value == contract.LedgerDeleted
+	}
+	return c, nil
 }
 
-// release gives a claim up, so the next delivery of the certificate is handled.
-func (h *Handler) release(ctx context.Context, id string) error {
+// release gives a claim up, putting back what the claim replaced (nothing, a lapsed claim with its retirement
+// record, a deleted certificate's mark), so the next delivery of the certificate is handled as this one was.
+// A claim whose lease ran out and was taken over is left to its new holder.
+func (h *Handler) release(ctx context.Context, id string, c ledgerClaim) error {
 	if !h.ledgerOn() {
 		return nil
 	}
-	_, err := h.ledger.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(h.cfg.LedgerTable), Key: ledgerKey(id)})
+	names := map[string]string{"#s": contract.LedgerState, "#u": contract.LedgerLeaseUntil}
+	values := map[string]ddbtypes.AttributeValue{
+		":inflight": &ddbtypes.AttributeValueMemberS{Value: contract.LedgerInflight},
+		":mine":     &ddbtypes.AttributeValueMemberN{Value: strconv.FormatInt(c.until, 10)},
+	}
+	mine := aws.String("#s = :inflight AND #u = :mine")
+	var err error
+	if c.prior == nil {
+		_, err = h.ledger.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(h.cfg.LedgerTable), Key: ledgerKey(id),
+			ConditionExpression: mine, ExpressionAttributeNames: names, ExpressionAttributeValues: values})
+	} else {
+		var set, remove []string
+		for i, attr := range claimAttrs {
+			ref, val := "#a"+strconv.Itoa(i), ":a"+strconv.Itoa(i)
+			names[ref] = attr
+			if v, ok := c.prior[attr]; ok {
+				set = append(set, ref+" = "+val)
+				values[val] = v
+			} else {
+				remove = append(remove, ref)
+			}
+		}
+		update := ""
+		if len(set) > 0 {
+			update = "SET " + strings.Join(set, ", ")
+		}
+		if len(remove) > 0 {
+			update += " REMOVE " + strings.Join(remove, ", ")
+		}
+		_, err = h.ledger.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String(h.cfg.LedgerTable), Key: ledgerKey(id),
+			UpdateExpression: aws.String(strings.TrimSpace(update)), ConditionExpression: mine,
+			ExpressionAttributeNames: names, ExpressionAttributeValues: values})
+	}
+	var failed *ddbtypes.ConditionalCheckFailedException
+	if errors.As(err, &failed) {
+		return nil
+	}
 	return err
 }
 
@@ -293,25 +444,57 @@ func (h *Handler) settle(ctx context.Context, id string) error {
 	return err
 }
 
+// markDeleted records that a retirement deleted the certificate. AWS IoT registers it anew if the device presents
+// it again, and that event must then be handled (the certificate revoked), not dropped as a duplicate of the
+// certificate's earlier settlement. An inflight claim (the certificate's own event, being handled) is left alone.
+// The certificate's own retirement request leaves the pending ones: the newer certificate's covers the device.
+func (h *Handler) markDeleted(ctx context.Context, id string) error {
+	h.recent.remove(id)
+	if !h.ledgerOn() {
+		return nil
+	}
+	_, err := h.ledger.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(h.cfg.LedgerTable),
+		Key:                       ledgerKey(id),
+		UpdateExpression:          aws.String("SET #s = :deleted REMOVE #p"),
+		ConditionExpression:       aws.String("#s = :done"),
+		ExpressionAttributeNames:  map[string]string{"#s": contract.LedgerState, "#p": contract.LedgerRetirementPending},
+		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":done": &ddbtypes.AttributeValueMemberS{Value: contract.LedgerDone}, ":deleted": &ddbtypes.AttributeValueMemberS{Value: contract.LedgerDeleted}},
+	})
+	var failed *ddbtypes.ConditionalCheckFailedException
+	if errors.As(err, &failed) {
+		return nil // no settled entry: nothing would drop the certificate's next event
+	}
+	return err
+}
+
 // noteRetirement records in the ledger item of the request's certificate whether its device's older
-// certificates are retired yet, with the request, so the reconciler can queue it again.
+// certificates are retired yet, with the request, so the reconciler can queue it again. A pending retirement is
+// in the ledger's sparse index (contract.LedgerRetirementPending set), a done one leaves it.
 func (h *Handler) noteRetirement(ctx context.Context, req contract.RetirementRequest, retired bool) error {
 	if !h.ledgerOn() {
 		return nil
 	}
 	body, _ := json.Marshal(req)
+	update := "SET #r = :retired, #t = :request, #q = :at, #p = :pending"
+	values := map[string]ddbtypes.AttributeValue{
+		":retired": &ddbtypes.AttributeValueMemberBOOL{Value: retired},
+		":request": &ddbtypes.AttributeValueMemberS{Value: string(body)},
+		":at":      unixAttr(h.now()),
+		":pending": &ddbtypes.AttributeValueMemberS{Value: contract.LedgerPending},
+	}
+	if retired {
+		update = "SET #r = :retired, #t = :request, #q = :at REMOVE #p"
+		delete(values, ":pending")
+	}
 	_, err := h.ledger.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(h.cfg.LedgerTable),
 		Key:                 ledgerKey(req.CertificateID),
-		UpdateExpression:    aws.String("SET #r = :retired, #t = :request, #q = :at"),
+		UpdateExpression:    aws.String(update),
 		ConditionExpression: aws.String("attribute_exists(#k)"),
 		ExpressionAttributeNames: map[string]string{"#k": contract.LedgerKey, "#r": contract.LedgerRetired,
-			"#t": contract.LedgerRetirement, "#q": contract.LedgerQueuedAt},
-		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{
-			":retired": &ddbtypes.AttributeValueMemberBOOL{Value: retired},
-			":request": &ddbtypes.AttributeValueMemberS{Value: string(body)},
-			":at":      unixAttr(h.now()),
-		},
+			"#t": contract.LedgerRetirement, "#q": contract.LedgerQueuedAt, "#p": contract.LedgerRetirementPending},
+		ExpressionAttributeValues: values,
 	})
 	var failed *ddbtypes.ConditionalCheckFailedException
 	if errors.As(err, &failed) {
@@ -330,6 +513,8 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 		wg       sync.WaitGroup
 		slots    = make(chan struct{}, batchParallelism)
 		deferred int
+		outcome  batchOutcome
+		room     = h.fits(ctx, retirementCalls)
 	)
 	busy, err := h.registrationBacklog(ctx)
 	if err != nil {
@@ -346,6 +531,13 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 			failed.add(m, retirementDelay)
 			continue
 		}
+		if room == 0 {
+			// Not started: never a retirement cut short between its deactivation and its deletion.
+			outcome.handedBack++
+			failed.add(m, handBackDelay)
+			continue
+		}
+		room--
 		wg.Add(1)
 		slots <- struct{}{}
 		go func(m events.SQSMessage, req contract.RetirementRequest) {
@@ -353,6 +545,9 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 			if err := h.Retire(ctx, req); err != nil {
 				// Back in a few seconds, as a registration: a retirement cut short by the deadline (its paced calls
 				// refused for lack of time) is finished by the next delivery, not after the visibility timeout.
+				if cutByDeadline(err) {
+					outcome.cut.Store(true)
+				}
 				h.log.Warn("retirement left for a retry", "step", "rotate", "thingName", req.Thing, "error", err.Error())
 				failed.add(m, retryDelay)
 				return
@@ -364,11 +559,7 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 	}
 	wg.Wait()
 	h.putBack(ctx, h.cfg.RetirementQueueURL, failed.later)
-	if deferred > 0 {
-		rec := h.record()
-		rec.count(contract.MetricRetirementDeferred, deferred)
-		h.metrics.writeLine(rec.encode(h.now()))
-	}
+	h.report(&outcome, map[string]int{contract.MetricRetirementDeferred: deferred})
 	return failed.resp, nil
 }
 
@@ -432,6 +623,12 @@ func (r *recentSet) add(id string, until time.Time) {
 		r.until = map[string]time.Time{}
 	}
 	r.until[id] = until
+}
+
+func (r *recentSet) remove(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.until, id)
 }
 
 func (r *recentSet) contains(id string, now time.Time) bool {

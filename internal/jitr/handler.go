@@ -122,21 +122,24 @@ func NewHandler(api IoTAPI, cfg Config, opts ...Option) *Handler {
 // refused, ignored) and an error only when a retry can help (throttling that outlasted the retryer, 5xx, a
 // deadline): the asynchronous invocation retries it and then sends it to the dead-letter queue.
 func (h *Handler) Handle(ctx context.Context, e Event) error {
-	_, err := h.handle(ctx, e)
+	_, err := h.handle(ctx, e, false)
 	return err
 }
 
-// handle is Handle, also reporting whether the certificate was left PENDING for a later event.
-func (h *Handler) handle(ctx context.Context, e Event) (deferred bool, err error) {
+// handle is Handle, also reporting whether the event did nothing to the certificate (left PENDING for a later
+// event, or ignored). reregistered says the ledger knows the certificate was deleted by a retirement after it was
+// handled: the device presented it again and AWS IoT registered it anew.
+func (h *Handler) handle(ctx context.Context, e Event, reregistered bool) (untouched bool, err error) {
 	start := h.now()
 	// Ids reach log lines and metric properties only in their checked form: an event field is attacker-sized
 	// until validated.
 	certID, caID := loggableID(e.CertificateID), loggableID(e.CACertificateID)
 	run := &provisioning{
-		h:   h,
-		e:   e,
-		rec: newMetricRecord(h.cfg.MetricsNamespace),
-		log: h.log.With("certificateId", certID, "caCertificateId", caID),
+		h:            h,
+		e:            e,
+		rec:          newMetricRecord(h.cfg.MetricsNamespace),
+		log:          h.log.With("certificateId", certID, "caCertificateId", caID),
+		reregistered: reregistered,
 	}
 	run.rec.dimensions[contract.MetricDimension] = h.cfg.ProvisionedBy
 	run.rec.properties["certificateId"] = certID
@@ -148,13 +151,13 @@ func (h *Handler) handle(ctx context.Context, e Event) (deferred bool, err error
 	if err := e.Validate(); err != nil {
 		run.log.Warn("event refused", "step", "validate", "reason", err.Error())
 		run.rec.count(contract.MetricRefused, 1)
-		return false, nil
+		return true, nil
 	}
 	ca, ok := h.cfg.CAs[e.CACertificateID]
 	if !ok {
 		run.log.Info("event ignored", "step", "validate", "reason", "the CA is not one this stack registered")
 		run.rec.count(contract.MetricIgnored, 1)
-		return false, nil
+		return true, nil
 	}
 	run.ca = ca
 	if deadline, ok := ctx.Deadline(); ok {
@@ -163,7 +166,7 @@ func (h *Handler) handle(ctx context.Context, e Event) (deferred bool, err error
 		defer cancel()
 	}
 	err = run.provision(ctx)
-	return run.deferred, err
+	return run.untouched, err
 }
 
 // provisioning is the state of one Handle call.
@@ -178,9 +181,13 @@ type provisioning struct {
 	status    types.CertificateStatus
 	notBefore time.Time
 	thing     string
-	// deferred says the certificate was left PENDING for a later event (not valid yet, CA mismatch): the event is
-	// settled, but a later event of the same certificate is not a duplicate.
-	deferred bool
+	// untouched says the event did nothing to the certificate: left PENDING for a later event (not valid yet, CA
+	// mismatch) or ignored (another account, gone, REVOKED). The event is settled, but its ledger entry is put
+	// back as it was, so a later event of the same certificate is not a duplicate.
+	untouched bool
+	// reregistered says a retirement deleted the certificate after it was handled and AWS IoT registered it anew:
+	// it is checked against the device's newer certificates before it is activated.
+	reregistered bool
 }
 
 // attached is another certificate attached to the device's thing.
@@ -240,6 +247,11 @@ func (p *provisioning) provision(ctx context.Context) error {
 	if err := p.step("AttachThing", func() error { return p.attachThing(ctx) }); err != nil {
 		return err
 	}
+	if p.reregistered && p.status == types.CertificateStatusPendingActivation {
+		if superseded, err := p.supersede(ctx); superseded || err != nil {
+			return err
+		}
+	}
 	if p.status != types.CertificateStatusActive {
 		var gone bool
 		if err := p.step("Activate", func() error {
@@ -258,6 +270,36 @@ func (p *provisioning) provision(ctx context.Context) error {
 		p.log.Info("certificate already active", "step", "activate", "outcome", "already-active")
 	}
 	return p.handOffRetirement(ctx)
+}
+
+// supersede revokes a certificate registered again after a retirement deleted it, when the device has a newer
+// live certificate: it is an older certificate of the device, never to be activated again (REVOKED, AWS IoT
+// neither registers it anew nor publishes its event at the device's next attempts). Without a newer one it is
+// provisioned as any other. Only such certificates pay this listing before their activation.
+func (p *provisioning) supersede(ctx context.Context) (superseded bool, err error) {
+	var others []attached
+	if err := p.step("ListThing", func() error {
+		var err error
+		others, _, err = p.otherCertificates(ctx)
+		return err
+	}); err != nil {
+		return false, err
+	}
+	self := attached{id: p.e.CertificateID, arn: p.arn, status: p.status, notBefore: p.notBefore}
+	for _, o := range others {
+		live := o.status == types.CertificateStatusActive || o.status == types.CertificateStatusPendingActivation
+		if !live || !newer(o, self) {
+			continue
+		}
+		if err := p.step("Supersede", func() error { return p.detachAndRevoke(ctx, "superseded") }); err != nil {
+			return false, err
+		}
+		p.rec.count(contract.MetricRevoked, 1)
+		p.log.Warn("certificate revoked: presented again after its retirement, and the device has a newer certificate",
+			"step", "supersede", "outcome", "superseded", "newerCertificateId", o.id)
+		return true, nil
+	}
+	return false, nil
 }
 
 // describe reads the certificate and answers nil (with the outcome) when the event ends there: the certificate is
@@ -332,7 +374,7 @@ func (p *provisioning) check(ctx context.Context, desc *types.CertificateDescrip
 		return true, p.caMismatch(mismatch.reported)
 	case errors.As(err, &notYet):
 		p.rec.count(contract.MetricDeferred, 1)
-		p.deferred = true
+		p.untouched = true
 		p.log.Info("certificate left pending: not valid yet", "step", "check", "outcome", "deferred",
 			"notBefore", notYet.NotBefore.UTC().Format(time.RFC3339), "clockSkewTolerance", p.h.cfg.ClockSkew.String(),
 			"reason", "NotBefore is ahead of this function's clock by more than the tolerated skew; the registered event AWS IoT publishes at the device's next connection provisions it")
@@ -491,6 +533,9 @@ func (p *provisioning) otherCertificates(ctx context.Context) (others []attached
 	pages := iot.NewListThingPrincipalsPaginator(p.h.api, &iot.ListThingPrincipalsInput{ThingName: aws.String(p.thing)})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
+		if iotapi.IsNotFound(err) {
+			return nil, false, nil // no thing: nothing is attached to it, nothing to retire
+		}
 		if err != nil {
 			return nil, false, fmt.Errorf("list principals of thing %s: %w", p.thing, err)
 		}
@@ -583,6 +628,10 @@ func (p *provisioning) retire(ctx context.Context, o attached) error {
 		_, err = api.DeleteCertificate(ctx, &iot.DeleteCertificateInput{CertificateId: aws.String(o.id), ForceDelete: true}, conflictRetry)
 		switch {
 		case err == nil || iotapi.IsNotFound(err):
+			if err := p.h.markDeleted(ctx, o.id); err != nil {
+				// Its ledger entry then expires in ledgerRetention; until then, presenting it again stays PENDING.
+				p.log.Warn("older certificate deleted, ledger not updated", "step", "rotate", "retiredCertificateId", o.id, "error", err.Error())
+			}
 			return nil
 		case iotapi.HasErrorCode(err, "CertificateStateException") && attempt < 3:
 			// The older certificate's own event, running concurrently, activated it after it was deactivated
@@ -704,7 +753,7 @@ func (e *caMismatchError) Error() string { return "the certificate was issued by
 func (p *provisioning) caMismatch(reported string) error {
 	p.rec.count(contract.MetricCAMismatch, 1)
 	p.rec.count(contract.MetricDeferred, 1)
-	p.deferred = true
+	p.untouched = true
 	p.log.Warn("certificate left pending: the event names another CA than the certificate's", "step", "check",
 		"outcome", "deferred", "reportedCaCertificateId", loggableID(reported),
 		"reason", "an event for another CA than the issuer's is not this certificate's own event; the certificate is not revoked on its word")
@@ -748,6 +797,7 @@ func (h *Handler) signingCA(cert *x509.Certificate) string {
 }
 
 func (p *provisioning) ignore(step, reason string) error {
+	p.untouched = true
 	p.rec.count(contract.MetricIgnored, 1)
 	p.log.Info("event ignored", "step", step, "outcome", "ignored", "reason", reason)
 	return nil

@@ -392,6 +392,13 @@ func TestHandleBranches(t *testing.T) {
 			wantMetrics: map[string]float64{contract.MetricIgnored: 1, contract.MetricOtherAccount: 1},
 		},
 		{
+			name:        "inactive certificate of a device without a thing: nothing to retire, done",
+			setup:       func(r *fakeRegistry) { r.certs[cur.id] = &fakeCert{pem: cur.pem, status: inactive} },
+			wantCalls:   []string{"DescribeCertificate", "ListThingPrincipals"},
+			wantStatus:  map[string]types.CertificateStatus{cur.id: inactive},
+			wantMetrics: map[string]float64{},
+		},
+		{
 			name:        "active certificate failing a check: left to rotation, not revoked while attached",
 			cert:        expired,
 			setup:       func(r *fakeRegistry) { r.provisioned(expired.id, expired.pem, thing, active) },

@@ -40,7 +40,6 @@ func main() {
 // app is the function: the handler and what the dispatch needs.
 type app struct {
 	h               *jitr.Handler
-	iot             *iot.Client
 	retirementQueue string // the retirement queue's name, as the last part of its ARN
 }
 
@@ -64,7 +63,7 @@ func newApp(ctx context.Context, getenv func(string) string, logger *slog.Logger
 	db := dynamodb.NewFromConfig(awsCfg)
 	h := jitr.NewHandler(client, cfg, jitr.WithLogger(logger), jitr.WithDenyList(db), jitr.WithLedger(db),
 		jitr.WithQueues(sqs.NewFromConfig(awsCfg)))
-	return &app{h: h, iot: client, retirementQueue: cfg.RetirementQueueURL[strings.LastIndex(cfg.RetirementQueueURL, "/")+1:]}, nil
+	return &app{h: h, retirementQueue: cfg.RetirementQueueURL[strings.LastIndex(cfg.RetirementQueueURL, "/")+1:]}, nil
 }
 
 // invocation is what the dispatch reads of any payload: SQS records, or an EventBridge event's detail-type.
@@ -95,7 +94,7 @@ func (a *app) invoke(ctx context.Context, payload json.RawMessage) (any, error) 
 		}
 		return a.h.HandleRegistrations(ctx, batch)
 	case inv.DetailType == contract.ScheduledEventDetailType:
-		return nil, a.h.Reconcile(ctx, a.iot)
+		return nil, a.h.Reconcile(ctx)
 	default:
 		var e jitr.Event
 		if err := json.Unmarshal(payload, &e); err != nil {
