@@ -300,3 +300,22 @@ const (
 	QuotasPath             = "/_sphere/quotas"            // GET: the figures
 	QuotasResetPath        = "/_sphere/quotas/reset"      // POST: zero the figures, refill the buckets
 )
+
+// The account-settings custom resource (fleet indexing and AWS IoT logging, account-wide settings the stack widens
+// and puts back on delete): its type and properties.
+const (
+	AccountSettingsResourceType = "Custom::IoTAccountSettings"
+	PropLogLevel                = "LogLevel"   // AWS IoT v2 log level the stack needs (ERROR, WARN, INFO, DEBUG), or "" for none
+	PropLogRoleARN              = "LogRoleArn" // the role AWS IoT logs with when the account has no logging of its own
+)
+
+// AccountSettingsProps lists the account-settings resource's properties.
+var AccountSettingsProps = []string{PropLogLevel, PropLogRoleARN}
+
+// IndexedThingAttributes are the thing attributes the stack adds to fleet indexing as custom fields (type String):
+// fleetctl, the fleet metric and its alarm select the stack's devices by AttrProvisionedBy, and `fleetctl stale`
+// finds the never-connected ones by AttrProvisionedAt (RFC 3339 in UTC sorts as time).
+var IndexedThingAttributes = []string{AttrProvisionedBy, AttrProvisionedAt}
+
+// ThingAttributeField is the fleet-indexing field of a thing attribute, e.g. attributes.provisionedBy.
+func ThingAttributeField(attr string) string { return "attributes." + attr }
