@@ -8,7 +8,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 )
 
-func field(name string, t types.FieldType) types.Field { return types.Field{Name: aws.String(name), Type: t} }
+func field(name string, t types.FieldType) types.Field {
+	return types.Field{Name: aws.String(name), Type: t}
+}
 
 func names(fs []types.Field) []string {
 	var out []string
