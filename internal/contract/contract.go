@@ -319,3 +319,8 @@ var IndexedThingAttributes = []string{AttrProvisionedBy, AttrProvisionedAt}
 
 // ThingAttributeField is the fleet-indexing field of a thing attribute, e.g. attributes.provisionedBy.
 func ThingAttributeField(attr string) string { return "attributes." + attr }
+
+// ConnectivityControlPath is the local emulator's control endpoint (testkit/moto/indexing.py) through which its
+// MQTT broker reports a client's connection state to the fleet index: POST {"clientId", "connected",
+// "timestamp" (epoch ms), "disconnectReason"} or {"clients": [...]}; GET ?clientId= reads it back.
+const ConnectivityControlPath = "/emulator-api/iot/connectivity"

@@ -37,6 +37,9 @@ lock and, inside it, lists its own package directory (a stat per service) to rec
 done once here, since the list cannot change while the server runs; so is the list of a response class's methods
 moto reads on every request.
 
+And fleet indexing (indexing.py): SearchIndex, GetStatistics, fleet metrics and the v2 logging options as AWS
+answers them, with the devices' connectivity as the emulator's broker reports it.
+
 Usage: launcher.py PORT  (binds 127.0.0.1 only)
 """
 import functools
@@ -130,6 +133,7 @@ def _to_description_dict(self):
 
 FakeCertificate.to_description_dict = _to_description_dict
 __import__("fidelity").install()  # the AWS IoT rules moto lacks: see fidelity.py
+__import__("indexing").install()  # fleet indexing, fleet metrics, v2 logging, connectivity control: see indexing.py
 
 from moto.core.responses import ActionResult  # noqa: E402
 from moto.iot.responses import IoTResponse  # noqa: E402
