@@ -56,7 +56,8 @@ func RevertIndexing(cur types.ThingIndexingConfiguration, added Added) types.Thi
 		(out.ThingConnectivityIndexingMode == "" || out.ThingConnectivityIndexingMode == types.ThingConnectivityIndexingModeOff) {
 		out.ThingIndexingMode = types.ThingIndexingModeOff
 	}
-	out.CustomFields = nil
+	// Non-nil, so an empty list is sent as [] and clears the fields rather than leaving them as they are.
+	out.CustomFields = []types.Field{}
 	for _, f := range cur.CustomFields {
 		if !slices.Contains(added.Fields, aws.ToString(f.Name)) {
 			out.CustomFields = append(out.CustomFields, f)
