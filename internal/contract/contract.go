@@ -85,11 +85,16 @@ const (
 	OutputDeviceTopicRoot  = "DeviceTopicRoot"
 	OutputDenyListTable    = "DenyListTable"
 	OutputDashboardName    = "DashboardName"
+	// OutputRegistrationQueueURL and OutputDeadLetterQueueURL are the JITR function's registration queue and its
+	// dead-letter queue: fleetctl status reads their depth.
+	OutputRegistrationQueueURL = "RegistrationQueueUrl"
+	OutputDeadLetterQueueURL   = "DeadLetterQueueUrl"
 )
 
 // Outputs lists every output name, in the order the stack declares them.
 var Outputs = []string{OutputIotEndpoint, OutputCACertificateIDs, OutputDevicePolicyName, OutputDemoBucketName,
-	OutputRegion, OutputTenantID, OutputRetainDevices, OutputDeviceTopicRoot, OutputDenyListTable, OutputDashboardName}
+	OutputRegion, OutputTenantID, OutputRetainDevices, OutputDeviceTopicRoot, OutputDenyListTable, OutputDashboardName,
+	OutputRegistrationQueueURL, OutputDeadLetterQueueURL}
 
 // Environment variables the stack gives the JITR Lambda.
 const (
