@@ -58,7 +58,7 @@ demo-operate: .stamps/go .stamps/npm .stamps/venv emulator-synth fleetctl ## the
 	op() { echo; echo "\$$ fleetctl $$*"; $(FLEETCTL) "$$@" -emulator $(EMULATOR_DIR)/emulator.json; }; \
 	op status; \
 	op certs; \
-	dev=$$($(FLEETCTL) status -json -quiet -emulator $(EMULATOR_DIR)/emulator.json | python3 -c 'import json,sys; print(json.load(sys.stdin)["devices"][0]["thingName"])'); \
+	dev=$$($(FLEETCTL) status -walk -json -quiet -emulator $(EMULATOR_DIR)/emulator.json | python3 -c 'import json,sys; print(json.load(sys.stdin)["devices"][0]["thingName"])'); \
 	op device $$dev; \
 	op revoke $$dev -reason "reported stolen"; \
 	op denylist -quiet; \
