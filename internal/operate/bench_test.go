@@ -129,4 +129,3 @@ func BenchmarkFleetctl(b *testing.B) {
 		b.ReportMetric(projected.Seconds(), "walk-projected-s")
 	}
 }
-
