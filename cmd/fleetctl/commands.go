@@ -138,7 +138,7 @@ func runDevice(ctx context.Context, c *cli) error {
 	}
 	switch cn := d.Connectivity; {
 	case cn == nil && d.Exists:
-		fmt.Fprintln(c.stdout, "connected      unknown (not in the fleet index yet, or connectivity indexing is off)")
+		fmt.Fprintln(c.stdout, "connected      unknown (not in the fleet index yet, or fleet indexing is off in this account and Region)")
 	case cn == nil:
 	case cn.Connected:
 		fmt.Fprintf(c.stdout, "connected      yes, since %s\n", dateOf(cn.Since))

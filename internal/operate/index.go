@@ -185,12 +185,17 @@ func connectivityOf(c *types.ThingConnectivity) *Connectivity {
 	return out
 }
 
-// connectivity is the device's entry in the index (SearchIndex thingName:<thing>); nil when the thing is not in it.
+// connectivity is the device's entry in the index (SearchIndex thingName:<thing>); nil when the thing is not in it
+// or the account has no index.
 func (f *Fleet) connectivity(ctx context.Context, thing string) (*Connectivity, error) {
 	if f.index == nil {
 		return nil, nil
 	}
 	out, err := f.index.SearchIndex(ctx, &iot.SearchIndexInput{QueryString: aws.String("thingName:" + thing), MaxResults: aws.Int32(1)})
+	var nf *types.ResourceNotFoundException
+	if errors.As(err, &nf) {
+		return nil, nil // fleet indexing off: the rest of the device's view still stands
+	}
 	if err != nil {
 		return nil, indexErr("look up "+thing+" in the fleet index", err)
 	}

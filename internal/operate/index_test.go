@@ -270,8 +270,17 @@ func TestStatusSaysWhenTheIndexIsOff(t *testing.T) {
 		ThingIndexingMode: types.ThingIndexingModeOff, ThingConnectivityIndexingMode: types.ThingConnectivityIndexingModeOff}}, internal); err != nil {
 		t.Fatal(err)
 	}
-	_, err := w.fleet(&counter{calls: map[string]int{}}).Status(context.Background(), false)
+	f := w.fleet(&counter{calls: map[string]int{}})
+	_, err := f.Status(context.Background(), false)
 	if err == nil || !strings.Contains(err.Error(), "fleet indexing is off") {
 		t.Errorf("status with indexing off: %v, want the fix for fleet indexing being off", err)
+	}
+	// device still describes the device, without connectivity.
+	id := strings.Repeat("cd", 64)
+	if _, err := w.admin.CreateThing(context.Background(), &iot.CreateThingInput{ThingName: aws.String(id)}, internal); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := f.Device(context.Background(), id); err != nil || !d.Exists || d.Connectivity != nil {
+		t.Errorf("device with indexing off: %+v, %v; want the device without connectivity", d, err)
 	}
 }
