@@ -2,10 +2,12 @@ package accountsettings_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-lambda-go/cfn"
@@ -14,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
 	"github.com/sphere-jitr/sphere-jitr/internal/accountsettings"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
@@ -131,4 +134,66 @@ func TestCreateThenDeletePutsTheAccountBack(t *testing.T) {
 			}
 		})
 	}
+}
+
+// snapshotTemplate is the stack as `cdk synth` writes it: the snapshot the stacks tests keep equal to the synthesis.
+const snapshotTemplate = "../../stacks/testdata/SphereJitr.template.snapshot.json"
+
+// accountSettingsFunction is the logical id of the function serving the account-settings resource.
+func accountSettingsFunction(t *localaws.Template) (string, error) {
+	for _, id := range t.OfType(contract.AccountSettingsResourceType) {
+		if fn := localaws.ReferencedResource(t.Prop(id, "ServiceToken")); t.Resources[fn].Type == "AWS::Lambda::Function" {
+			return fn, nil
+		}
+	}
+	return "", fmt.Errorf("template has no %s served by a function of the template", contract.AccountSettingsResourceType)
+}
+
+// The function's role, as synthesized, lets it do its create and delete in moto, which enforces IAM for it; and
+// without one of its grants it is refused (the check can fail).
+func TestTheRoleAllowsCreateAndDelete(t *testing.T) {
+	ctx := context.Background()
+	for _, broken := range []bool{false, true} {
+		if err := moto.Reset(); err != nil {
+			t.Fatal(err)
+		}
+		var edit func(*localaws.Template)
+		if broken {
+			edit = func(tm *localaws.Template) {
+				for _, id := range tm.OfType("AWS::IAM::Policy") {
+					doc := asMap(asMap(tm.Resources[id].Properties)["PolicyDocument"])
+					for _, st := range doc["Statement"].([]any) {
+						s := asMap(st)
+						if strings.Contains(fmt.Sprint(s["Action"]), "iot:UpdateIndexingConfiguration") {
+							s["Action"] = []any{"iot:GetIndexingConfiguration", "iot:GetV2LoggingOptions", "iot:SetV2LoggingOptions"}
+						}
+					}
+				}
+			}
+		}
+		p, err := localaws.SnapshotRole{Template: snapshotTemplate, Stack: "SphereJitrSettingsTest", Edit: edit, Function: accountSettingsFunction}.Register(ctx, moto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		api := iot.NewFromConfig(aws.Config{Region: motoserver.Region, BaseEndpoint: aws.String(moto.URL), Credentials: p.Credentials()})
+		r := accountsettings.New(api, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		id, _, err := r.HandleEvent(ctx, event(cfn.RequestCreate, "", ""))
+		if broken {
+			if err == nil || !strings.Contains(err.Error(), "AccessDenied") {
+				t.Errorf("create without iot:UpdateIndexingConfiguration: %v, want AccessDenied", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("create as the function's role: %v", err)
+		}
+		if _, _, err := r.HandleEvent(ctx, event(cfn.RequestDelete, id, "")); err != nil {
+			t.Fatalf("delete as the function's role: %v", err)
+		}
+	}
+}
+
+func asMap(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
 }
