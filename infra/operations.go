@@ -37,6 +37,8 @@ type FleetOperationsProps struct {
 	ProvisionedBy *string // the stack name: the metrics' dimension
 	// AlarmEmail, when set, subscribes this address to an SNS topic every alarm of the stack notifies.
 	AlarmEmail string
+	// ConnectedDevices, when set, is graphed on the dashboard (the fleet metric of FleetIndex).
+	ConnectedDevices awscloudwatch.IMetric
 }
 
 // FleetOperations is what the people who run the fleet look at: the scheduled tenant-CA check and its alarm, a
@@ -174,6 +176,11 @@ func (o *FleetOperations) dashboard(c constructs.Construct, props *FleetOperatio
 		alarms[i] = a
 	}
 	caDays := o.metric(contract.MetricDaysLeftWithoutSuccessor, "Minimum", awscdk.Duration_Hours(jsii.Number(12)))
+	var presence []*[]awscloudwatch.IWidget
+	if props.ConnectedDevices != nil {
+		presence = append(presence, &[]awscloudwatch.IWidget{
+			graph("Connected devices (fleet indexing, every 5 min)", []awscloudwatch.IMetric{props.ConnectedDevices}, nil)})
+	}
 	o.Dashboard = awscloudwatch.NewDashboard(c, jsii.String("Dashboard"), &awscloudwatch.DashboardProps{
 		DefaultInterval: awscdk.Duration_Days(jsii.Number(7)),
 		Widgets: &[]*[]awscloudwatch.IWidget{
@@ -209,4 +216,7 @@ func (o *FleetOperations) dashboard(c constructs.Construct, props *FleetOperatio
 			},
 		},
 	})
+	for _, row := range presence {
+		o.Dashboard.AddWidgets(*row...)
+	}
 }

@@ -34,6 +34,7 @@ type SphereJitrStack struct {
 	Endpoint     *infra.IotEndpoint
 	Teardown     *infra.RegistryTeardown
 	S3Urls       *infra.S3UrlService
+	FleetIndex   *infra.FleetIndex
 }
 
 // NewSphereJitrStack declares the stack.
@@ -79,13 +80,20 @@ func NewSphereJitrStack(scope constructs.Construct, id string, props *SphereJitr
 		URLExpiry:     awscdk.Duration_Seconds(jsii.Number(cfg.PresignURLExpiry.Seconds())),
 		ProvisionedBy: stack.StackName(),
 	})
+	s.FleetIndex = infra.NewFleetIndex(stack, "FleetIndex", &infra.FleetIndexProps{
+		ModuleRoot:       props.ModuleRoot,
+		ProvisionedBy:    stack.StackName(),
+		LogLevel:         cfg.IoTLogLevel,
+		DropAlarmPercent: cfg.ConnectedDropAlarmPercent,
+	})
 	s.Operations = infra.NewFleetOperations(stack, "Operations", &infra.FleetOperationsProps{
-		CAs:           s.CAs,
-		Provisioning:  s.Provisioning,
-		OtherAlarms:   []awscloudwatch.Alarm{s.S3Urls.DLQAlarm, s.S3Urls.ErrorsAlarm},
-		ModuleRoot:    props.ModuleRoot,
-		ProvisionedBy: stack.StackName(),
-		AlarmEmail:    cfg.AlarmEmail,
+		CAs:              s.CAs,
+		Provisioning:     s.Provisioning,
+		OtherAlarms:      []awscloudwatch.Alarm{s.S3Urls.DLQAlarm, s.S3Urls.ErrorsAlarm, s.FleetIndex.DropAlarm},
+		ModuleRoot:       props.ModuleRoot,
+		ProvisionedBy:    stack.StackName(),
+		AlarmEmail:       cfg.AlarmEmail,
+		ConnectedDevices: s.FleetIndex.Connected,
 	})
 
 	caIDs := make([]*string, 0, len(s.CAs))
@@ -105,5 +113,7 @@ func NewSphereJitrStack(scope constructs.Construct, id string, props *SphereJitr
 	output(contract.OutputDeviceTopicRoot, "First level of each device's own MQTT topic tree: <root>/<thingName>/...", jsii.String(s.Policy.TopicRoot))
 	output(contract.OutputDenyListTable, "DynamoDB table of revoked devices (fleetctl revoke / allow)", s.DenyList.TableName())
 	output(contract.OutputDashboardName, "CloudWatch dashboard of the fleet's provisioning", s.Operations.Dashboard.DashboardName())
+	output(contract.OutputRegistrationQueueURL, "SQS queue of certificate-registered events waiting for the JITR function (fleetctl status: pending registrations)", s.Provisioning.RegistrationQueue.QueueUrl())
+	output(contract.OutputDeadLetterQueueURL, "SQS dead-letter queue of registrations the JITR function gave up on (fleetctl status)", s.Provisioning.DeadLetterQueue.QueueUrl())
 	return s
 }

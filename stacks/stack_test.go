@@ -61,7 +61,7 @@ func TestMain(m *testing.M) {
 		const tenant = "01234567-89ab-cdef-0123-456789abcdef"
 		oneCA = synth(dir, true, map[string]any{"tenantCaCerts": ca1 + ".der", "verificationCerts": ca1 + "-verification.pem", "tenantId": tenant})
 		twoCAs = synth(dir, false, map[string]any{"tenantCaCerts": ca1 + ".pem," + ca2 + ".der", "verificationCerts": ca1 + "-verification.pem," + ca2 + "-verification.pem", "tenantId": tenant})
-		retained = synth(dir, false, map[string]any{"tenantCaCerts": ca1 + ".pem", "certificateMode": "SNI_ONLY", "tenantId": tenant, "retainDevices": "true", "alarmEmail": "ops@example.com"})
+		retained = synth(dir, false, map[string]any{"tenantCaCerts": ca1 + ".pem", "certificateMode": "SNI_ONLY", "tenantId": tenant, "retainDevices": "true", "alarmEmail": "ops@example.com", "iotLogging": "ERROR"})
 		return m.Run()
 	}()
 	os.Exit(code)
@@ -491,11 +491,11 @@ func TestTemplateSpeaksTheContract(t *testing.T) {
 	}
 }
 
-// TestBundledHandlersAreArm64Bootstraps checks the Go Lambdas (JITR, presign, CA check, teardown) were built by the
-// local bundler.
+// TestBundledHandlersAreArm64Bootstraps checks the Go Lambdas (JITR, presign, CA check, teardown, account settings)
+// were built by the local bundler.
 func TestBundledHandlersAreArm64Bootstraps(t *testing.T) {
-	if len(oneCA.bootstraps) != 4 {
-		t.Fatalf("found %d bundled bootstrap executables in the cloud assembly, want 4 (JITR, presign, CA check, teardown)", len(oneCA.bootstraps))
+	if len(oneCA.bootstraps) != 5 {
+		t.Fatalf("found %d bundled bootstrap executables in the cloud assembly, want 5 (JITR, presign, CA check, teardown, account settings)", len(oneCA.bootstraps))
 	}
 	for _, b := range oneCA.bootstraps {
 		data, err := os.ReadFile(b)

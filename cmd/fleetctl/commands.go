@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -44,7 +45,39 @@ func shortID(s string) string {
 func (c *cli) table() *tabwriter.Writer { return tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0) }
 
 func runStatus(ctx context.Context, c *cli) error {
-	st, err := c.fleet.Status(ctx)
+	if c.walk {
+		return runWalkStatus(ctx, c)
+	}
+	st, err := c.fleet.Status(ctx, c.certs)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.emit(st)
+	}
+	unknown := func(n int) string {
+		if n < 0 {
+			return "unknown (the stack has no queue outputs: redeploy it)"
+		}
+		return strconv.Itoa(n)
+	}
+	fmt.Fprintf(c.stdout, "devices                %d (fleet index, %s)\n", st.Devices, dateOf(st.At))
+	fmt.Fprintf(c.stdout, "connected now          %d\n", st.Connected)
+	fmt.Fprintf(c.stdout, "not connected          %d ('fleetctl stale -days N' lists those gone for N days)\n", st.Disconnected)
+	fmt.Fprintf(c.stdout, "on the deny-list       %d\n", st.Denied)
+	fmt.Fprintf(c.stdout, "pending registrations  %s (registered events waiting for the JITR function)\n", unknown(st.PendingRegistrations))
+	fmt.Fprintf(c.stdout, "dead-lettered          %s\n", unknown(st.DeadLettered))
+	if st.CertificatesByStatus != nil {
+		fmt.Fprintf(c.stdout, "certificates           %s\n", byStatus(st.CertificatesByStatus))
+	} else {
+		fmt.Fprintln(c.stdout, "certificates           not counted: AWS IoT has no count of them ('status -certs' or 'certs' walk ListCertificatesByCA, one call per 250)")
+	}
+	return nil
+}
+
+// runWalkStatus is the registry walk: every device with its ACTIVE certificate (status -walk).
+func runWalkStatus(ctx context.Context, c *cli) error {
+	st, err := c.fleet.WalkStatus(ctx)
 	if err != nil {
 		return err
 	}
@@ -102,6 +135,17 @@ func runDevice(ctx context.Context, c *cli) error {
 	fmt.Fprintf(c.stdout, "thing          %s\n", d.Thing)
 	if !d.Exists {
 		fmt.Fprintln(c.stdout, "               (no thing: the device was never provisioned by this stack, or was deleted)")
+	}
+	switch cn := d.Connectivity; {
+	case cn == nil && d.Exists:
+		fmt.Fprintln(c.stdout, "connected      unknown (not in the fleet index yet, or fleet indexing is off in this account and Region)")
+	case cn == nil:
+	case cn.Connected:
+		fmt.Fprintf(c.stdout, "connected      yes, since %s\n", dateOf(cn.Since))
+	case cn.Since.IsZero():
+		fmt.Fprintln(c.stdout, "connected      no (never connected, or disconnected so long ago that AWS IoT keeps no time)")
+	default:
+		fmt.Fprintf(c.stdout, "connected      no, disconnected %s (%s ago): %s\n", dateOf(cn.Since), age(time.Now(), cn.Since), orDash(cn.DisconnectReason))
 	}
 	keys := make([]string, 0, len(d.Attributes))
 	for k := range d.Attributes {
@@ -230,5 +274,28 @@ func runDenyList(ctx context.Context, c *cli) error {
 	}
 	tw.Flush()
 	fmt.Fprintf(c.stdout, "\n%d devices on the deny-list\n", len(entries))
+	return nil
+}
+
+func runStale(ctx context.Context, c *cli) error {
+	devices, err := c.fleet.Stale(ctx, c.days)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.emit(devices)
+	}
+	now := time.Now()
+	tw := c.table()
+	fmt.Fprintln(tw, "DEVICE (thing)\tLAST SEEN\tAGO\tDISCONNECT REASON\tPROVISIONED AT\t")
+	for _, d := range devices {
+		seen, ago := "never (or no time kept)", "-"
+		if !d.LastSeen.IsZero() {
+			seen, ago = dateOf(d.LastSeen), age(now, d.LastSeen)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", shortID(d.Thing), seen, ago, orDash(d.DisconnectReason), orDash(d.ProvisionedAt))
+	}
+	tw.Flush()
+	fmt.Fprintf(c.stdout, "\n%d devices not connected for %d days or more\n", len(devices), c.days)
 	return nil
 }

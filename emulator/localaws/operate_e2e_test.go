@@ -292,7 +292,7 @@ func TestStatusListsExactlyWhatMotoHolds(t *testing.T) {
 		}
 	}
 
-	out, progress := runFleetctl(t, info, "status", "-json", "-page-size", fmt.Sprint(pageSize))
+	out, progress := runFleetctl(t, info, "status", "-walk", "-json", "-page-size", fmt.Sprint(pageSize))
 	var st struct {
 		Devices []struct {
 			Thing  string `json:"thingName"`

@@ -102,6 +102,10 @@ type Config struct {
 	// IoTQuotas are the account's AWS IoT quotas the JITR function paces itself to (DefaultIoTQuotas unless the
 	// context overrides some).
 	IoTQuotas map[string]float64
+	// IoTLogLevel is the AWS IoT v2 log level the stack turns on (KeyIoTLogging), "" for none.
+	IoTLogLevel string
+	// ConnectedDropAlarmPercent is the connected-devices alarm's threshold (KeyConnectedDropAlarmPercent).
+	ConnectedDropAlarmPercent int
 }
 
 // Error is a refused context value.
@@ -132,6 +136,7 @@ func Load(get func(key string) any, now time.Time) (*Config, error) {
 	l.presign()
 	l.alarmEmail()
 	l.storm()
+	l.accountSettings()
 	if len(l.errs) > 0 {
 		return nil, errors.Join(l.errs...)
 	}

@@ -91,11 +91,16 @@ const (
 	OutputDeviceTopicRoot  = "DeviceTopicRoot"
 	OutputDenyListTable    = "DenyListTable"
 	OutputDashboardName    = "DashboardName"
+	// OutputRegistrationQueueURL and OutputDeadLetterQueueURL are the JITR function's registration queue and its
+	// dead-letter queue: fleetctl status reads their depth.
+	OutputRegistrationQueueURL = "RegistrationQueueUrl"
+	OutputDeadLetterQueueURL   = "DeadLetterQueueUrl"
 )
 
 // Outputs lists every output name, in the order the stack declares them.
 var Outputs = []string{OutputIotEndpoint, OutputCACertificateIDs, OutputDevicePolicyName, OutputDemoBucketName,
-	OutputRegion, OutputTenantID, OutputRetainDevices, OutputDeviceTopicRoot, OutputDenyListTable, OutputDashboardName}
+	OutputRegion, OutputTenantID, OutputRetainDevices, OutputDeviceTopicRoot, OutputDenyListTable, OutputDashboardName,
+	OutputRegistrationQueueURL, OutputDeadLetterQueueURL}
 
 // Environment variables the stack gives the JITR Lambda.
 const (
@@ -314,3 +319,27 @@ const (
 	QuotasPath             = "/_sphere/quotas"            // GET: the figures
 	QuotasResetPath        = "/_sphere/quotas/reset"      // POST: zero the figures, refill the buckets
 )
+
+// The account-settings custom resource (fleet indexing and AWS IoT logging, account-wide settings the stack widens
+// and puts back on delete): its type and properties.
+const (
+	AccountSettingsResourceType = "Custom::IoTAccountSettings"
+	PropLogLevel                = "LogLevel"   // AWS IoT v2 log level the stack needs (ERROR, WARN, INFO, DEBUG), or "" for none
+	PropLogRoleARN              = "LogRoleArn" // the role AWS IoT logs with when the account has no logging of its own
+)
+
+// AccountSettingsProps lists the account-settings resource's properties.
+var AccountSettingsProps = []string{PropLogLevel, PropLogRoleARN}
+
+// IndexedThingAttributes are the thing attributes the stack adds to fleet indexing as custom fields (type String):
+// fleetctl, the fleet metric and its alarm select the stack's devices by AttrProvisionedBy, and `fleetctl stale`
+// finds the never-connected ones by AttrProvisionedAt (RFC 3339 in UTC sorts as time).
+var IndexedThingAttributes = []string{AttrProvisionedBy, AttrProvisionedAt}
+
+// ThingAttributeField is the fleet-indexing field of a thing attribute, e.g. attributes.provisionedBy.
+func ThingAttributeField(attr string) string { return "attributes." + attr }
+
+// ConnectivityControlPath is the local emulator's control endpoint (testkit/moto/indexing.py) through which its
+// MQTT broker reports a client's connection state to the fleet index: POST {"clientId", "connected",
+// "timestamp" (epoch ms), "disconnectReason"} or {"clients": [...]}; GET ?clientId= reads it back.
+const ConnectivityControlPath = "/emulator-api/iot/connectivity"

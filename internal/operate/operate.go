@@ -57,6 +57,10 @@ type Stack struct {
 	CAIDs         []string // the stack's tenant CA certificate ids
 	DevicePolicy  string
 	DenyListTable string
+	// RegistrationQueueURL and DeadLetterQueueURL are the JITR function's queues (status reads their depth); empty
+	// for a stack deployed before they were outputs.
+	RegistrationQueueURL string
+	DeadLetterQueueURL   string
 }
 
 // MaxPageSize is the largest page AWS IoT's ListThings and ListCertificatesByCA return.
@@ -65,6 +69,8 @@ const MaxPageSize = 250
 // Fleet runs the operations.
 type Fleet struct {
 	iot      IoTAPI
+	index    IndexAPI // fleet indexing: status, device connectivity, stale (WithIndex)
+	queues   QueueAPI // the JITR function's queues: status (WithQueues)
 	db       DenyListAPI
 	stack    Stack
 	progress io.Writer
@@ -238,7 +244,7 @@ type Device struct {
 	Denied      bool `json:"denied"`
 }
 
-// Status is the fleet at one time.
+// Status is the fleet at one time, as the registry walk (WalkStatus) sees it.
 type Status struct {
 	At      time.Time      `json:"at"`
 	Devices []Device       `json:"devices"`
@@ -253,10 +259,11 @@ type Status struct {
 	} `json:"totals"`
 }
 
-// Status lists the stack's things, the certificates of its CAs and the deny-list, and describes the ACTIVE
-// certificates (NotBefore, NotAfter, the device they name). Calls: ListThings and ListCertificatesByCA per page,
-// one Scan per deny-list page, one DescribeCertificate per ACTIVE certificate.
-func (f *Fleet) Status(ctx context.Context) (*Status, error) {
+// WalkStatus walks the registry: it lists the stack's things, the certificates of its CAs and the deny-list, and
+// describes the ACTIVE certificates (NotBefore, NotAfter, the device they name). Calls: ListThings and
+// ListCertificatesByCA per page, one Scan per deny-list page, one DescribeCertificate per ACTIVE certificate —
+// about 200 s per 1000 devices at fleetctl's share of the quotas. Status (index.go) answers from fleet indexing.
+func (f *Fleet) WalkStatus(ctx context.Context) (*Status, error) {
 	st := &Status{At: f.now().UTC(), ByState: map[string]int{}}
 	things, err := f.things(ctx)
 	if err != nil {
@@ -350,9 +357,12 @@ type DeviceDetail struct {
 	Attributes   map[string]string `json:"attributes,omitempty"`
 	Certificates []Certificate     `json:"certificates"` // attached to the thing
 	Denied       *DenyEntry        `json:"denied,omitempty"`
+	// Connectivity is the device's entry in the fleet index: connected, since when, why it disconnected.
+	Connectivity *Connectivity `json:"connectivity,omitempty"`
 }
 
-// Device describes one device: its thing, the certificates attached to it, its deny-list entry.
+// Device describes one device: its thing, its connectivity (fleet index), the certificates attached to it, its
+// deny-list entry.
 func (f *Fleet) Device(ctx context.Context, deviceID string) (*DeviceDetail, error) {
 	thing, err := thingName(deviceID)
 	if err != nil {
@@ -366,6 +376,9 @@ func (f *Fleet) Device(ctx context.Context, deviceID string) (*DeviceDetail, err
 		return nil, fmt.Errorf("describe thing %s: %w", thing, err)
 	default:
 		d.Exists, d.Attributes = true, out.Attributes
+		if d.Connectivity, err = f.connectivity(ctx, thing); err != nil {
+			return nil, err
+		}
 		certs, err := f.attached(ctx, thing)
 		if err != nil {
 			return nil, err

@@ -39,6 +39,8 @@ moto reads on every request.
 
 And DynamoDB as AWS runs it (dynamodb.py): conditional writes atomic under concurrent requests, and a read of an
 index authorized on the index.
+And fleet indexing (indexing.py): SearchIndex, GetStatistics, fleet metrics and the v2 logging options as AWS
+answers them, with the devices' connectivity as the emulator's broker reports it.
 
 Usage: launcher.py PORT  (binds 127.0.0.1 only)
 """
@@ -134,6 +136,7 @@ def _to_description_dict(self):
 FakeCertificate.to_description_dict = _to_description_dict
 __import__("fidelity").install()  # the AWS IoT rules moto lacks: see fidelity.py
 __import__("dynamodb").install()  # DynamoDB's conditional writes atomic: see dynamodb.py
+__import__("indexing").install()  # fleet indexing, fleet metrics, v2 logging, connectivity control: see indexing.py
 
 from moto.core.responses import ActionResult  # noqa: E402
 from moto.iot.responses import IoTResponse  # noqa: E402
