@@ -16,10 +16,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
 	"github.com/sphere-jitr/sphere-jitr/internal/accountsettings"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
 )
 
 var moto *motoserver.Server
@@ -140,9 +140,9 @@ func TestCreateThenDeletePutsTheAccountBack(t *testing.T) {
 const snapshotTemplate = "../../stacks/testdata/SphereJitr.template.snapshot.json"
 
 // accountSettingsFunction is the logical id of the function serving the account-settings resource.
-func accountSettingsFunction(t *localaws.Template) (string, error) {
+func accountSettingsFunction(t *stacktemplate.Template) (string, error) {
 	for _, id := range t.OfType(contract.AccountSettingsResourceType) {
-		if fn := localaws.ReferencedResource(t.Prop(id, "ServiceToken")); t.Resources[fn].Type == "AWS::Lambda::Function" {
+		if fn := stacktemplate.ReferencedResource(t.Prop(id, "ServiceToken")); t.Resources[fn].Type == "AWS::Lambda::Function" {
 			return fn, nil
 		}
 	}
@@ -157,9 +157,9 @@ func TestTheRoleAllowsCreateAndDelete(t *testing.T) {
 		if err := moto.Reset(); err != nil {
 			t.Fatal(err)
 		}
-		var edit func(*localaws.Template)
+		var edit func(*stacktemplate.Template)
 		if broken {
-			edit = func(tm *localaws.Template) {
+			edit = func(tm *stacktemplate.Template) {
 				for _, id := range tm.OfType("AWS::IAM::Policy") {
 					doc := asMap(asMap(tm.Resources[id].Properties)["PolicyDocument"])
 					for _, st := range doc["Statement"].([]any) {
@@ -171,7 +171,7 @@ func TestTheRoleAllowsCreateAndDelete(t *testing.T) {
 				}
 			}
 		}
-		p, err := localaws.SnapshotRole{Template: snapshotTemplate, Stack: "SphereJitrSettingsTest", Edit: edit, Function: accountSettingsFunction}.Register(ctx, moto)
+		p, err := stacktemplate.SnapshotRole{Template: snapshotTemplate, Stack: "SphereJitrSettingsTest", Edit: edit, Function: accountSettingsFunction}.Register(ctx, moto)
 		if err != nil {
 			t.Fatal(err)
 		}
