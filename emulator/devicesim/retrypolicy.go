@@ -1,16 +1,12 @@
 package devicesim
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/sphere-jitr/sphere-jitr/testkit/cheader"
 )
 
 // RetryPolicyHeader is where the device app declares its reconnect policy, relative to the repository root.
@@ -41,24 +37,15 @@ type RetryPolicy struct {
 // integer expression.
 func DeviceRetryPolicy(repoRoot string) (RetryPolicy, error) {
 	path := filepath.Join(repoRoot, RetryPolicyHeader)
-	f, err := os.Open(path)
+	defines, err := cheader.Read(path)
 	if err != nil {
 		return RetryPolicy{}, fmt.Errorf("read device retry policy: %w", err)
 	}
-	defer f.Close()
-	defines, err := parseDefines(f)
-	if err != nil {
-		return RetryPolicy{}, fmt.Errorf("parse %s: %w", path, err)
-	}
 	values := map[string]int64{}
 	for _, name := range []string{defineBase, defineMax, defineMaxAttempts, defineMaxTotal, defineStableSession, defineMinConnectInterval} {
-		expr, ok := defines[name]
-		if !ok {
-			return RetryPolicy{}, fmt.Errorf("parse %s: #define %s missing", path, name)
-		}
-		v, err := evalIntExpr(expr)
+		v, err := defines.Int(name)
 		if err != nil {
-			return RetryPolicy{}, fmt.Errorf("parse %s: #define %s %s: %w", path, name, expr, err)
+			return RetryPolicy{}, fmt.Errorf("parse %s: %w", path, err)
 		}
 		if v <= 0 {
 			return RetryPolicy{}, fmt.Errorf("parse %s: #define %s is %d, want > 0", path, name, v)
@@ -123,118 +110,4 @@ func (p RetryPolicy) Delay(retry int, rnd func() float64) time.Duration {
 	ceiling := p.Ceiling(retry)
 	d := time.Duration(rnd() * float64(ceiling+1))
 	return min(max(d, 0), ceiling)
-}
-
-// parseDefines returns the value text of every object-like #define, comments stripped.
-func parseDefines(r io.Reader) (map[string]string, error) {
-	defines := map[string]string{}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if !strings.HasPrefix(line, "#") {
-			continue
-		}
-		fields := strings.Fields(strings.TrimSpace(strings.TrimPrefix(line, "#")))
-		if len(fields) < 3 || fields[0] != "define" || strings.Contains(fields[1], "(") {
-			continue
-		}
-		value := strings.Join(fields[2:], " ")
-		if i := strings.Index(value, "/*"); i >= 0 {
-			value = value[:i]
-		}
-		if i := strings.Index(value, "//"); i >= 0 {
-			value = value[:i]
-		}
-		defines[fields[1]] = strings.TrimSpace(value)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("scan: %w", err)
-	}
-	return defines, nil
-}
-
-// evalIntExpr evaluates what the policy's #defines hold: decimal integers with optional U/L suffixes, + - * /
-// and parentheses.
-func evalIntExpr(expr string) (int64, error) {
-	e := &intExpr{s: strings.ReplaceAll(expr, " ", "")}
-	v, err := e.sum()
-	if err != nil {
-		return 0, err
-	}
-	if e.i != len(e.s) {
-		return 0, fmt.Errorf("unexpected %q", e.s[e.i:])
-	}
-	return v, nil
-}
-
-type intExpr struct {
-	s string
-	i int
-}
-
-func (e *intExpr) sum() (int64, error) {
-	v, err := e.product()
-	for err == nil && e.i < len(e.s) && (e.s[e.i] == '+' || e.s[e.i] == '-') {
-		op := e.s[e.i]
-		e.i++
-		var w int64
-		if w, err = e.product(); err == nil {
-			if op == '+' {
-				v += w
-			} else {
-				v -= w
-			}
-		}
-	}
-	return v, err
-}
-
-func (e *intExpr) product() (int64, error) {
-	v, err := e.operand()
-	for err == nil && e.i < len(e.s) && (e.s[e.i] == '*' || e.s[e.i] == '/') {
-		op := e.s[e.i]
-		e.i++
-		var w int64
-		if w, err = e.operand(); err == nil {
-			switch {
-			case op == '*':
-				v *= w
-			case w == 0:
-				err = errors.New("division by zero")
-			default:
-				v /= w
-			}
-		}
-	}
-	return v, err
-}
-
-func (e *intExpr) operand() (int64, error) {
-	if e.i < len(e.s) && e.s[e.i] == '(' {
-		e.i++
-		v, err := e.sum()
-		if err != nil {
-			return 0, err
-		}
-		if e.i >= len(e.s) || e.s[e.i] != ')' {
-			return 0, errors.New("missing )")
-		}
-		e.i++
-		return v, nil
-	}
-	start := e.i
-	for e.i < len(e.s) && e.s[e.i] >= '0' && e.s[e.i] <= '9' {
-		e.i++
-	}
-	if start == e.i {
-		return 0, fmt.Errorf("want a decimal integer at %q", e.s[start:])
-	}
-	v, err := strconv.ParseInt(e.s[start:e.i], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parse integer: %w", err)
-	}
-	for e.i < len(e.s) && strings.ContainsRune("uUlL", rune(e.s[e.i])) {
-		e.i++
-	}
-	return v, nil
 }
