@@ -38,7 +38,7 @@ func TestNamesAreWrittenOnlyHere(t *testing.T) {
 		}
 		checked++
 		for _, lit := range stringLiterals(t, path) {
-			if name, ok := values[lit]; ok {
+			if name, ok := values[lit]; ok && otherMeaning[f] != lit {
 				t.Errorf("%s spells %q: use contract.%s", f, lit, name)
 			}
 		}
@@ -47,6 +47,12 @@ func TestNamesAreWrittenOnlyHere(t *testing.T) {
 		t.Fatalf("checked only %d files", checked)
 	}
 	t.Logf("%d names checked in %d non-test Go files", len(values), checked)
+}
+
+// otherMeaning lists, by file, a literal that spells the value of one of this package's names with another meaning:
+// the emulator's timeline category "fleet" (what the simulated fleet does) is not the URL request scope.
+var otherMeaning = map[string]string{
+	"emulator/cmd/devicesim/main.go": S3URLScopeFleet,
 }
 
 // stringConstants maps the value of each string constant declared in file to its name.
@@ -67,6 +73,9 @@ func stringConstants(t *testing.T, file string) map[string]string {
 			for i, v := range vs.Values {
 				if lit, ok := v.(*ast.BasicLit); ok && lit.Kind == token.STRING {
 					s, _ := strconv.Unquote(lit.Value)
+					if s == "" {
+						continue // S3URLScopeDevice: the empty string names nothing a file could spell by mistake
+					}
 					out[s] = vs.Names[i].Name
 				}
 			}
