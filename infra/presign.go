@@ -30,11 +30,12 @@ type S3UrlServiceProps struct {
 	ProvisionedBy *string
 }
 
-// S3UrlService hands devices short-lived presigned S3 URLs for their own prefix at run time: a topic rule on
-// <root>/+/s3/url passes each request, with the thing name taken from the topic, to the presign Lambda, which
-// answers on <root>/<thing>/s3/url/accepted or …/rejected through the IoT data plane. Its role may only touch
-// objects under devices/* and publish only on the reply topics; invocations that fail, and requests the rule cannot
-// deliver, land in a dead-letter queue watched by an alarm.
+// S3UrlService hands devices short-lived presigned S3 URLs at run time, for their own prefix and (GET only) for the
+// fleet's shared fleet/ objects: a topic rule on <root>/+/s3/url passes each request, with the thing name taken from
+// the topic, to the presign Lambda, which answers on <root>/<thing>/s3/url/accepted or …/rejected through the IoT
+// data plane. Its role may only write and read objects under devices/*, read those under fleet/*, and publish only on
+// the reply topics; invocations that fail, and requests the rule cannot deliver, land in a dead-letter queue watched
+// by an alarm.
 type S3UrlService struct {
 	constructs.Construct
 	Function        awslambda.Function
@@ -63,8 +64,8 @@ func NewS3UrlService(scope constructs.Construct, id string, props *S3UrlServiceP
 	fn := newGoFunction(c, goFunctionProps{
 		ModuleRoot:      props.ModuleRoot,
 		Package:         "lambda/presign",
-		Description:     "Short-lived presigned S3 URLs for a device's own prefix, answered over MQTT",
-		RoleDescription: "presign Lambda: sign S3 URLs under devices/*, publish the answers on the devices' reply topics",
+		Description:     "Short-lived presigned S3 URLs for a device's own prefix and the fleet's read-only files, answered over MQTT",
+		RoleDescription: "presign Lambda: sign S3 URLs under devices/* and GETs under fleet/*, publish the answers on the devices' reply topics",
 		Timeout:         awscdk.Duration_Seconds(jsii.Number(10)),
 		// No retry: the device waits for its answer only seconds and asks again itself; a late answer is useless.
 		RetryAttempts: jsii.Number(0),
@@ -85,7 +86,7 @@ func NewS3UrlService(scope constructs.Construct, id string, props *S3UrlServiceP
 	errorRole := ruleErrorRole(c, "S3 URL topic rule error action: send undeliverable requests to the dead-letter queue", s.DeadLetterQueue)
 	// Named fields only, never SELECT *: the thing name comes from the topic, and a device cannot override it
 	// with a field of its own payload.
-	sql := "SELECT topic(2) AS " + contract.S3URLRuleThingVar + ", operation, name, contentLength, clientToken FROM '" +
+	sql := "SELECT topic(2) AS " + contract.S3URLRuleThingVar + ", operation, scope, name, contentLength, clientToken FROM '" +
 		contract.S3URLRequestTopic(root, "+") + "'"
 	s.Rule = lambdaRule(c, "RequestRule", "InvokeByRule", "A device's request for a presigned S3 URL goes to the presign Lambda",
 		jsii.String(sql), s.Function, s.DeadLetterQueue, errorRole)
@@ -97,13 +98,19 @@ func NewS3UrlService(scope constructs.Construct, id string, props *S3UrlServiceP
 }
 
 // grantDeviceObjectsAndReplies gives the function's role all that a device's URL and the answer need: objects under
-// devices/* of the bucket, and the devices' reply topics.
+// devices/* of the bucket, reading those under fleet/*, and the devices' reply topics.
 func (s *S3UrlService) grantDeviceObjectsAndReplies(bucket *DemoBucket, root string) {
-	// A presigned URL acts with the signer's permissions: these two grants are all a device's URL can ever do.
+	// A presigned URL acts with the signer's permissions: these grants are all a device's URL can ever do.
 	objects := bucket.Bucket.ArnForObjects(jsii.String(contract.DeviceObjectPrefix + "*"))
 	s.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions:   jsii.Strings("s3:PutObject", "s3:GetObject"),
 		Resources: &[]*string{objects},
+	}))
+	// The fleet's files are read, never written, through a device's URL: the operator uploads them.
+	fleetObjects := bucket.Bucket.ArnForObjects(jsii.String(contract.FleetObjectPrefix + "*"))
+	s.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("s3:GetObject"),
+		Resources: &[]*string{fleetObjects},
 	}))
 	stack := awscdk.Stack_Of(s.Construct)
 	replyTopics := []*string{}
@@ -118,9 +125,11 @@ func (s *S3UrlService) grantDeviceObjectsAndReplies(bucket *DemoBucket, root str
 		Resources: &replyTopics,
 	}))
 	suppress(s.Role, "AwsSolutions-IAM5",
-		"Devices and their objects are created at run time: the function may touch only objects under devices/* of "+
-			"the demo bucket and publish only on the devices' s3/url/accepted and s3/url/rejected topics",
+		"Devices, their objects and the fleet's files are created at run time: the function may touch only objects "+
+			"under devices/* of the demo bucket, read those under fleet/*, and publish only on the devices' "+
+			"s3/url/accepted and s3/url/rejected topics",
 		`/^Resource::<DemoBucket[0-9A-F]+\.Arn>\/`+strings.ReplaceAll(contract.DeviceObjectPrefix, "/", `\/`)+`\*$/`,
+		`/^Resource::<DemoBucket[0-9A-F]+\.Arn>\/`+strings.ReplaceAll(contract.FleetObjectPrefix, "/", `\/`)+`\*$/`,
 		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/"+contract.S3URLReplyTopic(root, "*", contract.ReplyAccepted),
 		"Resource::arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/"+contract.S3URLReplyTopic(root, "*", contract.ReplyRejected))
 }

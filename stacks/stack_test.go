@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -477,8 +478,9 @@ func TestTemplateSpeaksTheContract(t *testing.T) {
 		for id, r := range rules {
 			sql := flattenJoin(props(r)["TopicRulePayload"].(map[string]any)["Sql"])
 			if strings.HasPrefix(id, "S3Urls") {
-				want := "SELECT topic(2) AS " + contract.S3URLRuleThingVar + ", operation, name, contentLength, clientToken FROM '" +
-					contract.S3URLRequestTopic(s.stack.Policy.TopicRoot, "+") + "'"
+				// Every field of the request a device sends, by name (never SELECT *: the thing comes from the topic).
+				want := "SELECT topic(2) AS " + contract.S3URLRuleThingVar + ", " + strings.Join(jsonFields(contract.S3URLRequest{}), ", ") +
+					" FROM '" + contract.S3URLRequestTopic(s.stack.Policy.TopicRoot, "+") + "'"
 				if sql != want {
 					t.Errorf("S3 URL rule %s: %s, want %s", id, sql, want)
 				}
@@ -489,6 +491,17 @@ func TestTemplateSpeaksTheContract(t *testing.T) {
 			}
 		}
 	}
+}
+
+// jsonFields lists the JSON names of a struct's fields, in order.
+func jsonFields(v any) []string {
+	var out []string
+	t := reflect.TypeOf(v)
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		out = append(out, name)
+	}
+	return out
 }
 
 // TestBundledHandlersAreArm64Bootstraps checks the Go Lambdas (JITR, presign, CA check, teardown, account settings)
@@ -715,11 +728,13 @@ func TestPresignFunction(t *testing.T) {
 }
 
 // TestPresignRoleGrantsOnlyDeviceObjectsAndReplyTopics is the acceptance check of issue 14: the synthesized
-// template grants the presign role no S3 action outside devices/* of the bucket and no publish outside the reply
-// topics; besides those it may only write its own logs and send failed invocations to its dead-letter queue.
+// template grants the presign role no S3 action outside devices/* of the bucket but reading fleet/* (issue 24: the
+// runtime URL of the fleet file, never a write) and no publish outside the reply topics; besides those it may only
+// write its own logs and send failed invocations to its dead-letter queue.
 func TestPresignRoleGrantsOnlyDeviceObjectsAndReplyTopics(t *testing.T) {
 	for name, s := range map[string]*synthesized{"one CA": oneCA, "retained": retained} {
 		statements := 0
+		fleetRead := false
 		for id, p := range resources(s, "AWS::IAM::Policy") {
 			if !strings.Contains(asJSON(props(p)["Roles"]), "S3UrlsRole") {
 				continue
@@ -734,8 +749,11 @@ func TestPresignRoleGrantsOnlyDeviceObjectsAndReplyTopics(t *testing.T) {
 						arn := flattenJoin(r)
 						ok := false
 						switch {
-						case a == "s3:PutObject" || a == "s3:GetObject":
+						case a == "s3:PutObject":
 							ok = regexp.MustCompile(`^\{"Fn::GetAtt":\["DemoBucket[0-9A-F]+","Arn"\]\}/devices/\*$`).MatchString(arn)
+						case a == "s3:GetObject":
+							ok = regexp.MustCompile(`^\{"Fn::GetAtt":\["DemoBucket[0-9A-F]+","Arn"\]\}/(devices|fleet)/\*$`).MatchString(arn)
+							fleetRead = fleetRead || strings.HasSuffix(arn, "/"+contract.FleetObjectPrefix+"*")
 						case a == "iot:Publish":
 							ok = regexp.MustCompile(`^arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>:topic/devices/\*/s3/url/(accepted|rejected)$`).MatchString(arn)
 						case strings.HasPrefix(a, "logs:"):
@@ -752,6 +770,9 @@ func TestPresignRoleGrantsOnlyDeviceObjectsAndReplyTopics(t *testing.T) {
 		}
 		if statements < 3 {
 			t.Errorf("%s: found %d statements for the presign role: the walk is broken", name, statements)
+		}
+		if !fleetRead {
+			t.Errorf("%s: the presign role may not read %s*: a device whose baked fleet URL expired gets a URL S3 refuses", name, contract.FleetObjectPrefix)
 		}
 	}
 }

@@ -53,8 +53,9 @@ func ParseExpiry(s string) (time.Duration, error) {
 const DefaultFleetKey = FleetKeyPrefix + "notice.txt"
 
 // FleetKeyPrefix starts every key an image may carry a URL for: objects the whole fleet reads, never a device's
-// own (those live under contract.DeviceObjectPrefix and are reached only with the runtime URLs).
-const FleetKeyPrefix = "fleet/"
+// own (those live under contract.DeviceObjectPrefix and are reached only with the runtime URLs). It is the prefix the
+// presign function signs a runtime GET under when the device asks with scope contract.S3URLScopeFleet.
+const FleetKeyPrefix = contract.FleetObjectPrefix
 
 // CheckFleetKey refuses a key outside FleetKeyPrefix, or one that could name another prefix through a "." or ".."
 // segment, so no image can read what one device uploaded.

@@ -21,6 +21,8 @@ func TestDeviceTopicSegmentsMatchContract(t *testing.T) {
 		{"src/s3_url_request.h", "S3_URL_REPLY_ACCEPTED", contract.ReplyAccepted, "contract.ReplyAccepted"},
 		{"src/s3_url_request.h", "S3_URL_REPLY_REJECTED", contract.ReplyRejected, "contract.ReplyRejected"},
 		{"src/s3_url_request.h", "S3_URL_FLEET_KEY_PREFIX", FleetKeyPrefix, "deviceconfig.FleetKeyPrefix (the baked fleet URL's key)"},
+		{"src/s3_url_request.h", "S3_URL_FLEET_KEY_PREFIX", contract.FleetObjectPrefix, "contract.FleetObjectPrefix (the runtime fleet URL's key)"},
+		{"src/s3_url_request.h", "S3_URL_SCOPE_FLEET", contract.S3URLScopeFleet, "contract.S3URLScopeFleet (the request's scope)"},
 		{"config/host/device_config.h", "DEVICE_TOPIC_ROOT", contract.DefaultDeviceTopicRoot, "contract.DefaultDeviceTopicRoot"},
 		{"tests/config/complete/device_config.h", "DEVICE_TOPIC_ROOT", contract.DefaultDeviceTopicRoot, "contract.DefaultDeviceTopicRoot"},
 	} {

@@ -160,7 +160,7 @@ static uint32_t UseUrl(S3Demo_t *demo, S3UrlStatus_t outcome)
     const S3UrlClient_t *urls = &demo->urls;
     if (demo->step == S3_DEMO_WAIT_FLEET && outcome != S3_URL_SUCCESS) {
         /* A refusal, or a URL for another key, is the service's answer, not a transient failure: asking again would
-         * get the same (a presign function that does not sign fleet/ objects ignores the scope). */
+         * get the same (a presign function older than the fleet scope ignores it and signs devices/<thing>/<name>). */
         Platform_Log(PLATFORM_LOG_WARN, "S3: no runtime URL for the fleet file (%s%s%s): carrying on without it",
                      S3UrlRequest_StatusString(outcome), (outcome == S3_URL_REJECTED) ? ": " : "",
                      (outcome == S3_URL_REJECTED) ? urls->reason : "");

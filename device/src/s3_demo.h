@@ -8,8 +8,8 @@
  *
  * The baked fleet URL expires (7 days at most) while an image may be rolled out for months: when S3 refuses it
  * (403), the device asks for a runtime URL of the same object over MQTT (a GET with "scope":"fleet") and reads the
- * file with that; a refusal of that request, or an answer for another key, ends the fleet step (the service does
- * not sign fleet objects). Any other failure of the fleet file (404: not uploaded) is logged and the app carries on.
+ * file with that; a refusal of that request, or an answer for another key, ends the fleet step (asking again would
+ * get the same answer). Any other failure of the fleet file (404: not uploaded) is logged and the app carries on.
  *
  * The event loop owns the timer: S3Demo_Step does one step and says when it wants the next one. The MQTT
  * callback only hands publishes to S3Demo_HandlePublish. No malloc: the demo state is caller-owned (static).

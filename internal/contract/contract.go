@@ -146,7 +146,7 @@ const (
 	LedgerDone       = "done"
 	// LedgerDeleted is the state of a certificate a retirement deleted: an event for it afterwards is about a new
 	// registration of the same certificate (AWS IoT registers it anew when the device presents it again).
-	LedgerDeleted = "deleted"
+	LedgerDeleted = "retired"
 	// LedgerRetirementPending is set (to LedgerPending) only while the certificate's retirement request is queued
 	// and not done: the partition key of the sparse index LedgerRetirementIndex, whose sort key is LedgerQueuedAt,
 	// so the reconciler reads the retirements left to do and nothing else.
@@ -244,8 +244,13 @@ func (m *EpochMillis) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// DeviceObjectPrefix starts every S3 key a device may be given a URL for: devices/<thingName>/<name>.
+// DeviceObjectPrefix starts every S3 key of a device's own objects: devices/<thingName>/<name>, which only that
+// device may be given a URL for (PUT or GET).
 const DeviceObjectPrefix = "devices/"
+
+// FleetObjectPrefix starts every S3 key of an object the whole fleet reads: fleet/<name>, put there by the operator;
+// a device may be given a GET URL for it (the image's baked URL, or one asked for with S3URLScopeFleet), never a PUT.
+const FleetObjectPrefix = S3URLScopeFleet + "/"
 
 // The S3 URL service on MQTT: a device publishes a request on <root>/<thing>/s3/url, the presign function answers on
 // <root>/<thing>/s3/url/accepted or <root>/<thing>/s3/url/rejected (the topic rule's SQL takes the thing from the
@@ -259,6 +264,12 @@ const (
 	S3URLRuleThingVar = "topicThing" // the rule's SELECT adds the thing name under this key
 )
 
+// The scopes of a URL request (its "scope" field): which prefix its name is under.
+const (
+	S3URLScopeDevice = ""      // the device's own objects, DeviceObjectPrefix<thing>/<name> (PUT or GET)
+	S3URLScopeFleet  = "fleet" // the fleet's shared read-only objects, FleetObjectPrefix<name> (GET only)
+)
+
 // S3URLRequestTopic is the topic a device asks for a URL on.
 func S3URLRequestTopic(root, thing string) string { return root + "/" + thing + "/" + S3URLTopicSuffix }
 
@@ -270,7 +281,8 @@ func S3URLReplyTopic(root, thing, outcome string) string {
 // S3URLRequest is what a device publishes on its request topic.
 type S3URLRequest struct {
 	Operation     string `json:"operation"`               // S3OperationPut or S3OperationGet
-	Name          string `json:"name"`                    // object name under devices/<thing>/
+	Scope         string `json:"scope,omitempty"`         // S3URLScopeDevice (omitted) or S3URLScopeFleet
+	Name          string `json:"name"`                    // object name under devices/<thing>/, or fleet/ for S3URLScopeFleet
 	ContentLength int64  `json:"contentLength,omitempty"` // PUT only: the exact number of bytes the device sends
 	ClientToken   string `json:"clientToken,omitempty"`   // echoed in the reply, so the device matches it to its request
 }

@@ -1,8 +1,10 @@
 // Package presign hands each device short-lived presigned S3 URLs for objects under its own prefix,
-// devices/<thing>/, over the MQTT connection it already has: the topic rule on <root>/+/s3/url invokes the handler
-// with the request and the thing name taken from the topic (which the device policy lets only that device publish
-// on); the handler checks the request, signs a PUT (with its exact Content-Length, so S3 refuses any other size) or
-// a GET, and publishes the answer on the device's accepted or rejected topic through the AWS IoT data plane.
+// devices/<thing>/, and GET URLs for the fleet's shared read-only objects under fleet/ (scope "fleet": what a device
+// asks for when the fleet file's URL baked into its image has expired), over the MQTT connection it already has: the
+// topic rule on <root>/+/s3/url invokes the handler with the request and the thing name taken from the topic (which
+// the device policy lets only that device publish on); the handler checks the request, signs a PUT (with its exact
+// Content-Length, so S3 refuses any other size) or a GET, and publishes the answer on the device's accepted or
+// rejected topic through the AWS IoT data plane.
 // The Lambda in lambda/presign only wires it up.
 package presign
 
@@ -82,7 +84,7 @@ func NewHandler(s3c S3Presigner, pub Publisher, cfg Config, opts ...Option) *Han
 // returned only when no answer could be published (signing or the data plane failed), so the invocation ends in
 // the dead-letter queue and the device, which got no answer, asks again after its timeout.
 func (h *Handler) Handle(ctx context.Context, e Event) error {
-	log := h.log.With("thingName", e.Thing, "operation", e.Operation, "clientToken", e.ClientToken)
+	log := h.log.With("thingName", e.Thing, "operation", e.Operation, "scope", e.Scope, "clientToken", e.ClientToken)
 	if !thingName.MatchString(e.Thing) {
 		log.Warn("request dropped", "step", "validate", "reason", "no valid thing name from the topic")
 		h.metric(MetricDropped, e.Thing)

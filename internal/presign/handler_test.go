@@ -217,3 +217,74 @@ func contains(xs []string, x string) bool {
 	}
 	return false
 }
+
+// TestFleetScope: with scope "fleet" a device gets a GET of fleet/<name>, the same object for every device, with
+// the same name rules and expiry as its own objects; it can never get a PUT there, and a scope it does not know is
+// refused naming the field rather than read as its own prefix.
+func TestFleetScope(t *testing.T) {
+	cases := []struct {
+		name    string
+		e       Event
+		key     string // the key of an accepted request
+		naming  string // what the reason of a refused one names
+		refuses string // and what else it says
+	}{
+		{name: "GET of the fleet file", e: Event{Operation: "GET", Scope: "fleet", Name: "notice.txt"}, key: "fleet/notice.txt"},
+		{name: "GET under a folder", e: Event{Operation: "GET", Scope: "fleet", Name: "fw/v2/notes.txt"}, key: "fleet/fw/v2/notes.txt"},
+		{name: "explicit device scope", e: Event{Operation: "GET", Scope: "", Name: "notice.txt"}, key: "devices/" + thing + "/notice.txt"},
+		{name: "PUT", e: Event{Operation: "PUT", Scope: "fleet", Name: "notice.txt", ContentLength: n(5)}, naming: "scope", refuses: "read-only"},
+		{name: "PUT without a length", e: Event{Operation: "PUT", Scope: "fleet", Name: "notice.txt"}, naming: "contentLength"},
+		{name: "unknown operation", e: Event{Operation: "DELETE", Scope: "fleet", Name: "notice.txt"}, naming: "operation"},
+		{name: "GET with a length", e: Event{Operation: "GET", Scope: "fleet", Name: "notice.txt", ContentLength: n(5)}, naming: "contentLength"},
+		{name: "into a device's prefix", e: Event{Operation: "GET", Scope: "fleet", Name: "../devices/" + thing + "/x"}, naming: "name", refuses: ".."},
+		{name: "leading slash", e: Event{Operation: "GET", Scope: "fleet", Name: "/notice.txt"}, naming: "name", refuses: "start or end with /"},
+		{name: "empty segment", e: Event{Operation: "GET", Scope: "fleet", Name: "a//b"}, naming: "name"},
+		{name: "empty name", e: Event{Operation: "GET", Scope: "fleet", Name: ""}, naming: "name"},
+		{name: "too long", e: Event{Operation: "GET", Scope: "fleet", Name: strings.Repeat("a", MaxNameLength+1)}, naming: "name", refuses: "longer"},
+		{name: "longest name", e: Event{Operation: "GET", Scope: "fleet", Name: strings.Repeat("a", MaxNameLength)}, key: "fleet/" + strings.Repeat("a", MaxNameLength)},
+		{name: "capitalised scope", e: Event{Operation: "GET", Scope: "Fleet", Name: "notice.txt"}, naming: "scope"},
+		{name: "scope with the slash", e: Event{Operation: "GET", Scope: "fleet/", Name: "notice.txt"}, naming: "scope"},
+		{name: "devices scope", e: Event{Operation: "PUT", Scope: "devices", Name: "x", ContentLength: n(5)}, naming: "scope"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h, out, _ := newTestHandler(t, nil)
+			c.e.Thing, c.e.ClientToken = thing, "tok-f"
+			if err := h.Handle(context.Background(), c.e); err != nil {
+				t.Fatal(err)
+			}
+			if len(*out) != 1 {
+				t.Fatalf("published %d answers, want 1", len(*out))
+			}
+			var r contract.S3URLReply
+			if err := json.Unmarshal((*out)[0].payload, &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.ClientToken != "tok-f" {
+				t.Errorf("clientToken %q not echoed", r.ClientToken)
+			}
+			if c.key == "" {
+				if (*out)[0].topic != contract.S3URLReplyTopic("devices", thing, contract.ReplyRejected) || r.URL != "" {
+					t.Fatalf("answered on %s with %+v, want a rejection", (*out)[0].topic, r)
+				}
+				if !strings.Contains(r.Reason, c.naming) || !strings.Contains(r.Reason, c.refuses) {
+					t.Errorf("reason %q, want one naming %s and saying %q", r.Reason, c.naming, c.refuses)
+				}
+				return
+			}
+			if (*out)[0].topic != contract.S3URLReplyTopic("devices", thing, contract.ReplyAccepted) {
+				t.Fatalf("answered on %s with %+v, want accepted", (*out)[0].topic, r)
+			}
+			if r.Key != c.key || r.Method != "GET" || r.ContentLength != 0 || r.ExpiresAt != 1_800_000_000+15*60 {
+				t.Errorf("reply %+v, want a GET of %s expiring with the device's own URLs", r, c.key)
+			}
+			u, err := url.Parse(r.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasSuffix(u.Path, "/"+c.key) || u.Query().Get("X-Amz-Expires") != "900" {
+				t.Errorf("URL %s: not a 900 s URL of %s", r.URL, c.key)
+			}
+		})
+	}
+}

@@ -11,7 +11,8 @@ import (
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
-// MaxNameLength bounds an object name, so the key devices/<thing>/<name> stays well inside S3's 1024 bytes.
+// MaxNameLength bounds an object name, so the key devices/<thing>/<name> (or fleet/<name>) stays well inside S3's
+// 1024 bytes.
 const MaxNameLength = 200
 
 // Event is what the topic rule hands the function: the fields of the device's request, and the thing name the
@@ -19,6 +20,7 @@ const MaxNameLength = 200
 type Event struct {
 	Thing         string `json:"topicThing"`
 	Operation     string `json:"operation"`
+	Scope         string `json:"scope"` // contract.S3URLScopeDevice (absent) or contract.S3URLScopeFleet
 	Name          string `json:"name"`
 	ContentLength *int64 `json:"contentLength"`
 	ClientToken   string `json:"clientToken"`
@@ -41,6 +43,7 @@ func (e *Event) UnmarshalJSON(data []byte) error {
 	*e = Event{}
 	e.Thing = e.stringField(raw, contract.S3URLRuleThingVar)
 	e.Operation = e.stringField(raw, "operation")
+	e.Scope = e.stringField(raw, "scope")
 	e.Name = e.stringField(raw, "name")
 	e.ClientToken = e.stringField(raw, "clientToken")
 	if v, ok := raw["contentLength"]; ok && !isNull(v) {
@@ -114,28 +117,47 @@ func reject(format string, args ...any) error {
 	return &RejectError{Reason: fmt.Sprintf(format, args...)}
 }
 
-// ObjectKey returns devices/<thing>/<name> after checking the name cannot leave that prefix: a restricted
-// character set, no empty, "." or ".." segment, no leading or trailing "/".
+// ObjectKey returns devices/<thing>/<name>, a device's own object, after checking the name (checkName).
 func ObjectKey(thing, name string) (string, error) {
-	switch {
-	case name == "":
-		return "", reject("name is empty")
-	case len(name) > MaxNameLength:
-		return "", reject("name is longer than %d bytes", MaxNameLength)
-	case !objectName.MatchString(name):
-		return "", reject("name may contain only letters, digits and . _ - /")
-	case strings.HasPrefix(name, "/") || strings.HasSuffix(name, "/"):
-		return "", reject("name may not start or end with /")
-	}
-	for _, seg := range strings.Split(name, "/") {
-		if seg == "" || seg == "." || seg == ".." {
-			return "", reject("name may not contain an empty, . or .. segment")
-		}
+	if err := checkName(name); err != nil {
+		return "", err
 	}
 	return contract.DeviceObjectPrefix + thing + "/" + name, nil
 }
 
-// validate checks the request and returns the object key.
+// FleetObjectKey returns fleet/<name>, an object the whole fleet reads, after the same check of the name as a
+// device's own objects get.
+func FleetObjectKey(name string) (string, error) {
+	if err := checkName(name); err != nil {
+		return "", err
+	}
+	return contract.FleetObjectPrefix + name, nil
+}
+
+// checkName makes sure a name cannot leave the prefix it is put under: a restricted character set, at most
+// MaxNameLength bytes, no empty, "." or ".." segment, no leading or trailing "/".
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return reject("name is empty")
+	case len(name) > MaxNameLength:
+		return reject("name is longer than %d bytes", MaxNameLength)
+	case !objectName.MatchString(name):
+		return reject("name may contain only letters, digits and . _ - /")
+	case strings.HasPrefix(name, "/") || strings.HasSuffix(name, "/"):
+		return reject("name may not start or end with /")
+	}
+	for _, seg := range strings.Split(name, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return reject("name may not contain an empty, . or .. segment")
+		}
+	}
+	return nil
+}
+
+// validate checks the request and returns the object key: devices/<thing>/<name> for the device's own scope,
+// fleet/<name> for the fleet's, which is read-only (the image's baked URL of a fleet file may have expired; the device
+// asks for a fresh GET, never for a way to change what every device reads).
 func (e Event) validate(maxPut int64) (string, error) {
 	if e.malformed != "" {
 		return "", reject("%s", e.malformed)
@@ -143,7 +165,19 @@ func (e Event) validate(maxPut int64) (string, error) {
 	if !tokenChars.MatchString(e.ClientToken) {
 		return "", reject("clientToken may have at most 64 letters, digits and . _ : -")
 	}
-	key, err := ObjectKey(e.Thing, e.Name)
+	var (
+		key string
+		err error
+	)
+	switch e.Scope {
+	case contract.S3URLScopeDevice:
+		key, err = ObjectKey(e.Thing, e.Name)
+	case contract.S3URLScopeFleet:
+		key, err = FleetObjectKey(e.Name)
+	default:
+		return "", reject("scope %q is not %q (the fleet's read-only %s) nor absent (the device's own %s<thing>/)",
+			e.Scope, contract.S3URLScopeFleet, contract.FleetObjectPrefix, contract.DeviceObjectPrefix)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -161,6 +195,9 @@ func (e Event) validate(maxPut int64) (string, error) {
 		}
 	default:
 		return "", reject("operation %q is not %s or %s", e.Operation, contract.S3OperationPut, contract.S3OperationGet)
+	}
+	if e.Scope == contract.S3URLScopeFleet && e.Operation != contract.S3OperationGet {
+		return "", reject("scope %q is read-only: only %s, no device writes %s", e.Scope, contract.S3OperationGet, contract.FleetObjectPrefix)
 	}
 	return key, nil
 }

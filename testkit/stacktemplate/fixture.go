@@ -3,6 +3,8 @@ package stacktemplate
 import (
 	"encoding/json"
 	"strings"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
 
 func arnJoin(suffix string) map[string]any {
@@ -46,11 +48,11 @@ func Fixture(caPEMs, verifPEMs []string) (*Template, error) {
 	res["JitrFunction9"] = map[string]any{"Type": "AWS::Lambda::Function", "Properties": map[string]any{
 		"Role": map[string]any{"Fn::GetAtt": []any{"Role1", "Arn"}},
 		"Environment": map[string]any{"Variables": map[string]any{
-			"CA_CERTIFICATE_IDS":  map[string]any{"Fn::Join": []any{",", caRefs}},
-			"CA_CERTIFICATES_PEM": strings.Join(caPEMs, ""),
-			"DEVICE_POLICY_NAME":  map[string]any{"Ref": "DevicePolicy1"},
-			"PROVISIONED_BY":      map[string]any{"Ref": "AWS::StackName"},
-			"DLQ":                 map[string]any{"Fn::Sub": "${Dlq1.Arn} in ${AWS::Region}"},
+			contract.EnvCACertificateIDs:  map[string]any{"Fn::Join": []any{",", caRefs}},
+			contract.EnvCACertificatesPEM: strings.Join(caPEMs, ""),
+			contract.EnvDevicePolicyName:  map[string]any{"Ref": "DevicePolicy1"},
+			contract.EnvProvisionedBy:     map[string]any{"Ref": "AWS::StackName"},
+			"DLQ":                         map[string]any{"Fn::Sub": "${Dlq1.Arn} in ${AWS::Region}"},
 		}},
 	}}
 	res["Role1"] = map[string]any{"Type": "AWS::IAM::Role", "Properties": map[string]any{}}
@@ -60,10 +62,10 @@ func Fixture(caPEMs, verifPEMs []string) (*Template, error) {
 		"Parameters": map[string]any{"BootstrapVersion": map[string]any{"Type": "String", "Default": "/cdk-bootstrap/version"}},
 		"Resources":  res,
 		"Outputs": map[string]any{
-			"CaCertificateIds": map[string]any{"Value": map[string]any{"Fn::Join": []any{",", caRefs}}},
-			"DevicePolicyName": map[string]any{"Value": map[string]any{"Ref": "DevicePolicy1"}},
-			"DemoBucketName":   map[string]any{"Value": map[string]any{"Ref": "DemoBucket1"}},
-			"Region":           map[string]any{"Value": map[string]any{"Ref": "AWS::Region"}},
+			contract.OutputCACertificateIDs: map[string]any{"Value": map[string]any{"Fn::Join": []any{",", caRefs}}},
+			contract.OutputDevicePolicyName: map[string]any{"Value": map[string]any{"Ref": "DevicePolicy1"}},
+			contract.OutputDemoBucketName:   map[string]any{"Value": map[string]any{"Ref": "DemoBucket1"}},
+			contract.OutputRegion:           map[string]any{"Value": map[string]any{"Ref": "AWS::Region"}},
 		},
 	}
 	data, err := json.Marshal(doc)

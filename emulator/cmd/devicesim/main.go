@@ -192,7 +192,7 @@ func runFleet(ctx context.Context, args []string) error {
 		}
 		reboots = append(reboots, i-1)
 	}
-	tl.Event("fleet", "%d simulated Azure Sphere devices boot now (tenant CA %q); device(s) %s will reboot", *n, ca.Cert.Subject.CommonName, *reboot)
+	tl.Event("devicesim", "%d simulated Azure Sphere devices boot now (tenant CA %q); device(s) %s will reboot", *n, ca.Cert.Subject.CommonName, *reboot)
 	runCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	devices, runErr := devicesim.Run(runCtx, ca, cfg, devicesim.Scenario{Devices: *n, Reboot: reboots})
