@@ -2,7 +2,9 @@ package teardown_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -183,6 +185,9 @@ func (r *registry) registerCA(t *testing.T, ca *testpki.Pair) string {
 	t.Helper()
 	out, err := r.admin.RegisterCACertificate(context.Background(), &iot.RegisterCACertificateInput{
 		CaCertificate: aws.String(string(ca.CertPEM())), SetAsActive: true, AllowAutoRegistration: true})
+	if alreadyRegistered(err) {
+		return certificateID(ca.Cert.Raw)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,10 +203,26 @@ func (r *registry) registerDeviceCert(t *testing.T, ca *testpki.Pair, deviceID s
 	out, err := r.admin.RegisterCertificate(context.Background(), &iot.RegisterCertificateInput{
 		CertificatePem: aws.String(string(dev.CertPEM())), CaCertificatePem: aws.String(string(ca.CertPEM())),
 		Status: types.CertificateStatusPendingActivation})
+	if alreadyRegistered(err) {
+		return certificateID(dev.Cert.Raw)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	return *out.CertificateId
+}
+
+// alreadyRegistered says a registration answered ResourceAlreadyExists: the SDK retried a request whose first
+// attempt went through (moto's development server now and then cuts an answer short), so the certificate is there.
+func alreadyRegistered(err error) bool {
+	var exists *types.ResourceAlreadyExistsException
+	return errors.As(err, &exists)
+}
+
+// certificateID is AWS IoT's id of a certificate: the SHA-256 of its DER, in hex.
+func certificateID(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
 }
 
 func (r *registry) certARN(t *testing.T, id string) string {
