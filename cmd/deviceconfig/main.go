@@ -128,28 +128,9 @@ func generate(ctx context.Context, o options, stdout, stderr io.Writer, e env) e
 	if err := CheckFleetKey(key); err != nil {
 		return usageError{err}
 	}
-	credCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	creds, credErr := cfg.Credentials.Retrieve(credCtx)
-	cancel()
-	var urls *FleetURL
-	if credErr != nil {
-		fmt.Fprintf(stderr, "warning: no AWS credentials to sign the fleet file's S3 URL: wrote an UNSIGNED URL, the device's fleet file "+
-			"download will be refused (403). Run 'aws configure' or 'aws sso login', then 'make device-config' again (credential chain: %v).\n", credErr)
-		urls = UnsignedFleetURL(settings.Region, settings.Bucket, key)
-	} else {
-		if urls, err = PresignFleetGet(ctx, cfg, settings.Region, settings.Bucket, key, expiry, e.now); err != nil {
-			return err
-		}
-		// A URL signed with a session token dies with the session, whatever X-Amz-Expires says.
-		outlived := creds.CanExpire && !creds.Expires.IsZero() && !creds.Expires.Before(urls.Expires)
-		if creds.SessionToken != "" && !outlived {
-			until := "when they expire"
-			if creds.CanExpire && !creds.Expires.IsZero() {
-				until = "at " + creds.Expires.UTC().Format(time.RFC3339)
-			}
-			fmt.Fprintf(stderr, "warning: the fleet file's S3 URL is signed with temporary credentials (session token): it stops working "+
-				"%s, not after %s. For URLs that last, sign with an IAM user's access key, or run 'make device-image' again.\n", until, expiry)
-		}
+	urls, err := signFleetURL(ctx, cfg, settings, key, expiry, stderr, e)
+	if err != nil {
+		return err
 	}
 	if err := checkDeviceLimits(settings.Endpoint, urls, stderr); err != nil {
 		return err
@@ -181,6 +162,35 @@ func generate(ctx context.Context, o options, stdout, stderr io.Writer, e env) e
 	fmt.Fprintf(stdout, "tenant (DeviceAuthentication): %s\n", settings.TenantID)
 	fmt.Fprintf(stdout, "wrote %s\nwrote %s\n", headerPath, manifestPath)
 	return nil
+}
+
+// signFleetURL presigns the GET URL of the fleet file baked into the image with the caller's credentials, or writes
+// an unsigned one (with a warning naming the fix) when there are none; it warns when temporary credentials make the
+// URL die before its expiry.
+func signFleetURL(ctx context.Context, cfg aws.Config, settings *stackoutputs.DeviceSettings, key string, expiry time.Duration, stderr io.Writer, e env) (*FleetURL, error) {
+	credCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	creds, credErr := cfg.Credentials.Retrieve(credCtx)
+	cancel()
+	if credErr != nil {
+		fmt.Fprintf(stderr, "warning: no AWS credentials to sign the fleet file's S3 URL: wrote an UNSIGNED URL, the device's fleet file "+
+			"download will be refused (403). Run 'aws configure' or 'aws sso login', then 'make device-config' again (credential chain: %v).\n", credErr)
+		return UnsignedFleetURL(settings.Region, settings.Bucket, key), nil
+	}
+	urls, err := PresignFleetGet(ctx, cfg, settings.Region, settings.Bucket, key, expiry, e.now)
+	if err != nil {
+		return nil, err
+	}
+	// A URL signed with a session token dies with the session, whatever X-Amz-Expires says.
+	outlived := creds.CanExpire && !creds.Expires.IsZero() && !creds.Expires.Before(urls.Expires)
+	if creds.SessionToken != "" && !outlived {
+		until := "when they expire"
+		if creds.CanExpire && !creds.Expires.IsZero() {
+			until = "at " + creds.Expires.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(stderr, "warning: the fleet file's S3 URL is signed with temporary credentials (session token): it stops working "+
+			"%s, not after %s. For URLs that last, sign with an IAM user's access key, or run 'make device-image' again.\n", until, expiry)
+	}
+	return urls, nil
 }
 
 // loadOutputs reads the stack outputs from the file, or from CloudFormation when no file is given, and returns
