@@ -16,10 +16,16 @@ PREFLIGHT_REGION_FLAG = $(if $(REGION),-region '$(REGION)')
 TEST_TARGETS += test-preflight
 
 .PHONY: bootstrap preflight test-preflight
+# cdk bootstrap synthesizes the app when it finds one, and the app refuses to synthesize without its context (the
+# tenant CA): bootstrap runs from BOOTSTRAP_DIR, whose cdk.json names no app, with the same pinned CLI (on PATH).
+BOOTSTRAP_DIR := build/bootstrap
+
 bootstrap: .stamps/go .stamps/npm ## cdk bootstrap the account and region of your credentials with the pinned CDK CLI (REGION=)
 	@env=$$($(GO) run ./cmd/preflight -print-environment $(PREFLIGHT_REGION_FLAG)); \
-	echo "bootstrap: $(CDK) bootstrap $$env $(BOOTSTRAP_ARGS)  (CDK CLI $$($(CDK) --version), Node.js $$(node --version))"; \
-	$(CDK) bootstrap $$env $(BOOTSTRAP_ARGS); \
+	mkdir -p $(BOOTSTRAP_DIR); \
+	printf '%s\n' '{"notices": false, "versionReporting": false, "context": {"cli-telemetry": false}}' > $(BOOTSTRAP_DIR)/cdk.json; \
+	echo "bootstrap: cdk bootstrap $$env $(BOOTSTRAP_ARGS)  (CDK CLI $$($(CDK) --version) from package-lock.json, Node.js $$(node --version))"; \
+	cd $(BOOTSTRAP_DIR) && $(CDK) bootstrap $$env $(BOOTSTRAP_ARGS); \
 	echo "bootstrap: $$env is bootstrapped (stack CDKToolkit); next: make preflight"
 
 preflight: .stamps/go ## check credentials, tenant CA files, their account/region, CDK bootstrap, AWS IoT settings and quotas before make deploy (DEVICES=, REGION=, CDK_ARGS=)

@@ -11,6 +11,10 @@ backend moto creates (per account and region, and again after POST /moto-api/res
 - GetV2LoggingOptions / SetV2LoggingOptions: not in moto. AWS answers NotConfiguredException (HTTP 404 in the iot
   model) until logging was set in the account and Region, then the options that were set (roleArn,
   defaultLogLevel, disableAllLogs, eventConfigurations).
+- CloudFormation outputs of a stack created or updated through a change set (CreateChangeSet + ExecuteChangeSet,
+  the way the CDK CLI deploys, `cdk bootstrap` included): AWS reports the outputs of the template the change set
+  applied; moto applies the resources but keeps the outputs of the stack's previous template (none for a new stack),
+  so the bootstrap stack `make bootstrap` creates had no BootstrapVersion output.
 - Service Quotas for the service code iotcore: moto serves only vpc, and has no ListServiceQuotas at all.
   GetServiceQuota and ListServiceQuotas answer here with the AWS IoT control-plane rates the emulator itself
   enforces (quotas.py: DEFAULT_QUOTAS with IOT_QUOTAS and IOT_QUOTA_SCALE applied), each named "<API> API TPS" as
@@ -21,6 +25,7 @@ import hashlib
 import json
 import os
 
+from moto.cloudformation.models import ChangeSet
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult, EmptyResult
 from moto.iot.models import IoTBackend
@@ -61,6 +66,18 @@ def _set_v2_logging_options(self: IoTResponse) -> EmptyResult:
     body = json.loads(self.body or "{}")
     self.iot_backend.v2_logging_options = {k: body[k] for k in _LOGGING_FIELDS if k in body}
     return EmptyResult()
+
+
+# --- CloudFormation change sets -----------------------------------------------------------------------------------
+def _apply_change_set(moto_apply):
+    def apply(self: ChangeSet) -> None:
+        moto_apply(self)
+        stack = self.stack
+        stack.template = self.template  # moto's ExecuteChangeSet sets it too, after apply
+        stack._parse_template()
+        stack.output_map = stack._create_output_map()
+
+    return apply
 
 
 # --- Service Quotas (iotcore) --------------------------------------------------------------------------------------
@@ -123,9 +140,10 @@ def _list_service_quotas(self: ServiceQuotasResponse) -> str:
 
 
 def install() -> None:
-    """Adds the account-wide answers to moto's IoT and Service Quotas."""
+    """Adds the account-wide answers to moto's IoT, CloudFormation and Service Quotas."""
     IoTBackend.get_registration_code = _get_registration_code
     IoTResponse.get_v2_logging_options = _get_v2_logging_options
     IoTResponse.set_v2_logging_options = _set_v2_logging_options
+    ChangeSet.apply = _apply_change_set(ChangeSet.apply)
     ServiceQuotasBackend.get_service_quota = _get_service_quota(ServiceQuotasBackend.get_service_quota)
     ServiceQuotasResponse.list_service_quotas = _list_service_quotas

@@ -8,6 +8,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 	"github.com/aws/aws-sdk-go-v2/service/servicequotas"
@@ -108,5 +110,34 @@ func TestServiceQuotasForIoTCore(t *testing.T) {
 	var nsr *sqtypes.NoSuchResourceException
 	if !errors.As(err, &nsr) {
 		t.Errorf("unknown quota code: %v, want NoSuchResourceException", err)
+	}
+}
+
+// TestChangeSetStackHasItsTemplatesOutputs: a stack created through a change set (as the CDK CLI deploys, `cdk
+// bootstrap` included) reports its template's outputs (moto alone: none).
+func TestChangeSetStackHasItsTemplatesOutputs(t *testing.T) {
+	client(t)
+	ctx := context.Background()
+	cfn := cloudformation.NewFromConfig(awsConfigIn(motoserver.Region))
+	template := `{"Resources":{"Version":{"Type":"AWS::SSM::Parameter","Properties":{"Type":"String","Name":"/cdk-bootstrap/hnb659fds/version","Value":"30"}}},
+	  "Outputs":{"BootstrapVersion":{"Value":"30"}}}`
+	cs, err := cfn.CreateChangeSet(ctx, &cloudformation.CreateChangeSetInput{StackName: aws.String("CDKToolkit"),
+		ChangeSetName: aws.String("cdk-deploy-change-set"), ChangeSetType: cftypes.ChangeSetTypeCreate, TemplateBody: &template})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfn.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{ChangeSetName: cs.Id}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cfn.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String("CDKToolkit")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range out.Stacks[0].Outputs {
+		got = append(got, aws.ToString(o.OutputKey)+"="+aws.ToString(o.OutputValue))
+	}
+	if len(got) != 1 || got[0] != "BootstrapVersion=30" {
+		t.Errorf("outputs %v, want [BootstrapVersion=30]", got)
 	}
 }

@@ -130,7 +130,7 @@ def _to_description_dict(self):
 
 FakeCertificate.to_description_dict = _to_description_dict
 __import__("fidelity").install()  # the AWS IoT rules moto lacks: see fidelity.py
-__import__("account").install()  # registration code, v2 logging, Service Quotas for iotcore: see account.py
+__import__("account").install()  # registration code, v2 logging, change-set outputs, iotcore quotas: account.py
 
 from moto.core.responses import ActionResult  # noqa: E402
 from moto.iot.responses import IoTResponse  # noqa: E402
