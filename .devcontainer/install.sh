@@ -1,6 +1,6 @@
 #!/bin/sh
-# What the dev container adds to Debian 12 (bookworm) with Go 1.26 (the golang:1.26.8-bookworm image) so that
-# `make setup`, `make demo` and `make test` run: the Makefile installs the rest itself (Go modules, the CDK CLI and
+# What the dev container adds to Debian 12 (bookworm) with Go 1.26 (the golang:1.26.8-bookworm image) and Node.js
+# 24 with npm 11 (copied from the node image, see Dockerfile) so that `make setup`, `make demo` and `make test` run: the Makefile installs the rest itself (Go modules, the CDK CLI and
 # Node.js 24 from package-lock.json, the Python venv from requirements.txt, the device and conformance apt
 # packages through sudo). Run as root; USERNAME gets passwordless sudo for those apt installs.
 set -eu
@@ -8,14 +8,21 @@ USERNAME="${USERNAME:-dev}"
 USER_UID="${USER_UID:-1000}"
 
 apt-get update
-# python3-venv: the project venv (make's .stamps/venv); nodejs + npm: only to run `npm ci`, which installs the pinned
-# Node.js 24 the CDK CLI and jsii run on; sudo: the Makefile's apt installs as a non-root user; git, make, curl,
-# ca-certificates: the usual tools; procps: ps/kill for the emulator's clean-up.
+# python3-venv: the project venv (make's .stamps/venv); sudo: the Makefile's apt installs as a non-root user; git,
+# make, curl, ca-certificates: the usual tools; procps: ps/kill for the emulator's clean-up.
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 	ca-certificates curl git make sudo procps \
-	python3 python3-venv python3-pip \
-	nodejs npm
+	python3 python3-venv python3-pip
 rm -rf /var/lib/apt/lists/*
+
+# `npm ci` must link the pinned node-linux-<arch> package's `node` into node_modules/.bin: npm 11 does, npm 10 and
+# older (Debian 12's npm 9 included) install the package but leave the link out, and `make setup` then stops with
+# "Node.js 24 did not install from package-lock.json".
+npm_major=$(npm --version 2>/dev/null | cut -d. -f1)
+if [ "${npm_major:-0}" -lt 11 ]; then
+	echo "install.sh: npm ${npm_major:-missing} found, npm 11 or later needed (see the Dockerfile's node stage)" >&2
+	exit 1
+fi
 
 if ! id "$USERNAME" >/dev/null 2>&1; then
 	useradd --create-home --shell /bin/bash --uid "$USER_UID" "$USERNAME"
