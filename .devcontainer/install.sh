@@ -1,19 +1,26 @@
 #!/bin/sh
-# What the dev container adds to Debian 12 (bookworm) with Go 1.26 (the golang:1.26.8-bookworm image) and Node.js
-# 24 with npm 11 (copied from the node image, see Dockerfile) so that `make setup`, `make demo` and `make test` run: the Makefile installs the rest itself (Go modules, the CDK CLI and
-# Node.js 24 from package-lock.json, the Python venv from requirements.txt, the device and conformance apt
-# packages through sudo). Run as root; USERNAME gets passwordless sudo for those apt installs.
+# What the dev container adds to its image — Debian 12 (bookworm) with Python 3.11.7 (python:3.11.7-bookworm), Go
+# 1.26 and Node.js 24 with npm 11 (copied from the golang and node images, see Dockerfile) — so that `make setup`,
+# `make demo` and `make test` run: the Makefile installs the rest itself (Go modules, the CDK CLI and Node.js 24 from
+# package-lock.json, the Python venv from requirements.txt, the device and conformance apt packages through sudo).
+# Run as root; USERNAME gets passwordless sudo for those apt installs.
 set -eu
 USERNAME="${USERNAME:-dev}"
 USER_UID="${USER_UID:-1000}"
 
 apt-get update
-# python3-venv: the project venv (make's .stamps/venv); sudo: the Makefile's apt installs as a non-root user; git,
-# make, curl, ca-certificates: the usual tools; procps: ps/kill for the emulator's clean-up.
+# sudo: the Makefile's apt installs as a non-root user; git, make, curl, ca-certificates: the usual tools; procps:
+# ps/kill for the emulator's clean-up.
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-	ca-certificates curl git make sudo procps \
-	python3 python3-venv python3-pip
+	ca-certificates curl git make sudo procps
 rm -rf /var/lib/apt/lists/*
+
+# requirements.txt pins packages that need Python 3.11.5 or later (soupsieve 4.1.3: Requires-Python >=3.11.5);
+# Debian 12's own python3 is 3.11.2, hence the python image.
+if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11, 5))'; then
+	echo "install.sh: $(python3 --version 2>&1) found, Python 3.11.5 or later needed (see the Dockerfile's base image)" >&2
+	exit 1
+fi
 
 # `npm ci` must link the pinned node-linux-<arch> package's `node` into node_modules/.bin: npm 11 does, npm 10 and
 # older (Debian 12's npm 9 included) install the package but leave the link out, and `make setup` then stops with
