@@ -10,9 +10,10 @@ USER_UID="${USER_UID:-1000}"
 
 apt-get update
 # sudo: the Makefile's apt installs as a non-root user; git, make, curl, ca-certificates: the usual tools; procps:
-# ps/kill for the emulator's clean-up.
+# ps/kill for the emulator's clean-up; libc6-dev: the C headers go build needs once gcc is there (make setup installs
+# gcc for the device build without its recommends, and cgo then fails on a minimal Debian without them).
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-	ca-certificates curl git make sudo procps
+	ca-certificates curl git make sudo procps libc6-dev
 rm -rf /var/lib/apt/lists/*
 
 # requirements.txt pins packages that need Python 3.11.5 or later (soupsieve 4.1.3: Requires-Python >=3.11.5);
