@@ -57,7 +57,7 @@ TEST_TARGETS += lint test-cdk
 -include mk/*.mk
 
 # Every Go package of the module is tested by some target: a package added without one fails here.
-GO_TEST_PKGS = $(CORE_GO_PKGS) $(TESTKIT_PKGS) $(JITR_PKGS) $(EMULATOR_PKGS) $(DEVICEIMAGE_PKGS) $(OPERATE_PKGS) $(DOCS_PKGS)
+GO_TEST_PKGS = $(CORE_GO_PKGS) $(TESTKIT_PKGS) $(JITR_PKGS) $(EMULATOR_PKGS) $(DEVICEIMAGE_PKGS) $(OPERATE_PKGS) $(DOCS_PKGS) $(PREFLIGHT_PKGS)
 TEST_TARGETS += test-packages-covered
 .PHONY: test-packages-covered
 test-packages-covered: .stamps/go

@@ -11,7 +11,7 @@ import (
 
 // DenyListProps configures DenyList.
 type DenyListProps struct {
-	// Retain keeps the table when the stack is deleted, with the retained devices it keeps out.
+	// Retain keeps the table when the stack is deleted, with the retained registry whose devices it keeps out.
 	Retain bool
 }
 

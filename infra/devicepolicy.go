@@ -19,7 +19,7 @@ const DefaultTopicRoot = contract.DefaultDeviceTopicRoot
 // DevicePolicyProps configures a DevicePolicy.
 type DevicePolicyProps struct {
 	TopicRoot string // default DefaultTopicRoot
-	// Retain keeps the policy when the stack is deleted: retained devices' certificates stay attached to it.
+	// Retain keeps the policy when the stack is deleted: the retained registry's certificates stay attached to it.
 	Retain bool
 }
 

@@ -14,11 +14,11 @@ import (
 
 // RegistryTeardownProps configures RegistryTeardown.
 type RegistryTeardownProps struct {
-	CAs           []*TenantCA
-	Policy        *DevicePolicy
-	ModuleRoot    string  // directory holding go.mod; the handler is built from <ModuleRoot>/lambda/teardown
-	ProvisionedBy *string // the provisionedBy attribute value of JITR-created things
-	RetainDevices bool    // keep everything on delete
+	CAs            []*TenantCA
+	Policy         *DevicePolicy
+	ModuleRoot     string  // directory holding go.mod; the handler is built from <ModuleRoot>/lambda/teardown
+	ProvisionedBy  *string // the provisionedBy attribute value of JITR-created things
+	RetainRegistry bool    // keep the registry (certificates, things) on delete: see config.KeyRetainRegistry
 }
 
 // RegistryTeardown is a custom resource that, when the stack is deleted, removes what just-in-time registration
@@ -75,7 +75,7 @@ func NewRegistryTeardown(scope constructs.Construct, id string, props *RegistryT
 			contract.PropCACertificateIDs: ids,
 			contract.PropPolicyName:       props.Policy.PolicyName(),
 			contract.PropProvisionedBy:    props.ProvisionedBy,
-			contract.PropRetainDevices:    strconv.FormatBool(props.RetainDevices),
+			contract.PropRetainRegistry:   strconv.FormatBool(props.RetainRegistry),
 		},
 	})
 	// The function's permissions must outlive the resource, so its last Delete can still call IoT.

@@ -21,7 +21,8 @@ type TenantCAProps struct {
 	Certificate     *x509.Certificate
 	Verification    *x509.Certificate // required in DEFAULT mode, nil in SNI_ONLY
 	CertificateMode string            // DEFAULT or SNI_ONLY
-	// Retain keeps the CA registered when the stack is deleted (retainDevices=true keeps its devices working).
+	// Retain keeps the CA registered when the stack is deleted (retainRegistry=true; the devices still lock themselves
+	// out at their next certificate rotation, see config.RetainRegistryLockout).
 	Retain bool
 }
 

@@ -2,7 +2,8 @@
 # (cmd/tenantca). Nothing here is pasted by hand: endpoint, presigned S3 URLs and tenant id come from the stack.
 #   make device-config [OUTPUTS=cdk-outputs.json] [STACK=SphereJitr] [EXPIRES=24h] [PORT=8883] [DEVICE_CONFIG_DIR=device/build/config]
 #   make device-image  (same variables; needs the Azure Sphere SDK, AzureSphereDefaultSDKDir)
-#   make tenant-ca     [CATALOG=<name> RESOURCE_GROUP=<group> CA_NAME=<serial>] | [INDEX=<n> | THUMBPRINT=<sha1>]
+#   make tenant-ca     [CATALOG=<name> RESOURCE_GROUP=<group> CA_NAME=<serial>] | LEGACY_CLI=1 [INDEX=<n> | THUMBPRINT=<sha1>]
+#                      (LEGACY_CLI=1: the legacy azsphere CLI instead of az sphere, until it retires on 2027-09-27)
 
 OUTPUTS        ?= cdk-outputs.json
 STACK          ?= SphereJitr
@@ -15,6 +16,7 @@ RESOURCE_GROUP ?=
 CA_NAME        ?=
 INDEX          ?=
 THUMBPRINT     ?=
+LEGACY_CLI     ?=
 TENANT_ID      ?=
 
 # OUTPUTS left at its default while the file does not exist: read the outputs from CloudFormation instead.
@@ -24,7 +26,7 @@ DEVICE_CONFIG_ARGS  = $(DEVICE_OUTPUTS_FLAG) -stack '$(STACK)' -expires '$(EXPIR
 TENANT_CA_ARGS      = -out '$(TENANT_CA_DIR)' \
 	$(if $(CATALOG),-catalog '$(CATALOG)') $(if $(RESOURCE_GROUP),-resource-group '$(RESOURCE_GROUP)') \
 	$(if $(CA_NAME),-ca-name '$(CA_NAME)') $(if $(INDEX),-index '$(INDEX)') $(if $(THUMBPRINT),-thumbprint '$(THUMBPRINT)') \
-	$(if $(TENANT_ID),-tenant-id '$(TENANT_ID)')
+	$(if $(TENANT_ID),-tenant-id '$(TENANT_ID)') $(if $(LEGACY_CLI),-legacy-cli)
 
 DEVICEIMAGE_PKGS := ./cmd/deviceconfig/... ./cmd/tenantca/... ./internal/stackoutputs/...
 

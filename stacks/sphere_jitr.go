@@ -48,11 +48,16 @@ func NewSphereJitrStack(scope constructs.Construct, id string, props *SphereJitr
 			Certificate:     ca.Cert,
 			Verification:    ca.Verification,
 			CertificateMode: cfg.CertificateMode,
-			Retain:          cfg.RetainDevices,
+			Retain:          cfg.RetainRegistry,
 		}))
 	}
-	s.Policy = infra.NewDevicePolicy(stack, "DevicePolicy", &infra.DevicePolicyProps{Retain: cfg.RetainDevices})
-	s.DenyList = infra.NewDenyList(stack, "DenyList", &infra.DenyListProps{Retain: cfg.RetainDevices})
+	if cfg.RetainRegistry {
+		// Where the user chooses it, cdk synth and cdk deploy say what it costs.
+		awscdk.Annotations_Of(stack).AddWarningV2(jsii.String("sphere-jitr:retainRegistry"), jsii.String(
+			"-c "+config.KeyRetainRegistry+"=true: "+config.RetainRegistryLockout), nil)
+	}
+	s.Policy = infra.NewDevicePolicy(stack, "DevicePolicy", &infra.DevicePolicyProps{Retain: cfg.RetainRegistry})
+	s.DenyList = infra.NewDenyList(stack, "DenyList", &infra.DenyListProps{Retain: cfg.RetainRegistry})
 	s.Provisioning = infra.NewJitrProvisioning(stack, "Jitr", &infra.JitrProvisioningProps{
 		CAs:           s.CAs,
 		Policy:        s.Policy,
@@ -63,11 +68,11 @@ func NewSphereJitrStack(scope constructs.Construct, id string, props *SphereJitr
 			BatchWindow: cfg.JitrBatchWindow, Quotas: cfg.IoTQuotas},
 	})
 	s.Teardown = infra.NewRegistryTeardown(stack, "RegistryTeardown", &infra.RegistryTeardownProps{
-		CAs:           s.CAs,
-		Policy:        s.Policy,
-		ModuleRoot:    props.ModuleRoot,
-		ProvisionedBy: stack.StackName(),
-		RetainDevices: cfg.RetainDevices,
+		CAs:            s.CAs,
+		Policy:         s.Policy,
+		ModuleRoot:     props.ModuleRoot,
+		ProvisionedBy:  stack.StackName(),
+		RetainRegistry: cfg.RetainRegistry,
 	})
 	s.Bucket = infra.NewDemoBucket(stack, "DemoBucket")
 	s.Endpoint = infra.NewIotEndpoint(stack, "DataEndpoint")
@@ -109,7 +114,7 @@ func NewSphereJitrStack(scope constructs.Construct, id string, props *SphereJitr
 	output(contract.OutputDemoBucketName, "S3 bucket of the devices' objects (devices/<thing>/..., through runtime presigned URLs) and the fleet file", s.Bucket.Bucket.BucketName())
 	output(contract.OutputRegion, "Region of the stack", stack.Region())
 	output(contract.OutputTenantID, "Azure Sphere tenant (catalog) id", jsii.String(cfg.TenantID))
-	output(contract.OutputRetainDevices, "Whether cdk destroy keeps the devices, their certificates and the CA", jsii.String(strconv.FormatBool(cfg.RetainDevices)))
+	output(contract.OutputRetainRegistry, "Whether cdk destroy keeps the registry (certificates, things, CA registration, device policy, deny-list); it does not keep the devices connected", jsii.String(strconv.FormatBool(cfg.RetainRegistry)))
 	output(contract.OutputDeviceTopicRoot, "First level of each device's own MQTT topic tree: <root>/<thingName>/...", jsii.String(s.Policy.TopicRoot))
 	output(contract.OutputDenyListTable, "DynamoDB table of revoked devices (fleetctl revoke / allow)", s.DenyList.TableName())
 	output(contract.OutputDashboardName, "CloudWatch dashboard of the fleet's provisioning", s.Operations.Dashboard.DashboardName())

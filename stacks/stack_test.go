@@ -34,6 +34,7 @@ type synthesized struct {
 	template   assertions.Template
 	json       map[string]any
 	nag        []string // unsuppressed cdk-nag findings (errors and warnings)
+	warnings   []string // the stack's own warnings (not cdk-nag's)
 	bootstraps []string // bundled Lambda executables
 	outdir     string
 }
@@ -41,7 +42,7 @@ type synthesized struct {
 var (
 	oneCA    *synthesized // DEFAULT mode, one DER CA, Lambda bundled
 	twoCAs   *synthesized // the current and the next tenant CA
-	retained *synthesized // SNI_ONLY, retainDevices=true, alarmEmail set
+	retained *synthesized // SNI_ONLY, retainRegistry=true, alarmEmail set
 )
 
 func TestMain(m *testing.M) {
@@ -62,7 +63,7 @@ func TestMain(m *testing.M) {
 		const tenant = "01234567-89ab-cdef-0123-456789abcdef"
 		oneCA = synth(dir, true, map[string]any{"tenantCaCerts": ca1 + ".der", "verificationCerts": ca1 + "-verification.pem", "tenantId": tenant})
 		twoCAs = synth(dir, false, map[string]any{"tenantCaCerts": ca1 + ".pem," + ca2 + ".der", "verificationCerts": ca1 + "-verification.pem," + ca2 + "-verification.pem", "tenantId": tenant})
-		retained = synth(dir, false, map[string]any{"tenantCaCerts": ca1 + ".pem", "certificateMode": "SNI_ONLY", "tenantId": tenant, "retainDevices": "true", "alarmEmail": "ops@example.com", "iotLogging": "ERROR"})
+		retained = synth(dir, false, map[string]any{"tenantCaCerts": ca1 + ".pem", "certificateMode": "SNI_ONLY", "tenantId": tenant, "retainRegistry": "true", "alarmEmail": "ops@example.com", "iotLogging": "ERROR"})
 		return m.Run()
 	}()
 	os.Exit(code)
@@ -136,6 +137,9 @@ func synth(dir string, bundle bool, userContext map[string]any) *synthesized {
 		for _, m := range *msgs {
 			out.nag = append(out.nag, fmt.Sprintf("%s: %v", *m.Id, m.Entry.Data))
 		}
+	}
+	for _, m := range *annotations.FindWarning(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("^(?!AwsSolutions-).*"))) {
+		out.warnings = append(out.warnings, fmt.Sprint(m.Entry.Data))
 	}
 	app.Synth(nil) // writes the template for cfn-lint, and the bundled asset
 	if bundle {
@@ -221,7 +225,7 @@ func TestCAAndPolicyRetainedOnlyWhenDevicesAre(t *testing.T) {
 
 // TestDestroyLeavesNothingBehind: `cdk destroy` deletes every resource of the stack, log groups of functions CDK
 // adds itself included (with @aws-cdk/aws-lambda:useCdkManagedLogGroup their log groups default to Retain); with
-// retainDevices only the CA registrations, the device policy and the deny-list table stay.
+// retainRegistry only the CA registrations, the device policy and the deny-list table stay.
 func TestDestroyLeavesNothingBehind(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -229,7 +233,7 @@ func TestDestroyLeavesNothingBehind(t *testing.T) {
 		keeps map[string]bool
 	}{
 		{"default", oneCA, map[string]bool{}},
-		{"retainDevices", retained, map[string]bool{"AWS::IoT::CACertificate": true, "AWS::IoT::Policy": true, "AWS::DynamoDB::Table": true}},
+		{"retainRegistry", retained, map[string]bool{"AWS::IoT::CACertificate": true, "AWS::IoT::Policy": true, "AWS::DynamoDB::Table": true}},
 	} {
 		for id, r := range tc.s.json["Resources"].(map[string]any) {
 			res := r.(map[string]any)
@@ -272,8 +276,8 @@ func TestRegistryTeardownRunsBeforeCAAndPolicyGo(t *testing.T) {
 						t.Errorf("%s PolicyName %s does not reference the device policy %s", id, asJSON(p[contract.PropPolicyName]), pol)
 					}
 				}
-				if p["RetainDevices"] != tc.retain || p["ProvisionedBy"] != "SphereJitr" {
-					t.Errorf("%s: RetainDevices %v, ProvisionedBy %v", id, p["RetainDevices"], p["ProvisionedBy"])
+				if p[contract.PropRetainRegistry] != tc.retain || p["ProvisionedBy"] != "SphereJitr" {
+					t.Errorf("%s: RetainRegistry %v, ProvisionedBy %v", id, p[contract.PropRetainRegistry], p["ProvisionedBy"])
 				}
 				if !strings.Contains(asJSON(p["ServiceToken"]), "RegistryTeardownFunction") {
 					t.Errorf("%s is not served by the teardown function: %s", id, asJSON(p["ServiceToken"]))
@@ -626,8 +630,32 @@ func TestOutputs(t *testing.T) {
 	if got := flattenJoin(twoCAs.json["Outputs"].(map[string]any)[contract.OutputCACertificateIDs].(map[string]any)["Value"]); strings.Count(got, "<TenantCA") != 2 {
 		t.Errorf("two CAs: CaCertificateIds output %s", got)
 	}
-	if got := retained.json["Outputs"].(map[string]any)[contract.OutputRetainDevices].(map[string]any)["Value"]; got != "true" {
-		t.Errorf("RetainDevices output %v", got)
+	if got := retained.json["Outputs"].(map[string]any)[contract.OutputRetainRegistry].(map[string]any)["Value"]; got != "true" {
+		t.Errorf("RetainRegistry output %v", got)
+	}
+}
+
+// TestRetainRegistryWarnsOfTheLockout: choosing retainRegistry shows, at synth and deploy, that the devices lock
+// themselves out within a day of cdk destroy; the default says nothing.
+func TestRetainRegistryWarnsOfTheLockout(t *testing.T) {
+	for name, tc := range map[string]struct {
+		s    *synthesized
+		want int
+	}{"retained": {retained, 1}, "one CA": {oneCA, 0}} {
+		var found []string
+		for _, w := range tc.s.warnings {
+			if strings.Contains(w, "retainRegistry=true") {
+				found = append(found, w)
+			}
+		}
+		if len(found) != tc.want {
+			t.Errorf("%s: %d retainRegistry warnings %v, want %d", name, len(found), found, tc.want)
+		}
+		for _, w := range found {
+			if !strings.Contains(w, "the whole fleet within a day") || !strings.Contains(w, "nothing activates it") {
+				t.Errorf("%s: the warning does not state the lock-out: %s", name, w)
+			}
+		}
 	}
 }
 

@@ -34,7 +34,7 @@ func TestOutputsFromCloudFormation(t *testing.T) {
 	for k, v := range map[string]string{
 		"IotEndpoint": "moto1234-ats.iot.us-east-1.amazonaws.com", "CaCertificateIds": "abc", "DevicePolicyName": "p",
 		"DemoBucketName": "spherejitr-demobucket-moto", "Region": "us-east-1", "TenantId": "fedcba98-7654-3210-fedc-ba9876543210",
-		"RetainDevices": "false", "DeviceTopicRoot": "devices",
+		"RetainRegistry": "false", "DeviceTopicRoot": "devices",
 	} {
 		outputs[k] = map[string]any{"Value": v}
 	}

@@ -406,7 +406,7 @@ func writeOutputs(t *testing.T, edit map[string]any) string {
 	t.Helper()
 	values := map[string]any{
 		"IotEndpoint": sampleEndpoint, "CaCertificateIds": "abc", "DevicePolicyName": "p", "DemoBucketName": sampleBucket,
-		"Region": sampleRegion, "TenantId": "01234567-89ab-cdef-0123-456789abcdef", "RetainDevices": "false", "DeviceTopicRoot": "devices",
+		"Region": sampleRegion, "TenantId": "01234567-89ab-cdef-0123-456789abcdef", "RetainRegistry": "false", "DeviceTopicRoot": "devices",
 	}
 	for k, v := range edit {
 		if v == nil {

@@ -75,32 +75,48 @@ type CatalogSelection struct {
 	ResourceGroup, Catalog string
 }
 
-const installHint = "install the Azure CLI with the Azure Sphere extension ('az extension add --name azure-sphere') " +
-	"or the legacy Azure Sphere CLI (azsphere) from the Azure Sphere SDK (https://aka.ms/AzureSphereSDKDownload/Linux)"
+const installHint = "install the Azure CLI and its Azure Sphere extension: 'az extension add --name azure-sphere' " +
+	"(https://aka.ms/AzureSphereSDKDownload/Linux)"
 
-// findCLI prefers az with the azure-sphere extension and falls back to the legacy azsphere.
-func findCLI(ctx context.Context, r runner, ca CASelection, catalog CatalogSelection) (sphereCLI, error) {
-	azMissingExtension := false
-	if _, err := r.LookPath("az"); err == nil {
-		if _, err := r.Run(ctx, "az", "extension", "show", "--name", "azure-sphere", "--output", "none"); err == nil {
-			if ca.Index != "" || ca.Thumbprint != "" {
-				return nil, errors.New("-index and -thumbprint select a CA in the legacy azsphere CLI; with az sphere pass -ca-name <serial number> ('az sphere ca-certificate list')")
-			}
-			return &azSphere{r: r, ca: ca, catalog: catalog}, nil
-		}
-		azMissingExtension = true
-	}
-	if _, err := r.LookPath("azsphere"); err == nil {
+// LegacyCLIRetirement is when Microsoft retires the legacy azsphere CLI (Azure Sphere (Legacy) tooling); az sphere
+// is the CLI after it.
+const LegacyCLIRetirement = "2027-09-27"
+
+// LegacyCLIWarning is printed whenever the legacy CLI is used.
+const LegacyCLIWarning = "warning: the legacy azsphere CLI retires on " + LegacyCLIRetirement +
+	"; move to az sphere ('az extension add --name azure-sphere') and run 'make tenant-ca' without LEGACY_CLI"
+
+// legacyFlagHint tells how to opt into the legacy CLI.
+const legacyFlagHint = "the legacy azsphere CLI is used only when asked: make tenant-ca LEGACY_CLI=1 (tenantca -legacy-cli), until its retirement on " + LegacyCLIRetirement
+
+// findCLI returns az sphere, or the legacy azsphere when legacy is set (never silently).
+func findCLI(ctx context.Context, r runner, ca CASelection, catalog CatalogSelection, legacy bool) (sphereCLI, error) {
+	if legacy {
 		if ca.Name != "" {
 			return nil, errors.New("-ca-name selects a CA in az sphere; with the legacy azsphere CLI pass -index <n> or -thumbprint <sha1> ('azsphere ca-certificate list')")
 		}
+		if _, err := r.LookPath("azsphere"); err != nil {
+			return nil, errors.New("-legacy-cli: the legacy azsphere CLI is not on PATH (it comes with the Azure Sphere SDK); " +
+				"or drop LEGACY_CLI and use az sphere: " + installHint)
+		}
 		return &legacyAzsphere{r: r, ca: ca}, nil
 	}
-	if azMissingExtension {
-		return nil, errors.New("az is installed without the Azure Sphere extension: run 'az extension add --name azure-sphere' " +
-			"(or install the legacy azsphere CLI), then 'make tenant-ca' again")
+	if ca.Index != "" || ca.Thumbprint != "" {
+		return nil, errors.New("-index and -thumbprint select a CA in the legacy azsphere CLI; with az sphere pass -ca-name <serial number> ('az sphere ca-certificate list'); " + legacyFlagHint)
 	}
-	return nil, fmt.Errorf("no Azure Sphere CLI found (neither az nor azsphere is on PATH): %s, then 'make tenant-ca' again", installHint)
+	_, legacyErr := r.LookPath("azsphere")
+	legacyNote := ""
+	if legacyErr == nil {
+		legacyNote = " (azsphere is on PATH: " + legacyFlagHint + ")"
+	}
+	if _, err := r.LookPath("az"); err != nil {
+		return nil, fmt.Errorf("no Azure Sphere CLI found (az is not on PATH): %s, then 'make tenant-ca' again%s", installHint, legacyNote)
+	}
+	if _, err := r.Run(ctx, "az", "extension", "show", "--name", "azure-sphere", "--output", "none"); err != nil {
+		return nil, fmt.Errorf("az is installed without the Azure Sphere extension: run 'az extension add --name azure-sphere', "+
+			"then 'make tenant-ca' again%s", legacyNote)
+	}
+	return &azSphere{r: r, ca: ca, catalog: catalog}, nil
 }
 
 // azSphere drives the Azure Sphere (Integrated) CLI, an Azure CLI extension working on catalogs.

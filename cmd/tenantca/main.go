@@ -1,6 +1,7 @@
 // Command tenantca downloads what the stack needs to register the Azure Sphere tenant CA with AWS IoT: the tenant
 // (catalog) CA certificate and a proof-of-possession certificate whose CN is the account's AWS IoT registration
-// code, through the Azure Sphere CLI (az sphere, or the legacy azsphere). It checks both, writes them where the
+// code, through the Azure Sphere CLI: az sphere, or the legacy azsphere only with -legacy-cli (it retires on
+// 2027-09-27, and the command says so each time it uses it). It checks both, writes them where the
 // stack's context keys expect them, and prints the deploy command. `make tenant-ca` runs it.
 package main
 
@@ -75,6 +76,7 @@ type options struct {
 	tenantID string
 	ca       CASelection
 	catalog  CatalogSelection
+	legacy   bool
 }
 
 // File names in the output folder, which the printed deploy command passes as context.
@@ -94,12 +96,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 	fs.StringVar(&o.ca.Name, "ca-name", "", "az sphere: serial number of the CA certificate (default: the active one)")
 	fs.StringVar(&o.ca.Index, "index", "", "azsphere: index of the CA certificate in 'azsphere ca-certificate list'")
 	fs.StringVar(&o.ca.Thumbprint, "thumbprint", "", "azsphere: thumbprint of the CA certificate")
+	fs.BoolVar(&o.legacy, "legacy-cli", false, "use the legacy azsphere CLI instead of az sphere (it retires on "+LegacyCLIRetirement+")")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "tenantca: unexpected argument %q\n", fs.Arg(0))
 		return 2
+	}
+	if o.legacy {
+		fmt.Fprintln(stderr, "tenantca: "+LegacyCLIWarning)
 	}
 	if err := fetch(ctx, o, stdout, e); err != nil {
 		fmt.Fprintf(stderr, "tenantca: %v\n", err)
@@ -116,7 +122,7 @@ func fetch(ctx context.Context, o options, stdout io.Writer, e env) error {
 	if o.tenantID != "" && !guidPattern.MatchString(o.tenantID) {
 		return fmt.Errorf("-tenant-id %q is not a tenant id (a GUID like 01234567-89ab-cdef-0123-456789abcdef)", o.tenantID)
 	}
-	cli, err := findCLI(ctx, e.runner, o.ca, o.catalog)
+	cli, err := findCLI(ctx, e.runner, o.ca, o.catalog, o.legacy)
 	if err != nil {
 		return err
 	}

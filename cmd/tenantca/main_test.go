@@ -318,8 +318,11 @@ func TestAzSphereCatalogSelection(t *testing.T) {
 func TestLegacyAzsphere(t *testing.T) {
 	ca := newCA(t, testpki.CAOptions{})
 	f := writeFake(t, fake{azsphere: true, ca: ca})
-	r := runTool(t, fixedCode(testCode), "-index", "1")
+	r := runTool(t, fixedCode(testCode), "-legacy-cli", "-index", "1")
 	checkSuccess(t, r, ca, testCode)
+	if !strings.Contains(r.stderr, "warning: the legacy azsphere CLI retires on 2027-09-27") {
+		t.Errorf("no retirement warning:\n%s", r.stderr)
+	}
 	calls := f.calls(t)
 	for _, want := range []string{
 		"azsphere tenant show-selected --output json",
@@ -335,13 +338,30 @@ func TestLegacyAzsphere(t *testing.T) {
 	}
 }
 
-// az without the extension, azsphere present: the legacy CLI is used.
-func TestFallsBackToLegacyWithoutExtension(t *testing.T) {
-	ca := newCA(t, testpki.CAOptions{})
-	f := writeFake(t, fake{az: true, azExtension: false, azsphere: true, ca: ca})
-	checkSuccess(t, runTool(t, fixedCode(testCode)), ca, testCode)
-	if !strings.Contains(f.calls(t), "azsphere ca-certificate download-proof") {
-		t.Errorf("calls:\n%s", f.calls(t))
+// Without -legacy-cli the legacy CLI is never used, even when it is the only one that would work: the command
+// says how to get az sphere, and how to ask for the legacy CLI until it retires.
+func TestNoSilentFallbackToLegacy(t *testing.T) {
+	for name, fk := range map[string]fake{
+		"az without the extension": {az: true, azExtension: false, azsphere: true},
+		"no az":                    {azsphere: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			fk.ca = newCA(t, testpki.CAOptions{})
+			f := writeFake(t, fk)
+			r := runTool(t, fixedCode(testCode))
+			if r.code != 1 {
+				t.Errorf("exit %d, want 1", r.code)
+			}
+			for _, want := range []string{"az extension add --name azure-sphere", "make tenant-ca LEGACY_CLI=1", "2027-09-27"} {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("message does not contain %q:\n%s", want, r.stderr)
+				}
+			}
+			if strings.Contains(f.calls(t), "azsphere ") {
+				t.Errorf("the legacy CLI was called without -legacy-cli:\n%s", f.calls(t))
+			}
+			r.noFiles(t)
+		})
 	}
 }
 
@@ -356,19 +376,20 @@ func TestRefusals(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"no CLI", fake{}, nil, []string{"no Azure Sphere CLI found", "az extension add --name azure-sphere", "azsphere", "https://aka.ms/AzureSphereSDKDownload/Linux"}},
+		{"no CLI", fake{}, nil, []string{"no Azure Sphere CLI found", "az extension add --name azure-sphere", "https://aka.ms/AzureSphereSDKDownload/Linux"}},
+		{"-legacy-cli without azsphere", fake{az: true, azExtension: true}, []string{"-legacy-cli"}, []string{"the legacy azsphere CLI is not on PATH", "drop LEGACY_CLI"}},
 		{"az without the extension", fake{az: true}, nil, []string{"without the Azure Sphere extension", "az extension add --name azure-sphere"}},
 		{"az not signed in", fake{az: true, azExtension: true, loggedOut: true}, nil, []string{"not signed in", "run 'az login'", "Please run 'az login'"}},
-		{"azsphere not signed in", fake{azsphere: true, loggedOut: true}, nil, []string{"azsphere is not signed in", "azsphere login", "azsphere tenant select"}},
-		{"proof signed by another CA", fake{azsphere: true, proofSigner: other}, nil, []string{"not signed by the downloaded tenant CA", "-index or -thumbprint"}},
-		{"proof for another code", fake{azsphere: true, proofCN: "0000"}, nil, []string{`has CN "0000", not the AWS IoT registration code`}},
-		{"expired tenant CA", fake{azsphere: true, ca: expired}, nil, []string{"is not a usable tenant CA", "expired"}},
+		{"azsphere not signed in", fake{azsphere: true, loggedOut: true}, []string{"-legacy-cli"}, []string{"azsphere is not signed in", "azsphere login", "azsphere tenant select"}},
+		{"proof signed by another CA", fake{azsphere: true, proofSigner: other}, []string{"-legacy-cli"}, []string{"not signed by the downloaded tenant CA", "-index or -thumbprint"}},
+		{"proof for another code", fake{azsphere: true, proofCN: "0000"}, []string{"-legacy-cli"}, []string{`has CN "0000", not the AWS IoT registration code`}},
+		{"expired tenant CA", fake{azsphere: true, ca: expired}, []string{"-legacy-cli"}, []string{"is not a usable tenant CA", "expired"}},
 		{"download fails", fake{az: true, azExtension: true, catalogs: oneCatalog, catalog: catalog, failDownload: true}, nil,
 			[]string{"download the tenant CA certificate with az sphere", "(NotFound) The certificate was not found"}},
-		{"comma in the output folder", fake{azsphere: true}, []string{"-out", "build/a,b"}, []string{"without ','"}},
-		{"bad tenant id", fake{azsphere: true}, []string{"-tenant-id", "tenant-1"}, []string{`-tenant-id "tenant-1" is not a tenant id`}},
-		{"CA_NAME with azsphere", fake{azsphere: true}, []string{"-ca-name", "X"}, []string{"-ca-name selects a CA in az sphere", "-index <n>"}},
-		{"INDEX with az sphere", fake{az: true, azExtension: true}, []string{"-index", "1"}, []string{"-index and -thumbprint select a CA in the legacy azsphere CLI", "-ca-name <serial number>"}},
+		{"comma in the output folder", fake{azsphere: true}, []string{"-legacy-cli", "-out", "build/a,b"}, []string{"without ','"}},
+		{"bad tenant id", fake{azsphere: true}, []string{"-legacy-cli", "-tenant-id", "tenant-1"}, []string{`-tenant-id "tenant-1" is not a tenant id`}},
+		{"CA_NAME with azsphere", fake{azsphere: true}, []string{"-legacy-cli", "-ca-name", "X"}, []string{"-ca-name selects a CA in az sphere", "-index <n>"}},
+		{"INDEX with az sphere", fake{az: true, azExtension: true}, []string{"-index", "1"}, []string{"-index and -thumbprint select a CA in the legacy azsphere CLI", "-ca-name <serial number>", "LEGACY_CLI=1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			writeFake(t, tc.fake)
@@ -408,7 +429,7 @@ func TestNoAWSCredentials(t *testing.T) {
 	writeFake(t, fake{azsphere: true})
 	isolateAWS(t)
 	t.Setenv("AWS_REGION", "eu-west-1")
-	r := runTool(t, defaultIoT)
+	r := runTool(t, defaultIoT, "-legacy-cli")
 	if r.code != 1 {
 		t.Errorf("exit %d", r.code)
 	}
@@ -425,7 +446,7 @@ func TestNoAWSRegion(t *testing.T) {
 	isolateAWS(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
-	r := runTool(t, defaultIoT)
+	r := runTool(t, defaultIoT, "-legacy-cli")
 	if r.code != 1 || !strings.Contains(r.stderr, "no AWS region") || !strings.Contains(r.stderr, "AWS_REGION") {
 		t.Errorf("exit %d: %s", r.code, r.stderr)
 	}
@@ -447,7 +468,7 @@ func TestUnreadableCLIOutput(t *testing.T) {
 }
 
 // The registration code comes from AWS IoT through the real SDK client and the default credential chain (moto
-// here, which returns a new code on every call: the proof must carry the one asked for).
+// here, whose code is per account and region as on AWS: the proof must carry it).
 func TestRegistrationCodeFromAWSIoT(t *testing.T) {
 	ctx := context.Background()
 	moto, err := motoserver.Start(ctx, motoserver.Options{})
@@ -462,7 +483,7 @@ func TestRegistrationCodeFromAWSIoT(t *testing.T) {
 		"AWS_ACCESS_KEY_ID": motoserver.AccessKeyID, "AWS_SECRET_ACCESS_KEY": motoserver.SecretAccessKey} {
 		t.Setenv(k, v)
 	}
-	r := runTool(t, defaultIoT)
+	r := runTool(t, defaultIoT, "-legacy-cli")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}

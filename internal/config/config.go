@@ -23,7 +23,7 @@ const (
 	KeyVerificationCerts = "verificationCerts"
 	KeyCertificateMode   = "certificateMode"
 	KeyTenantID          = "tenantId"
-	KeyRetainDevices     = "retainDevices"
+	KeyRetainRegistry    = "retainRegistry"
 	KeyPresignMaxPut     = "presignMaxPutBytes"
 	KeyPresignURLExpiry  = "presignUrlExpiry"
 	KeyAlarmEmail        = "alarmEmail"
@@ -32,6 +32,17 @@ const (
 	KeyJitrBatchWindow   = "jitrBatchWindow"
 	KeyIoTQuotas         = "iotQuotas"
 )
+
+// KeyRetainDevices is the name retainRegistry had until it was renamed for what it does: it never kept the devices
+// working. Setting it fails, with a message that names the new key and the lock-out.
+const KeyRetainDevices = "retainDevices"
+
+// RetainRegistryLockout is what a retained registry means for the fleet; the refusal of the old key, the stack's
+// synth warning and the README say it where the user chooses the option.
+const RetainRegistryLockout = "cdk destroy then keeps the registry (things with their shadows, certificates, the tenant CA " +
+	"registration, the device policy, the deny-list table) but not a working fleet: an MT3620 gets a new certificate at " +
+	"every boot and at least every 24 hours, and with the JITR function gone nothing activates it, so each device " +
+	"locks itself out at its next rotation, the whole fleet within a day"
 
 // jitrIoTAPIs are the AWS IoT control-plane operations the JITR function makes, the ones it paces itself on.
 var jitrIoTAPIs = []string{"DescribeCertificate", "UpdateCertificate", "DeleteCertificate", "ListThingPrincipals",
@@ -88,7 +99,8 @@ type Config struct {
 	TenantCAs       []TenantCA
 	CertificateMode string
 	TenantID        string
-	RetainDevices   bool
+	// RetainRegistry keeps the registry on cdk destroy (see RetainRegistryLockout).
+	RetainRegistry bool
 	// PresignMaxPutBytes is the largest upload a device gets a URL for; the URL signs the exact length.
 	PresignMaxPutBytes int64
 	// PresignURLExpiry is how long a runtime URL lives.
@@ -132,7 +144,7 @@ func Load(get func(key string) any, now time.Time) (*Config, error) {
 	caPaths := l.tenantCAs()
 	l.verificationCerts(caPaths)
 	l.tenantID()
-	l.retainDevices()
+	l.retainRegistry()
 	l.presign()
 	l.alarmEmail()
 	l.storm()
@@ -244,20 +256,24 @@ func (l *loader) tenantID() {
 	}
 }
 
-func (l *loader) retainDevices() {
-	const fix = "pass -c retainDevices=true or -c retainDevices=false"
-	switch v := l.get(KeyRetainDevices).(type) {
+func (l *loader) retainRegistry() {
+	if v := l.get(KeyRetainDevices); v != nil {
+		l.fail(KeyRetainDevices, "was renamed retainRegistry, because it never kept the devices working: "+RetainRegistryLockout,
+			"drop -c retainDevices (the default deletes the registry with the stack), or pass -c retainRegistry=true if you want the registry kept anyway")
+	}
+	const fix = "pass -c retainRegistry=true or -c retainRegistry=false"
+	switch v := l.get(KeyRetainRegistry).(type) {
 	case nil:
 	case bool:
-		l.cfg.RetainDevices = v
+		l.cfg.RetainRegistry = v
 	case string:
 		b, err := strconv.ParseBool(v)
 		if err != nil || (v != "true" && v != "false") {
-			l.fail(KeyRetainDevices, fmt.Sprintf("%q is not true or false", v), fix)
+			l.fail(KeyRetainRegistry, fmt.Sprintf("%q is not true or false", v), fix)
 		}
-		l.cfg.RetainDevices = b
+		l.cfg.RetainRegistry = b
 	default:
-		l.fail(KeyRetainDevices, fmt.Sprintf("%v is not true or false", v), fix)
+		l.fail(KeyRetainRegistry, fmt.Sprintf("%v is not true or false", v), fix)
 	}
 }
 

@@ -83,8 +83,8 @@ func TestLoadAccepts(t *testing.T) {
 		{"PEM CA", map[string]any{"tenantCaCerts": f.caPEM, "verificationCerts": f.verification, "tenantId": tenant}, 1, ModeDefault, false, true},
 		{"two CAs", map[string]any{"tenantCaCerts": f.caDER + " , " + f.ca2PEM, "verificationCerts": f.verification + "," + f.verification2, "tenantId": tenant}, 2, ModeDefault, false, true},
 		{"SNI_ONLY without proof", map[string]any{"tenantCaCerts": f.caDER, "certificateMode": "sni_only", "tenantId": tenant}, 1, ModeSNIOnly, false, false},
-		{"retain as string", map[string]any{"tenantCaCerts": f.caDER, "verificationCerts": f.verification, "tenantId": tenant, "retainDevices": "true"}, 1, ModeDefault, true, true},
-		{"retain as JSON bool", map[string]any{"tenantCaCerts": []any{f.caDER}, "verificationCerts": []any{f.verification}, "tenantId": strings.ToUpper(tenant), "retainDevices": true}, 1, ModeDefault, true, true},
+		{"retain as string", map[string]any{"tenantCaCerts": f.caDER, "verificationCerts": f.verification, "tenantId": tenant, "retainRegistry": "true"}, 1, ModeDefault, true, true},
+		{"retain as JSON bool", map[string]any{"tenantCaCerts": []any{f.caDER}, "verificationCerts": []any{f.verification}, "tenantId": strings.ToUpper(tenant), "retainRegistry": true}, 1, ModeDefault, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,8 +92,8 @@ func TestLoadAccepts(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Load: %v", err)
 			}
-			if len(cfg.TenantCAs) != tt.cas || cfg.CertificateMode != tt.mode || cfg.RetainDevices != tt.retain || cfg.TenantID != tenant {
-				t.Errorf("got %d CAs, mode %s, retain %v, tenant %s; want %d, %s, %v, %s", len(cfg.TenantCAs), cfg.CertificateMode, cfg.RetainDevices, cfg.TenantID, tt.cas, tt.mode, tt.retain, tenant)
+			if len(cfg.TenantCAs) != tt.cas || cfg.CertificateMode != tt.mode || cfg.RetainRegistry != tt.retain || cfg.TenantID != tenant {
+				t.Errorf("got %d CAs, mode %s, retain %v, tenant %s; want %d, %s, %v, %s", len(cfg.TenantCAs), cfg.CertificateMode, cfg.RetainRegistry, cfg.TenantID, tt.cas, tt.mode, tt.retain, tenant)
 			}
 			for i, ca := range cfg.TenantCAs {
 				if (ca.Verification != nil) != tt.withVer {
@@ -186,8 +186,11 @@ func TestLoadRefuses(t *testing.T) {
 		{"unknown mode", good(map[string]any{"certificateMode": "STRICT"}), KeyCertificateMode, `"STRICT" is not a certificate mode`, "-c certificateMode=SNI_ONLY"},
 		{"tenant missing", good(map[string]any{"tenantId": nil}), KeyTenantID, "is not set", "az sphere catalog show"},
 		{"tenant not a GUID", good(map[string]any{"tenantId": "my-tenant"}), KeyTenantID, "not a GUID", "az sphere catalog show"},
-		{"retain not a bool", good(map[string]any{"retainDevices": "yes"}), KeyRetainDevices, "not true or false", "-c retainDevices=true"},
-		{"retain as number", good(map[string]any{"retainDevices": 1.0}), KeyRetainDevices, "not true or false", "-c retainDevices=true"},
+		{"retain not a bool", good(map[string]any{"retainRegistry": "yes"}), KeyRetainRegistry, "not true or false", "-c retainRegistry=true"},
+		{"retain as number", good(map[string]any{"retainRegistry": 1.0}), KeyRetainRegistry, "not true or false", "-c retainRegistry=true"},
+		// The old name fails whatever its value, naming the new key and the lock-out it hid.
+		{"retainDevices renamed", good(map[string]any{"retainDevices": "true"}), KeyRetainDevices, "was renamed retainRegistry, because it never kept the devices working", "-c retainRegistry=true"},
+		{"retainDevices=false renamed", good(map[string]any{"retainDevices": false}), KeyRetainDevices, "the whole fleet within a day", "drop -c retainDevices"},
 		{"PUT cap zero", good(map[string]any{"presignMaxPutBytes": "0"}), KeyPresignMaxPut, "not a byte count from 1", "-c presignMaxPutBytes="},
 		{"PUT cap over 5 GiB", good(map[string]any{"presignMaxPutBytes": "5368709121"}), KeyPresignMaxPut, "not a byte count from 1", "-c presignMaxPutBytes="},
 		{"PUT cap not a number", good(map[string]any{"presignMaxPutBytes": "1MB"}), KeyPresignMaxPut, "not a byte count", "-c presignMaxPutBytes="},

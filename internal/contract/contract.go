@@ -87,7 +87,7 @@ const (
 	OutputDemoBucketName   = "DemoBucketName"
 	OutputRegion           = "Region"
 	OutputTenantID         = "TenantId"
-	OutputRetainDevices    = "RetainDevices"
+	OutputRetainRegistry   = "RetainRegistry"
 	OutputDeviceTopicRoot  = "DeviceTopicRoot"
 	OutputDenyListTable    = "DenyListTable"
 	OutputDashboardName    = "DashboardName"
@@ -99,7 +99,7 @@ const (
 
 // Outputs lists every output name, in the order the stack declares them.
 var Outputs = []string{OutputIotEndpoint, OutputCACertificateIDs, OutputDevicePolicyName, OutputDemoBucketName,
-	OutputRegion, OutputTenantID, OutputRetainDevices, OutputDeviceTopicRoot, OutputDenyListTable, OutputDashboardName,
+	OutputRegion, OutputTenantID, OutputRetainRegistry, OutputDeviceTopicRoot, OutputDenyListTable, OutputDashboardName,
 	OutputRegistrationQueueURL, OutputDeadLetterQueueURL}
 
 // Environment variables the stack gives the JITR Lambda.
@@ -179,11 +179,14 @@ const (
 	PropCACertificateIDs = "CaCertificateIds"
 	PropPolicyName       = "DevicePolicyName"
 	PropProvisionedBy    = "ProvisionedBy"
-	PropRetainDevices    = "RetainDevices"
+	PropRetainRegistry   = "RetainRegistry"
+	// PropRetainDevicesLegacy is the name PropRetainRegistry had before retainDevices became retainRegistry: a
+	// teardown resource deployed before the rename still carries it, and "true" there still means keep.
+	PropRetainDevicesLegacy = "RetainDevices"
 )
 
 // TeardownProps lists the teardown resource's properties.
-var TeardownProps = []string{PropCACertificateIDs, PropPolicyName, PropProvisionedBy, PropRetainDevices}
+var TeardownProps = []string{PropCACertificateIDs, PropPolicyName, PropProvisionedBy, PropRetainRegistry}
 
 // Thing attributes JITR sets on the things it creates: provisionedBy is the stack name (teardown deletes only
 // things carrying its own), provisionedAt the time of creation (RFC 3339).

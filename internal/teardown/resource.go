@@ -11,7 +11,8 @@ import (
 )
 
 // HandleEvent is the custom resource's handler (wrap it with cfn.LambdaWrap). It acts on Delete only, unless
-// devices are retained; on Update it removes the certificates of tenant CAs that left the stack (their CA
+// the registry is retained (retainRegistry: then nothing is removed, and the devices lock themselves out at their
+// next certificate rotation, see config.RetainRegistryLockout); on Update it removes the certificates of tenant CAs that left the stack (their CA
 // registration is deleted next), and on Create it does nothing. The physical id never changes, because a new
 // one would make CloudFormation delete the old resource, and so empty the registry.
 func (t *Teardown) HandleEvent(ctx context.Context, e cfn.Event) (string, map[string]any, error) {
@@ -20,8 +21,8 @@ func (t *Teardown) HandleEvent(ctx context.Context, e cfn.Event) (string, map[st
 		physicalID = "registry-teardown-" + e.LogicalResourceID
 	}
 	props := e.ResourceProperties
-	if e.RequestType == cfn.RequestDelete && fmt.Sprint(props[contract.PropRetainDevices]) == "true" {
-		t.log.Info("devices retained: nothing removed", "step", "delete")
+	if e.RequestType == cfn.RequestDelete && retained(props) {
+		t.log.Info("registry retained: nothing removed", "step", "delete")
 		return physicalID, nil, nil
 	}
 
@@ -30,7 +31,7 @@ func (t *Teardown) HandleEvent(ctx context.Context, e cfn.Event) (string, map[st
 	case cfn.RequestDelete:
 		scope = Scope{CACertificateIDs: stringList(props[contract.PropCACertificateIDs]), PolicyName: str(props[contract.PropPolicyName]), ProvisionedBy: str(props[contract.PropProvisionedBy])}
 	case cfn.RequestUpdate:
-		if fmt.Sprint(props[contract.PropRetainDevices]) == "true" {
+		if retained(props) {
 			return physicalID, nil, nil
 		}
 		scope = Scope{CACertificateIDs: removed(stringList(e.OldResourceProperties[contract.PropCACertificateIDs]), stringList(props[contract.PropCACertificateIDs])),
@@ -55,6 +56,12 @@ func (t *Teardown) HandleEvent(ctx context.Context, e cfn.Event) (string, map[st
 		return physicalID, nil, err
 	}
 	return physicalID, map[string]any{"Certificates": res.Certificates, "Things": res.Things}, nil
+}
+
+// retained reports whether the resource's properties ask to keep the registry, under the property's current name
+// or the one it had before the rename (a resource deployed before it still carries that one).
+func retained(props map[string]any) bool {
+	return fmt.Sprint(props[contract.PropRetainRegistry]) == "true" || fmt.Sprint(props[contract.PropRetainDevicesLegacy]) == "true"
 }
 
 func str(v any) string {

@@ -263,7 +263,7 @@ func deleteEvent(ids []string, retain string) cfn.Event {
 	}
 	return cfn.Event{RequestType: cfn.RequestDelete, LogicalResourceID: "Teardown", PhysicalResourceID: "registry-teardown-Teardown",
 		ResourceProperties: map[string]any{contract.PropCACertificateIDs: list, contract.PropPolicyName: policy,
-			contract.PropProvisionedBy: stackName, contract.PropRetainDevices: retain}}
+			contract.PropProvisionedBy: stackName, contract.PropRetainRegistry: retain}}
 }
 
 // wantOnlyForeignLeft asserts the outcome of a full teardown.
@@ -318,17 +318,32 @@ func TestDeleteRemovesWhatJITRCreatedAndNothingElse(t *testing.T) {
 	r.wantOnlyForeignLeft(t)
 }
 
-func TestDeleteRetainsDevicesWhenAsked(t *testing.T) {
-	r := newRegistry(t)
-	td := teardown.New(teardownClient(t, nil), quiet, 4)
-	if _, _, err := td.HandleEvent(context.Background(), deleteEvent([]string{r.caID}, "true")); err != nil {
-		t.Fatal(err)
-	}
-	if n := len(r.certsOf(t, r.caID)); n != 4 {
-		t.Errorf("retainDevices=true: %d certificates left, want all 4", n)
-	}
-	if n := len(r.thingsOf(t, stackName)); n != 3 {
-		t.Errorf("retainDevices=true: %d things left, want all 3", n)
+func TestDeleteRetainsTheRegistryWhenAsked(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		event func(cfn.Event) cfn.Event
+	}{
+		{"retainRegistry", func(e cfn.Event) cfn.Event { return e }},
+		// A teardown resource deployed before the rename carries RetainDevices: its "true" still keeps the registry.
+		{"RetainDevices of a stack deployed before the rename", func(e cfn.Event) cfn.Event {
+			delete(e.ResourceProperties, contract.PropRetainRegistry)
+			e.ResourceProperties[contract.PropRetainDevicesLegacy] = "true"
+			return e
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRegistry(t)
+			td := teardown.New(teardownClient(t, nil), quiet, 4)
+			if _, _, err := td.HandleEvent(context.Background(), tc.event(deleteEvent([]string{r.caID}, "true"))); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(r.certsOf(t, r.caID)); n != 4 {
+				t.Errorf("registry retained: %d certificates left, want all 4", n)
+			}
+			if n := len(r.thingsOf(t, stackName)); n != 3 {
+				t.Errorf("registry retained: %d things left, want all 3", n)
+			}
+		})
 	}
 }
 
