@@ -541,11 +541,18 @@ func (f *Fleet) decideProvisioned(v *Verdict, d *diagnosis, c *Certificate) {
 	if reason == "" && last != nil {
 		reason, at = last.DisconnectReason, last.at
 	}
+	if lc := lastLifecycle(d.iotLogs); (conn == nil || conn.Since.IsZero()) && lc != nil && lc.EventType == "Connect" && lc.Status == "Success" {
+		// No connectivity in the index (indexing off, or not yet): AWS IoT's log says the last connection is open.
+		v.Case, v.Since = WhyConnected, lc.at
+		v.Summary = fmt.Sprintf("The device is connected according to AWS IoT's log (connected at %s, no disconnect since); the fleet index has no connectivity for it.", stamp(lc.at))
+		v.Fix = "Nothing to fix on the device. If the index should know it, check fleet indexing's connectivity mode (aws iot get-indexing-configuration)."
+		return
+	}
 	if reason == "" && (conn == nil || conn.Since.IsZero()) && last == nil {
 		v.Case, v.Since = WhyNotConnected, c.Registered
 		v.Summary = fmt.Sprintf("The device is provisioned (certificate %s ACTIVE since %s) but has not connected since.", short(c.ID), stamp(c.Registered))
 		v.Fix = "The device gave up or is offline: power-cycle it or check its network; its retries connect it."
-		if refused := lastFailure(d.iotLogs, "Connect"); refused != nil {
+		if refused := lastFailure(d.iotLogs, "Connect"); refused != nil && refused == lastLifecycle(d.iotLogs) {
 			v.Summary += fmt.Sprintf(" Its last attempt at %s was refused: %s.", stamp(refused.at), refused.Details)
 			v.Reason = refused.Details
 		}
@@ -640,6 +647,16 @@ func lastOutcome(lines []functionLine, outcome string) *functionLine {
 func lastDisconnect(entries []iotLogEntry, reason string) *iotLogEntry {
 	for i := len(entries) - 1; i >= 0; i-- {
 		if entries[i].EventType == "Disconnect" && (reason == "" || entries[i].DisconnectReason == reason) {
+			return &entries[i]
+		}
+	}
+	return nil
+}
+
+// lastLifecycle is the client id's latest Connect or Disconnect entry.
+func lastLifecycle(entries []iotLogEntry) *iotLogEntry {
+	for i := len(entries) - 1; i >= 0; i-- {
+		if entries[i].EventType == "Connect" || entries[i].EventType == "Disconnect" {
 			return &entries[i]
 		}
 	}
