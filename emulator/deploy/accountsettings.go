@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"time"
 
@@ -19,7 +18,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 
-	"github.com/sphere-jitr/sphere-jitr/internal/accountsettings"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
 )
@@ -95,8 +93,11 @@ func (dp *deployer) accountSettings(context.Context) error {
 			return fmt.Errorf("%s %s: its ServiceToken is not a function of this template", contract.AccountSettingsResourceType, id)
 		}
 		name := stacktemplate.PhysicalName(dp.opts.StackName, fn, dp.suffix, 64)
+		arn := fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", dp.opts.Region, dp.opts.AccountID, name)
 		dp.r.Refs[fn] = name
-		dp.r.Attrs[fn+".Arn"] = fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", dp.opts.Region, dp.opts.AccountID, name)
+		dp.r.Attrs[fn+".Arn"] = arn
+		// CloudFormation invokes it synchronously, once: no retries, no destination.
+		dp.d.Functions[fn] = &Function{LogicalID: fn, Name: name, ARN: arn, Kind: KindAccountSettings}
 		dp.d.AccountSettings = append(dp.d.AccountSettings, AccountSettings{LogicalID: id, FunctionID: fn, Function: name})
 	}
 	return nil
@@ -123,21 +124,14 @@ func (dp *deployer) accountSettingsProperties(context.Context) error {
 	return nil
 }
 
-// ApplyAccountSettings runs a Custom::IoTAccountSettings resource's Create as CloudFormation would: the product's
-// own handler (internal/accountsettings, the code of lambda/accountsettings) with the function's AWS IoT client
-// (api: signed with the function's identity, so moto's IAM layer judges its role) and its log lines in log. It
-// returns the physical id the resource would get.
-func ApplyAccountSettings(ctx context.Context, as AccountSettings, stackName string, api accountsettings.IoTAPI, log *slog.Logger) (string, error) {
-	r := accountsettings.New(api, log)
-	id, _, err := r.HandleEvent(ctx, cfn.Event{
-		RequestType: cfn.RequestCreate, RequestID: fmt.Sprintf("emulator-%d", time.Now().UnixNano()),
-		StackID: "arn:aws:cloudformation:::stack/" + stackName, LogicalResourceID: as.LogicalID,
-		ResourceType: contract.AccountSettingsResourceType, ResourceProperties: as.Properties,
-	})
-	if err != nil {
-		return "", fmt.Errorf("%s %s: %w", contract.AccountSettingsResourceType, as.LogicalID, err)
+// CreateEvent is the CloudFormation Create request for the resource, as its function receives it; the function
+// sends its response to responseURL (cfn.LambdaWrap).
+func (as AccountSettings) CreateEvent(stackName, region, account, responseURL string) cfn.Event {
+	return cfn.Event{
+		RequestType: cfn.RequestCreate, RequestID: fmt.Sprintf("emulator-%d", time.Now().UnixNano()), ResponseURL: responseURL,
+		StackID:           fmt.Sprintf("arn:aws:cloudformation:%s:%s:stack/%s/emulator", region, account, stackName),
+		LogicalResourceID: as.LogicalID, ResourceType: contract.AccountSettingsResourceType, ResourceProperties: as.Properties,
 	}
-	return id, nil
 }
 
 // CreateFleetMetrics creates the template's AWS::IoT::FleetMetric resources (after the account settings: a fleet

@@ -92,6 +92,8 @@ type Kind string
 const (
 	KindJITR    Kind = "jitr"    // the JITR function (its environment names the tenant CAs)
 	KindPresign Kind = "presign" // the presign function (its environment names the IoT data endpoint)
+	// KindAccountSettings is the function behind the Custom::IoTAccountSettings resource (accountsettings.go).
+	KindAccountSettings Kind = "accountsettings"
 )
 
 // Function is a function of the template as the emulator runs it: its name, code, environment, role, how Lambda

@@ -4,43 +4,36 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
+	"net"
+	"net/http"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/iot"
+	"github.com/aws/aws-lambda-go/cfn"
 
 	"github.com/sphere-jitr/sphere-jitr/emulator/deploy"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
-	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
 )
 
-// applyAccountSettings does what CloudFormation does with the stack's Custom::IoTAccountSettings resource — its
-// handler turns fleet indexing (and AWS IoT logging, when the template asks) on, with the function's own identity,
-// so moto's IAM layer judges its role, and its lines in the function's log group — then creates the fleet metrics,
-// which need the index.
+// applyAccountSettings does what CloudFormation does with the stack's Custom::IoTAccountSettings resource: it
+// invokes the resource's function — the real lambda/accountsettings under aws-lambda-rie, signing as its role, its
+// lines in its log group — with the Create request, and waits for the response the function PUTs to the request's
+// response URL (served here, as CloudFormation serves a presigned S3 URL). Then it creates the fleet metrics, which
+// need the index the resource turned on.
 func (t *Emulator) applyAccountSettings(ctx context.Context, opts Options) error {
 	for _, as := range t.Deployment.AccountSettings {
-		principal, err := stacktemplate.FunctionPrincipal(opts.Template, t.Deployment.Resolver, as.FunctionID)
-		if err != nil {
-			return fmt.Errorf("function %s role: %w", as.FunctionID, err)
-		}
-		ident, err := t.ids.Register(ctx, as.Function, principal, nil)
+		resp, err := t.runCustomResource(ctx, as)
 		if err != nil {
 			return err
 		}
-		api := iot.NewFromConfig(t.AWS, func(o *iot.Options) {
-			o.Credentials = ident.Credentials()
-			o.APIOptions = append(o.APIOptions, motoserver.Internal)
-		})
-		out := io.MultiWriter(opts.Log, t.LogShipper.Writer(as.LogGroup, lambdaStream()))
-		id, err := deploy.ApplyAccountSettings(ctx, as, t.Deployment.StackName, api, slog.New(slog.NewJSONHandler(out, nil)))
-		if err != nil {
-			return err
+		if resp.Status != cfn.StatusSuccess {
+			return fmt.Errorf("%s %s: the function answered %s: %s", contract.AccountSettingsResourceType, as.LogicalID, resp.Status, resp.Reason)
 		}
-		t.tl.Event("deploy", "%s %s created by function %s as its role: fleet indexing on (registry with the product's attributes, connectivity)%s; physical id %s…",
+		id := resp.PhysicalResourceID
+		t.tl.Event("deploy", "%s %s created by its function %s under aws-lambda-rie as its role: fleet indexing on (registry with the product's attributes, connectivity)%s; physical id %s…",
 			contract.AccountSettingsResourceType, as.LogicalID, as.Function, loggingNote(as.Properties), id[:min(len(id), 40)])
 	}
 	names, err := deploy.CreateFleetMetrics(ctx, opts.Template, t.Deployment, t.IoT)
@@ -51,6 +44,51 @@ func (t *Emulator) applyAccountSettings(ctx context.Context, opts Options) error
 		t.tl.Event("deploy", "fleet metric %s created from the template", n)
 	}
 	return nil
+}
+
+// runCustomResource invokes the resource's function with a Create request and returns the response it sent.
+func (t *Emulator) runCustomResource(ctx context.Context, as deploy.AccountSettings) (*cfn.Response, error) {
+	fn, ok := t.Functions[as.FunctionID]
+	if !ok {
+		return nil, fmt.Errorf("%s %s: its function %s is not running", contract.AccountSettingsResourceType, as.LogicalID, as.FunctionID)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	token := make([]byte, 16)
+	_, _ = rand.Read(token)
+	path := "/cloudformation-response/" + hex.EncodeToString(token)
+	got := make(chan cfn.Response, 1)
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var resp cfn.Response
+		body, _ := io.ReadAll(r.Body)
+		if r.Method != http.MethodPut || r.URL.Path != path || json.Unmarshal(body, &resp) != nil {
+			http.Error(w, "not the response URL of this request", http.StatusForbidden)
+			return
+		}
+		select {
+		case got <- resp:
+		default:
+		}
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	event, err := json.Marshal(as.CreateEvent(t.Deployment.StackName, motoserver.Region, motoserver.AccountID, "http://"+ln.Addr().String()+path))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if _, err := fn.Invoke(ctx, event); err != nil {
+		return nil, fmt.Errorf("%s %s: invoke %s: %w", contract.AccountSettingsResourceType, as.LogicalID, as.Function, err)
+	}
+	select {
+	case resp := <-got:
+		return &resp, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s %s: no response from %s", contract.AccountSettingsResourceType, as.LogicalID, as.Function)
+	}
 }
 
 func loggingNote(props map[string]any) string {

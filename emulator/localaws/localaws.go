@@ -227,8 +227,11 @@ func (t *Emulator) startFunctions(ctx context.Context, code lambdaruntime.Functi
 		log := io.MultiWriter(opts.Log, t.LogShipper.Writer(f.LogGroup, lambdaStream()))
 		fo := lambdaruntime.FunctionOptions{Bootstrap: code.Code(f.Kind), RIE: code.RIE, Env: shared, Workers: opts.Workers, Log: log,
 			Queues: t.Queues, Region: motoserver.Region, Account: motoserver.AccountID, Timeline: t.tl, OnResult: t.presignResult}
-		if f.Kind == deploy.KindJITR {
+		switch f.Kind {
+		case deploy.KindJITR:
 			fo.Invoker, fo.OnResult, fo.OnRecord = opts.Function, t.report.invocation, t.report.record
+		case deploy.KindAccountSettings:
+			fo.Workers, fo.OnResult = 1, nil // invoked once, synchronously, by the deployment (accountsettings.go)
 		}
 		if fo.Invoker == nil && fo.Bootstrap == "" {
 			return fmt.Errorf("the template has a %s function (%s): build it (lambdaruntime.BuildFunctions) and pass its bootstrap", f.Kind, id)
