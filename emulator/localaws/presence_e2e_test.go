@@ -93,7 +93,6 @@ func TestPresenceEventsReachSubscribersTheirPolicyAllows(t *testing.T) {
 	if err := tw.Broker.FlushConnectivity(ctx); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
 	if st, found, err := env.moto.GetConnectivity(ctx, device.Thing); err != nil || !found || st.Connected || st.DisconnectReason != "CLIENT_INITIATED_DISCONNECT" {
 		t.Errorf("fleet index: %+v found=%v %v; want disconnected, CLIENT_INITIATED_DISCONNECT", st, found, err)
 	}

@@ -80,7 +80,6 @@ func why(t *testing.T, tw *localaws.Emulator, info, id string) whyVerdict {
 	if err := tw.Broker.FlushConnectivity(ctx); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // the last batch in flight
 	tw.LogShipper.Flush()
 	runFleetctl(t, info, "why", id)
 	out, _ := runFleetctl(t, info, "why", id, "-json")
@@ -216,6 +215,12 @@ func TestWhyExplainsEachCase(t *testing.T) {
 			wantCase(t, why(t, tw, info, d.ID), strings.ToLower(string(st)), "certificate "+id[:12]+" is "+string(st))
 		})
 	}
+	t.Run("publish outside its policy", func(t *testing.T) {
+		d := connected("stray")
+		d.Client().Publish("devices/someone-else/telemetry", 1, false, []byte("{}")).WaitTimeout(5 * time.Second)
+		waitClosed(t, d)
+		wantCase(t, why(t, tw, info, d.ID), "disconnected", "AUTH_ERROR", "refused its publish to devices/someone-else/telemetry")
+	})
 	t.Run("duplicate client id", func(t *testing.T) {
 		d := connected("cloned")
 		defer d.Disconnect()

@@ -89,6 +89,7 @@ type presence struct {
 	opts    PresenceOptions
 	reports chan motoserver.Connectivity
 	dropped atomic.Int64
+	unsent  atomic.Int64 // reports queued or in a call not yet answered
 	level   atomic.Int32 // verbosity of the account's logging (logVerbosity), 0 when off
 
 	mu      sync.Mutex
@@ -146,12 +147,13 @@ func (p *presence) sendReports() {
 			p.b.opts.Log.Warn("connectivity not recorded in the fleet index", "clients", len(batch), "error", err)
 		}
 		cancel()
+		p.unsent.Add(-int64(len(batch)))
 	}
 }
 
-// FlushConnectivity waits until the connectivity reports queued so far have been sent (tests, the demo's end).
+// FlushConnectivity waits until the connectivity reports queued so far have been answered by moto (tests).
 func (b *Broker) FlushConnectivity(ctx context.Context) error {
-	for len(b.presence.reports) > 0 {
+	for b.presence.unsent.Load() > 0 {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -165,9 +167,11 @@ func (p *presence) report(c motoserver.Connectivity) {
 	if p.opts.ReportConnectivity == nil {
 		return
 	}
+	p.unsent.Add(1)
 	select {
 	case p.reports <- c:
 	default:
+		p.unsent.Add(-1)
 		p.dropped.Add(1)
 	}
 }
