@@ -68,19 +68,20 @@ const MaxPageSize = 250
 
 // Fleet runs the operations.
 type Fleet struct {
-	iot    IoTAPI
-	index  IndexAPI // fleet indexing: status, device connectivity, stale (WithIndex)
-	queues QueueAPI // the JITR function's queues: status (WithQueues)
+	iot      IoTAPI
+	index    IndexAPI // fleet indexing: status, device connectivity, stale (WithIndex)
+	queues   QueueAPI // the JITR function's queues: status (WithQueues)
+	db       DenyListAPI
+	stack    Stack
+	progress io.Writer
+	pageSize int32
+	now      func() time.Time
+	actor    string
+
 	// why's sources (WithDiagnosis): CloudWatch Logs, the stack's log groups, the dead-letter queue.
 	logs      LogsAPI
 	logGroups []string
 	peek      PeekAPI
-	db        DenyListAPI
-	stack     Stack
-	progress  io.Writer
-	pageSize  int32
-	now       func() time.Time
-	actor     string
 }
 
 // Option customises a Fleet.
