@@ -40,6 +40,8 @@ type cli struct {
 	stdout, stderr                             io.Writer
 	fleet                                      *operate.Fleet
 	source                                     string // where the stack came from, for messages
+	aws                                        aws.Config
+	logGroups                                  []string // the stack's log groups, from the emulator's info (why)
 }
 
 // parse reads the flags of a command; flags may come before or after the device id.
@@ -99,6 +101,7 @@ type emulatorInfo struct {
 	Outputs            map[string]string `json:"outputs"`
 	AWSAccessKeyID     string            `json:"awsAccessKeyId"`
 	AWSSecretAccessKey string            `json:"awsSecretAccessKey"`
+	LogGroups          []string          `json:"logGroups"`
 }
 
 // connect builds the AWS configuration and reads the stack's outputs.
@@ -124,6 +127,7 @@ func (c *cli) connect(ctx context.Context) error {
 		awsCfg = aws.Config{Region: info.Region, BaseEndpoint: aws.String(info.AWSEndpoint), Retryer: retryer,
 			Credentials: credentials.NewStaticCredentialsProvider(info.AWSAccessKeyID, info.AWSSecretAccessKey, "")}
 		outs = &stackoutputs.Outputs{Stack: info.StackName, Source: "the emulator (" + c.emulator + ")", Values: info.Outputs}
+		c.logGroups = info.LogGroups
 	} else {
 		opts := []func(*config.LoadOptions) error{config.WithRetryer(retryer)}
 		if c.region != "" {
@@ -151,7 +155,7 @@ func (c *cli) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.source = outs.Source
+	c.source, c.aws = outs.Source, awsCfg
 	var progress io.Writer = c.stderr
 	if c.quiet {
 		progress = io.Discard

@@ -5,6 +5,7 @@
 //
 //	fleetctl status   [-json] [-certs] [-walk]     from the fleet index: devices, connected, queues (-walk: the registry walk)
 //	fleetctl device   <device-id>                  one device: thing, connectivity, attached certificates, deny-list entry
+//	fleetctl why      <device-id>                  why it is not connected: evidence (registry, index, logs, queues) and the fix
 //	fleetctl stale    [-days N]                    devices not connected for N days (fleet index)
 //	fleetctl certs    [-status PENDING_ACTIVATION] certificates of the stack's CAs (PENDING ones with their age)
 //	fleetctl revoke   <device-id> [-reason text]   deny-list entry, then every certificate REVOKED and detached
@@ -47,6 +48,7 @@ var commands = map[string]struct {
 	"status":   {runStatus, "", "from the fleet index: devices, connected now, deny-list, pending registrations, dead letters (-certs, -walk)"},
 	"device":   {runDevice, "<device-id>", "one device: thing, connected (since, disconnect reason), attached certificates, deny-list entry"},
 	"stale":    {runStale, "", "devices not connected for -days N (default 30), from the fleet index"},
+	"why":      {runWhy, "<device-id>", "why the device is not connected, in plain words with the evidence and the fix"},
 	"certs":    {runCerts, "", "certificates of the stack's CAs by status; -status PENDING_ACTIVATION lists the stuck ones with their age"},
 	"revoke":   {runRevoke, "<device-id>", "put the device on the deny-list, revoke and detach all its certificates"},
 	"allow":    {runAllow, "<device-id>", "take the device off the deny-list: its next boot is provisioned"},
@@ -54,7 +56,7 @@ var commands = map[string]struct {
 	"denylist": {runDenyList, "", "the devices on the deny-list"},
 }
 
-var order = []string{"status", "device", "stale", "certs", "revoke", "allow", "cas", "denylist"}
+var order = []string{"status", "device", "why", "stale", "certs", "revoke", "allow", "cas", "denylist"}
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: fleetctl <command> [flags] [device-id]")

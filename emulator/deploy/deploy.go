@@ -92,6 +92,8 @@ type Kind string
 const (
 	KindJITR    Kind = "jitr"    // the JITR function (its environment names the tenant CAs)
 	KindPresign Kind = "presign" // the presign function (its environment names the IoT data endpoint)
+	// KindAccountSettings is the function behind the Custom::IoTAccountSettings resource (accountsettings.go).
+	KindAccountSettings Kind = "accountsettings"
 )
 
 // Function is a function of the template as the emulator runs it: its name, code, environment, role, how Lambda
@@ -112,8 +114,11 @@ type Function struct {
 	// DeadLetterQueueURL is the function's on-failure destination (its EventInvokeConfig), created in moto; "" when
 	// the template has none or Options.Queues is nil.
 	DeadLetterQueueURL string
-	Mappings           []Mapping
-	Schedules          []Schedule
+	// LogGroup is where Lambda writes the function's output: the log group its LoggingConfig names, or
+	// /aws/lambda/<name>.
+	LogGroup  string
+	Mappings  []Mapping
+	Schedules []Schedule
 }
 
 // Concurrency is how many invocations of the function its event source mappings may run at once.
@@ -140,7 +145,11 @@ type Deployment struct {
 	Bucket  string            // demo bucket (first AWS::S3::Bucket)
 	Tables  map[string]string // DynamoDB tables: logical id → physical name
 	Outputs map[string]string // outputs that resolved (custom-resource values may not)
-	jitr    string            // logical id of the JITR function
+	// LogGroups are the template's log groups, created in moto's CloudWatch Logs (Options.Logs).
+	LogGroups []string
+	// AccountSettings are the Custom::IoTAccountSettings resources, for ApplyAccountSettings (accountsettings.go).
+	AccountSettings []AccountSettings
+	jitr            string // logical id of the JITR function
 }
 
 // JITR is the JITR function.
@@ -168,6 +177,8 @@ type Options struct {
 	DynamoDB deployDynamoDBAPI
 	// Queues creates the template's SQS queues (the rules' targets, the dead-letter queue); nil creates none.
 	Queues deployQueueAPI
+	// Logs creates the template's log groups; nil names them without creating them.
+	Logs deployLogsAPI
 }
 
 // deployQueueAPI is the part of SQS the deployer uses.
@@ -194,7 +205,8 @@ func Deploy(ctx context.Context, t *stacktemplate.Template, iotc deployIoTAPI, s
 	d := &Deployment{StackName: opts.StackName, Resolver: r, Policies: map[string]*policy.Policy{}, Functions: map[string]*Function{}, jitr: spec.Function, Outputs: map[string]string{}, Tables: map[string]string{}, Queues: map[string]string{}}
 	dp := &deployer{t: t, spec: spec, r: r, iot: iotc, s3: s3c, opts: opts, suffix: suffix, d: d}
 	// Order matters: each step resolves references to what the steps before it created.
-	for _, step := range []func(context.Context) error{dp.cas, dp.functions, dp.queues, dp.invokeConfigs, dp.mappings, dp.buckets, dp.tables, dp.policies, dp.functionEnv, dp.rules} {
+	for _, step := range []func(context.Context) error{dp.cas, dp.functions, dp.accountSettings, dp.logGroups, dp.queues, dp.invokeConfigs, dp.mappings,
+		dp.buckets, dp.tables, dp.policies, dp.functionEnv, dp.rules, dp.accountSettingsProperties} {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}

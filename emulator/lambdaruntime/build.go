@@ -18,7 +18,7 @@ const rieTool = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-la
 
 // Functions are the executables the emulator runs the template's functions with, built from one checkout.
 type Functions struct {
-	Bootstrap, Presign, RIE string
+	Bootstrap, Presign, AccountSettings, RIE string
 }
 
 // Code returns the executable of a function of the given kind ("" when none was built).
@@ -28,11 +28,13 @@ func (f Functions) Code(kind deploy.Kind) string {
 		return f.Bootstrap
 	case deploy.KindPresign:
 		return f.Presign
+	case deploy.KindAccountSettings:
+		return f.AccountSettings
 	}
 	return ""
 }
 
-// BuildFunctions builds the JITR and presign functions into dir and aws-lambda-rie (see findRIE) from the repository
+// BuildFunctions builds the JITR, presign and account-settings functions into dir and aws-lambda-rie (see findRIE) from the repository
 // at root, every time (the Go build cache makes it cheap), so the emulator runs exactly the code of the checkout.
 func BuildFunctions(ctx context.Context, root, dir string) (Functions, error) {
 	var f Functions
@@ -43,7 +45,10 @@ func BuildFunctions(ctx context.Context, root, dir string) (Functions, error) {
 	if f.Bootstrap, err = buildBootstrap(ctx, root, dir); err != nil {
 		return f, err
 	}
-	f.Presign, err = buildPresignBootstrap(ctx, root, dir)
+	if f.Presign, err = buildPresignBootstrap(ctx, root, dir); err != nil {
+		return f, err
+	}
+	f.AccountSettings, err = lambdabuild.Build(ctx, root, "./lambda/accountsettings", runtime.GOARCH, filepath.Join(dir, "accountsettings"))
 	return f, err
 }
 

@@ -114,6 +114,12 @@ func (fn *Function) environment() (env, keys []string) {
 // the function is stopping.
 func (fn *Function) Enqueue(payload []byte) bool { return fn.async.Enqueue(payload) }
 
+// Invoke runs one invocation synchronously (RequestResponse), as CloudFormation invokes a custom resource's
+// function.
+func (fn *Function) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	return fn.faults.Invoke(ctx, payload)
+}
+
 // FailNext makes the next n invocations fail as if the function were unavailable (tests).
 func (fn *Function) FailNext(n int) { fn.faults.fail.Store(int32(n)) }
 

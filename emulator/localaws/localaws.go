@@ -16,11 +16,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/cwlogs"
 	"github.com/sphere-jitr/sphere-jitr/emulator/deploy"
 	"github.com/sphere-jitr/sphere-jitr/emulator/identity"
 	"github.com/sphere-jitr/sphere-jitr/emulator/iotcore/broker"
@@ -58,7 +60,10 @@ type Emulator struct {
 	S3         *s3.Client
 	Shadow     *shadow.Client
 	Queues     *sqs.Client
+	Logs       *cloudwatchlogs.Client
 	Deployment *deploy.Deployment
+	// LogShipper writes the functions' output and AWS IoT's v2 log entries into moto's CloudWatch Logs.
+	LogShipper *cwlogs.Shipper
 
 	// The endpoints the emulator serves itself, all with a server certificate ServerCA issued (the stand-in for
 	// Amazon Root CA 1).
@@ -111,6 +116,9 @@ func start(ctx context.Context, moto *motoserver.Server, code lambdaruntime.Func
 	if err := t.startFunctions(ctx, code, opts); err != nil {
 		return nil, err
 	}
+	if err := t.applyAccountSettings(ctx, opts); err != nil {
+		return nil, err
+	}
 	t.rules = rules.Start(t.Queues, t.Functions, t.tl)
 	t.Broker, err = broker.Start(broker.Options{
 		RegistryPoll: opts.RegistryPoll,
@@ -120,6 +128,7 @@ func start(ctx context.Context, moto *motoserver.Server, code lambdaruntime.Func
 		Certificate:  serverCert,
 		OnRule:       t.rules.Run,
 		Timeline:     t.tl,
+		Presence:     broker.PresenceOptions{ReportConnectivity: t.Moto.SetConnectivity, Logs: t.LogShipper, Logging: t.IoT},
 	})
 	if err != nil {
 		return nil, err
@@ -136,6 +145,8 @@ func (t *Emulator) connectAWS() {
 	t.S3 = s3.NewFromConfig(t.AWS, func(o *s3.Options) { o.UsePathStyle = true })
 	t.Shadow = &shadow.Client{Endpoint: t.Moto.URL, Region: t.AWS.Region, Credentials: t.AWS.Credentials, HTTP: t.AWS.HTTPClient.(*http.Client)}
 	t.Queues = sqs.NewFromConfig(t.AWS)
+	t.Logs = cloudwatchlogs.NewFromConfig(t.AWS)
+	t.LogShipper = cwlogs.New(t.Logs)
 	t.ids = identity.NewRegistry(t.Moto)
 	t.report = &certificateReport{tl: t.tl, iot: t.IoT, reported: map[string]string{}, certThing: map[string]string{}, thingCerts: map[string][]string{}}
 }
@@ -172,7 +183,7 @@ func (t *Emulator) deploy(ctx context.Context, opts Options) error {
 	var err error
 	t.Deployment, err = deploy.Deploy(ctx, opts.Template, t.IoT, t.S3, deploy.Options{
 		StackName: opts.StackName, Region: motoserver.Region, AccountID: motoserver.AccountID, Attrs: attrs, Queues: t.Queues,
-		DynamoDB: dynamodb.NewFromConfig(t.AWS),
+		DynamoDB: dynamodb.NewFromConfig(t.AWS), Logs: t.Logs,
 	})
 	if err != nil {
 		return fmt.Errorf("deploy template: %w", err)
@@ -212,10 +223,15 @@ func (t *Emulator) startFunctions(ctx context.Context, code lambdaruntime.Functi
 	shared := append(t.Moto.Env(), "AWS_ENDPOINT_URL_S3="+t.S3Gate.URL(), "SSL_CERT_FILE="+caFile)
 	for _, id := range t.Deployment.FunctionIDs() {
 		f := t.Deployment.Functions[id]
-		fo := lambdaruntime.FunctionOptions{Bootstrap: code.Code(f.Kind), RIE: code.RIE, Env: shared, Workers: opts.Workers, Log: opts.Log,
+		// Lambda sends what the function prints to its log group, where fleetctl why reads it.
+		log := io.MultiWriter(opts.Log, t.LogShipper.Writer(f.LogGroup, lambdaStream()))
+		fo := lambdaruntime.FunctionOptions{Bootstrap: code.Code(f.Kind), RIE: code.RIE, Env: shared, Workers: opts.Workers, Log: log,
 			Queues: t.Queues, Region: motoserver.Region, Account: motoserver.AccountID, Timeline: t.tl, OnResult: t.presignResult}
-		if f.Kind == deploy.KindJITR {
+		switch f.Kind {
+		case deploy.KindJITR:
 			fo.Invoker, fo.OnResult, fo.OnRecord = opts.Function, t.report.invocation, t.report.record
+		case deploy.KindAccountSettings:
+			fo.Workers, fo.OnResult = 1, nil // invoked once, synchronously, by the deployment (accountsettings.go)
 		}
 		if fo.Invoker == nil && fo.Bootstrap == "" {
 			return fmt.Errorf("the template has a %s function (%s): build it (lambdaruntime.BuildFunctions) and pass its bootstrap", f.Kind, id)
@@ -296,6 +312,9 @@ func (t *Emulator) Stop() {
 		for _, f := range t.Functions {
 			f.Stop()
 		}
+		if t.LogShipper != nil {
+			t.LogShipper.Close()
+		}
 		if t.S3Gate != nil {
 			_ = t.S3Gate.Close()
 		}
@@ -321,10 +340,12 @@ type Info struct {
 	TopicRoot        string   `json:"topicRoot"` // first level of each device's own topic tree (stack output)
 	// StackName, Outputs and the moto credentials let the operator CLI (fleetctl -emulator) work against the
 	// emulator as it works against the deployed stack.
-	StackName          string            `json:"stackName"`
-	Outputs            map[string]string `json:"outputs"`
-	AWSAccessKeyID     string            `json:"awsAccessKeyId"`
-	AWSSecretAccessKey string            `json:"awsSecretAccessKey"`
+	StackName string            `json:"stackName"`
+	Outputs   map[string]string `json:"outputs"`
+	// LogGroups are the stack's log groups (its functions'), as CloudFormation lists the stack's resources.
+	LogGroups          []string `json:"logGroups"`
+	AWSAccessKeyID     string   `json:"awsAccessKeyId"`
+	AWSSecretAccessKey string   `json:"awsSecretAccessKey"`
 }
 
 // Info describes the running emulator.
@@ -333,7 +354,7 @@ func (t *Emulator) Info() Info {
 		Endpoint: t.Broker.Addr(), ServerCAPEM: string(t.ServerCA.CertPEM()), AWSEndpoint: t.Moto.URL,
 		Region: t.AWS.Region, Bucket: t.Deployment.Bucket, DevicePolicy: t.Deployment.JITR().Env[contract.EnvDevicePolicyName],
 		TopicRoot: t.Deployment.Outputs[contract.OutputDeviceTopicRoot],
-		StackName: t.Deployment.StackName, Outputs: t.Deployment.Outputs,
+		StackName: t.Deployment.StackName, Outputs: t.Deployment.Outputs, LogGroups: t.Deployment.LogGroups,
 		AWSAccessKeyID: motoserver.AccessKeyID, AWSSecretAccessKey: motoserver.SecretAccessKey,
 	}
 	for _, ca := range t.Deployment.CAs {

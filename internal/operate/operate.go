@@ -77,6 +77,11 @@ type Fleet struct {
 	pageSize int32
 	now      func() time.Time
 	actor    string
+
+	// why's sources (WithDiagnosis): CloudWatch Logs, the stack's log groups, the dead-letter queue.
+	logs      LogsAPI
+	logGroups []string
+	peek      PeekAPI
 }
 
 // Option customises a Fleet.

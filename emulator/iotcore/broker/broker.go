@@ -52,6 +52,8 @@ type Options struct {
 	Log      *slog.Logger // broker internals; default discards
 	// RegistryPoll is how often open connections are checked against the registry; default RevocationPollInterval.
 	RegistryPoll time.Duration
+	// Presence is what the broker reports about connections: connectivity, lifecycle events, v2 logs (presence.go).
+	Presence PresenceOptions
 }
 
 // Broker is an MQTT-over-TLS server on loopback that behaves like AWS IoT Core for the JITR flow.
@@ -67,6 +69,8 @@ type Broker struct {
 	// flood moto, a single process, and starve the function that provisions the fleet.
 	lookups chan struct{}
 	rate    connectRate // one CONNECT per second per client id (limits.go)
+	// presence reports connects and disconnects: fleet index, lifecycle events, v2 logs (presence.go).
+	presence *presence
 	// ctx ends when the broker closes, so admissions in progress stop waiting for the registry.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -108,6 +112,7 @@ func Start(opts Options) (*Broker, error) {
 	b := &Broker{opts: opts, region: d.Resolver.Pseudo["AWS::Region"], account: d.Resolver.Pseudo["AWS::AccountId"],
 		lookups: make(chan struct{}, 4)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.presence = newPresence(b, opts.Presence)
 	for name, p := range d.Policies {
 		b.policies.Store(name, p)
 	}
@@ -201,8 +206,8 @@ type hook struct {
 func (h *hook) ID() string { return "aws-iot-core" }
 
 func (h *hook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSubscribe,
-		mqtt.OnPublished, mqtt.OnDisconnect}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished, mqtt.OnACLCheck,
+		mqtt.OnSubscribe, mqtt.OnPublished, mqtt.OnDisconnect}, []byte{b})
 }
 
 func (h *hook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
@@ -214,6 +219,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 	}
 	if s == nil {
 		h.b.opts.Timeline.Event(actorIoT, "connect refused (%s): %s", timeline.Short(cl.ID), reason)
+		h.b.presence.refused(cl, principalOf(cl), reason)
 		return errRefused
 	}
 	h.b.sessions.Store(cl, s)
@@ -225,7 +231,15 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 	return h.b.session(cl) != nil
 }
 
-func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+// OnSessionEstablished runs once the CONNACK is sent: the client id is connected (presence.go).
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if s := h.b.session(cl); s != nil {
+		h.b.presence.connected(cl, s)
+	}
+}
+
+func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+	h.b.presence.disconnected(cl, err)
 	h.b.sessions.Delete(cl)
 }
 
@@ -241,6 +255,9 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	for _, f := range pk.Filters {
 		// The limits hook ran first; session.policies is read under s.mu, which is held here.
 		s.pending[f.Filter] = policy.Allowed(policy.Request{Action: "iot:Subscribe", Resource: h.b.arn("topicfilter", f.Filter), Vars: s.vars}, s.policies...)
+		if !s.pending[f.Filter] {
+			h.b.presence.denied(cl, s, "Subscribe", f.Filter)
+		}
 	}
 	return pk
 }

@@ -267,6 +267,7 @@ func (h *strictHook) checkPublish(cl *mqtt.Client, pk packets.Packet) error {
 	pols := s.currentPolicies()
 	if !policy.Allowed(policy.Request{Action: "iot:Publish", Resource: h.b.arn("topic", topic), Vars: s.vars}, pols...) {
 		// Any QoS: AWS IoT closes the connection of an unauthorised publish, it does not drop it silently.
+		h.b.presence.denied(cl, s, "Publish-In", topic)
 		return h.refuse(cl, packets.ErrNotAuthorized, "not authorised to publish to "+topic)
 	}
 	if pk.FixedHeader.Retain && reservedTopic(topic) {
