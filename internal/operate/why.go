@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
 )
 
@@ -180,7 +181,7 @@ func (f *Fleet) gather(ctx context.Context, v *Verdict, thing string) (*diagnosi
 		return nil, fmt.Errorf("describe thing %s: %w", thing, err)
 	default:
 		d.thingExists = true
-		v.add("registry", time.Time{}, "thing %s exists (provisioned at %s)", thing, orNone(out.Attributes["provisionedAt"]))
+		v.add("registry", time.Time{}, "thing %s exists (provisioned at %s)", thing, orNone(out.Attributes[contract.AttrProvisionedAt]))
 		if f.index == nil {
 			v.Notes = append(v.Notes, "no fleet index client: connectivity not read")
 		} else if d.connectivity, err = f.connectivity(ctx, thing); err != nil {
