@@ -20,7 +20,7 @@ import (
 // The account-wide answers of account.py, as cmd/preflight reads them through the real SDK clients.
 
 func awsConfigIn(region string) aws.Config {
-	return aws.Config{Region: region, BaseEndpoint: aws.String(moto.URL), RetryMaxAttempts: 1,
+	return aws.Config{Region: region, BaseEndpoint: aws.String(moto.URL), Retryer: motoserver.LostAnswerRetryer,
 		Credentials: credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, "")}
 }
 

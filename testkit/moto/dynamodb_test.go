@@ -27,10 +27,10 @@ func TestConditionalWritesAreAtomic(t *testing.T) {
 	}
 	ctx := context.Background()
 	db := dynamodb.NewFromConfig(aws.Config{
-		Region:           motoserver.Region,
-		Credentials:      credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, ""),
-		BaseEndpoint:     aws.String(moto.URL),
-		RetryMaxAttempts: 1,
+		Region:       motoserver.Region,
+		Credentials:  credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, ""),
+		BaseEndpoint: aws.String(moto.URL),
+		Retryer:      motoserver.LostAnswerRetryer,
 	})
 	table := "claims"
 	if _, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
@@ -97,7 +97,7 @@ func TestQueryOnAnIndexIsAuthorizedOnTheIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	admin := dynamodb.NewFromConfig(aws.Config{Region: motoserver.Region, BaseEndpoint: aws.String(moto.URL), RetryMaxAttempts: 1,
+	admin := dynamodb.NewFromConfig(aws.Config{Region: motoserver.Region, BaseEndpoint: aws.String(moto.URL), Retryer: motoserver.LostAnswerRetryer,
 		Credentials: credentials.NewStaticCredentialsProvider(motoserver.AccessKeyID, motoserver.SecretAccessKey, "")})
 	table, index := "indexed", "ByState"
 	if _, err := admin.CreateTable(ctx, &dynamodb.CreateTableInput{
@@ -118,7 +118,7 @@ func TestQueryOnAnIndexIsAuthorizedOnTheIndex(t *testing.T) {
 	if err := moto.RegisterPrincipal(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	reader := dynamodb.NewFromConfig(aws.Config{Region: motoserver.Region, BaseEndpoint: aws.String(moto.URL), RetryMaxAttempts: 1, Credentials: p.Credentials()})
+	reader := dynamodb.NewFromConfig(aws.Config{Region: motoserver.Region, BaseEndpoint: aws.String(moto.URL), Retryer: motoserver.LostAnswerRetryer, Credentials: p.Credentials()})
 	query := func(in *dynamodb.QueryInput) error {
 		in.TableName = aws.String(table)
 		in.ExpressionAttributeValues = map[string]ddbtypes.AttributeValue{":v": &ddbtypes.AttributeValueMemberS{Value: "x"}}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 )
 
@@ -133,4 +135,21 @@ func AWSConfig(url string) aws.Config {
 		BaseEndpoint: aws.String(url),
 		HTTPClient:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 60 * time.Second},
 	}
+}
+
+// LostAnswerRetryer is a retryer for tests that must see every answer moto gives as it was (API errors,
+// throttling and 5xx included, never retried): it sends a request again only when the connection lost its answer
+// ("use of closed network connection" while the SDK reads the body: moto's development server now and then cuts
+// an answer short), which says nothing about the behaviour under test.
+func LostAnswerRetryer() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = 3
+		o.RateLimiter = ratelimit.None
+		o.Retryables = []retry.IsErrorRetryable{retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+			if strings.Contains(err.Error(), "use of closed network connection") {
+				return aws.TrueTernary
+			}
+			return aws.FalseTernary
+		})}
+	})
 }
