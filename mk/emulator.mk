@@ -69,7 +69,7 @@ demo-device: .stamps/go .stamps/npm .stamps/venv emulator-synth device-host ## m
 		--ca $(EMULATOR_DIR)/c-device/server-ca.pem --endpoint localhost --port $$2 --publish-count 1
 
 test-emulator: .stamps/go .stamps/npm .stamps/venv ## local emulator: unit and end-to-end tests (real template, real JITR function)
-	$(GO) test -count=1 -v -timeout 10m $(EMULATOR_PKGS)
+	$(GO) test -count=1 -v -timeout 25m $(EMULATOR_PKGS)
 
 bench-emulator: .stamps/venv emulator-synth ## local emulator: provisioning latency (first connect → connected) p50/p95 and total, 100 and 1000 devices (BENCH_SIZES=)
 	@$(call emulator_up,-quiet -workers 2); \
