@@ -1,0 +1,170 @@
+package jitr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+// Who gets the AWS IoT quotas. Activation and retirement spend the same scarce APIs (DescribeCertificate and
+// UpdateCertificate, 10 a second per account by default) from different execution environments, which know of
+// each other only through the registration queue: while it holds registered events, waiting or in flight,
+// retirement gives way (giveWayToRegistrations); and a registration batch that holds every event in flight knows
+// the other environments are idle and takes the whole quota (takeIdleShares).
+
+const (
+	// depthTTL is how long one reading of the registration queue's depth serves: at most one GetQueueAttributes a
+	// second per execution environment, however many calls ask.
+	depthTTL = time.Second
+	// retirementRation is how often one execution environment may start a retirement past its retirementGrace
+	// while registrations wait: one a ration, run to its end. A backlog that never drains still sees its
+	// retirements done, and they take at most 2 % of the scarce quotas from activations (one DescribeCertificate
+	// and one UpdateCertificate per device with one older certificate, two environments, 10 a second each).
+	retirementRation = 10 * time.Second
+)
+
+// errGiveWay is what a retirement's AWS IoT call fails with when registered events wait: it is not sent, and the
+// retirement is handed back whole (see Handler.retire for the one exception, a certificate already deactivated).
+var errGiveWay = errors.New("registered events are waiting: retirement gives way to their activation")
+
+// QuotaShares is the pacing of the handler's IoT client (an *iotapi.Pacing): how many shares of the account's
+// quotas it may take (1 to Config.RateShares).
+type QuotaShares interface {
+	SetShares(shares float64)
+}
+
+// WithPacing lets registration batches raise the IoT client's pacing to the whole quota while the other
+// execution environments are idle (Config.RateShares shares). Without it, every batch keeps its one share.
+func WithPacing(p QuotaShares) Option { return func(h *Handler) { h.pacing = p } }
+
+// queueDepth is what GetQueueAttributes says of a queue: messages waiting, and in flight (received and not
+// deleted, or put back with a delay).
+type queueDepth struct{ waiting, inFlight int }
+
+func (d queueDepth) empty() bool { return d.waiting+d.inFlight == 0 }
+
+// depthWatch caches the registration queue's depth for depthTTL.
+type depthWatch struct {
+	mu    sync.Mutex
+	at    time.Time
+	depth queueDepth
+	err   error
+}
+
+// registrationDepth reads the registration queue's depth, at most once per depthTTL (h.now's clock) for the
+// whole execution environment; a failed read is kept as long, and logged once.
+func (h *Handler) registrationDepth(ctx context.Context) (queueDepth, error) {
+	if h.queues == nil || h.cfg.RegistrationQueueURL == "" {
+		return queueDepth{}, nil
+	}
+	w := &h.depth
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := h.now()
+	if age := now.Sub(w.at); !w.at.IsZero() && age >= 0 && age < h.depthTTL {
+		return w.depth, w.err
+	}
+	w.at, w.depth, w.err = now, queueDepth{}, nil
+	out, err := h.queues.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(h.cfg.RegistrationQueueURL),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible},
+	})
+	if err != nil {
+		w.err = fmt.Errorf("read the registration queue's depth: %w", err)
+		h.log.Warn("registration queue's depth unknown: retirements proceed, registrations keep their share", "error", w.err.Error())
+		return w.depth, w.err
+	}
+	w.depth.waiting, _ = strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)])
+	w.depth.inFlight, _ = strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
+	return w.depth, nil
+}
+
+// registrationBacklog reports whether registered events wait in, or are being handled from, the registration
+// queue. Both count: the event source mapping takes whatever is visible into its batches, so a queue with nothing
+// visible may still have a storm in flight. A retirement queued by an event's own invocation therefore waits one
+// retirementDelay at least, which is the point: retirement is never urgent.
+func (h *Handler) registrationBacklog(ctx context.Context) (bool, error) {
+	d, err := h.registrationDepth(ctx)
+	return err == nil && !d.empty(), err
+}
+
+// giveWayToRegistrations is a retirement's admission check (iotapi.WithAdmission), run when a call's slot
+// comes: errGiveWay while registered events wait or are in flight, so retirement never takes a slot of
+// DescribeCertificate or UpdateCertificate an activation could use. An unknown depth lets the call through.
+func (h *Handler) giveWayToRegistrations(ctx context.Context) error {
+	if busy, _ := h.registrationBacklog(ctx); busy {
+		return errGiveWay
+	}
+	return nil
+}
+
+// rationing hands out the retirements an execution environment may start during a backlog, one per
+// retirementRation.
+type rationing struct {
+	mu   sync.Mutex
+	next time.Time
+}
+
+func (r *rationing) take(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Before(r.next) {
+		return false
+	}
+	r.next = now.Add(retirementRation)
+	return true
+}
+
+// takeIdleShares lets a registration batch of n events take the whole quota while the other execution
+// environments are idle: nothing waits in the registration queue and nothing is in flight beyond the batch's own
+// events (the event source mapping deletes a batch's messages when the invocation returns, so all n count until
+// then). It decides at once and again every depthTTL until stop, which gives the share back. A wrong guess (the
+// queue's counts are approximate) costs a ThrottlingException, after which the pacing halves back toward the share.
+func (h *Handler) takeIdleShares(ctx context.Context, n int) (stop func()) {
+	if h.pacing == nil || h.cfg.RateShares <= 1 {
+		return func() {}
+	}
+	decide := func() {
+		shares := 1.0
+		if d, err := h.registrationDepth(ctx); err == nil && d.waiting == 0 && d.inFlight <= n {
+			shares = h.cfg.RateShares
+		}
+		h.pacing.SetShares(shares)
+	}
+	decide()
+	ticks, stopTicks := h.ticker(depthTTL)
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-ticks:
+				decide()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+		stopTicks()
+		h.pacing.SetShares(1)
+	}
+}
+
+// realTicker is the default Handler.ticker.
+func realTicker(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTicker(d)
+	return t.C, t.Stop
+}

@@ -1,0 +1,375 @@
+package jitr_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/iot"
+	"github.com/aws/aws-sdk-go-v2/service/iot/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
+	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
+)
+
+// fakeQueues is a func-type-free fake of jitr.QueueAPI: the registration queue's depth is what the test sets, and
+// every GetQueueAttributes is counted.
+type fakeQueues struct {
+	mu                sync.Mutex
+	waiting, inFlight int
+	depthReads        int
+}
+
+var _ jitr.QueueAPI = (*fakeQueues)(nil)
+
+func (q *fakeQueues) setDepth(waiting, inFlight int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.waiting, q.inFlight = waiting, inFlight
+}
+
+func (q *fakeQueues) reads() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.depthReads
+}
+
+func (q *fakeQueues) SendMessage(context.Context, *sqs.SendMessageInput, ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	return &sqs.SendMessageOutput{}, nil
+}
+
+func (q *fakeQueues) GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.depthReads++
+	return &sqs.GetQueueAttributesOutput{Attributes: map[string]string{
+		"ApproximateNumberOfMessages": strconv.Itoa(q.waiting), "ApproximateNumberOfMessagesNotVisible": strconv.Itoa(q.inFlight)}}, nil
+}
+
+func (q *fakeQueues) ChangeMessageVisibilityBatch(context.Context, *sqs.ChangeMessageVisibilityBatchInput, ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	return &sqs.ChangeMessageVisibilityBatchOutput{}, nil
+}
+
+// rotatedFleet is a fake registry of n devices, each with an older and a newer ACTIVE certificate attached to its
+// thing, and the retirement batch the newer certificates' activations queued (sent at sent).
+type rotatedFleet struct {
+	r          *fakeRegistry
+	ca         *testpki.Pair
+	old, newer []unitCert
+	batch      events.SQSEvent
+}
+
+func newRotatedFleet(t *testing.T, n int, sent time.Time) *rotatedFleet {
+	t.Helper()
+	ca, err := testpki.NewCA(testpki.CAOptions{NotBefore: time.Now().Add(-48 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &rotatedFleet{r: newFakeRegistry(), ca: ca}
+	for i := range n {
+		dev := testpki.RandomDeviceID()
+		older := newUnitCert(t, func() (*testpki.Pair, error) { return ca.IssueDevice(dev, time.Now().Add(-24*time.Hour)) })
+		newer := newUnitCert(t, func() (*testpki.Pair, error) { return ca.IssueDevice(dev, time.Now().Add(-time.Hour)) })
+		f.r.provisioned(older.id, older.pem, thingOf(dev), types.CertificateStatusActive)
+		f.r.provisioned(newer.id, newer.pem, thingOf(dev), types.CertificateStatusActive)
+		f.old, f.newer = append(f.old, older), append(f.newer, newer)
+		body, _ := json.Marshal(contract.RetirementRequest{Thing: thingOf(dev), CertificateID: newer.id,
+			CertificateARN: certARN(newer.id), NotBefore: time.Now().Add(-time.Hour).Unix()})
+		f.batch.Records = append(f.batch.Records, events.SQSMessage{MessageId: fmt.Sprint("m", i), Body: string(body),
+			Attributes: map[string]string{"SentTimestamp": strconv.FormatInt(sent.UnixMilli(), 10)}})
+	}
+	return f
+}
+
+func (f *rotatedFleet) handler(api jitr.IoTAPI, queues jitr.QueueAPI, now func() time.Time, metrics *bytes.Buffer) *jitr.Handler {
+	return jitr.NewHandler(api, jitr.Config{CAs: map[string]*x509.Certificate{unitCAID: f.ca.Cert}, PolicyName: "p", ProvisionedBy: "s",
+		ClockSkew: azsphere.DefaultClockSkew, RegistrationQueueURL: "https://sqs.example/123456789012/registration",
+		RetirementQueueURL: "https://sqs.example/123456789012/retirement"},
+		jitr.WithQueues(queues), jitr.WithClock(now), jitr.WithLogger(slog.New(slog.DiscardHandler)), jitr.WithMetricsOutput(metrics))
+}
+
+// retired reports whether device i's older certificate is gone, and fails the test when it is neither gone nor
+// untouched (ACTIVE, attached, with its policy): a certificate's retirement runs all or none.
+func (f *rotatedFleet) retired(t *testing.T, i int) bool {
+	t.Helper()
+	arn := certARN(f.old[i].id)
+	c, ok := f.r.certs[f.old[i].id]
+	if !ok {
+		if f.r.attachedToAThing(arn) {
+			t.Errorf("device %d: older certificate deleted but still attached", i)
+		}
+		return true
+	}
+	if c.status != types.CertificateStatusActive || !f.r.attachedToAThing(arn) || !f.r.policies[arn] {
+		t.Errorf("device %d: older certificate part-retired (status %s, attached %v, policy %v): want all of its retirement or none",
+			i, c.status, f.r.attachedToAThing(arn), f.r.policies[arn])
+	}
+	return false
+}
+
+// TestRetirementGivesWayWhenRegistrationsArrive: a retirement batch of 6 devices starts with the registration
+// queue empty; registered events arrive right after the first device's older certificate is deactivated. That
+// certificate's retirement is finished (detached, deleted: never left INACTIVE and attached), and from then on no
+// retirement takes a DescribeCertificate or UpdateCertificate slot: the other five are handed back whole, to come
+// back after the backlog. (Before retirement gave way call by call, the batch went on spending both APIs.)
+func TestRetirementGivesWayWhenRegistrationsArrive(t *testing.T) {
+	const n = 6
+	now := time.Now()
+	f := newRotatedFleet(t, n, now)
+	queues := &fakeQueues{}
+	var (
+		mu        sync.Mutex
+		flipped   = make(chan struct{})
+		backlog   bool
+		lists     int
+		afterFlip = map[string]int{}
+	)
+	api := fakeIoT(func(ctx context.Context, op string, in any) (any, error) {
+		if op == "ListThingPrincipals" {
+			mu.Lock()
+			lists++
+			first := lists == 1
+			mu.Unlock()
+			if !first {
+				<-flipped // the other retirements start once registrations are waiting
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		// The client's pacing runs the call's admission check when its slot comes (iotapi.Admit).
+		if err := iotapi.Admit(ctx); err != nil {
+			return nil, err
+		}
+		if backlog {
+			afterFlip[op]++
+		}
+		out, err := f.r.call(ctx, op, in)
+		if u, ok := in.(*iot.UpdateCertificateInput); ok && !backlog && u.NewStatus == types.CertificateStatusInactive {
+			backlog = true
+			queues.setDepth(40, 10)
+			close(flipped)
+		}
+		return out, err
+	})
+	metrics := &bytes.Buffer{}
+	h := f.handler(api, queues, func() time.Time { return now }, metrics)
+	jitr.SetDepthTTL(h, 0)
+	resp, err := h.HandleRetirements(context.Background(), f.batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if afterFlip["DescribeCertificate"] != 0 || afterFlip["UpdateCertificate"] != 0 {
+		t.Errorf("after registered events arrived, retirement made %d DescribeCertificate and %d UpdateCertificate calls; want none",
+			afterFlip["DescribeCertificate"], afterFlip["UpdateCertificate"])
+	}
+	done := 0
+	for i := range n {
+		if f.retired(t, i) {
+			done++
+		}
+	}
+	if done != 1 {
+		t.Errorf("%d devices retired, want 1 (the one deactivated before the registrations arrived, finished)", done)
+	}
+	if len(resp.BatchItemFailures) != n-1 {
+		t.Errorf("%d retirements handed back, want %d", len(resp.BatchItemFailures), n-1)
+	}
+	if got := metricSum(t, metrics.String(), contract.MetricRetirementDeferred); got != n-1 {
+		t.Errorf("%s = %v, want %d", contract.MetricRetirementDeferred, got, n-1)
+	}
+}
+
+// TestRetirementPastItsGraceIsRationed: during a backlog that never drains, retirements older than their grace
+// still run, but one per ration interval in an execution environment, not the whole batch; a retirement within
+// its grace never runs during the backlog.
+func TestRetirementPastItsGraceIsRationed(t *testing.T) {
+	now := time.Now()
+	f := newRotatedFleet(t, 4, now.Add(-20*time.Minute))
+	f.batch.Records[3].Attributes["SentTimestamp"] = strconv.FormatInt(now.UnixMilli(), 10) // within its grace
+	queues := &fakeQueues{}
+	queues.setDepth(500, 100)
+	var mu sync.Mutex
+	api := fakeIoT(func(ctx context.Context, op string, in any) (any, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return f.r.call(ctx, op, in)
+	})
+	clock := now
+	h := f.handler(api, queues, func() time.Time { return clock }, &bytes.Buffer{})
+	retired := func() (n int) {
+		for i := range 4 {
+			if f.retired(t, i) {
+				n++
+			}
+		}
+		return n
+	}
+	for _, tc := range []struct {
+		after time.Duration
+		want  int
+	}{{0, 1}, {time.Second, 1}, {11 * time.Second, 2}, {12 * time.Second, 2}, {22 * time.Second, 3}, {40 * time.Second, 3}} {
+		clock = now.Add(tc.after)
+		var batch events.SQSEvent
+		for i, m := range f.batch.Records {
+			if _, present := f.r.certs[f.old[i].id]; present {
+				batch.Records = append(batch.Records, m)
+			}
+		}
+		if _, err := h.HandleRetirements(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+		if got := retired(); got != tc.want {
+			t.Errorf("after a batch at +%s during a backlog: %d devices retired, want %d", tc.after, got, tc.want)
+		}
+	}
+}
+
+// TestRegistrationDepthIsReadOncePerSecond: however many retirements ask whether registrations wait, one
+// execution environment reads the queue's depth at most once per second of its clock.
+func TestRegistrationDepthIsReadOncePerSecond(t *testing.T) {
+	now := time.Now()
+	f := newRotatedFleet(t, 8, now)
+	queues := &fakeQueues{}
+	var mu sync.Mutex
+	api := fakeIoT(func(ctx context.Context, op string, in any) (any, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err := iotapi.Admit(ctx); err != nil {
+			return nil, err
+		}
+		return f.r.call(ctx, op, in)
+	})
+	clock := now
+	h := f.handler(api, queues, func() time.Time { return clock }, &bytes.Buffer{})
+	if _, err := h.HandleRetirements(context.Background(), events.SQSEvent{Records: f.batch.Records[:4]}); err != nil {
+		t.Fatal(err)
+	}
+	if got := queues.reads(); got != 1 {
+		t.Errorf("one batch of 4 retirements (about 20 admission checks) within a second read the depth %d times, want 1", got)
+	}
+	clock = clock.Add(999 * time.Millisecond)
+	if _, err := h.HandleRetirements(context.Background(), events.SQSEvent{Records: f.batch.Records[4:6]}); err != nil {
+		t.Fatal(err)
+	}
+	if got := queues.reads(); got != 1 {
+		t.Errorf("a second batch 0.999 s later read the depth again (%d reads), want the first reading", got)
+	}
+	clock = clock.Add(time.Millisecond)
+	if _, err := h.HandleRetirements(context.Background(), events.SQSEvent{Records: f.batch.Records[6:]}); err != nil {
+		t.Fatal(err)
+	}
+	if got := queues.reads(); got != 2 {
+		t.Errorf("a batch 1 s after the first reading: %d reads, want 2", got)
+	}
+}
+
+// shareRecorder is a fake jitr.QuotaShares: it records every SetShares.
+type shareRecorder struct {
+	mu     sync.Mutex
+	shares []float64
+	set    chan float64
+}
+
+func (s *shareRecorder) SetShares(n float64) {
+	s.mu.Lock()
+	s.shares = append(s.shares, n)
+	s.mu.Unlock()
+	if s.set != nil {
+		s.set <- n
+	}
+}
+
+func (s *shareRecorder) all() []float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]float64(nil), s.shares...)
+}
+
+// TestRegistrationBatchTakesTheWholeQuotaWhileTheOthersAreIdle: a batch of 4 events takes the two shares of its
+// pacing when nothing waits in the registration queue and nothing beyond its own 4 events is in flight, keeps its
+// one share otherwise, and gives the share back when it returns.
+func TestRegistrationBatchTakesTheWholeQuotaWhileTheOthersAreIdle(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		waiting, inFlight int
+		want              []float64
+	}{
+		{"alone", 0, 4, []float64{2, 1}},
+		{"events waiting", 3, 4, []float64{1, 1}},
+		{"another batch in flight", 0, 54, []float64{1, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			queues := &fakeQueues{}
+			queues.setDepth(tc.waiting, tc.inFlight)
+			shares := &shareRecorder{}
+			r, h, _, batch, _ := deadlineSetup(t, 4, jitr.WithQueues(queues), jitr.WithPacing(shares))
+			if _, err := h.HandleRegistrations(context.Background(), batch); err != nil {
+				t.Fatal(err)
+			}
+			if got := shares.all(); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("SetShares calls %v, want %v", got, tc.want)
+			}
+			if got := r.count["UpdateCertificate"]; got != 4 {
+				t.Errorf("%d activations, want 4", got)
+			}
+		})
+	}
+}
+
+// TestRegistrationBatchGivesTheQuotaBackWhenAnotherTakesWork: a batch alone takes both shares; when another
+// environment takes a batch while it runs, it is back at its share at the next reading of the queue (every
+// second), before its last activation.
+func TestRegistrationBatchGivesTheQuotaBackWhenAnotherTakesWork(t *testing.T) {
+	queues := &fakeQueues{}
+	queues.setDepth(0, 2)
+	shares := &shareRecorder{set: make(chan float64, 8)}
+	var (
+		clockMu sync.Mutex
+		clock   = time.Now()
+	)
+	r, h, _, batch, _ := deadlineSetup(t, 2, jitr.WithQueues(queues), jitr.WithPacing(shares),
+		jitr.WithClock(func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return clock }))
+	release := make(chan struct{})
+	r.before = func(_ *fakeRegistry, op string, _ int) {
+		if op == "UpdateCertificate" {
+			<-release
+		}
+	}
+	ticks := make(chan time.Time)
+	jitr.SetTicker(h, func(time.Duration) (<-chan time.Time, func()) { return ticks, func() {} })
+	done := make(chan error)
+	go func() {
+		_, err := h.HandleRegistrations(context.Background(), batch)
+		done <- err
+	}()
+	if got := <-shares.set; got != 2 {
+		t.Fatalf("alone: SetShares(%v), want 2", got)
+	}
+	queues.setDepth(0, 52)
+	clockMu.Lock()
+	clock = clock.Add(time.Second)
+	clockMu.Unlock()
+	ticks <- clock
+	if got := <-shares.set; got != 1 {
+		t.Fatalf("after another environment took 50 events: SetShares(%v), want 1", got)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := shares.all(); fmt.Sprint(got) != "[2 1 1]" {
+		t.Errorf("SetShares calls %v, want [2 1 1]", got)
+	}
+}
