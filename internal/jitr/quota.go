@@ -79,6 +79,11 @@ func (h *Handler) registrationDepth(ctx context.Context) (queueDepth, error) {
 	})
 	if err != nil {
 		w.err = fmt.Errorf("read the registration queue's depth: %w", err)
+		if ctx.Err() != nil {
+			// The caller's own deadline, not the queue's answer: the next caller reads again.
+			w.at = time.Time{}
+			return w.depth, w.err
+		}
 		h.log.Warn("registration queue's depth unknown: retirements proceed, registrations keep their share", "error", w.err.Error())
 		return w.depth, w.err
 	}
