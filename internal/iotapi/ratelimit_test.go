@@ -332,3 +332,23 @@ func TestRefusedAdmissionIsNotSent(t *testing.T) {
 		t.Errorf("call without admission check: error %v, %d sent; want nil, 1", err, sent.Load())
 	}
 }
+
+// A change of the rate applies from the next slot on: after a slot at 0 s at 1 a second, the rate grown to 2 a
+// second gives the next caller the slot at 0.5 s, not the 1 s the old rate would have reserved.
+func TestRateChangeAppliesToTheNextSlot(t *testing.T) {
+	p := newPacer(1, 2, 2)
+	t0 := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	if slot, _, err := p.reserve(t0, time.Time{}, false); err != nil || !slot.Equal(t0) {
+		t.Fatalf("first slot %v, %v; want %v", slot, err, t0)
+	}
+	p.succeeded() // 1 → 2 a second
+	if slot, _, err := p.reserve(t0, time.Time{}, false); err != nil || !slot.Equal(t0.Add(500*time.Millisecond)) {
+		t.Errorf("slot after the rate doubled: %v, %v; want %v", slot, err, t0.Add(500*time.Millisecond))
+	}
+	// A slot given back (a call refused admission) is the next caller's.
+	slot, prev, _ := p.reserve(t0, time.Time{}, false)
+	p.unreserve(prev)
+	if again, _, _ := p.reserve(t0, time.Time{}, false); !again.Equal(slot) {
+		t.Errorf("after a slot was given back the next caller got %v, want that slot %v", again, slot)
+	}
+}
