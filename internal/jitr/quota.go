@@ -137,12 +137,19 @@ func (h *Handler) takeIdleShares(ctx context.Context, n int) (stop func()) {
 	if h.pacing == nil || h.cfg.RateShares <= 1 {
 		return func() {}
 	}
+	current := 1.0
 	decide := func() {
 		shares := 1.0
-		if d, err := h.registrationDepth(ctx); err == nil && d.waiting == 0 && d.inFlight <= n {
+		d, err := h.registrationDepth(ctx)
+		if err == nil && d.waiting == 0 && d.inFlight <= n {
 			shares = h.cfg.RateShares
 		}
 		h.pacing.SetShares(shares)
+		if shares != current {
+			current = shares
+			h.log.Info("AWS IoT pacing set to its shares of the quotas", "step", "pace", "shares", shares,
+				"waiting", d.waiting, "inFlight", d.inFlight, "batch", n)
+		}
 	}
 	decide()
 	ticks, stopTicks := h.ticker(depthTTL)
@@ -165,6 +172,9 @@ func (h *Handler) takeIdleShares(ctx context.Context, n int) (stop func()) {
 		<-finished
 		stopTicks()
 		h.pacing.SetShares(1)
+		if current != 1 {
+			h.log.Info("AWS IoT pacing set to its shares of the quotas", "step", "pace", "shares", 1.0, "batch", n)
+		}
 	}
 }
 
