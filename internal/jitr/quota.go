@@ -131,17 +131,29 @@ func (r *rationing) take(now time.Time) bool {
 // takeIdleShares lets a registration batch of n events take the whole quota while the other execution
 // environments are idle: nothing waits in the registration queue and nothing is in flight beyond the batch's own
 // events (the event source mapping deletes a batch's messages when the invocation returns, so all n count until
-// then). It decides at once and again every depthTTL until stop, which gives the share back. A wrong guess (the
-// queue's counts are approximate) costs a ThrottlingException, after which the pacing halves back toward the share.
+// then), at two readings depthTTL apart — a single one would raise the first batch of every storm, whose
+// neighbour takes its own batch a moment later. It reads at once and again every depthTTL until stop, which gives
+// the share back. A wrong guess (the queue's counts are approximate) costs a ThrottlingException, after which the
+// pacing halves back toward the share.
 func (h *Handler) takeIdleShares(ctx context.Context, n int) (stop func()) {
 	if h.pacing == nil || h.cfg.RateShares <= 1 {
 		return func() {}
 	}
-	current := 1.0
+	var (
+		current = 1.0
+		idleAt  time.Time // when the readings began to find the others idle; zero while they do not
+	)
 	decide := func() {
-		shares := 1.0
 		d, err := h.registrationDepth(ctx)
-		if err == nil && d.waiting == 0 && d.inFlight <= n {
+		now := h.now()
+		switch idle := err == nil && d.waiting == 0 && d.inFlight <= n; {
+		case !idle:
+			idleAt = time.Time{}
+		case idleAt.IsZero():
+			idleAt = now
+		}
+		shares := 1.0
+		if !idleAt.IsZero() && now.Sub(idleAt) >= depthTTL {
 			shares = h.cfg.RateShares
 		}
 		h.pacing.SetShares(shares)

@@ -196,8 +196,20 @@ func TestRetirementGivesWayToArrivingRegistrationsInMoto(t *testing.T) {
 	f.assertActiveInvariant(t)
 }
 
+// heldActivations is the JITR function's IoT client whose activations wait until release.
+type heldActivations struct {
+	jitr.IoTAPI
+	release chan struct{}
+}
+
+func (h heldActivations) UpdateCertificate(ctx context.Context, in *iot.UpdateCertificateInput, opts ...func(*iot.Options)) (*iot.UpdateCertificateOutput, error) {
+	<-h.release
+	return h.IoTAPI.UpdateCertificate(ctx, in, opts...)
+}
+
 // TestRegistrationBatchTakesTheWholeQuotaInMoto: a registration batch received from a real queue takes its two
-// shares when the queue holds nothing else, and keeps its one share while another event waits.
+// shares when two readings of the queue a second apart find nothing else in it, and keeps its one share while
+// another event waits.
 func TestRegistrationBatchTakesTheWholeQuotaInMoto(t *testing.T) {
 	f := newFixture(t, testRetryPolicy)
 	ctx := context.Background()
@@ -213,7 +225,7 @@ func TestRegistrationBatchTakesTheWholeQuotaInMoto(t *testing.T) {
 		name  string
 		other int
 		want  string
-	}{{"alone", 0, "[2 1]"}, {"another event waiting", 1, "[1 1]"}} {
+	}{{"alone", 0, "[1 2 1]"}, {"another event waiting", 1, "[1 1 1]"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			queues, cfg := f.withQueues(t)
 			cfg.RateShares = 2
@@ -223,12 +235,34 @@ func TestRegistrationBatchTakesTheWholeQuotaInMoto(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			shares := &shareRecorder{}
-			h := jitr.NewHandler(newIoTClient(nil, testRetryPolicy, f.principal.Credentials()), cfg, jitr.WithQueues(queues), jitr.WithPacing(shares),
-				jitr.WithLogger(slog.New(slog.DiscardHandler)), jitr.WithMetricsOutput(f.metrics))
-			resp, err := h.HandleRegistrations(ctx, batch)
-			if err != nil || len(resp.BatchItemFailures) != 0 {
-				t.Fatalf("HandleRegistrations: %v, %d failures", err, len(resp.BatchItemFailures))
+			var (
+				shares  = &shareRecorder{set: make(chan float64, 8)}
+				ticks   = make(chan time.Time)
+				release = make(chan struct{})
+				clockMu sync.Mutex
+				clock   = time.Now()
+			)
+			h := jitr.NewHandler(heldActivations{IoTAPI: newIoTClient(nil, testRetryPolicy, f.principal.Credentials()), release: release}, cfg,
+				jitr.WithQueues(queues), jitr.WithPacing(shares), jitr.WithLogger(slog.New(slog.DiscardHandler)), jitr.WithMetricsOutput(f.metrics),
+				jitr.WithClock(func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return clock }))
+			jitr.SetTicker(h, func(time.Duration) (<-chan time.Time, func()) { return ticks, func() {} })
+			done := make(chan error, 1)
+			go func() {
+				resp, err := h.HandleRegistrations(ctx, batch)
+				if err == nil && len(resp.BatchItemFailures) != 0 {
+					err = fmt.Errorf("%d batch item failures", len(resp.BatchItemFailures))
+				}
+				done <- err
+			}()
+			shares.next(t)
+			clockMu.Lock()
+			clock = clock.Add(time.Second)
+			clockMu.Unlock()
+			ticks <- clock
+			shares.next(t)
+			close(release)
+			if err := <-done; err != nil {
+				t.Fatal(err)
 			}
 			if got := fmt.Sprint(shares.all()); got != tc.want {
 				t.Errorf("SetShares calls %s, want %s", got, tc.want)

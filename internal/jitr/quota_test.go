@@ -291,37 +291,103 @@ func (s *shareRecorder) SetShares(n float64) {
 	}
 }
 
+// next waits for the next SetShares; a batch that never sets its shares fails the test instead of hanging it.
+func (s *shareRecorder) next(t *testing.T) float64 {
+	t.Helper()
+	select {
+	case n := <-s.set:
+		return n
+	case <-time.After(time.Minute):
+		t.Fatal("no SetShares within a minute")
+		return 0
+	}
+}
+
 func (s *shareRecorder) all() []float64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]float64(nil), s.shares...)
 }
 
+// heldBatch runs a registration batch of n events whose activations wait until release, with the depth of the
+// registration queue as queues says, a clock the test moves and a ticker it drives.
+type heldBatch struct {
+	shares  *shareRecorder
+	queues  *fakeQueues
+	ticks   chan time.Time
+	release chan struct{}
+	done    chan error
+	clockMu sync.Mutex
+	clock   time.Time
+	r       *fakeRegistry
+}
+
+func startHeldBatch(t *testing.T, n, waiting, inFlight int) *heldBatch {
+	t.Helper()
+	b := &heldBatch{shares: &shareRecorder{set: make(chan float64, 8)}, queues: &fakeQueues{}, ticks: make(chan time.Time),
+		release: make(chan struct{}), done: make(chan error, 1), clock: time.Now()}
+	b.queues.setDepth(waiting, inFlight)
+	r, h, _, batch, _ := deadlineSetup(t, n, jitr.WithQueues(b.queues), jitr.WithPacing(b.shares),
+		jitr.WithClock(func() time.Time { b.clockMu.Lock(); defer b.clockMu.Unlock(); return b.clock }))
+	b.r = r
+	r.before = func(_ *fakeRegistry, op string, _ int) {
+		if op == "UpdateCertificate" {
+			<-b.release
+		}
+	}
+	jitr.SetTicker(h, func(time.Duration) (<-chan time.Time, func()) { return b.ticks, func() {} })
+	go func() {
+		_, err := h.HandleRegistrations(context.Background(), batch)
+		b.done <- err
+	}()
+	return b
+}
+
+// tick moves the clock by d and lets the batch read the queue again; it returns the shares the batch then set.
+func (b *heldBatch) tick(t *testing.T, d time.Duration) float64 {
+	t.Helper()
+	b.clockMu.Lock()
+	b.clock = b.clock.Add(d)
+	now := b.clock
+	b.clockMu.Unlock()
+	b.ticks <- now
+	return b.shares.next(t)
+}
+
+// finish releases the activations and returns every SetShares of the batch.
+func (b *heldBatch) finish(t *testing.T) []float64 {
+	t.Helper()
+	close(b.release)
+	if err := <-b.done; err != nil {
+		t.Fatal(err)
+	}
+	return b.shares.all()
+}
+
 // TestRegistrationBatchTakesTheWholeQuotaWhileTheOthersAreIdle: a batch of 4 events takes the two shares of its
-// pacing when nothing waits in the registration queue and nothing beyond its own 4 events is in flight, keeps its
-// one share otherwise, and gives the share back when it returns.
+// pacing when two readings of the registration queue a second apart find nothing waiting and nothing in flight
+// beyond its own 4 events; it keeps its one share while events wait or another batch is in flight, and gives the
+// share back when it returns.
 func TestRegistrationBatchTakesTheWholeQuotaWhileTheOthersAreIdle(t *testing.T) {
 	for _, tc := range []struct {
 		name              string
 		waiting, inFlight int
 		want              []float64
 	}{
-		{"alone", 0, 4, []float64{2, 1}},
-		{"events waiting", 3, 4, []float64{1, 1}},
-		{"another batch in flight", 0, 54, []float64{1, 1}},
+		{"alone", 0, 4, []float64{1, 2, 1}},
+		{"events waiting", 3, 4, []float64{1, 1, 1}},
+		{"another batch in flight", 0, 54, []float64{1, 1, 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			queues := &fakeQueues{}
-			queues.setDepth(tc.waiting, tc.inFlight)
-			shares := &shareRecorder{}
-			r, h, _, batch, _ := deadlineSetup(t, 4, jitr.WithQueues(queues), jitr.WithPacing(shares))
-			if _, err := h.HandleRegistrations(context.Background(), batch); err != nil {
-				t.Fatal(err)
+			b := startHeldBatch(t, 4, tc.waiting, tc.inFlight)
+			if got := b.shares.next(t); got != 1 {
+				t.Fatalf("at the batch's start: SetShares(%v), want 1 (one reading is not enough)", got)
 			}
-			if got := shares.all(); fmt.Sprint(got) != fmt.Sprint(tc.want) {
-				t.Errorf("SetShares calls %v, want %v", got, tc.want)
+			b.tick(t, time.Second)
+			if got := fmt.Sprint(b.finish(t)); got != fmt.Sprint(tc.want) {
+				t.Errorf("SetShares calls %s, want %v", got, tc.want)
 			}
-			if got := r.count["UpdateCertificate"]; got != 4 {
+			if got := b.r.count["UpdateCertificate"]; got != 4 {
 				t.Errorf("%d activations, want 4", got)
 			}
 		})
@@ -330,46 +396,24 @@ func TestRegistrationBatchTakesTheWholeQuotaWhileTheOthersAreIdle(t *testing.T) 
 
 // TestRegistrationBatchGivesTheQuotaBackWhenAnotherTakesWork: a batch alone takes both shares; when another
 // environment takes a batch while it runs, it is back at its share at the next reading of the queue (every
-// second), before its last activation.
+// second), before its last activation; and a reading less than a second after the first finding of idleness does
+// not raise it.
 func TestRegistrationBatchGivesTheQuotaBackWhenAnotherTakesWork(t *testing.T) {
-	queues := &fakeQueues{}
-	queues.setDepth(0, 2)
-	shares := &shareRecorder{set: make(chan float64, 8)}
-	var (
-		clockMu sync.Mutex
-		clock   = time.Now()
-	)
-	r, h, _, batch, _ := deadlineSetup(t, 2, jitr.WithQueues(queues), jitr.WithPacing(shares),
-		jitr.WithClock(func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return clock }))
-	release := make(chan struct{})
-	r.before = func(_ *fakeRegistry, op string, _ int) {
-		if op == "UpdateCertificate" {
-			<-release
-		}
+	b := startHeldBatch(t, 2, 0, 2)
+	if got := b.shares.next(t); got != 1 {
+		t.Fatalf("at the start: SetShares(%v), want 1", got)
 	}
-	ticks := make(chan time.Time)
-	jitr.SetTicker(h, func(time.Duration) (<-chan time.Time, func()) { return ticks, func() {} })
-	done := make(chan error)
-	go func() {
-		_, err := h.HandleRegistrations(context.Background(), batch)
-		done <- err
-	}()
-	if got := <-shares.set; got != 2 {
-		t.Fatalf("alone: SetShares(%v), want 2", got)
+	if got := b.tick(t, 999*time.Millisecond); got != 1 {
+		t.Fatalf("0.999 s after the first idle reading: SetShares(%v), want 1", got)
 	}
-	queues.setDepth(0, 52)
-	clockMu.Lock()
-	clock = clock.Add(time.Second)
-	clockMu.Unlock()
-	ticks <- clock
-	if got := <-shares.set; got != 1 {
+	if got := b.tick(t, time.Millisecond); got != 2 {
+		t.Fatalf("1 s after the first idle reading: SetShares(%v), want 2", got)
+	}
+	b.queues.setDepth(0, 52)
+	if got := b.tick(t, time.Second); got != 1 {
 		t.Fatalf("after another environment took 50 events: SetShares(%v), want 1", got)
 	}
-	close(release)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if got := shares.all(); fmt.Sprint(got) != "[2 1 1]" {
-		t.Errorf("SetShares calls %v, want [2 1 1]", got)
+	if got := fmt.Sprint(b.finish(t)); got != "[1 1 2 1 1]" {
+		t.Errorf("SetShares calls %s, want [1 1 2 1 1]", got)
 	}
 }
