@@ -47,7 +47,8 @@ var ErrNoTimeLeft = errors.New("the rate limit's next free slot is past the dead
 // The rate adapts as the SDK's adaptive retry mode does, between the client's share of the quota (base) and a
 // ceiling its owner sets (SetShares, at most maxShares shares: the whole quota, while the other clients sharing
 // it are idle): it grows by one share per second of calls answered without throttling and halves, never below
-// the share, on a ThrottlingException.
+// the share, on a ThrottlingException, after which it holds for throttleHold before it grows again, so a client
+// whose neighbours are busy after all probes the quota rarely.
 type pacer struct {
 	turn chan struct{}
 
@@ -57,7 +58,11 @@ type pacer struct {
 	ceiling   float64 // the rate the owner allows now: base × shares
 	rate      float64
 	last      time.Time // the last slot given out; zero before the first
+	heldUntil time.Time // no growth before it: the last throttle + throttleHold
 }
+
+// throttleHold is how long a pacer's rate stays put after a ThrottlingException before it grows again.
+const throttleHold = 5 * time.Second
 
 func newPacer(rate, maxShares, shares float64) *pacer {
 	p := &pacer{turn: make(chan struct{}, 1), base: rate, maxShares: max(1, maxShares), rate: rate}
@@ -123,19 +128,24 @@ func (p *pacer) wait(ctx context.Context) error {
 	return nil
 }
 
-// succeeded grows the rate after a call the quota admitted: by base÷rate a call, one share per second of calls,
-// up to the ceiling.
-func (p *pacer) succeeded() {
+// succeeded grows the rate after a call the quota admitted at now: by base÷rate a call, one share per second of
+// calls, up to the ceiling; not within throttleHold of a throttle.
+func (p *pacer) succeeded(now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if now.Before(p.heldUntil) {
+		return
+	}
 	p.rate = min(p.ceiling, p.rate+p.base/p.rate)
 }
 
-// throttled halves the rate after a ThrottlingException, never below the share.
-func (p *pacer) throttled() {
+// throttled halves the rate after a ThrottlingException at now, never below the share, and holds it there for
+// throttleHold.
+func (p *pacer) throttled(now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.rate = max(p.base, p.rate/2)
+	p.heldUntil = now.Add(throttleHold)
 }
 
 // setShares sets the ceiling to shares × base (between 1 and maxShares shares); a lower ceiling applies at once.
@@ -270,7 +280,7 @@ var throttles = retry.IsErrorThrottles(retry.DefaultThrottles)
 // Middleware is the API option of the pacing: use it as a client's APIOptions entry; every call of the client
 // shares the pacers. It paces every attempt (retries included) of each limited operation, runs the call's
 // admission check (WithAdmission), and adapts the operation's rate to the answer: a ThrottlingException halves
-// it, any other answer of AWS IoT grows it toward the ceiling.
+// it (and holds it for throttleHold), any other answer of AWS IoT grows it toward the ceiling.
 func (g *Pacing) Middleware() func(*middleware.Stack) error {
 	return func(stack *middleware.Stack) error {
 		return stack.Finalize.Add(middleware.FinalizeMiddlewareFunc("SphereRateLimit",
@@ -289,9 +299,9 @@ func (g *Pacing) Middleware() func(*middleware.Stack) error {
 				switch {
 				case pc == nil:
 				case throttles.IsErrorThrottle(err) == aws.TrueTernary:
-					pc.throttled()
+					pc.throttled(time.Now())
 				case err == nil || errors.As(err, &apiErr):
-					pc.succeeded()
+					pc.succeeded(time.Now())
 				}
 				return out, md, err
 			}), middleware.After)

@@ -210,12 +210,17 @@ func TestSharedQuotaAndUnlistedDefaultThroughTheSDK(t *testing.T) {
 	}
 }
 
-// The limiter's rate over a sequence of outcomes: it stays at the share until its owner raises the ceiling, then
-// grows by one share per second of calls (base÷rate a call: 5 → 6 → 6.83 → …, at the whole quota after eight calls),
-// never above the ceiling; a ThrottlingException halves it, never below the share; lowering the ceiling applies at
-// once.
+// The limiter's rate over a sequence of outcomes (a call every 0.1 s): it stays at the share until its owner
+// raises the ceiling, then grows by one share per second of calls (base÷rate a call: 5 → 6 → 6.83 → …, at the
+// whole quota after eight calls), never above the ceiling; a ThrottlingException halves it, never below the
+// share, and holds it for throttleHold; lowering the ceiling applies at once.
 func TestLimiterRateOverOutcomes(t *testing.T) {
 	p := newPacer(5, 2, 1)
+	t0 := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	now := t0
+	tick := func() { now = now.Add(100 * time.Millisecond) }
+	succeeded := func() { tick(); p.succeeded(now) }
+	throttled := func() { tick(); p.throttled(now) }
 	step := func(what string, outcome func(), want float64) {
 		t.Helper()
 		outcome()
@@ -223,27 +228,30 @@ func TestLimiterRateOverOutcomes(t *testing.T) {
 			t.Fatalf("after %s: rate %.4f, want %.4f", what, got, want)
 		}
 	}
-	step("a success at one share", p.succeeded, 5)
+	step("a success at one share", succeeded, 5)
 	step("raising the ceiling to 3 shares (2 at most)", func() { p.setShares(3) }, 5)
-	step("1 success", p.succeeded, 6)
-	step("2 successes", p.succeeded, 6+5.0/6)
+	step("1 success", succeeded, 6)
+	step("2 successes", succeeded, 6+5.0/6)
 	for range 5 {
-		p.succeeded()
+		succeeded()
 	}
 	if got := p.currentRate(); got <= 9 || got >= 10 {
 		t.Fatalf("after 7 successes: rate %.4f, want between 9 and 10", got)
 	}
-	step("8 successes", p.succeeded, 10)
-	step("9 successes (the whole quota is the ceiling)", p.succeeded, 10)
-	step("a throttle", p.throttled, 5)
-	step("a success after it", p.succeeded, 6)
-	step("a second throttle (3 would be below the share)", p.throttled, 5)
+	step("8 successes", succeeded, 10)
+	step("9 successes (the whole quota is the ceiling)", succeeded, 10)
+	step("a throttle", throttled, 5)
+	step("a success 0.1 s after it (held)", succeeded, 5)
+	now = now.Add(throttleHold)
+	step("a success after the hold", succeeded, 6)
+	step("a second throttle (3 would be below the share)", throttled, 5)
+	now = now.Add(throttleHold)
 	for range 8 {
-		p.succeeded()
+		succeeded()
 	}
 	step("lowering the ceiling to one share", func() { p.setShares(1) }, 5)
-	step("a success at one share again", p.succeeded, 5)
-	step("a throttle at the share", p.throttled, 5)
+	step("a success at one share again", succeeded, 5)
+	step("a throttle at the share", throttled, 5)
 }
 
 // Through the SDK: the pacing's rate grows on answered calls once SetShares allows it, halves on AWS IoT's
@@ -341,7 +349,7 @@ func TestRateChangeAppliesToTheNextSlot(t *testing.T) {
 	if slot, _, err := p.reserve(t0, time.Time{}, false); err != nil || !slot.Equal(t0) {
 		t.Fatalf("first slot %v, %v; want %v", slot, err, t0)
 	}
-	p.succeeded() // 1 → 2 a second
+	p.succeeded(t0) // 1 → 2 a second
 	if slot, _, err := p.reserve(t0, time.Time{}, false); err != nil || !slot.Equal(t0.Add(500*time.Millisecond)) {
 		t.Errorf("slot after the rate doubled: %v, %v; want %v", slot, err, t0.Add(500*time.Millisecond))
 	}

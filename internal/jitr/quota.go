@@ -16,8 +16,8 @@ import (
 // Who gets the AWS IoT quotas. Activation and retirement spend the same scarce APIs (DescribeCertificate and
 // UpdateCertificate, 10 a second per account by default) from different execution environments, which know of
 // each other only through the registration queue: while it holds registered events, waiting or in flight,
-// retirement gives way (giveWayToRegistrations); and a registration batch that holds every event in flight knows
-// the other environments are idle and takes the whole quota (takeIdleShares).
+// retirement gives way (giveWayToRegistrations); and once nothing waits in it, a registration batch may take
+// what the other environments leave of the quota, the whole of it when they are idle (takeIdleShares).
 
 const (
 	// depthTTL is how long one reading of the registration queue's depth serves: at most one GetQueueAttributes a
@@ -128,25 +128,26 @@ func (r *rationing) take(now time.Time) bool {
 	return true
 }
 
-// takeIdleShares lets a registration batch of n events take the whole quota while the other execution
-// environments are idle: nothing waits in the registration queue and nothing is in flight beyond the batch's own
-// events (the event source mapping deletes a batch's messages when the invocation returns, so all n count until
-// then), at two readings depthTTL apart — a single one would raise the first batch of every storm, whose
-// neighbour takes its own batch a moment later. It reads at once and again every depthTTL until stop, which gives
-// the share back. A wrong guess (the queue's counts are approximate) costs a ThrottlingException, after which the
-// pacing halves back toward the share.
+// takeIdleShares lets a registration batch take up to the whole quota once nothing waits in the registration
+// queue, at two readings depthTTL apart (a single one would raise the first batch of every storm, whose neighbour
+// takes its own batch a moment later): no other execution environment can then take new work, and those still
+// busy finish their batches. The pacing finds how much of the quota is free: it grows while AWS IoT answers and
+// halves back toward the share, holding there a few seconds, on a ThrottlingException; an environment left alone
+// at the storm's tail ends at the whole quota. (The in-flight count cannot tell an idle neighbour: it includes
+// the events put back for a few seconds, which a storm always has.) It reads at once and again every depthTTL
+// until stop, which gives the share back.
 func (h *Handler) takeIdleShares(ctx context.Context, n int) (stop func()) {
 	if h.pacing == nil || h.cfg.RateShares <= 1 {
 		return func() {}
 	}
 	var (
 		current = 1.0
-		idleAt  time.Time // when the readings began to find the others idle; zero while they do not
+		idleAt  time.Time // when the readings began to find nothing waiting; zero while they do not
 	)
 	decide := func() {
 		d, err := h.registrationDepth(ctx)
 		now := h.now()
-		switch idle := err == nil && d.waiting == 0 && d.inFlight <= n; {
+		switch idle := err == nil && d.waiting == 0; {
 		case !idle:
 			idleAt = time.Time{}
 		case idleAt.IsZero():

@@ -207,8 +207,8 @@ func (h heldActivations) UpdateCertificate(ctx context.Context, in *iot.UpdateCe
 	return h.IoTAPI.UpdateCertificate(ctx, in, opts...)
 }
 
-// TestRegistrationBatchTakesTheWholeQuotaInMoto: a registration batch received from a real queue takes its two
-// shares when two readings of the queue a second apart find nothing else in it, and keeps its one share while
+// TestRegistrationBatchTakesTheWholeQuotaInMoto: a registration batch received from a real queue may take its two
+// shares when two readings of the queue a second apart find nothing waiting in it, and keeps its one share while
 // another event waits.
 func TestRegistrationBatchTakesTheWholeQuotaInMoto(t *testing.T) {
 	f := newFixture(t, testRetryPolicy)
