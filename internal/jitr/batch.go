@@ -510,7 +510,8 @@ func (h *Handler) noteRetirement(ctx context.Context, req contract.RetirementReq
 // before it starts, or at its next DescribeCertificate or UpdateCertificate if registrations appear while it runs
 // (its calls carry giveWayToRegistrations as their admission check). A retirement older than retirementGrace
 // still runs during a backlog, one per retirementRation in each execution environment, so a backlog that never
-// drains cannot starve it and it cannot starve activations.
+// drains cannot starve it and it cannot starve activations. A queue that has just drained (one empty reading)
+// puts the batch back for handBackDelay: it may be a moment between two batches of a storm.
 func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) (events.SQSEventResponse, error) {
 	var (
 		failed   failures
@@ -521,10 +522,17 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 		room     = h.fits(ctx, retirementCalls)
 	)
 	busy, _ := h.registrationBacklog(ctx)
+	drained := !busy && h.registrationsJustDrained(ctx)
 	for _, m := range batch.Records {
 		var req contract.RetirementRequest
 		if err := json.Unmarshal([]byte(m.Body), &req); err != nil || req.Thing == "" || !isHexID(req.CertificateID) {
 			h.log.Warn("retirement request unreadable, dropped", "step", "rotate", "messageId", clip(m.MessageId))
+			continue
+		}
+		if drained {
+			// Back in a moment, when a second reading says whether the storm is over.
+			deferred.Add(1)
+			failed.add(m, handBackDelay)
 			continue
 		}
 		rctx := iotapi.WithAdmission(ctx, h.giveWayToRegistrations)

@@ -56,6 +56,8 @@ type depthWatch struct {
 	at    time.Time
 	depth queueDepth
 	err   error
+	// wasBusy says the reading before this one found registered events waiting or in flight.
+	wasBusy bool
 }
 
 // registrationDepth reads the registration queue's depth, at most once per depthTTL (h.now's clock) for the
@@ -71,6 +73,7 @@ func (h *Handler) registrationDepth(ctx context.Context) (queueDepth, error) {
 	if age := now.Sub(w.at); !w.at.IsZero() && age >= 0 && age < h.depthTTL {
 		return w.depth, w.err
 	}
+	w.wasBusy = !w.at.IsZero() && w.err == nil && !w.depth.empty()
 	w.at, w.depth, w.err = now, queueDepth{}, nil
 	out, err := h.queues.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
 		QueueUrl: aws.String(h.cfg.RegistrationQueueURL),
@@ -99,6 +102,17 @@ func (h *Handler) registrationDepth(ctx context.Context) (queueDepth, error) {
 func (h *Handler) registrationBacklog(ctx context.Context) (bool, error) {
 	d, err := h.registrationDepth(ctx)
 	return err == nil && !d.empty(), err
+}
+
+// registrationsJustDrained reports that the registration queue's depth reads empty right after a reading that
+// found registered events: between two batches of a storm it may read so for a moment, and a retirement batch that
+// started then would spend DescribeCertificate and UpdateCertificate until its next reading. A retirement batch
+// waits for a second empty reading.
+func (h *Handler) registrationsJustDrained(ctx context.Context) bool {
+	d, err := h.registrationDepth(ctx)
+	h.depth.mu.Lock()
+	defer h.depth.mu.Unlock()
+	return err == nil && d.empty() && h.depth.wasBusy
 }
 
 // giveWayToRegistrations is a retirement's admission check (iotapi.WithAdmission), run when a call's slot

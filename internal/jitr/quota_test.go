@@ -253,8 +253,9 @@ func TestRegistrationDepthIsReadOncePerSecond(t *testing.T) {
 	})
 	clock := now
 	h := f.handler(api, queues, func() time.Time { return clock }, &bytes.Buffer{})
-	if _, err := h.HandleRetirements(context.Background(), events.SQSEvent{Records: f.batch.Records[:4]}); err != nil {
-		t.Fatal(err)
+	resp, err := h.HandleRetirements(context.Background(), events.SQSEvent{Records: f.batch.Records[:4]})
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("batch of 4: %v, %d handed back; want all 4 retired", err, len(resp.BatchItemFailures))
 	}
 	if got := queues.reads(); got != 1 {
 		t.Errorf("one batch of 4 retirements (about 20 admission checks) within a second read the depth %d times, want 1", got)
@@ -272,6 +273,52 @@ func TestRegistrationDepthIsReadOncePerSecond(t *testing.T) {
 	}
 	if got := queues.reads(); got != 2 {
 		t.Errorf("a batch 1 s after the first reading: %d reads, want 2", got)
+	}
+	for i := range 8 {
+		if !f.retired(t, i) {
+			t.Errorf("device %d not retired", i)
+		}
+	}
+}
+
+// TestRetirementWaitsForASecondEmptyReading: a registration queue that reads empty right after it read busy may be
+// a moment between two batches of a storm: the retirement batch is handed back for a moment, without an AWS IoT
+// call, and runs when the next reading, a second later, finds the queue empty again.
+func TestRetirementWaitsForASecondEmptyReading(t *testing.T) {
+	now := time.Now()
+	f := newRotatedFleet(t, 3, now)
+	queues := &fakeQueues{}
+	var mu sync.Mutex
+	api := fakeIoT(func(ctx context.Context, op string, in any) (any, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err := iotapi.Admit(ctx); err != nil {
+			return nil, err
+		}
+		return f.r.call(ctx, op, in)
+	})
+	clock := now
+	h := f.handler(api, queues, func() time.Time { return clock }, &bytes.Buffer{})
+	for _, step := range []struct {
+		what              string
+		waiting, inFlight int
+		wantCalls         int
+		wantBack          int
+	}{
+		{"registrations in flight", 0, 50, 0, 3},
+		{"the first empty reading", 0, 0, 0, 3},
+		{"the second empty reading", 0, 0, 15, 0},
+	} {
+		queues.setDepth(step.waiting, step.inFlight)
+		before := len(f.r.calls)
+		resp, err := h.HandleRetirements(context.Background(), f.batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if calls := len(f.r.calls) - before; calls != step.wantCalls || len(resp.BatchItemFailures) != step.wantBack {
+			t.Errorf("%s: %d AWS IoT calls, %d handed back; want %d, %d", step.what, calls, len(resp.BatchItemFailures), step.wantCalls, step.wantBack)
+		}
+		clock = clock.Add(time.Second)
 	}
 }
 
