@@ -2,6 +2,7 @@ package infra
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"time"
 
@@ -192,6 +193,8 @@ func (j *JitrProvisioning) addFunction(c constructs.Construct, props *JitrProvis
 			contract.EnvRegistrationQueueURL: j.RegistrationQueue.QueueUrl(),
 			contract.EnvRetirementQueueURL:   j.RetirementQueue.QueueUrl(),
 			contract.EnvIoTRateLimits:        jsii.String(storm.rateLimits()),
+			// A registration batch that finds the other environments idle (the storm's tail) takes the whole quota.
+			contract.EnvIoTRateShares: jsii.String(strconv.Itoa(storm.MaxConcurrency)),
 		},
 	})
 	j.Function, j.Role, j.LogGroup = fn.Function, fn.Role, fn.LogGroup

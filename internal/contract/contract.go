@@ -124,11 +124,15 @@ const (
 	// EnvIoTRateLimits is one execution environment's share of the account's AWS IoT quotas: a JSON object
 	// API name → requests per second (the quota divided by the event source mapping's maximum concurrency).
 	EnvIoTRateLimits = "IOT_RATE_LIMITS"
+	// EnvIoTRateShares is how many execution environments share the quotas (the maximum concurrency
+	// EnvIoTRateLimits divides them by): one that finds the others idle may pace itself to that many shares, the
+	// whole quota.
+	EnvIoTRateShares = "IOT_RATE_SHARES"
 )
 
 // JitrEnv lists the JITR Lambda's environment variables.
 var JitrEnv = []string{EnvCACertificateIDs, EnvCACertificatesPEM, EnvDevicePolicyName, EnvProvisionedBy, EnvClockSkewTolerance,
-	EnvDenyListTable, EnvLedgerTable, EnvRegistrationQueueURL, EnvRetirementQueueURL, EnvIoTRateLimits}
+	EnvDenyListTable, EnvLedgerTable, EnvRegistrationQueueURL, EnvRetirementQueueURL, EnvIoTRateLimits, EnvIoTRateShares}
 
 // The provisioning ledger: a DynamoDB table with one item per certificate JITR has claimed. A claim is a lease
 // (LedgerState inflight until LedgerLeaseUntil); a settled certificate stays (LedgerState done) until

@@ -184,6 +184,7 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 		outcome batchOutcome
 		room    = h.fits(ctx, registrationCalls)
 	)
+	defer h.takeIdleShares(ctx, len(batch.Records))()
 	for _, m := range batch.Records {
 		var e Event
 		if err := json.Unmarshal([]byte(m.Body), &e); err != nil {
@@ -503,33 +504,46 @@ func (h *Handler) noteRetirement(ctx context.Context, req contract.RetirementReq
 	return err
 }
 
-// HandleRetirements handles a batch from the retirement queue's event source mapping. While registered events
-// wait in the registration queue it puts each retirement back (a batch item failure whose visibility timeout is
-// shortened to retirementDelay), since both spend the same quotas and the waiting devices come first; a
-// retirement older than retirementGrace runs anyway.
+// HandleRetirements handles a batch from the retirement queue's event source mapping. Activation comes first on
+// every API both spend: while registered events wait in the registration queue or are in flight, a retirement
+// gives way — put back whole (a batch item failure whose visibility timeout is shortened to retirementDelay)
+// before it starts, or at its next DescribeCertificate or UpdateCertificate if registrations appear while it runs
+// (its calls carry giveWayToRegistrations as their admission check). A retirement older than retirementGrace
+// still runs during a backlog, one per retirementRation in each execution environment, so a backlog that never
+// drains cannot starve it and it cannot starve activations. A queue that has just drained (one empty reading)
+// puts the batch back for handBackDelay: it may be a moment between two batches of a storm.
 func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) (events.SQSEventResponse, error) {
 	var (
 		failed   failures
 		wg       sync.WaitGroup
 		slots    = make(chan struct{}, batchParallelism)
-		deferred int
+		deferred atomic.Int32
 		outcome  batchOutcome
 		room     = h.fits(ctx, retirementCalls)
 	)
-	busy, err := h.registrationBacklog(ctx)
-	if err != nil {
-		h.log.Warn("registration backlog unknown: retirements proceed", "error", err.Error())
-	}
+	busy, _ := h.registrationBacklog(ctx)
+	drained := !busy && h.registrationsJustDrained(ctx)
 	for _, m := range batch.Records {
 		var req contract.RetirementRequest
 		if err := json.Unmarshal([]byte(m.Body), &req); err != nil || req.Thing == "" || !isHexID(req.CertificateID) {
 			h.log.Warn("retirement request unreadable, dropped", "step", "rotate", "messageId", clip(m.MessageId))
 			continue
 		}
-		if busy && h.now().Sub(sentAt(m)) < retirementGrace {
-			deferred++
-			failed.add(m, retirementDelay)
+		if drained {
+			// Back in a moment, when a second reading says whether the storm is over.
+			deferred.Add(1)
+			failed.add(m, handBackDelay)
 			continue
+		}
+		rctx := iotapi.WithAdmission(ctx, h.giveWayToRegistrations)
+		if busy {
+			if h.now().Sub(sentAt(m)) < retirementGrace || room == 0 || !h.ration.take(h.now()) {
+				deferred.Add(1)
+				failed.add(m, retirementDelay)
+				continue
+			}
+			// Its ration: it runs to its end, backlog or not.
+			rctx = iotapi.WithoutAdmission(ctx)
 		}
 		if room == 0 {
 			// Not started: never a retirement cut short between its deactivation and its deletion.
@@ -542,7 +556,15 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 		slots <- struct{}{}
 		go func(m events.SQSMessage, req contract.RetirementRequest) {
 			defer func() { <-slots; wg.Done() }()
-			if err := h.Retire(ctx, req); err != nil {
+			err := h.Retire(rctx, req)
+			switch {
+			case errors.Is(err, errGiveWay):
+				// Registered events arrived: what is left of it (all of it, or the certificates after the one it
+				// finished) waits for them, as a retirement that found a backlog at the start.
+				deferred.Add(1)
+				failed.add(m, retirementDelay)
+				return
+			case err != nil:
 				// Back in a few seconds, as a registration: a retirement cut short by the deadline (its paced calls
 				// refused for lack of time) is finished by the next delivery, not after the visibility timeout.
 				if cutByDeadline(err) {
@@ -559,7 +581,7 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 	}
 	wg.Wait()
 	h.putBack(ctx, h.cfg.RetirementQueueURL, failed.later)
-	h.report(&outcome, map[string]int{contract.MetricRetirementDeferred: deferred})
+	h.report(&outcome, map[string]int{contract.MetricRetirementDeferred: int(deferred.Load())})
 	return failed.resp, nil
 }
 
@@ -571,30 +593,6 @@ func sentAt(m events.SQSMessage) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMilli(ms)
-}
-
-// registrationBacklog reports whether registered events wait in, or are being handled from, the registration
-// queue. Both count: the event source mapping takes whatever is visible into its batches, so a queue with nothing
-// visible may still have a storm in flight. A retirement queued by an event's own invocation therefore waits one
-// retirementDelay at least, which is the point: retirement is never urgent.
-func (h *Handler) registrationBacklog(ctx context.Context) (bool, error) {
-	if h.queues == nil || h.cfg.RegistrationQueueURL == "" {
-		return false, nil
-	}
-	out, err := h.queues.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: aws.String(h.cfg.RegistrationQueueURL),
-		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
-			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible},
-	})
-	if err != nil {
-		return false, fmt.Errorf("read the registration queue's backlog: %w", err)
-	}
-	for _, v := range out.Attributes {
-		if n, _ := strconv.Atoi(v); n > 0 {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // record starts a metric record of the handler's dimension.

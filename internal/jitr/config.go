@@ -5,6 +5,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +39,10 @@ type Config struct {
 	// RateLimits is this execution environment's share of the account's AWS IoT quotas (requests per second per
 	// API); the IoT client is paced to it.
 	RateLimits iotapi.RateLimits
+	// RateShares is how many execution environments RateLimits is one share for: once nothing waits in the
+	// registration queue, a registration batch may pace itself up to this many shares, the whole quota (see
+	// WithPacing and takeIdleShares). 1 (the default) never takes more than the share.
+	RateShares float64
 }
 
 // ConfigFromEnv reads the configuration from the Lambda environment through getenv (os.Getenv in production).
@@ -67,6 +72,14 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		problems = append(problems, fmt.Errorf("%s: %w", contract.EnvIoTRateLimits, limitsErr))
 	}
 	cfg.RateLimits = limits
+	cfg.RateShares = 1
+	if v := strings.TrimSpace(getenv(contract.EnvIoTRateShares)); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			problems = append(problems, fmt.Errorf("%s %q is not a whole number between 1 and 1000", contract.EnvIoTRateShares, clip(v)))
+		}
+		cfg.RateShares = float64(max(n, 1))
+	}
 	if v := strings.TrimSpace(getenv(contract.EnvClockSkewTolerance)); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 || d > time.Hour {

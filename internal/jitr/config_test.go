@@ -59,6 +59,16 @@ func TestConfigFromEnv(t *testing.T) {
 		if cfg.ClockSkew != 5*time.Minute {
 			t.Errorf("clock skew tolerance = %v without %s, want the 5m default", cfg.ClockSkew, contract.EnvClockSkewTolerance)
 		}
+		if cfg.RateShares != 1 {
+			t.Errorf("RateShares = %v without %s, want 1 (never more than the share)", cfg.RateShares, contract.EnvIoTRateShares)
+		}
+	})
+
+	t.Run("rate shares set", func(t *testing.T) {
+		cfg, err := jitr.ConfigFromEnv(func(k string) string { return with(contract.EnvIoTRateShares, "2")[k] })
+		if err != nil || cfg.RateShares != 2 {
+			t.Fatalf("RateShares = %v, %v; want 2", cfg.RateShares, err)
+		}
 	})
 
 	t.Run("clock skew tolerance set", func(t *testing.T) {
@@ -90,6 +100,8 @@ func TestConfigFromEnv(t *testing.T) {
 		{"rate limit not positive", "want a positive number", with(contract.EnvIoTRateLimits, `{"UpdateCertificate":0}`)},
 		{"clock skew not a duration", contract.EnvClockSkewTolerance, with(contract.EnvClockSkewTolerance, "5 minutes")},
 		{"clock skew negative", contract.EnvClockSkewTolerance, with(contract.EnvClockSkewTolerance, "-1m")},
+		{"rate shares not a number", contract.EnvIoTRateShares, with(contract.EnvIoTRateShares, "two")},
+		{"rate shares below one", contract.EnvIoTRateShares, with(contract.EnvIoTRateShares, "0")},
 		{"clock skew beyond an hour", contract.EnvClockSkewTolerance, with(contract.EnvClockSkewTolerance, "2h")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

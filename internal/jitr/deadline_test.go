@@ -23,8 +23,8 @@ import (
 )
 
 // deadlineSetup is a fake registry with n pending certificates of n devices, a handler paced to 2 calls a second
-// of DescribeCertificate and UpdateCertificate, and the batch of their registered events.
-func deadlineSetup(t *testing.T, n int) (*fakeRegistry, *jitr.Handler, *bytes.Buffer, events.SQSEvent, []unitCert) {
+// of DescribeCertificate and UpdateCertificate (one of 2 shares), and the batch of their registered events.
+func deadlineSetup(t *testing.T, n int, opts ...jitr.Option) (*fakeRegistry, *jitr.Handler, *bytes.Buffer, events.SQSEvent, []unitCert) {
 	t.Helper()
 	ca, err := testpki.NewCA(testpki.CAOptions{NotBefore: time.Now().Add(-24 * time.Hour)})
 	if err != nil {
@@ -54,8 +54,9 @@ func deadlineSetup(t *testing.T, n int) (*fakeRegistry, *jitr.Handler, *bytes.Bu
 	})
 	metrics := &bytes.Buffer{}
 	h := jitr.NewHandler(api, jitr.Config{CAs: map[string]*x509.Certificate{unitCAID: ca.Cert}, PolicyName: "p", ProvisionedBy: "s",
-		ClockSkew: azsphere.DefaultClockSkew, RateLimits: iotapi.RateLimits{"DescribeCertificate": 2, "UpdateCertificate": 2}},
-		jitr.WithLogger(slog.New(slog.DiscardHandler)), jitr.WithMetricsOutput(metrics))
+		ClockSkew: azsphere.DefaultClockSkew, RateLimits: iotapi.RateLimits{"DescribeCertificate": 2, "UpdateCertificate": 2}, RateShares: 2,
+		RegistrationQueueURL: "https://sqs.example/123456789012/registration"},
+		append([]jitr.Option{jitr.WithLogger(slog.New(slog.DiscardHandler)), jitr.WithMetricsOutput(metrics)}, opts...)...)
 	return r, h, metrics, batch, certs
 }
 

@@ -73,6 +73,11 @@ type Handler struct {
 	log         *slog.Logger
 	metrics     *lockedWriter
 	now         func() time.Time
+	pacing      QuotaShares
+	depth       depthWatch
+	depthTTL    time.Duration
+	ticker      func(time.Duration) (<-chan time.Time, func())
+	ration      rationing
 }
 
 // Option customises a Handler.
@@ -102,12 +107,14 @@ func WithClock(now func() time.Time) Option { return func(h *Handler) { h.now = 
 // NewHandler returns a handler that provisions through api as cfg describes.
 func NewHandler(api IoTAPI, cfg Config, opts ...Option) *Handler {
 	h := &Handler{
-		api:     api,
-		cfg:     cfg,
-		log:     slog.New(slog.NewJSONHandler(os.Stdout, nil)),
-		metrics: &lockedWriter{w: os.Stdout},
-		now:     time.Now,
-		recent:  newRecentSet(),
+		api:      api,
+		cfg:      cfg,
+		log:      slog.New(slog.NewJSONHandler(os.Stdout, nil)),
+		metrics:  &lockedWriter{w: os.Stdout},
+		now:      time.Now,
+		recent:   newRecentSet(),
+		depthTTL: depthTTL,
+		ticker:   realTicker,
 	}
 	if h.cfg.MetricsNamespace == "" {
 		h.cfg.MetricsNamespace = contract.MetricsNamespace
@@ -598,10 +605,12 @@ func (p *provisioning) activate(ctx context.Context) (gone bool, err error) {
 
 // retire deactivates an older certificate of the device, detaches it from the thing and deletes it (the delete
 // removes its policy attachment: forceDelete). Deactivating first means a failure part-way never leaves an
-// ACTIVE certificate without its thing; a retry finds it still attached and finishes.
+// ACTIVE certificate without its thing; a retry finds it still attached and finishes. Its steps run all or none:
+// the deactivation is the last call an admission check (a retirement giving way to registrations) may refuse, and
+// once the certificate is INACTIVE the rest runs without it.
 func (p *provisioning) retire(ctx context.Context, o attached) error {
 	api := p.h.api
-	deactivate := func() (gone bool, err error) {
+	deactivate := func(ctx context.Context) (gone bool, err error) {
 		_, err = api.UpdateCertificate(ctx, &iot.UpdateCertificateInput{CertificateId: aws.String(o.id), NewStatus: types.CertificateStatusInactive})
 		if iotapi.IsNotFound(err) {
 			return true, nil
@@ -612,10 +621,11 @@ func (p *provisioning) retire(ctx context.Context, o attached) error {
 		return false, nil
 	}
 	if o.status != types.CertificateStatusInactive && o.status != types.CertificateStatusRevoked {
-		if gone, err := deactivate(); gone || err != nil {
+		if gone, err := deactivate(ctx); gone || err != nil {
 			return err
 		}
 	}
+	ctx = iotapi.WithoutAdmission(ctx)
 	_, err := api.DetachThingPrincipal(ctx, &iot.DetachThingPrincipalInput{ThingName: aws.String(p.thing), Principal: aws.String(o.arn)})
 	if err != nil && !iotapi.IsNotFound(err) {
 		// The detachment may have happened with only its response lost: re-attach, as after a failed delete.
@@ -636,7 +646,7 @@ func (p *provisioning) retire(ctx context.Context, o attached) error {
 		case iotapi.HasErrorCode(err, "CertificateStateException") && attempt < 3:
 			// The older certificate's own event, running concurrently, activated it after it was deactivated
 			// here; that event activates once, so deactivating again settles it.
-			if gone, err := deactivate(); gone || err != nil {
+			if gone, err := deactivate(ctx); gone || err != nil {
 				return err
 			}
 		default:

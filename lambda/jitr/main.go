@@ -2,8 +2,9 @@
 // sends each registered event to the registration queue; an event source mapping of bounded concurrency hands the
 // queue to this function in batches. A second mapping hands it the retirement queue, and an EventBridge schedule
 // runs its reconciler. The work is done by internal/jitr; this file only wires it: configuration from the
-// environment, the IoT client paced to this execution environment's share of the quotas with adaptive retries,
-// the DynamoDB and SQS clients, and the dispatch of the three kinds of invocation.
+// environment, the IoT client paced to this execution environment's share of the quotas (the whole quota while
+// the other environments are idle, halving on throttling), the DynamoDB and SQS clients, and the dispatch of the
+// three kinds of invocation.
 package main
 
 import (
@@ -44,8 +45,9 @@ type app struct {
 }
 
 // newApp reads the environment once and builds the handler: the IoT client paced to the rate limits of the
-// environment (contract.EnvIoTRateLimits) with the SDK's adaptive retries, and the ledger, deny-list and queue
-// clients. AWS_ENDPOINT_URL, when set, points the SDK at another endpoint (moto in the local emulator).
+// environment (contract.EnvIoTRateLimits, up to contract.EnvIoTRateShares of them) with the standard retries, and
+// the ledger, deny-list and queue clients (the SDK's adaptive retries). AWS_ENDPOINT_URL, when set, points the
+// SDK at another endpoint (moto in the local emulator).
 func newApp(ctx context.Context, getenv func(string) string, logger *slog.Logger) (*app, error) {
 	cfg, err := jitr.ConfigFromEnv(getenv)
 	if err != nil {
@@ -57,12 +59,16 @@ func newApp(ctx context.Context, getenv func(string) string, logger *slog.Logger
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
+	// The IoT client's pacing is its adaptive rate limiter, per operation: the SDK's adaptive mode on top of it
+	// would slow every operation for one operation's ThrottlingException.
+	pacing := iotapi.NewPacing(cfg.RateLimits, iotapi.MaxShares(cfg.RateShares))
 	client := iot.NewFromConfig(awsCfg, func(o *iot.Options) {
-		o.APIOptions = append(o.APIOptions, iotapi.WithRateLimits(cfg.RateLimits))
+		o.Retryer = iotapi.NewRetryer(iotapi.DefaultRetryPolicy)
+		o.APIOptions = append(o.APIOptions, pacing.Middleware())
 	})
 	db := dynamodb.NewFromConfig(awsCfg)
 	h := jitr.NewHandler(client, cfg, jitr.WithLogger(logger), jitr.WithDenyList(db), jitr.WithLedger(db),
-		jitr.WithQueues(sqs.NewFromConfig(awsCfg)))
+		jitr.WithQueues(sqs.NewFromConfig(awsCfg)), jitr.WithPacing(pacing))
 	return &app{h: h, retirementQueue: cfg.RetirementQueueURL[strings.LastIndex(cfg.RetirementQueueURL, "/")+1:]}, nil
 }
 

@@ -1,0 +1,212 @@
+package jitr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+// Who gets the AWS IoT quotas. Activation and retirement spend the same scarce APIs (DescribeCertificate and
+// UpdateCertificate, 10 a second per account by default) from different execution environments, which know of
+// each other only through the registration queue: while it holds registered events, waiting or in flight,
+// retirement gives way (giveWayToRegistrations); and once nothing waits in it, a registration batch may take
+// what the other environments leave of the quota, the whole of it when they are idle (takeIdleShares).
+
+const (
+	// depthTTL is how long one reading of the registration queue's depth serves: at most one GetQueueAttributes a
+	// second per execution environment, however many calls ask.
+	depthTTL = time.Second
+	// retirementRation is how often one execution environment may start a retirement past its retirementGrace
+	// while registrations wait: one a ration, run to its end. A backlog that never drains still sees its
+	// retirements done, and they take at most 2 % of the scarce quotas from activations (one DescribeCertificate
+	// and one UpdateCertificate per device with one older certificate, two environments, 10 a second each).
+	retirementRation = 10 * time.Second
+)
+
+// errGiveWay is what a retirement's AWS IoT call fails with when registered events wait: it is not sent, and the
+// retirement is handed back whole (see Handler.retire for the one exception, a certificate already deactivated).
+var errGiveWay = errors.New("registered events are waiting: retirement gives way to their activation")
+
+// QuotaShares is the pacing of the handler's IoT client (an *iotapi.Pacing): how many shares of the account's
+// quotas it may take (1 to Config.RateShares).
+type QuotaShares interface {
+	SetShares(shares float64)
+}
+
+// WithPacing lets registration batches raise the IoT client's pacing to the whole quota while the other
+// execution environments are idle (Config.RateShares shares). Without it, every batch keeps its one share.
+func WithPacing(p QuotaShares) Option { return func(h *Handler) { h.pacing = p } }
+
+// queueDepth is what GetQueueAttributes says of a queue: messages waiting, and in flight (received and not
+// deleted, or put back with a delay).
+type queueDepth struct{ waiting, inFlight int }
+
+func (d queueDepth) empty() bool { return d.waiting+d.inFlight == 0 }
+
+// depthWatch caches the registration queue's depth for depthTTL.
+type depthWatch struct {
+	mu    sync.Mutex
+	at    time.Time
+	depth queueDepth
+	err   error
+	// wasBusy says the reading before this one found registered events waiting or in flight.
+	wasBusy bool
+}
+
+// registrationDepth reads the registration queue's depth, at most once per depthTTL (h.now's clock) for the
+// whole execution environment; a failed read is kept as long, and logged once.
+func (h *Handler) registrationDepth(ctx context.Context) (queueDepth, error) {
+	if h.queues == nil || h.cfg.RegistrationQueueURL == "" {
+		return queueDepth{}, nil
+	}
+	w := &h.depth
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := h.now()
+	if age := now.Sub(w.at); !w.at.IsZero() && age >= 0 && age < h.depthTTL {
+		return w.depth, w.err
+	}
+	w.wasBusy = !w.at.IsZero() && w.err == nil && !w.depth.empty()
+	w.at, w.depth, w.err = now, queueDepth{}, nil
+	out, err := h.queues.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(h.cfg.RegistrationQueueURL),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible},
+	})
+	if err != nil {
+		w.err = fmt.Errorf("read the registration queue's depth: %w", err)
+		if ctx.Err() != nil {
+			// The caller's own deadline, not the queue's answer: the next caller reads again.
+			w.at = time.Time{}
+			return w.depth, w.err
+		}
+		h.log.Warn("registration queue's depth unknown: retirements proceed, registrations keep their share", "error", w.err.Error())
+		return w.depth, w.err
+	}
+	w.depth.waiting, _ = strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)])
+	w.depth.inFlight, _ = strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
+	return w.depth, nil
+}
+
+// registrationBacklog reports whether registered events wait in, or are being handled from, the registration
+// queue. Both count: the event source mapping takes whatever is visible into its batches, so a queue with nothing
+// visible may still have a storm in flight. A retirement queued by an event's own invocation therefore waits one
+// retirementDelay at least, which is the point: retirement is never urgent.
+func (h *Handler) registrationBacklog(ctx context.Context) (bool, error) {
+	d, err := h.registrationDepth(ctx)
+	return err == nil && !d.empty(), err
+}
+
+// registrationsJustDrained reports that the registration queue's depth reads empty right after a reading that
+// found registered events: between two batches of a storm it may read so for a moment, and a retirement batch that
+// started then would spend DescribeCertificate and UpdateCertificate until its next reading. A retirement batch
+// waits for a second empty reading.
+func (h *Handler) registrationsJustDrained(ctx context.Context) bool {
+	d, err := h.registrationDepth(ctx)
+	h.depth.mu.Lock()
+	defer h.depth.mu.Unlock()
+	return err == nil && d.empty() && h.depth.wasBusy
+}
+
+// giveWayToRegistrations is a retirement's admission check (iotapi.WithAdmission), run when a call's slot
+// comes: errGiveWay while registered events wait or are in flight, so retirement never takes a slot of
+// DescribeCertificate or UpdateCertificate an activation could use. An unknown depth lets the call through.
+func (h *Handler) giveWayToRegistrations(ctx context.Context) error {
+	if busy, _ := h.registrationBacklog(ctx); busy {
+		return errGiveWay
+	}
+	return nil
+}
+
+// rationing hands out the retirements an execution environment may start during a backlog, one per
+// retirementRation.
+type rationing struct {
+	mu   sync.Mutex
+	next time.Time
+}
+
+func (r *rationing) take(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Before(r.next) {
+		return false
+	}
+	r.next = now.Add(retirementRation)
+	return true
+}
+
+// takeIdleShares lets a registration batch take up to the whole quota once nothing waits in the registration
+// queue, at two readings depthTTL apart (a single one would raise the first batch of every storm, whose neighbour
+// takes its own batch a moment later): no other execution environment can then take new work, and those still
+// busy finish their batches. The pacing finds how much of the quota is free: it grows while AWS IoT answers and
+// halves back toward the share, holding there a few seconds, on a ThrottlingException; an environment left alone
+// at the storm's tail ends at the whole quota. (The in-flight count cannot tell an idle neighbour: it includes
+// the events put back for a few seconds, which a storm always has.) It reads at once and again every depthTTL
+// until stop, which gives the share back.
+func (h *Handler) takeIdleShares(ctx context.Context, n int) (stop func()) {
+	if h.pacing == nil || h.cfg.RateShares <= 1 {
+		return func() {}
+	}
+	var (
+		current = 1.0
+		idleAt  time.Time // when the readings began to find nothing waiting; zero while they do not
+	)
+	decide := func() {
+		d, err := h.registrationDepth(ctx)
+		now := h.now()
+		switch idle := err == nil && d.waiting == 0; {
+		case !idle:
+			idleAt = time.Time{}
+		case idleAt.IsZero():
+			idleAt = now
+		}
+		shares := 1.0
+		if !idleAt.IsZero() && now.Sub(idleAt) >= depthTTL {
+			shares = h.cfg.RateShares
+		}
+		h.pacing.SetShares(shares)
+		if shares != current {
+			current = shares
+			h.log.Info("AWS IoT pacing set to its shares of the quotas", "step", "pace", "shares", shares,
+				"waiting", d.waiting, "inFlight", d.inFlight, "batch", n)
+		}
+	}
+	decide()
+	ticks, stopTicks := h.ticker(depthTTL)
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-ticks:
+				decide()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+		stopTicks()
+		h.pacing.SetShares(1)
+		if current != 1 {
+			h.log.Info("AWS IoT pacing set to its shares of the quotas", "step", "pace", "shares", 1.0, "batch", n)
+		}
+	}
+}
+
+// realTicker is the default Handler.ticker.
+func realTicker(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTicker(d)
+	return t.C, t.Stop
+}

@@ -1,0 +1,465 @@
+package jitr_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/iot"
+	"github.com/aws/aws-sdk-go-v2/service/iot/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/sphere-jitr/sphere-jitr/internal/azsphere"
+	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
+	"github.com/sphere-jitr/sphere-jitr/internal/jitr"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
+)
+
+// fakeQueues is a func-type-free fake of jitr.QueueAPI: the registration queue's depth is what the test sets, and
+// every GetQueueAttributes is counted.
+type fakeQueues struct {
+	mu                sync.Mutex
+	waiting, inFlight int
+	depthReads        int
+}
+
+var _ jitr.QueueAPI = (*fakeQueues)(nil)
+
+func (q *fakeQueues) setDepth(waiting, inFlight int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.waiting, q.inFlight = waiting, inFlight
+}
+
+func (q *fakeQueues) reads() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.depthReads
+}
+
+func (q *fakeQueues) SendMessage(context.Context, *sqs.SendMessageInput, ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	return &sqs.SendMessageOutput{}, nil
+}
+
+func (q *fakeQueues) GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.depthReads++
+	return &sqs.GetQueueAttributesOutput{Attributes: map[string]string{
+		"ApproximateNumberOfMessages": strconv.Itoa(q.waiting), "ApproximateNumberOfMessagesNotVisible": strconv.Itoa(q.inFlight)}}, nil
+}
+
+func (q *fakeQueues) ChangeMessageVisibilityBatch(context.Context, *sqs.ChangeMessageVisibilityBatchInput, ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	return &sqs.ChangeMessageVisibilityBatchOutput{}, nil
+}
+
+// rotatedFleet is a fake registry of n devices, each with an older and a newer ACTIVE certificate attached to its
+// thing, and the retirement batch the newer certificates' activations queued (sent at sent).
+type rotatedFleet struct {
+	r          *fakeRegistry
+	ca         *testpki.Pair
+	old, newer []unitCert
+	batch      events.SQSEvent
+}
+
+func newRotatedFleet(t *testing.T, n int, sent time.Time) *rotatedFleet {
+	t.Helper()
+	ca, err := testpki.NewCA(testpki.CAOptions{NotBefore: time.Now().Add(-48 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &rotatedFleet{r: newFakeRegistry(), ca: ca}
+	for i := range n {
+		dev := testpki.RandomDeviceID()
+		older := newUnitCert(t, func() (*testpki.Pair, error) { return ca.IssueDevice(dev, time.Now().Add(-24*time.Hour)) })
+		newer := newUnitCert(t, func() (*testpki.Pair, error) { return ca.IssueDevice(dev, time.Now().Add(-time.Hour)) })
+		f.r.provisioned(older.id, older.pem, thingOf(dev), types.CertificateStatusActive)
+		f.r.provisioned(newer.id, newer.pem, thingOf(dev), types.CertificateStatusActive)
+		f.old, f.newer = append(f.old, older), append(f.newer, newer)
+		body, _ := json.Marshal(contract.RetirementRequest{Thing: thingOf(dev), CertificateID: newer.id,
+			CertificateARN: certARN(newer.id), NotBefore: time.Now().Add(-time.Hour).Unix()})
+		f.batch.Records = append(f.batch.Records, events.SQSMessage{MessageId: fmt.Sprint("m", i), Body: string(body),
+			Attributes: map[string]string{"SentTimestamp": strconv.FormatInt(sent.UnixMilli(), 10)}})
+	}
+	return f
+}
+
+func (f *rotatedFleet) handler(api jitr.IoTAPI, queues jitr.QueueAPI, now func() time.Time, metrics *bytes.Buffer) *jitr.Handler {
+	return jitr.NewHandler(api, jitr.Config{CAs: map[string]*x509.Certificate{unitCAID: f.ca.Cert}, PolicyName: "p", ProvisionedBy: "s",
+		ClockSkew: azsphere.DefaultClockSkew, RegistrationQueueURL: "https://sqs.example/123456789012/registration",
+		RetirementQueueURL: "https://sqs.example/123456789012/retirement"},
+		jitr.WithQueues(queues), jitr.WithClock(now), jitr.WithLogger(slog.New(slog.DiscardHandler)), jitr.WithMetricsOutput(metrics))
+}
+
+// retired reports whether device i's older certificate is gone, and fails the test when it is neither gone nor
+// untouched (ACTIVE, attached, with its policy): a certificate's retirement runs all or none.
+func (f *rotatedFleet) retired(t *testing.T, i int) bool {
+	t.Helper()
+	arn := certARN(f.old[i].id)
+	c, ok := f.r.certs[f.old[i].id]
+	if !ok {
+		if f.r.attachedToAThing(arn) {
+			t.Errorf("device %d: older certificate deleted but still attached", i)
+		}
+		return true
+	}
+	if c.status != types.CertificateStatusActive || !f.r.attachedToAThing(arn) || !f.r.policies[arn] {
+		t.Errorf("device %d: older certificate part-retired (status %s, attached %v, policy %v): want all of its retirement or none",
+			i, c.status, f.r.attachedToAThing(arn), f.r.policies[arn])
+	}
+	return false
+}
+
+// TestRetirementGivesWayWhenRegistrationsArrive: a retirement batch of 6 devices starts with the registration
+// queue empty; registered events arrive right after the first device's older certificate is deactivated. That
+// certificate's retirement is finished (detached, deleted: never left INACTIVE and attached), and from then on no
+// retirement takes a DescribeCertificate or UpdateCertificate slot: the other five are handed back whole, to come
+// back after the backlog. (Before retirement gave way call by call, the batch went on spending both APIs.)
+func TestRetirementGivesWayWhenRegistrationsArrive(t *testing.T) {
+	const n = 6
+	now := time.Now()
+	f := newRotatedFleet(t, n, now)
+	queues := &fakeQueues{}
+	var (
+		mu        sync.Mutex
+		flipped   = make(chan struct{})
+		backlog   bool
+		lists     int
+		afterFlip = map[string]int{}
+	)
+	api := fakeIoT(func(ctx context.Context, op string, in any) (any, error) {
+		if op == "ListThingPrincipals" {
+			mu.Lock()
+			lists++
+			first := lists == 1
+			mu.Unlock()
+			if !first {
+				<-flipped // the other retirements start once registrations are waiting
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		// The client's pacing runs the call's admission check when its slot comes (iotapi.Admit).
+		if err := iotapi.Admit(ctx); err != nil {
+			return nil, err
+		}
+		if backlog {
+			afterFlip[op]++
+		}
+		out, err := f.r.call(ctx, op, in)
+		if u, ok := in.(*iot.UpdateCertificateInput); ok && !backlog && u.NewStatus == types.CertificateStatusInactive {
+			backlog = true
+			queues.setDepth(40, 10)
+			close(flipped)
+		}
+		return out, err
+	})
+	metrics := &bytes.Buffer{}
+	h := f.handler(api, queues, func() time.Time { return now }, metrics)
+	jitr.SetDepthTTL(h, 0)
+	resp, err := h.HandleRetirements(context.Background(), f.batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if afterFlip["DescribeCertificate"] != 0 || afterFlip["UpdateCertificate"] != 0 {
+		t.Errorf("after registered events arrived, retirement made %d DescribeCertificate and %d UpdateCertificate calls; want none",
+			afterFlip["DescribeCertificate"], afterFlip["UpdateCertificate"])
+	}
+	done := 0
+	for i := range n {
+		if f.retired(t, i) {
+			done++
+		}
+	}
+	if done != 1 {
+		t.Errorf("%d devices retired, want 1 (the one deactivated before the registrations arrived, finished)", done)
+	}
+	if len(resp.BatchItemFailures) != n-1 {
+		t.Errorf("%d retirements handed back, want %d", len(resp.BatchItemFailures), n-1)
+	}
+	if got := metricSum(t, metrics.String(), contract.MetricRetirementDeferred); got != n-1 {
+		t.Errorf("%s = %v, want %d", contract.MetricRetirementDeferred, got, n-1)
+	}
+}
+
+// TestRetirementPastItsGraceIsRationed: during a backlog that never drains, retirements older than their grace
+// still run, but one per ration interval in an execution environment, not the whole batch; a retirement within
+// its grace never runs during the backlog.
+func TestRetirementPastItsGraceIsRationed(t *testing.T) {
+	now := time.Now()
+	f := newRotatedFleet(t, 4, now.Add(-20*time.Minute))
+	f.batch.Records[3].Attributes["SentTimestamp"] = strconv.FormatInt(now.UnixMilli(), 10) // within its grace
+	queues := &fakeQueues{}
+	queues.setDepth(500, 100)
+	var mu sync.Mutex
+	api := fakeIoT(func(ctx context.Context, op string, in any) (any, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return f.r.call(ctx, op, in)
+	})
+	clock := now
+	h := f.handler(api, queues, func() time.Time { return clock }, &bytes.Buffer{})
+	retired := func() (n int) {
+		for i := range 4 {
+			if f.retired(t, i) {
+				n++
+			}
+		}
+		return n
+	}
+	for _, tc := range []struct {
+		after time.Duration
+		want  int
+	}{{0, 1}, {time.Second, 1}, {11 * time.Second, 2}, {12 * time.Second, 2}, {22 * time.Second, 3}, {40 * time.Second, 3}} {
+		clock = now.Add(tc.after)
+		var batch events.SQSEvent
+		for i, m := range f.batch.Records {
+			if _, present := f.r.certs[f.old[i].id]; present {
+				batch.Records = append(batch.Records, m)
+			}
+		}
+		if _, err := h.HandleRetirements(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+		if got := retired(); got != tc.want {
+			t.Errorf("after a batch at +%s during a backlog: %d devices retired, want %d", tc.after, got, tc.want)
+		}
+	}
+}
+
+// TestRegistrationDepthIsReadOncePerSecond: however many retirements ask whether registrations wait, one
+// execution environment reads the queue's depth at most once per second of its clock.
+func TestRegistrationDepthIsReadOncePerSecond(t *testing.T) {
+	now := time.Now()
+	f := newRotatedFleet(t, 8, now)
+	queues := &fakeQueues{}
+	var mu sync.Mutex
+	api := fakeIoT(func(ctx context.Context, op string, in any) (any, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err := iotapi.Admit(ctx); err != nil {
+			return nil, err
+		}
+		return f.r.call(ctx, op, in)
+	})
+	clock := now
+	h := f.handler(api, queues, func() time.Time { return clock }, &bytes.Buffer{})
+	resp, err := h.HandleRetirements(context.Background(), events.SQSEvent{Records: f.batch.Records[:4]})
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("batch of 4: %v, %d handed back; want all 4 retired", err, len(resp.BatchItemFailures))
+	}
+	if got := queues.reads(); got != 1 {
+		t.Errorf("one batch of 4 retirements (about 20 admission checks) within a second read the depth %d times, want 1", got)
+	}
+	clock = clock.Add(999 * time.Millisecond)
+	if _, err := h.HandleRetirements(context.Background(), events.SQSEvent{Records: f.batch.Records[4:6]}); err != nil {
+		t.Fatal(err)
+	}
+	if got := queues.reads(); got != 1 {
+		t.Errorf("a second batch 0.999 s later read the depth again (%d reads), want the first reading", got)
+	}
+	clock = clock.Add(time.Millisecond)
+	if _, err := h.HandleRetirements(context.Background(), events.SQSEvent{Records: f.batch.Records[6:]}); err != nil {
+		t.Fatal(err)
+	}
+	if got := queues.reads(); got != 2 {
+		t.Errorf("a batch 1 s after the first reading: %d reads, want 2", got)
+	}
+	for i := range 8 {
+		if !f.retired(t, i) {
+			t.Errorf("device %d not retired", i)
+		}
+	}
+}
+
+// TestRetirementWaitsForASecondEmptyReading: a registration queue that reads empty right after it read busy may be
+// a moment between two batches of a storm: the retirement batch is handed back for a moment, without an AWS IoT
+// call, and runs when the next reading, a second later, finds the queue empty again.
+func TestRetirementWaitsForASecondEmptyReading(t *testing.T) {
+	now := time.Now()
+	f := newRotatedFleet(t, 3, now)
+	queues := &fakeQueues{}
+	var mu sync.Mutex
+	api := fakeIoT(func(ctx context.Context, op string, in any) (any, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err := iotapi.Admit(ctx); err != nil {
+			return nil, err
+		}
+		return f.r.call(ctx, op, in)
+	})
+	clock := now
+	h := f.handler(api, queues, func() time.Time { return clock }, &bytes.Buffer{})
+	for _, step := range []struct {
+		what              string
+		waiting, inFlight int
+		wantCalls         int
+		wantBack          int
+	}{
+		{"registrations in flight", 0, 50, 0, 3},
+		{"the first empty reading", 0, 0, 0, 3},
+		{"the second empty reading", 0, 0, 15, 0},
+	} {
+		queues.setDepth(step.waiting, step.inFlight)
+		before := len(f.r.calls)
+		resp, err := h.HandleRetirements(context.Background(), f.batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if calls := len(f.r.calls) - before; calls != step.wantCalls || len(resp.BatchItemFailures) != step.wantBack {
+			t.Errorf("%s: %d AWS IoT calls, %d handed back; want %d, %d", step.what, calls, len(resp.BatchItemFailures), step.wantCalls, step.wantBack)
+		}
+		clock = clock.Add(time.Second)
+	}
+}
+
+// shareRecorder is a fake jitr.QuotaShares: it records every SetShares.
+type shareRecorder struct {
+	mu     sync.Mutex
+	shares []float64
+	set    chan float64
+}
+
+func (s *shareRecorder) SetShares(n float64) {
+	s.mu.Lock()
+	s.shares = append(s.shares, n)
+	s.mu.Unlock()
+	if s.set != nil {
+		s.set <- n
+	}
+}
+
+// next waits for the next SetShares; a batch that never sets its shares fails the test instead of hanging it.
+func (s *shareRecorder) next(t *testing.T) float64 {
+	t.Helper()
+	select {
+	case n := <-s.set:
+		return n
+	case <-time.After(time.Minute):
+		t.Fatal("no SetShares within a minute")
+		return 0
+	}
+}
+
+func (s *shareRecorder) all() []float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]float64(nil), s.shares...)
+}
+
+// heldBatch runs a registration batch of n events whose activations wait until release, with the depth of the
+// registration queue as queues says, a clock the test moves and a ticker it drives.
+type heldBatch struct {
+	shares  *shareRecorder
+	queues  *fakeQueues
+	ticks   chan time.Time
+	release chan struct{}
+	done    chan error
+	clockMu sync.Mutex
+	clock   time.Time
+	r       *fakeRegistry
+}
+
+func startHeldBatch(t *testing.T, n, waiting, inFlight int) *heldBatch {
+	t.Helper()
+	b := &heldBatch{shares: &shareRecorder{set: make(chan float64, 8)}, queues: &fakeQueues{}, ticks: make(chan time.Time),
+		release: make(chan struct{}), done: make(chan error, 1), clock: time.Now()}
+	b.queues.setDepth(waiting, inFlight)
+	r, h, _, batch, _ := deadlineSetup(t, n, jitr.WithQueues(b.queues), jitr.WithPacing(b.shares),
+		jitr.WithClock(func() time.Time { b.clockMu.Lock(); defer b.clockMu.Unlock(); return b.clock }))
+	b.r = r
+	r.before = func(_ *fakeRegistry, op string, _ int) {
+		if op == "UpdateCertificate" {
+			<-b.release
+		}
+	}
+	jitr.SetTicker(h, func(time.Duration) (<-chan time.Time, func()) { return b.ticks, func() {} })
+	go func() {
+		_, err := h.HandleRegistrations(context.Background(), batch)
+		b.done <- err
+	}()
+	return b
+}
+
+// tick moves the clock by d and lets the batch read the queue again; it returns the shares the batch then set.
+func (b *heldBatch) tick(t *testing.T, d time.Duration) float64 {
+	t.Helper()
+	b.clockMu.Lock()
+	b.clock = b.clock.Add(d)
+	now := b.clock
+	b.clockMu.Unlock()
+	b.ticks <- now
+	return b.shares.next(t)
+}
+
+// finish releases the activations and returns every SetShares of the batch.
+func (b *heldBatch) finish(t *testing.T) []float64 {
+	t.Helper()
+	close(b.release)
+	if err := <-b.done; err != nil {
+		t.Fatal(err)
+	}
+	return b.shares.all()
+}
+
+// TestRegistrationBatchTakesTheWholeQuotaWhileTheOthersAreIdle: a batch of 4 events may take the two shares of
+// its pacing when two readings of the registration queue a second apart find nothing waiting (whatever is in
+// flight: the pacing halves on throttling if a neighbour is busy after all); it keeps its one share while events
+// wait, and gives the share back when it returns.
+func TestRegistrationBatchTakesTheWholeQuotaWhileTheOthersAreIdle(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		waiting, inFlight int
+		want              []float64
+	}{
+		{"alone", 0, 4, []float64{1, 2, 1}},
+		{"events waiting", 3, 4, []float64{1, 1, 1}},
+		{"nothing waiting, another batch in flight", 0, 54, []float64{1, 2, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := startHeldBatch(t, 4, tc.waiting, tc.inFlight)
+			if got := b.shares.next(t); got != 1 {
+				t.Fatalf("at the batch's start: SetShares(%v), want 1 (one reading is not enough)", got)
+			}
+			b.tick(t, time.Second)
+			if got := fmt.Sprint(b.finish(t)); got != fmt.Sprint(tc.want) {
+				t.Errorf("SetShares calls %s, want %v", got, tc.want)
+			}
+			if got := b.r.count["UpdateCertificate"]; got != 4 {
+				t.Errorf("%d activations, want 4", got)
+			}
+		})
+	}
+}
+
+// TestRegistrationBatchGivesTheQuotaBackWhenEventsWait: a batch alone takes both shares; when events arrive
+// while it runs, it is back at its share at the next reading of the queue (every second), before its last
+// activation; and a reading less than a second after the first one that found nothing waiting does not raise it.
+func TestRegistrationBatchGivesTheQuotaBackWhenEventsWait(t *testing.T) {
+	b := startHeldBatch(t, 2, 0, 2)
+	if got := b.shares.next(t); got != 1 {
+		t.Fatalf("at the start: SetShares(%v), want 1", got)
+	}
+	if got := b.tick(t, 999*time.Millisecond); got != 1 {
+		t.Fatalf("0.999 s after the first idle reading: SetShares(%v), want 1", got)
+	}
+	if got := b.tick(t, time.Millisecond); got != 2 {
+		t.Fatalf("1 s after the first idle reading: SetShares(%v), want 2", got)
+	}
+	b.queues.setDepth(5, 2)
+	if got := b.tick(t, time.Second); got != 1 {
+		t.Fatalf("after 5 events arrived: SetShares(%v), want 1", got)
+	}
+	if got := fmt.Sprint(b.finish(t)); got != "[1 1 2 1 1]" {
+		t.Errorf("SetShares calls %s, want [1 1 2 1 1]", got)
+	}
+}
