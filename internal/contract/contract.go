@@ -155,7 +155,7 @@ const (
 	// and not done: the partition key of the sparse index LedgerRetirementIndex, whose sort key is LedgerQueuedAt,
 	// so the reconciler reads the retirements left to do and nothing else.
 	LedgerRetirementPending = "RetirementPending"
-	LedgerPending           = "waiting"
+	LedgerPending           = "queued"
 	// LedgerRetirementIndex is the ledger's global secondary index of pending retirements (projecting
 	// LedgerRetirement).
 	LedgerRetirementIndex = "PendingRetirements"
