@@ -10,7 +10,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
-	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 func fixtureTemplate(t *testing.T, caPEMs, verifPEMs []string) *stacktemplate.Template {
@@ -22,17 +21,13 @@ func fixtureTemplate(t *testing.T, caPEMs, verifPEMs []string) *stacktemplate.Te
 	return tmpl
 }
 
-func newTestCA(t *testing.T, cn string) (*testpki.Pair, string, string) {
+func newTestCA(t *testing.T, cn string) (caPEM, verificationPEM string) {
 	t.Helper()
-	ca, err := testpki.NewCA(testpki.CAOptions{CommonName: cn})
+	caPEM, verificationPEM, err := stacktemplate.FixtureCA(cn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := ca.IssueVerification("registration-code")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca, string(ca.CertPEM()), string(v.CertPEM())
+	return caPEM, verificationPEM
 }
 
 // fakeDeployAPI records what Deploy creates.
@@ -65,8 +60,8 @@ func (f *fakeDeployAPI) CreateBucket(_ context.Context, in *s3.CreateBucketInput
 }
 
 func TestDeployResolvesTemplateValues(t *testing.T) {
-	_, ca1, v1 := newTestCA(t, "CA one")
-	_, ca2, v2 := newTestCA(t, "CA two")
+	ca1, v1 := newTestCA(t, "CA one")
+	ca2, v2 := newTestCA(t, "CA two")
 	f := &fakeDeployAPI{policies: map[string]string{}, rules: map[string]string{}}
 	d, err := Deploy(context.Background(), fixtureTemplate(t, []string{ca1, ca2}, []string{v1, v2}), f, f,
 		Options{StackName: "SphereJitr", Region: "us-east-1", AccountID: "123456789012"})
@@ -103,8 +98,8 @@ func TestDeployResolvesTemplateValues(t *testing.T) {
 }
 
 func TestDeployRefusesForgedVerificationCertificate(t *testing.T) {
-	_, ca1, _ := newTestCA(t, "CA one")
-	_, _, otherVerif := newTestCA(t, "Other")
+	ca1, _ := newTestCA(t, "CA one")
+	_, otherVerif := newTestCA(t, "Other")
 	f := &fakeDeployAPI{policies: map[string]string{}, rules: map[string]string{}}
 	_, err := Deploy(context.Background(), fixtureTemplate(t, []string{ca1}, []string{otherVerif}), f, f, Options{Region: "us-east-1", AccountID: "1"})
 	if err == nil || !strings.Contains(err.Error(), "not signed by the CA") {

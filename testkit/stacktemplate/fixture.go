@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
+	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 func arnJoin(suffix string) map[string]any {
@@ -73,4 +74,18 @@ func Fixture(caPEMs, verifPEMs []string) (*Template, error) {
 		return nil, err
 	}
 	return ParseTemplate(data)
+}
+
+// FixtureCA makes a tenant-like CA for Fixture: its PEM and its verification certificate's (CN
+// "registration-code").
+func FixtureCA(cn string) (caPEM, verificationPEM string, err error) {
+	ca, err := testpki.NewCA(testpki.CAOptions{CommonName: cn})
+	if err != nil {
+		return "", "", err
+	}
+	v, err := ca.IssueVerification("registration-code")
+	if err != nil {
+		return "", "", err
+	}
+	return string(ca.CertPEM()), string(v.CertPEM()), nil
 }

@@ -3,8 +3,6 @@ package stacktemplate
 import (
 	"encoding/json"
 	"testing"
-
-	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
 func fixture(t *testing.T, caPEMs, verifPEMs []string) *Template {
@@ -16,17 +14,13 @@ func fixture(t *testing.T, caPEMs, verifPEMs []string) *Template {
 	return tmpl
 }
 
-func newTestCA(t *testing.T, cn string) (*testpki.Pair, string, string) {
+func newTestCA(t *testing.T, cn string) (caPEM, verificationPEM string) {
 	t.Helper()
-	ca, err := testpki.NewCA(testpki.CAOptions{CommonName: cn})
+	caPEM, verificationPEM, err := FixtureCA(cn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := ca.IssueVerification("registration-code")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca, string(ca.CertPEM()), string(v.CertPEM())
+	return caPEM, verificationPEM
 }
 
 func TestResolverIntrinsics(t *testing.T) {
@@ -77,8 +71,8 @@ func TestResolverIntrinsics(t *testing.T) {
 }
 
 func TestReadStackFindsPartsByTypeAndReference(t *testing.T) {
-	_, ca1, v1 := newTestCA(t, "CA one")
-	_, ca2, v2 := newTestCA(t, "CA two")
+	ca1, v1 := newTestCA(t, "CA one")
+	ca2, v2 := newTestCA(t, "CA two")
 	spec, err := ReadStack(fixture(t, []string{ca1, ca2}, []string{v1, v2}))
 	if err != nil {
 		t.Fatal(err)
