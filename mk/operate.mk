@@ -16,7 +16,7 @@ DEVICE        ?=
 REASON        ?=
 CERT_STATUS   ?=
 JSON          ?=
-OPERATE_PKGS  := ./cmd/fleetctl/... ./internal/operate/... ./internal/caexpiry/... ./lambda/cacheck/... ./internal/accountsettings/... ./lambda/accountsettings/...
+OPERATE_PKGS  := ./cmd/fleetctl/... ./internal/operate/... ./internal/workplan/... ./internal/caexpiry/... ./lambda/cacheck/... ./internal/accountsettings/... ./lambda/accountsettings/...
 
 FLEETCTL_ARGS = $(if $(EMULATOR),-emulator '$(EMULATOR)',-stack '$(STACK)' $(if $(REGION),-region '$(REGION)') $(DEVICE_OUTPUTS_FLAG)) $(if $(JSON),-json)
 

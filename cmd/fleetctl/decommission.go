@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/sphere-jitr/sphere-jitr/internal/iotquota"
 	"github.com/sphere-jitr/sphere-jitr/internal/operate"
 	"github.com/sphere-jitr/sphere-jitr/internal/stackoutputs"
+	"github.com/sphere-jitr/sphere-jitr/internal/workplan"
 )
 
 // stdin is where the confirmation is read from (tests replace it).
@@ -48,19 +50,19 @@ func deleters(awsCfg aws.Config, iotc *iot.Client, outs *stackoutputs.Outputs) o
 		Shadows: &operate.ShadowClient{Endpoint: endpoint, Region: awsCfg.Region, Credentials: awsCfg.Credentials, HTTP: awsCfg.HTTPClient}}
 }
 
-// decommissionRates are the rates fleetctl's IoT client is paced to (-rate-share of AWS's defaults, an unlisted
-// operation at the lowest), by operation, for the projection of a plan. DynamoDB and the data plane cost no time.
-func (c *cli) decommissionRates(calls map[string]int) map[string]float64 {
+// decommissionRates are the rates fleetctl's IoT client is paced to (-rate-share of AWS's defaults, an operation
+// the table does not list at the lowest), by operation of a decommissioning, for the projection of its plan.
+func decommissionRates(share float64) map[string]float64 {
 	rates := map[string]float64{}
-	for op := range calls {
-		if op == "UpdateItem" || op == "DeleteThingShadow" {
+	for op := range workplan.Decommission(1) {
+		if slices.Contains(workplan.DecommissionDataOps, op) {
 			continue
 		}
 		r, ok := iotquota.Rate(op)
 		if !ok {
 			r = iotquota.Unlisted
 		}
-		rates[op] = r * c.rateShare
+		rates[op] = r * share
 	}
 	return rates
 }
@@ -77,8 +79,7 @@ func runDecommission(ctx context.Context, c *cli) error {
 	if err != nil {
 		return err
 	}
-	plan := operate.PlanDecommission(things, nil)
-	plan.Projected, plan.Bottleneck = operate.Project(plan.Calls, c.decommissionRates(plan.Calls))
+	plan := operate.PlanDecommission(things, decommissionRates(c.rateShare))
 	sweep := ""
 	if d.all {
 		sweep = ", then the certificates of the stack's CAs no device holds (not counted)"

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/internal/iotapi"
+	"github.com/sphere-jitr/sphere-jitr/internal/workplan"
 )
 
 // DeleteAPI is what decommissioning adds to IoTAPI: deleting certificates and things.
@@ -143,19 +144,11 @@ func (f *Fleet) allThings(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// Calls a decommissioning of one device makes, by API, assuming the one certificate JITR leaves a device (it
-// retires the older ones): the deny-list entry, one listing of the thing's principals, per certificate the four
-// steps of its retirement, the shadow and the thing.
-var perDevice = map[string]int{
-	"UpdateItem": 1, "ListThingPrincipals": 1, "UpdateCertificate": 1, "DetachPolicy": 1, "DetachThingPrincipal": 1,
-	"DeleteCertificate": 1, "DeleteThingShadow": 1, "DeleteThing": 1,
-}
-
 // Plan is what a decommissioning will do: the devices, the calls by API and the time they take at the rates the
 // client is paced to (the slowest API sets the pace: the others run beside it).
 type Plan struct {
 	Things     []string       `json:"thingNames"`
-	Calls      map[string]int `json:"callsByApi"`
+	Calls      workplan.Calls `json:"callsByApi"`
 	TotalCalls int            `json:"totalCalls"`
 	Projected  time.Duration  `json:"projectedNanoseconds"`
 	Bottleneck string         `json:"bottleneck,omitempty"`
@@ -164,35 +157,10 @@ type Plan struct {
 // PlanDecommission counts the calls of decommissioning things and projects their time at rates (requests per
 // second by API; an API without a rate is not paced: it costs calls, not time).
 func PlanDecommission(things []string, rates map[string]float64) Plan {
-	p := Plan{Things: things, Calls: map[string]int{}}
-	for api, n := range perDevice {
-		p.Calls[api] = n * len(things)
-		p.TotalCalls += n * len(things)
-	}
-	p.Projected, p.Bottleneck = Project(p.Calls, rates)
+	p := Plan{Things: things, Calls: workplan.Decommission(len(things))}
+	p.TotalCalls = p.Calls.Total()
+	p.Projected, p.Bottleneck = p.Calls.Project(rates)
 	return p
-}
-
-// Project is the time calls take when each API runs at its rate beside the others: the longest of calls ÷ rate,
-// and the API that sets it.
-func Project(calls map[string]int, rates map[string]float64) (time.Duration, string) {
-	var longest time.Duration
-	var which string
-	apis := make([]string, 0, len(calls))
-	for api := range calls {
-		apis = append(apis, api)
-	}
-	sort.Strings(apis)
-	for _, api := range apis {
-		r := rates[api]
-		if r <= 0 || calls[api] == 0 {
-			continue
-		}
-		if d := time.Duration(float64(calls[api]) / r * float64(time.Second)); d > longest {
-			longest, which = d, api
-		}
-	}
-	return longest, which
 }
 
 // DecommissionResult is what a decommissioning did.

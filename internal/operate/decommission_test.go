@@ -328,7 +328,7 @@ func TestPlanDecommissionProjectsTheSlowestAPI(t *testing.T) {
 	rates := iotapi.RateLimits(iotquota.Defaults()).Share(0.5)
 	things := make([]string, 20000)
 	p := operate.PlanDecommission(things, rates)
-	if p.TotalCalls != 8*20000 || p.Calls["UpdateCertificate"] != 20000 {
+	if p.TotalCalls != 8*20000 || p.Calls["UpdateCertificate"] != 20000 || p.Calls["UpdateItem"] != 20000 {
 		t.Errorf("plan calls = %d %v, want 8 per device", p.TotalCalls, p.Calls)
 	}
 	// UpdateCertificate, DeleteCertificate, ListThingPrincipals: 10/s each, half of it for fleetctl.
