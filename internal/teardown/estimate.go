@@ -30,6 +30,9 @@ const (
 	DefaultBudget = CustomResourceTimeout - 10*time.Minute
 )
 
+// ThingIndex is the fleet index of things, the one registry indexing fills.
+const ThingIndex = "AWS_Things"
+
 // IndexAPI counts the stack's things in the fleet index (the stack turns registry indexing on).
 type IndexAPI interface {
 	GetStatistics(ctx context.Context, in *iot.GetStatisticsInput, optFns ...func(*iot.Options)) (*iot.GetStatisticsOutput, error)
@@ -101,13 +104,15 @@ func pages(n int) int { return (n + 249) / 250 }
 // walk when the account has no index.
 func (t *Teardown) countThings(ctx context.Context, stack string) (int, string, error) {
 	if t.index != nil {
-		out, err := t.index.GetStatistics(ctx, &iot.GetStatisticsInput{QueryString: aws.String(contract.ThingAttributeField(contract.AttrProvisionedBy) + ":" + stack)})
+		// The index named, as the grant names it (index/AWS_Things), though AWS_Things is the default.
+		out, err := t.index.GetStatistics(ctx, &iot.GetStatisticsInput{IndexName: aws.String(ThingIndex),
+			QueryString: aws.String(contract.ThingAttributeField(contract.AttrProvisionedBy) + ":" + stack)})
 		var nf *types.ResourceNotFoundException
 		switch {
 		case err == nil && out.Statistics != nil:
 			return int(out.Statistics.Count), "fleet index", nil
-		case err == nil, errors.As(err, &nf), iotapi.HasErrorCode(err, "IndexNotReadyException"), iotapi.HasErrorCode(err, "AccessDeniedException"):
-			// no index, or not ready, or no grant (a function deployed before it had one): walk instead
+		case err == nil, errors.As(err, &nf), iotapi.HasErrorCode(err, "IndexNotReadyException"):
+			// no index (fleet indexing off), or not ready yet: walk instead
 		default:
 			return 0, "", fmt.Errorf("count the things of %s in the fleet index: %w", stack, err)
 		}
@@ -146,10 +151,18 @@ func (e *TooLargeError) Error() string {
 	atHalf, _ := decom.Project(half)
 	atFull, _ := decom.Project(full)
 	return fmt.Sprintf("registry teardown refused, nothing deleted: %d things (counted by %s) and %d certificates of the stack's CAs "+
-		"take about %s to remove at the AWS IoT rates of this account (slowest: %s at %.0f/s), more than the %s a custom resource may take "+
+		"take about %s to remove at the AWS IoT rates of this account (slowest: %s at %g/s), more than the %s a custom resource may take "+
 		"(CloudFormation waits at most %s for its response). Run 'fleetctl decommission -all -stack %s -yes' first: about %s at its "+
 		"default -rate-share 0.5, %s with -rate-share 1; it is resumable, and prints its plan with -dry-run. Then run 'cdk destroy' again: "+
 		"it removes what is left",
-		est.Things, est.ThingsCountedBy, est.Certificates, est.Duration.Round(time.Minute), est.Bottleneck, est.Rates[est.Bottleneck],
-		e.Budget, CustomResourceTimeout, e.Stack, atHalf.Round(time.Minute), atFull.Round(time.Minute))
+		est.Things, est.ThingsCountedBy, est.Certificates, Round(est.Duration), est.Bottleneck, est.Rates[est.Bottleneck],
+		e.Budget, CustomResourceTimeout, e.Stack, Round(atHalf), Round(atFull))
+}
+
+// Round is d to the minute from an hour up, else to the second.
+func Round(d time.Duration) time.Duration {
+	if d >= time.Hour {
+		return d.Round(time.Minute)
+	}
+	return d.Round(time.Second)
 }
