@@ -83,4 +83,4 @@ bench-fleetctl: .stamps/go .stamps/venv ## fleetctl status/device from the fleet
 TEARDOWN_FLEET ?= 20000
 .PHONY: bench-teardown
 bench-teardown: .stamps/go .stamps/venv ## cdk destroy of TEARDOWN_FLEET (20 000) devices: the estimate, the refusal, decommission -all, the teardown again
-	TEARDOWN_FLEET=$(TEARDOWN_FLEET) $(GO) test -count=1 -v -run '^TestDestroyOfALargeFleet$$' -timeout 60m ./internal/teardown/
+	TEARDOWN_FLEET=$(TEARDOWN_FLEET) $(GO) test -count=1 -v -run '^TestDestroyOfALargeFleet$$' -timeout 180m ./internal/teardown/

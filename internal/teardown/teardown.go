@@ -101,7 +101,7 @@ func (t *Teardown) Run(ctx context.Context, s Scope) (Result, error) {
 			failures.add("CA "+ca, err)
 			continue
 		}
-		n := t.each(ctx, len(certs), func(i int) error { return t.removeCertificate(ctx, certs[i], s.PolicyName) }, &failures,
+		n := t.each(ctx, "certificates", len(certs), func(i int) error { return t.removeCertificate(ctx, certs[i], s.PolicyName) }, &failures,
 			func(i int) string { return "certificate " + aws.ToString(certs[i].CertificateId) })
 		res.Certificates += n
 		t.log.Info("certificates removed", "step", "certificates", "caCertificateId", ca, "removed", n, "found", len(certs))
@@ -112,7 +112,7 @@ func (t *Teardown) Run(ctx context.Context, s Scope) (Result, error) {
 		if err != nil {
 			failures.add("things", err)
 		} else {
-			n := t.each(ctx, len(things), func(i int) error { return t.removeThing(ctx, things[i]) }, &failures,
+			n := t.each(ctx, "things", len(things), func(i int) error { return t.removeThing(ctx, things[i]) }, &failures,
 				func(i int) string { return "thing " + things[i] })
 			res.Things += n
 			t.log.Info("things removed", "step", "things", "removed", n, "found", len(things))
@@ -121,8 +121,9 @@ func (t *Teardown) Run(ctx context.Context, s Scope) (Result, error) {
 	return res, failures.err()
 }
 
-// each runs fn for 0..n-1 with bounded concurrency and returns how many succeeded.
-func (t *Teardown) each(ctx context.Context, n int, fn func(int) error, failures *failureList, name func(int) string) int {
+// each runs fn for 0..n-1 with bounded concurrency and returns how many succeeded; it logs its progress every
+// progressEvery items, so a long invocation shows in its log how far it got.
+func (t *Teardown) each(ctx context.Context, step string, n int, fn func(int) error, failures *failureList, name func(int) string) int {
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
@@ -144,6 +145,9 @@ func (t *Teardown) each(ctx context.Context, n int, fn func(int) error, failures
 			}
 			mu.Lock()
 			done++
+			if done%progressEvery == 0 {
+				t.log.Info("registry teardown progress", "step", step, "removed", done, "of", n)
+			}
 			mu.Unlock()
 		}(i)
 	}
@@ -303,6 +307,9 @@ func (e *IncompleteError) Error() string {
 }
 
 func (e *IncompleteError) Unwrap() error { return e.Cause }
+
+// progressEvery is how often each logs its progress, in items.
+const progressEvery = 1000
 
 // DeadlineMargin is kept free before a deadline, so a run stops and reports instead of being cut off.
 const DeadlineMargin = 20 * time.Second
