@@ -96,6 +96,14 @@ func (t *Teardown) Serve(ctx context.Context, inv Invocation) error {
 		fallback = inv.RequestID
 	}
 	var err error
+	defer func() {
+		// A panic must not leave CloudFormation waiting its hour: answer FAILED, as cfn.LambdaWrap does.
+		if p := recover(); p != nil {
+			r.Status, r.Reason, r.PhysicalResourceID = cfn.StatusFailed, fmt.Sprintf("the teardown function panicked: %v (see its log)", p), fallback
+			_ = t.respond(ctx, r)
+			panic(p)
+		}
+	}()
 	r.PhysicalResourceID, r.Data, err = t.HandleEvent(context.WithValue(ctx, invocationKey{}, &inv), inv.Event)
 	if errors.Is(err, ErrContinued) {
 		return nil
