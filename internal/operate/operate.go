@@ -68,18 +68,20 @@ const MaxPageSize = 250
 
 // Fleet runs the operations.
 type Fleet struct {
-	iot        IoTAPI
-	index      IndexAPI  // fleet indexing: status, device connectivity, stale (WithIndex)
-	queues     QueueAPI  // the JITR function's queues: status (WithQueues)
-	deleter    DeleteAPI // decommission (WithDecommission)
+	iot      IoTAPI
+	index    IndexAPI // fleet indexing: status, device connectivity, stale (WithIndex)
+	queues   QueueAPI // the JITR function's queues: status (WithQueues)
+	db       DenyListAPI
+	stack    Stack
+	progress io.Writer
+	pageSize int32
+	now      func() time.Time
+	actor    string
+
+	// decommission's clients (WithDecommission).
+	deleter    DeleteAPI
 	shadows    ShadowAPI
 	denyUpdate DenyListUpdateAPI
-	db         DenyListAPI
-	stack      Stack
-	progress   io.Writer
-	pageSize   int32
-	now        func() time.Time
-	actor      string
 }
 
 // Option customises a Fleet.
