@@ -150,5 +150,6 @@ func NewFleetIndex(scope constructs.Construct, id string, props *FleetIndexProps
 		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
+	withRunbook(x.DropAlarm)
 	return x
 }

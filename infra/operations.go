@@ -105,6 +105,7 @@ func NewFleetOperations(scope constructs.Construct, id string, props *FleetOpera
 		// No figure means the check did not run: INSUFFICIENT_DATA, and the check's errors alarm says why.
 		TreatMissingData: awscloudwatch.TreatMissingData_MISSING,
 	})
+	withRunbook(o.CAExpiryAlarm)
 	o.CACheckErrors = anyAlarm(c, "CaCheckErrorsAlarm", "The scheduled tenant CA check failed (see its log group)",
 		o.CACheck.MetricErrors(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Hours(jsii.Number(12)), Statistic: jsii.String("Sum")}))
 	jitr := props.Provisioning

@@ -39,8 +39,9 @@ func NewRegistryTeardown(scope constructs.Construct, id string, props *RegistryT
 		Package:         "lambda/teardown",
 		Description:     "Removes JITR-created certificates and things when the stack is deleted",
 		RoleDescription: "Registry teardown: remove JITR-created certificates and things on stack delete",
-		// The longest a Lambda may run: a large fleet at AWS IoT's control-plane rates. What does not fit is
-		// reported as FAILED with what is left, and the next cdk destroy resumes.
+		// The longest a Lambda may run; work that needs longer goes on in the function's next invocation (it
+		// invokes itself) within the custom resource's hour, and work beyond that hour is refused before anything
+		// is deleted, naming `fleetctl decommission -all` (internal/teardown).
 		Timeout: awscdk.Duration_Minutes(jsii.Number(15)),
 	})
 	fn, role := f.Function, f.Role
@@ -51,6 +52,8 @@ func NewRegistryTeardown(scope constructs.Construct, id string, props *RegistryT
 	iotGrant(role, "cert/*", "iot:UpdateCertificate", "iot:DeleteCertificate", "iot:DetachPolicy",
 		"iot:DetachThingPrincipal", "iot:ListPrincipalThings")
 	iotGrant(role, "thing/*", "iot:ListThingPrincipals", "iot:DeleteThing")
+	// The estimate counts the stack's things in the fleet index (the stack turns registry indexing on).
+	iotGrant(role, "index/AWS_Things", "iot:GetStatistics")
 	role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Actions:   jsii.Strings("iot:ListCertificatesByCA", "iot:ListThings"),
 		Resources: jsii.Strings("*"),
@@ -71,6 +74,8 @@ func NewRegistryTeardown(scope constructs.Construct, id string, props *RegistryT
 	res := awscdk.NewCustomResource(c, jsii.String("Resource"), &awscdk.CustomResourceProps{
 		ServiceToken: fn.FunctionArn(),
 		ResourceType: jsii.String(contract.TeardownResourceType),
+		// CloudFormation's longest wait for the answer, and the teardown's budget (teardown.CustomResourceTimeout).
+		ServiceTimeout: awscdk.Duration_Seconds(jsii.Number(3600)),
 		Properties: &map[string]any{
 			contract.PropCACertificateIDs: ids,
 			contract.PropPolicyName:       props.Policy.PolicyName(),
@@ -78,7 +83,15 @@ func NewRegistryTeardown(scope constructs.Construct, id string, props *RegistryT
 			contract.PropRetainRegistry:   strconv.FormatBool(props.RetainRegistry),
 		},
 	})
+	// The function continues its own work in a new invocation. A policy of its own, not the role's default one,
+	// which the function depends on: naming the function's ARN there would be a circular dependency.
+	continueSelf := awsiam.NewPolicy(c, jsii.String("ContinuePolicy"), &awsiam.PolicyProps{
+		Roles: &[]awsiam.IRole{role},
+		Statements: &[]awsiam.PolicyStatement{awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Actions: jsii.Strings("lambda:InvokeFunction"), Resources: &[]*string{fn.FunctionArn()},
+		})},
+	})
 	// The function's permissions must outlive the resource, so its last Delete can still call IoT.
-	res.Node().AddDependency(role)
+	res.Node().AddDependency(role, continueSelf)
 	return &RegistryTeardown{Construct: c, Function: fn, Resource: res}
 }

@@ -16,7 +16,7 @@ DEVICE        ?=
 REASON        ?=
 CERT_STATUS   ?=
 JSON          ?=
-OPERATE_PKGS  := ./cmd/fleetctl/... ./internal/operate/... ./internal/caexpiry/... ./lambda/cacheck/... ./internal/accountsettings/... ./lambda/accountsettings/...
+OPERATE_PKGS  := ./cmd/fleetctl/... ./internal/operate/... ./internal/workplan/... ./internal/caexpiry/... ./lambda/cacheck/... ./internal/accountsettings/... ./lambda/accountsettings/...
 
 FLEETCTL_ARGS = $(if $(EMULATOR),-emulator '$(EMULATOR)',-stack '$(STACK)' $(if $(REGION),-region '$(REGION)') $(DEVICE_OUTPUTS_FLAG)) $(if $(JSON),-json)
 
@@ -75,3 +75,12 @@ test-operate: .stamps/go .stamps/venv ## fleetctl, the CA-expiry check: unit tes
 .PHONY: bench-fleetctl
 bench-fleetctl: .stamps/go .stamps/venv ## fleetctl status/device from the fleet index vs the registry walk, 10 000 things in moto
 	$(GO) test -count=1 -run '^$$' -bench '^BenchmarkFleetctl$$' -benchtime 1x -timeout 30m ./internal/operate/
+
+# `cdk destroy` of a fleet too large for one custom resource, in moto: TEARDOWN_FLEET devices (default 20 000)
+# provisioned as JITR leaves them; the registry teardown at AWS IoT's default quotas prints its estimate and refuses,
+# deleting nothing; `fleetctl decommission -all` (quotas lifted for speed, its plan at the default quotas printed)
+# retires the fleet; the teardown run again completes. Prints the transcript.
+TEARDOWN_FLEET ?= 20000
+.PHONY: bench-teardown
+bench-teardown: .stamps/go .stamps/venv ## cdk destroy of TEARDOWN_FLEET (20 000) devices: the estimate, the refusal, decommission -all, the teardown again
+	TEARDOWN_FLEET=$(TEARDOWN_FLEET) $(GO) test -count=1 -v -run '^TestDestroyOfALargeFleet$$' -timeout 180m ./internal/teardown/

@@ -36,6 +36,7 @@ type cli struct {
 	status, reason                             string // certs -status, revoke -reason
 	days                                       int    // stale -days
 	certs, walk                                bool   // status -certs, status -walk
+	decommission                               decommissionFlags
 	args                                       []string
 	stdout, stderr                             io.Writer
 	fleet                                      *operate.Fleet
@@ -67,6 +68,9 @@ func parse(name string, args []string, stdout, stderr io.Writer) (*cli, error) {
 	}
 	if name == "stale" {
 		fs.IntVar(&c.days, "days", 30, "devices not connected for at least this many days")
+	}
+	if name == "decommission" {
+		c.decommission.register(fs)
 	}
 	if name == "revoke" {
 		fs.StringVar(&c.reason, "reason", "", "why, stored with the deny-list entry")
@@ -169,7 +173,7 @@ func (c *cli) connect(ctx context.Context) error {
 		Name: stack.Name, CAIDs: stack.CAIDs, DevicePolicy: stack.DevicePolicy, DenyListTable: stack.DenyListTable,
 		RegistrationQueueURL: outs.Values[contract.OutputRegistrationQueueURL], DeadLetterQueueURL: outs.Values[contract.OutputDeadLetterQueueURL],
 	}, operate.WithProgress(progress), operate.WithPageSize(c.pageSize), operate.WithActor(actor),
-		operate.WithIndex(iotc), operate.WithQueues(sqs.NewFromConfig(awsCfg)))
+		operate.WithIndex(iotc), operate.WithQueues(sqs.NewFromConfig(awsCfg)), operate.WithDecommission(deleters(awsCfg, iotc, outs)))
 	return nil
 }
 

@@ -10,6 +10,8 @@
 //	fleetctl certs    [-status PENDING_ACTIVATION] certificates of the stack's CAs (PENDING ones with their age)
 //	fleetctl revoke   <device-id> [-reason text]   deny-list entry, then every certificate REVOKED and detached
 //	fleetctl allow    <device-id>                  off the deny-list: its next boot is provisioned
+//	fleetctl decommission [device-id…] [-stale-days N | -all] [-dry-run] [-yes]
+//	                                               deny-list, certificates and thing deleted, for good (resumable)
 //	fleetctl cas                                   tenant CAs: status, expiry, days left, successor
 //	fleetctl denylist                              the devices on the deny-list
 //
@@ -24,6 +26,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -45,18 +48,19 @@ var commands = map[string]struct {
 	args string
 	help string
 }{
-	"status":   {runStatus, "", "from the fleet index: devices, connected now, deny-list, pending registrations, dead letters (-certs, -walk)"},
-	"device":   {runDevice, "<device-id>", "one device: thing, connected (since, disconnect reason), attached certificates, deny-list entry"},
-	"stale":    {runStale, "", "devices not connected for -days N (default 30), from the fleet index"},
-	"why":      {runWhy, "<device-id>", "why the device is not connected, in plain words with the evidence and the fix"},
-	"certs":    {runCerts, "", "certificates of the stack's CAs by status; -status PENDING_ACTIVATION lists the stuck ones with their age"},
-	"revoke":   {runRevoke, "<device-id>", "put the device on the deny-list, revoke and detach all its certificates"},
-	"allow":    {runAllow, "<device-id>", "take the device off the deny-list: its next boot is provisioned"},
-	"cas":      {runCAs, "", "the stack's tenant CAs: status, expiry, days left, whether a successor is registered"},
-	"denylist": {runDenyList, "", "the devices on the deny-list"},
+	"status":       {runStatus, "", "from the fleet index: devices, connected now, deny-list, pending registrations, dead letters (-certs, -walk)"},
+	"device":       {runDevice, "<device-id>", "one device: thing, connected (since, disconnect reason), attached certificates, deny-list entry"},
+	"stale":        {runStale, "", "devices not connected for -days N (default 30), from the fleet index"},
+	"why":          {runWhy, "<device-id>", "why the device is not connected, in plain words with the evidence and the fix"},
+	"certs":        {runCerts, "", "certificates of the stack's CAs by status; -status PENDING_ACTIVATION lists the stuck ones with their age"},
+	"revoke":       {runRevoke, "<device-id>", "put the device on the deny-list, revoke and detach all its certificates"},
+	"allow":        {runAllow, "<device-id>", "take the device off the deny-list: its next boot is provisioned"},
+	"cas":          {runCAs, "", "the stack's tenant CAs: status, expiry, days left, whether a successor is registered"},
+	"denylist":     {runDenyList, "", "the devices on the deny-list"},
+	"decommission": {runDecommission, "[device-id…]", "retire devices for good: deny-list, certificates deleted, shadow and thing deleted (-stale-days N, -all; -dry-run, -yes)"},
 }
 
-var order = []string{"status", "device", "why", "stale", "certs", "revoke", "allow", "cas", "denylist"}
+var order = []string{"status", "device", "why", "stale", "certs", "revoke", "allow", "decommission", "cas", "denylist"}
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: fleetctl <command> [flags] [device-id]")
@@ -82,7 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if cmd.args != "" && len(c.args) != 1 {
+	if cmd.args != "" && !strings.HasSuffix(cmd.args, "…]") && len(c.args) != 1 {
 		return fmt.Errorf("%s needs exactly one %s", args[0], cmd.args)
 	}
 	if cmd.args == "" && len(c.args) != 0 {

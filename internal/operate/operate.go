@@ -82,6 +82,10 @@ type Fleet struct {
 	logs      LogsAPI
 	logGroups []string
 	peek      PeekAPI
+	// decommission's clients (WithDecommission).
+	deleter    DeleteAPI
+	shadows    ShadowAPI
+	denyUpdate DenyListUpdateAPI
 }
 
 // Option customises a Fleet.

@@ -3,7 +3,6 @@ package teardown
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/aws/aws-lambda-go/cfn"
 
@@ -43,19 +42,7 @@ func (t *Teardown) HandleEvent(ctx context.Context, e cfn.Event) (string, map[st
 		return physicalID, nil, nil
 	}
 
-	if deadline, ok := ctx.Deadline(); ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-DeadlineMargin))
-		defer cancel()
-	}
-	start := time.Now()
-	res, err := t.Run(ctx, scope)
-	t.log.Info("registry teardown", "step", string(e.RequestType), "certificates", res.Certificates, "things", res.Things,
-		"seconds", time.Since(start).Seconds(), "complete", err == nil)
-	if err != nil {
-		return physicalID, nil, err
-	}
-	return physicalID, map[string]any{"Certificates": res.Certificates, "Things": res.Things}, nil
+	return t.remove(ctx, e, physicalID, scope)
 }
 
 // retained reports whether the resource's properties ask to keep the registry, under the property's current name

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-lambda-go/cfn"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	"github.com/aws/aws-sdk-go-v2/service/iot/types"
@@ -56,15 +57,25 @@ type Teardown struct {
 	api         IoTAPI
 	log         *slog.Logger
 	concurrency int
+	index       IndexAPI // counts the things for the estimate (WithIndex)
+	rates       map[string]float64
+	budget      time.Duration
+	continuer   Continuer
+	respond     func(context.Context, *cfn.Response) error
+	now         func() time.Time
 }
 
-// New returns a Teardown over api. Throttling is the client's retryer's business (see iotapi.NewRetryer);
-// concurrency bounds the calls in flight.
-func New(api IoTAPI, log *slog.Logger, concurrency int) *Teardown {
+// New returns a Teardown over api. Pacing is the client's (iotapi.WithRateLimits at the rates given WithRates) and
+// so is throttling (iotapi.NewRetryer); concurrency bounds the calls in flight.
+func New(api IoTAPI, log *slog.Logger, concurrency int, opts ...Option) *Teardown {
 	if concurrency < 1 {
 		concurrency = 1
 	}
-	return &Teardown{api: api, log: log, concurrency: concurrency}
+	t := &Teardown{api: api, log: log, concurrency: concurrency, rates: DefaultRates(), budget: DefaultBudget, respond: sendResponse, now: time.Now}
+	for _, o := range opts {
+		o(t)
+	}
+	return t
 }
 
 // Run removes everything in scope. It goes on past individual failures and returns an error that says what is
@@ -90,7 +101,7 @@ func (t *Teardown) Run(ctx context.Context, s Scope) (Result, error) {
 			failures.add("CA "+ca, err)
 			continue
 		}
-		n := t.each(ctx, len(certs), func(i int) error { return t.removeCertificate(ctx, certs[i], s.PolicyName) }, &failures,
+		n := t.each(ctx, "certificates", len(certs), func(i int) error { return t.removeCertificate(ctx, certs[i], s.PolicyName) }, &failures,
 			func(i int) string { return "certificate " + aws.ToString(certs[i].CertificateId) })
 		res.Certificates += n
 		t.log.Info("certificates removed", "step", "certificates", "caCertificateId", ca, "removed", n, "found", len(certs))
@@ -101,7 +112,7 @@ func (t *Teardown) Run(ctx context.Context, s Scope) (Result, error) {
 		if err != nil {
 			failures.add("things", err)
 		} else {
-			n := t.each(ctx, len(things), func(i int) error { return t.removeThing(ctx, things[i]) }, &failures,
+			n := t.each(ctx, "things", len(things), func(i int) error { return t.removeThing(ctx, things[i]) }, &failures,
 				func(i int) string { return "thing " + things[i] })
 			res.Things += n
 			t.log.Info("things removed", "step", "things", "removed", n, "found", len(things))
@@ -110,8 +121,9 @@ func (t *Teardown) Run(ctx context.Context, s Scope) (Result, error) {
 	return res, failures.err()
 }
 
-// each runs fn for 0..n-1 with bounded concurrency and returns how many succeeded.
-func (t *Teardown) each(ctx context.Context, n int, fn func(int) error, failures *failureList, name func(int) string) int {
+// each runs fn for 0..n-1 with bounded concurrency and returns how many succeeded; it logs its progress every
+// progressEvery items, so a long invocation shows in its log how far it got.
+func (t *Teardown) each(ctx context.Context, step string, n int, fn func(int) error, failures *failureList, name func(int) string) int {
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
@@ -133,6 +145,9 @@ func (t *Teardown) each(ctx context.Context, n int, fn func(int) error, failures
 			}
 			mu.Lock()
 			done++
+			if done%progressEvery == 0 {
+				t.log.Info("registry teardown progress", "step", step, "removed", done, "of", n)
+			}
 			mu.Unlock()
 		}(i)
 	}
@@ -207,7 +222,7 @@ func (t *Teardown) thingsProvisionedBy(ctx context.Context, stack string) ([]str
 	var next *string
 	for {
 		page, err := t.api.ListThings(ctx, &iot.ListThingsInput{
-			AttributeName: aws.String(contract.AttrProvisionedBy), AttributeValue: aws.String(stack), NextToken: next,
+			AttributeName: aws.String(contract.AttrProvisionedBy), AttributeValue: aws.String(stack), NextToken: next, MaxResults: aws.Int32(250),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("list things provisioned by %s: %w", stack, err)
@@ -225,9 +240,10 @@ func (t *Teardown) thingsProvisionedBy(ctx context.Context, stack string) ([]str
 	}
 }
 
-// removeThing detaches whatever principals are left on the thing and deletes it.
+// removeThing detaches whatever principals are left on the thing and deletes it: one listing (the certificates
+// went first, so it is usually empty), and another only when DeleteThing finds a principal attached since.
 func (t *Teardown) removeThing(ctx context.Context, thing string) error {
-	for {
+	for attempt := 1; ; attempt++ {
 		page, err := t.api.ListThingPrincipals(ctx, &iot.ListThingPrincipalsInput{ThingName: aws.String(thing)})
 		if iotapi.IsNotFound(err) {
 			return nil
@@ -235,19 +251,19 @@ func (t *Teardown) removeThing(ctx context.Context, thing string) error {
 		if err != nil {
 			return fmt.Errorf("list principals of thing %s: %w", thing, err)
 		}
-		if len(page.Principals) == 0 {
-			break
-		}
 		for _, p := range page.Principals {
 			if _, err := t.api.DetachThingPrincipal(ctx, &iot.DetachThingPrincipalInput{ThingName: aws.String(thing), Principal: aws.String(p)}); err != nil && !iotapi.IsNotFound(err) {
 				return fmt.Errorf("detach %s from thing %s: %w", p, thing, err)
 			}
 		}
+		_, err = t.api.DeleteThing(ctx, &iot.DeleteThingInput{ThingName: aws.String(thing)})
+		if err == nil || iotapi.IsNotFound(err) {
+			return nil
+		}
+		if !iotapi.HasErrorCode(err, "InvalidRequestException") || attempt == 3 {
+			return fmt.Errorf("delete thing %s: %w", thing, err)
+		}
 	}
-	if _, err := t.api.DeleteThing(ctx, &iot.DeleteThingInput{ThingName: aws.String(thing)}); err != nil && !iotapi.IsNotFound(err) {
-		return fmt.Errorf("delete thing %s: %w", thing, err)
-	}
-	return nil
 }
 
 // failureList collects what could not be removed; its error names what is left and how to finish.
@@ -291,6 +307,9 @@ func (e *IncompleteError) Error() string {
 }
 
 func (e *IncompleteError) Unwrap() error { return e.Cause }
+
+// progressEvery is how often each logs its progress, in items.
+const progressEvery = 1000
 
 // DeadlineMargin is kept free before a deadline, so a run stops and reports instead of being cut off.
 const DeadlineMargin = 20 * time.Second
