@@ -78,29 +78,7 @@ func NewFleetIndex(scope constructs.Construct, id string, props *FleetIndexProps
 			"resource type in IAM and can only be granted on *",
 		"Resource::*")
 
-	properties := map[string]any{}
-	if props.LogLevel != "" {
-		x.LoggingRole = awsiam.NewRole(c, jsii.String("LoggingRole"), &awsiam.RoleProps{
-			AssumedBy:   awsiam.NewServicePrincipal(jsii.String("iot.amazonaws.com"), nil),
-			Description: jsii.String("AWS IoT logging (v2): write to the " + IoTLogGroupName + " log group"),
-		})
-		logGroupARN := stack.FormatArn(&awscdk.ArnComponents{Service: jsii.String("logs"), Resource: jsii.String("log-group"),
-			ResourceName: jsii.String(IoTLogGroupName + ":*"), ArnFormat: awscdk.ArnFormat_COLON_RESOURCE_NAME})
-		x.LoggingRole.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-			Actions:   jsii.Strings("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"),
-			Resources: &[]*string{logGroupARN},
-		}))
-		suppress(x.LoggingRole, "AwsSolutions-IAM5",
-			"AWS IoT creates one log stream per source in its own "+IoTLogGroupName+" log group; the streams' names are AWS IoT's",
-			"Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"+IoTLogGroupName+":*")
-		x.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-			Actions:    jsii.Strings("iam:PassRole"),
-			Resources:  &[]*string{x.LoggingRole.RoleArn()},
-			Conditions: &map[string]any{"StringEquals": map[string]any{"iam:PassedToService": "iot.amazonaws.com"}},
-		}))
-		properties[contract.PropLogLevel] = props.LogLevel
-		properties[contract.PropLogRoleARN] = x.LoggingRole.RoleArn()
-	}
+	properties := x.addLogging(c, stack, props.LogLevel)
 	x.Resource = awscdk.NewCustomResource(c, jsii.String("Resource"), &awscdk.CustomResourceProps{
 		ServiceToken: x.Function.FunctionArn(),
 		ResourceType: jsii.String(contract.AccountSettingsResourceType),
@@ -113,6 +91,42 @@ func NewFleetIndex(scope constructs.Construct, id string, props *FleetIndexProps
 		x.Resource.Node().AddDependency(x.LoggingRole)
 	}
 
+	x.addConnectedDevices(c, props)
+	return x
+}
+
+// addLogging declares, when AWS IoT logging is asked for (level), the role AWS IoT writes its log with and lets the
+// settings function pass it; it returns the custom resource's properties that ask for the level.
+func (x *FleetIndex) addLogging(c constructs.Construct, stack awscdk.Stack, level string) map[string]any {
+	properties := map[string]any{}
+	if level == "" {
+		return properties
+	}
+	x.LoggingRole = awsiam.NewRole(c, jsii.String("LoggingRole"), &awsiam.RoleProps{
+		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("iot.amazonaws.com"), nil),
+		Description: jsii.String("AWS IoT logging (v2): write to the " + IoTLogGroupName + " log group"),
+	})
+	logGroupARN := stack.FormatArn(&awscdk.ArnComponents{Service: jsii.String("logs"), Resource: jsii.String("log-group"),
+		ResourceName: jsii.String(IoTLogGroupName + ":*"), ArnFormat: awscdk.ArnFormat_COLON_RESOURCE_NAME})
+	x.LoggingRole.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"),
+		Resources: &[]*string{logGroupARN},
+	}))
+	suppress(x.LoggingRole, "AwsSolutions-IAM5",
+		"AWS IoT creates one log stream per source in its own "+IoTLogGroupName+" log group; the streams' names are AWS IoT's",
+		"Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"+IoTLogGroupName+":*")
+	x.Role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:    jsii.Strings("iam:PassRole"),
+		Resources:  &[]*string{x.LoggingRole.RoleArn()},
+		Conditions: &map[string]any{"StringEquals": map[string]any{"iam:PassedToService": "iot.amazonaws.com"}},
+	}))
+	properties[contract.PropLogLevel] = level
+	properties[contract.PropLogRoleARN] = x.LoggingRole.RoleArn()
+	return properties
+}
+
+// addConnectedDevices declares the fleet metric of connected devices and the alarm on a sudden drop of it.
+func (x *FleetIndex) addConnectedDevices(c constructs.Construct, props *FleetIndexProps) {
 	// Connected devices of the stack, counted by AWS IoT from the index every 5 minutes. Statistics need a number
 	// field; registry.version is one every thing has, and its count is the number of things matched.
 	name := awscdk.Fn_Join(jsii.String("-"), &[]*string{props.ProvisionedBy, jsii.String("ConnectedDevices")})
@@ -151,5 +165,4 @@ func NewFleetIndex(scope constructs.Construct, id string, props *FleetIndexProps
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
 	withRunbook(x.DropAlarm)
-	return x
 }
