@@ -362,51 +362,7 @@ func (f *Fleet) peekDeadLetters(ctx context.Context, d *diagnosis) (err error) {
 
 // decide picks the verdict from what was gathered, the most telling first.
 func (f *Fleet) decide(v *Verdict, d *diagnosis) {
-	if !d.iotLogsRead && f.logs != nil && !slices.ContainsFunc(v.Notes, func(n string) bool { return strings.Contains(n, "logging is off") }) {
-		v.Notes = append(v.Notes, "no AWS IoT log entries read")
-	}
-	if c := d.connectivity; c != nil {
-		if c.Connected {
-			v.add("fleet index", c.Since, "connectivity.connected is true since %s", stamp(c.Since))
-		} else if c.DisconnectReason != "" || !c.Since.IsZero() {
-			v.add("fleet index", c.Since, "connectivity.connected is false since %s, disconnectReason %s", stamp(c.Since), orNone(c.DisconnectReason))
-		}
-	}
-	shown := d.iotLogs
-	if len(shown) > maxLogEvidence {
-		v.add(IoTLogGroup, time.Time{}, "%d earlier entries of this client id not shown", len(shown)-maxLogEvidence)
-		shown = shown[len(shown)-maxLogEvidence:]
-	}
-	for _, e := range shown {
-		text := fmt.Sprintf("%s %s from %s:%d with certificate %s", e.EventType, e.Status, e.SourceIP, e.SourcePort, short(e.PrincipalID))
-		if e.DisconnectReason != "" {
-			text += ", disconnectReason " + e.DisconnectReason
-		}
-		if e.Reason != "" {
-			text += ", " + e.Reason + ": " + e.Details
-		}
-		if e.TopicName != "" {
-			text += ", topic " + e.TopicName
-		}
-		v.add(IoTLogGroup, e.at, "%s", text)
-	}
-	ids := make([]string, 0, len(d.certs))
-	for id := range d.certs {
-		ids = append(ids, id)
-	}
-	// Newest registration first: the device's latest boot is what matters.
-	sort.Slice(ids, func(i, j int) bool { return d.certs[ids[i]].Registered.After(d.certs[ids[j]].Registered) })
-	for _, id := range ids {
-		c := d.certs[id]
-		where := "presented in a connection attempt"
-		if slices.Contains(d.attached, id) {
-			where = "attached to the thing"
-		}
-		v.add("registry", c.Registered, "certificate %s is %s (registered %s, %s)", short(id), c.Status, stamp(c.Registered), where)
-		for _, l := range d.lines[id] {
-			v.add("log group "+l.group, l.at, "%s", l.describe())
-		}
-	}
+	ids := f.addEvidence(v, d)
 
 	if c := d.connectivity; c != nil && c.Connected {
 		v.Case, v.Since = WhyConnected, c.Since
@@ -457,22 +413,7 @@ func (f *Fleet) decide(v *Verdict, d *diagnosis) {
 	case string(types.CertificateStatusPendingActivation):
 		f.decidePending(v, d, newest)
 	case string(types.CertificateStatusRevoked):
-		refusal := lastOutcome(d.lines[newest.ID], "refused")
-		denied := lastOutcome(d.lines[newest.ID], "denied")
-		switch {
-		case refusal != nil:
-			v.Case, v.Reason, v.Since = WhyRefused, refusal.Reason, refusal.at
-			v.Summary = fmt.Sprintf("The JITR function refused the device's certificate %s at %s and revoked it: %s.", short(newest.ID), stamp(refusal.at), refusal.Reason)
-			v.Fix = refusalFix(refusal.Reason)
-		case denied != nil:
-			v.Case, v.Reason, v.Since = WhyDenied, denied.Reason, denied.at
-			v.Summary = fmt.Sprintf("The JITR function revoked the device's certificate %s at %s: the device was on the deny-list.", short(newest.ID), stamp(denied.at))
-			v.Fix = "'fleetctl allow " + v.Thing + "' if the device may come back; its next boot is provisioned."
-		default:
-			v.Case = WhyRevoked
-			v.Summary = fmt.Sprintf("The device's certificate %s is REVOKED; AWS IoT refuses it.", short(newest.ID))
-			v.Fix = "A revoked certificate never comes back. Reboot the device: Azure Sphere issues a new certificate, which JITR provisions (unless the device is on the deny-list)."
-		}
+		decideRevoked(v, d, newest)
 	case string(types.CertificateStatusInactive), "DELETED":
 		v.Case = WhyInactive
 		v.Summary = fmt.Sprintf("The device's newest certificate %s is %s: it was retired when a newer certificate was activated, yet the device still presents it.", short(newest.ID), newest.Status)
@@ -481,6 +422,79 @@ func (f *Fleet) decide(v *Verdict, d *diagnosis) {
 		v.Case = WhyRevoked
 		v.Summary = fmt.Sprintf("The device's certificate %s is %s.", short(newest.ID), newest.Status)
 		v.Fix = "Reboot the device so that it presents a new certificate."
+	}
+}
+
+// addEvidence adds to v what the sources say, oldest last: the fleet index's connectivity, AWS IoT's log entries of
+// the client id, and each certificate of the device with the function's log lines about it. It returns the
+// certificate ids, newest registration first.
+func (f *Fleet) addEvidence(v *Verdict, d *diagnosis) []string {
+	if !d.iotLogsRead && f.logs != nil && !slices.ContainsFunc(v.Notes, func(n string) bool { return strings.Contains(n, "logging is off") }) {
+		v.Notes = append(v.Notes, "no AWS IoT log entries read")
+	}
+	if c := d.connectivity; c != nil {
+		if c.Connected {
+			v.add("fleet index", c.Since, "connectivity.connected is true since %s", stamp(c.Since))
+		} else if c.DisconnectReason != "" || !c.Since.IsZero() {
+			v.add("fleet index", c.Since, "connectivity.connected is false since %s, disconnectReason %s", stamp(c.Since), orNone(c.DisconnectReason))
+		}
+	}
+	shown := d.iotLogs
+	if len(shown) > maxLogEvidence {
+		v.add(IoTLogGroup, time.Time{}, "%d earlier entries of this client id not shown", len(shown)-maxLogEvidence)
+		shown = shown[len(shown)-maxLogEvidence:]
+	}
+	for _, e := range shown {
+		text := fmt.Sprintf("%s %s from %s:%d with certificate %s", e.EventType, e.Status, e.SourceIP, e.SourcePort, short(e.PrincipalID))
+		if e.DisconnectReason != "" {
+			text += ", disconnectReason " + e.DisconnectReason
+		}
+		if e.Reason != "" {
+			text += ", " + e.Reason + ": " + e.Details
+		}
+		if e.TopicName != "" {
+			text += ", topic " + e.TopicName
+		}
+		v.add(IoTLogGroup, e.at, "%s", text)
+	}
+	ids := make([]string, 0, len(d.certs))
+	for id := range d.certs {
+		ids = append(ids, id)
+	}
+	// Newest registration first: the device's latest boot is what matters.
+	sort.Slice(ids, func(i, j int) bool { return d.certs[ids[i]].Registered.After(d.certs[ids[j]].Registered) })
+	for _, id := range ids {
+		c := d.certs[id]
+		where := "presented in a connection attempt"
+		if slices.Contains(d.attached, id) {
+			where = "attached to the thing"
+		}
+		v.add("registry", c.Registered, "certificate %s is %s (registered %s, %s)", short(id), c.Status, stamp(c.Registered), where)
+		for _, l := range d.lines[id] {
+			v.add("log group "+l.group, l.at, "%s", l.describe())
+		}
+	}
+	return ids
+}
+
+// decideRevoked explains a REVOKED newest certificate: refused by the JITR function (and why), revoked because the
+// device is on the deny-list, or revoked by someone else.
+func decideRevoked(v *Verdict, d *diagnosis, newest *Certificate) {
+	refusal := lastOutcome(d.lines[newest.ID], "refused")
+	denied := lastOutcome(d.lines[newest.ID], "denied")
+	switch {
+	case refusal != nil:
+		v.Case, v.Reason, v.Since = WhyRefused, refusal.Reason, refusal.at
+		v.Summary = fmt.Sprintf("The JITR function refused the device's certificate %s at %s and revoked it: %s.", short(newest.ID), stamp(refusal.at), refusal.Reason)
+		v.Fix = refusalFix(refusal.Reason)
+	case denied != nil:
+		v.Case, v.Reason, v.Since = WhyDenied, denied.Reason, denied.at
+		v.Summary = fmt.Sprintf("The JITR function revoked the device's certificate %s at %s: the device was on the deny-list.", short(newest.ID), stamp(denied.at))
+		v.Fix = "'fleetctl allow " + v.Thing + "' if the device may come back; its next boot is provisioned."
+	default:
+		v.Case = WhyRevoked
+		v.Summary = fmt.Sprintf("The device's certificate %s is REVOKED; AWS IoT refuses it.", short(newest.ID))
+		v.Fix = "A revoked certificate never comes back. Reboot the device: Azure Sphere issues a new certificate, which JITR provisions (unless the device is on the deny-list)."
 	}
 }
 
