@@ -103,7 +103,7 @@ def _attach_thing_principal(moto_attach_thing_principal):
             raise InvalidRequestException(f"Invalid thingPrincipalType {kind}.")
         self._get_principal(principal_arn)  # ResourceNotFoundException first, as moto and AWS
         self.describe_thing(thing_name)
-        others = [t for (p, t) in self.principal_things if p == principal_arn and t != thing_name]
+        others = [t for t in self.list_principal_things(principal_arn) if t != thing_name]
         if others and kind == EXCLUSIVE:
             raise InvalidRequestException(
                 f"Principal {principal_arn} cannot be attached to thing {thing_name} exclusively: "
