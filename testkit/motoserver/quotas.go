@@ -33,7 +33,7 @@ type QuotaStats struct {
 // Quotas reads the quota figures.
 func (s *Server) Quotas(ctx context.Context) (QuotaStats, error) {
 	var st QuotaStats
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+contract.QuotasPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.ServiceURL("iot")+contract.QuotasPath, nil)
 	if err != nil {
 		return st, fmt.Errorf("read quotas: %w", err)
 	}
@@ -53,7 +53,7 @@ func (s *Server) Quotas(ctx context.Context) (QuotaStats, error) {
 
 // ResetQuotas zeroes the quota figures and refills every bucket, so that what follows starts from an idle account.
 func (s *Server) ResetQuotas(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+contract.QuotasResetPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.ServiceURL("iot")+contract.QuotasResetPath, nil)
 	if err != nil {
 		return fmt.Errorf("reset quotas: %w", err)
 	}
