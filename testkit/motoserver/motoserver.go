@@ -157,10 +157,10 @@ func (s *Server) Env() []string {
 	}
 	return append(direct,
 		"AWS_ENDPOINT_URL="+s.URL,
-		"AWS_REGION=" + Region,
-		"AWS_DEFAULT_REGION=" + Region,
-		"AWS_ACCESS_KEY_ID=" + AccessKeyID,
-		"AWS_SECRET_ACCESS_KEY=" + SecretAccessKey,
+		"AWS_REGION="+Region,
+		"AWS_DEFAULT_REGION="+Region,
+		"AWS_ACCESS_KEY_ID="+AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY="+SecretAccessKey,
 		"AWS_SESSION_TOKEN=",
 	)
 }
