@@ -115,6 +115,7 @@ func start(ctx context.Context, moto *motoserver.Server, code lambdaruntime.Func
 	t.rules = rules.Start(t.Queues, t.Functions, t.tl)
 	t.Broker, err = broker.Start(broker.Options{
 		RegistryPoll: opts.RegistryPoll,
+		Changes:      t.Moto.Changes,
 		Deployment:   t.Deployment,
 		IoT:          t.IoT,
 		Shadow:       t.Shadow,

@@ -52,6 +52,9 @@ type Options struct {
 	Log      *slog.Logger // broker internals; default discards
 	// RegistryPoll is how often open connections are checked against the registry; default RevocationPollInterval.
 	RegistryPoll time.Duration
+	// Changes is the registry's change feed (registrycache.go): with it the broker keeps its registry reads in
+	// memory and acts on each change as it comes; without it, it reads the registry on every CONNECT and polls.
+	Changes ChangeFeed
 }
 
 // Broker is an MQTT-over-TLS server on loopback that behaves like AWS IoT Core for the JITR flow.
@@ -66,7 +69,8 @@ type Broker struct {
 	// lookups bounds the registry calls of connections in progress: a fleet retrying at once would otherwise
 	// flood moto, a single process, and starve the function that provisions the fleet.
 	lookups chan struct{}
-	rate    connectRate // one CONNECT per second per client id (limits.go)
+	rate    connectRate   // one CONNECT per second per client id (limits.go)
+	reg     registryCache // the registry's answers, while the change feed is live (registrycache.go)
 	// ctx ends when the broker closes, so admissions in progress stop waiting for the registry.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -163,6 +167,9 @@ func Start(opts Options) (*Broker, error) {
 		poll = RevocationPollInterval
 	}
 	go b.watchRegistry(poll)
+	if opts.Changes != nil {
+		go b.followChanges(opts.Changes)
+	}
 	return b, nil
 }
 
