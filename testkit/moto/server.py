@@ -13,6 +13,7 @@ alive and the SDKs reuse them; so does this server:
 - quiet() drops werkzeug's access log (one line per request) and keeps its warnings and errors.
 """
 import logging
+import socket
 import sys
 
 from moto.moto_server.werkzeug_app import MotoRequestHandler
@@ -66,6 +67,10 @@ class KeepAliveHandler(MotoRequestHandler):
     """moto's request handler (its header handling included) on persistent HTTP/1.1 connections."""
 
     protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def run_wsgi(self):
         if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
@@ -138,8 +143,10 @@ class KeepAliveHandler(MotoRequestHandler):
             self.send_header("Content-Length", "0" if self.command == "HEAD" else str(len(payload)))
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
+        # Head and body in one write: two small writes on a kept-alive connection wait for the client's delayed ACK
+        # (Nagle's algorithm), ~40 ms a request.
+        self._headers_buffer.append(b"\r\n")
         if payload and not no_body:
-            self.wfile.write(payload)
-        self.wfile.flush()
+            self._headers_buffer.append(payload)
+        self.flush_headers()
         response["sent"] = True
