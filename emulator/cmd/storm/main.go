@@ -772,4 +772,3 @@ func envString(name, def string) string {
 	}
 	return def
 }
-
