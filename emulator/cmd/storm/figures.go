@@ -78,11 +78,11 @@ func (b *bench) cpuTimes() map[string]float64 {
 	}
 	out := map[string]float64{}
 	for name, pid := range b.moto.Processes() {
-		if t, _, ok := procTimes(pid); ok {
+		if t, _, _, ok := procTimes(pid); ok {
 			out[name] += t
 		}
 	}
-	if t, _, ok := procTimes(os.Getpid()); ok {
+	if t, _, _, ok := procTimes(os.Getpid()); ok {
 		out["go"] += t
 	}
 	if len(groups) > 0 {
@@ -92,8 +92,11 @@ func (b *bench) cpuTimes() map[string]float64 {
 			if err != nil {
 				continue
 			}
-			if t, pgrp, ok := procTimes(pid); ok {
+			// aws-lambda-rie leads its process group; the function it runs has a group of its own, with RIE as parent.
+			if t, pgrp, ppid, ok := procTimes(pid); ok {
 				if name, in := groups[pgrp]; in {
+					out[name] += t
+				} else if name, in := groups[ppid]; in {
 					out[name] += t
 				}
 			}
@@ -102,24 +105,25 @@ func (b *bench) cpuTimes() map[string]float64 {
 	return out
 }
 
-// procTimes is a process's user + system CPU seconds and its process group, from /proc/<pid>/stat.
-func procTimes(pid int) (float64, int, bool) {
+// procTimes is a process's user + system CPU seconds, its process group and its parent, from /proc/<pid>/stat.
+func procTimes(pid int) (cpu float64, pgrp, ppid int, ok bool) {
 	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 	if err != nil {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	i := bytes.LastIndexByte(data, ')')
 	if i < 0 {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	f := strings.Fields(string(data[i+1:])) // f[0] is field 3 (state)
 	if len(f) < 13 {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
-	pgrp, _ := strconv.Atoi(f[2])
+	ppid, _ = strconv.Atoi(f[1])
+	pgrp, _ = strconv.Atoi(f[2])
 	utime, _ := strconv.ParseFloat(f[11], 64)
 	stime, _ := strconv.ParseFloat(f[12], 64)
-	return (utime + stime) / clockTicks, pgrp, true
+	return (utime + stime) / clockTicks, pgrp, ppid, true
 }
 
 // cpuShares is each process's CPU over the scenario ÷ its length, moto's processes first.
