@@ -69,8 +69,11 @@ type Broker struct {
 	// lookups bounds the registry calls of connections in progress: a fleet retrying at once would otherwise
 	// flood moto, a single process, and starve the function that provisions the fleet.
 	lookups chan struct{}
-	rate    connectRate   // one CONNECT per second per client id (limits.go)
-	reg     registryCache // the registry's answers, while the change feed is live (registrycache.go)
+	// relookups is the same budget for certificates whose registry entry changed since the broker read it (a device
+	// retrying after its activation): they do not queue behind a storm's unknown certificates.
+	relookups chan struct{}
+	rate      connectRate   // one CONNECT per second per client id (limits.go)
+	reg       registryCache // the registry's answers, while the change feed is live (registrycache.go)
 	// ctx ends when the broker closes, so admissions in progress stop waiting for the registry.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -110,7 +113,7 @@ func Start(opts Options) (*Broker, error) {
 	}
 	d := opts.Deployment
 	b := &Broker{opts: opts, region: d.Resolver.Pseudo["AWS::Region"], account: d.Resolver.Pseudo["AWS::AccountId"],
-		lookups: make(chan struct{}, 4)}
+		lookups: make(chan struct{}, 4), relookups: make(chan struct{}, 4)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	for name, p := range d.Policies {
 		b.policies.Store(name, p)

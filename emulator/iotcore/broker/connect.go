@@ -63,11 +63,15 @@ func (b *Broker) admit(ctx context.Context, cl *mqtt.Client) (*session, string) 
 		}
 		return b.authorize(ctx, cl.ID, leaf, certID, cached, st)
 	}
+	slots := b.lookups
+	if st.gen > 0 { // changed since the broker read it: most often a device retrying after its activation
+		slots = b.relookups
+	}
 	wait := time.NewTimer(registrySlotWait)
 	defer wait.Stop()
 	select {
-	case b.lookups <- struct{}{}:
-		defer func() { <-b.lookups }()
+	case slots <- struct{}{}:
+		defer func() { <-slots }()
 	case <-wait.C:
 		return nil, "service busy: registry overloaded, retry later"
 	case <-ctx.Done():
