@@ -227,12 +227,6 @@ func (fn *Function) DeadLetters(ctx context.Context) ([]string, error) {
 	return bodies, nil
 }
 
-// Invoke runs the function once, synchronously, with payload (as the Lambda Invoke API does with
-// RequestResponse), through the same execution environments as its mappings and schedules.
-func (fn *Function) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
-	return fn.faults.Invoke(ctx, payload)
-}
-
 // Costs are what the function's running has cost since it started: its invocations (every delivery, retries
 // included) and its event source mappings' ReceiveMessage calls (empty receives included, as Lambda bills them).
 type Costs struct {
