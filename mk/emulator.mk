@@ -79,17 +79,24 @@ bench-emulator: .stamps/venv emulator-synth ## local emulator: provisioning late
 
 # The fleet storm (issue 13): N devices reboot at once against AWS IoT's quotas (testkit/moto/quotas.py), through
 # the template's registration queue and event source mapping. The template is synthesized with the scale's quotas
-# (what a user passes after a quota increase), so the function paces itself to what moto enforces.
-#   make bench-storm    first boot and reboot of STORM_DEVICES (1000) at STORM_SCALE (1): one line per scenario
-#   make test-storm     50 devices at scale 10, counts only (lost=0 dlq=0 retired=N): part of make test
-STORM_DEVICES ?= 1000
-STORM_SCALE   ?= 1
-STORM_DIR     := build/storm
+# (what a user passes after a quota increase), so the function paces itself to what moto enforces; the bench rescales
+# the function's pacing with the quotas for its other passes.
+#   make bench-storm      the capacity pass (first boot, quotas lifted ×100: capacity=activations/s), then first boot
+#                         and reboot of STORM_DEVICES (1000) at STORM_SCALE (auto: the largest scale ≤ 1 where the
+#                         emulator has headroom ≥ 2, then scale 1): one line per scenario
+#   make bench-storm-10k  first boot and reboot of STORM_10K_DEVICES (10000) with the quotas lifted, one reconciler
+#                         pass after: per-device costs, tail rate, reconcile_reads
+#   make test-storm       50 devices at scale 10, counts only (lost=0 dlq=0 retired=N): part of make test
+STORM_DEVICES     ?= 1000
+STORM_SCALE       ?= auto
+STORM_10K_DEVICES ?= 10000
+STORM_DIR         := build/storm
+STORM_ARGS         = -template $(STORM_DIR)/cdk.out/SphereJitr.template.json -ca $(EMULATOR_DIR)/tenant-ca -log $(STORM_DIR)/storm.log
 
 TEST_TARGETS  += test-storm
 BENCH_TARGETS += bench-storm
 
-.PHONY: bench-storm test-storm storm-synth
+.PHONY: bench-storm bench-storm-10k test-storm storm-synth
 
 storm-synth: emulator-synth
 	$(GO) build -o $(EMULATOR_BIN)/ ./emulator/cmd/storm
@@ -100,12 +107,14 @@ storm-synth: emulator-synth
 		-c tenantId=$(EMULATOR_TENANT_ID) -c certificateMode=DEFAULT \
 		-c iotQuotas="$$($(EMULATOR_BIN)/storm context -scale $(STORM_SCALE))"
 
-bench-storm: .stamps/go .stamps/npm .stamps/venv storm-synth ## fleet storm: STORM_DEVICES (1000) devices boot, then reboot, at once against AWS IoT's quotas ×STORM_SCALE (1)
-	$(EMULATOR_BIN)/storm -template $(STORM_DIR)/cdk.out/SphereJitr.template.json -ca $(EMULATOR_DIR)/tenant-ca \
-		-devices $(STORM_DEVICES) -scale $(STORM_SCALE) -log $(STORM_DIR)/storm.log
+bench-storm: .stamps/go .stamps/npm .stamps/venv storm-synth ## fleet storm: capacity pass, then STORM_DEVICES (1000) devices boot and reboot at once against AWS IoT's quotas ×STORM_SCALE (auto)
+	$(EMULATOR_BIN)/storm $(STORM_ARGS) -devices $(STORM_DEVICES) -scale $(STORM_SCALE)
+
+bench-storm-10k: STORM_SCALE = 1
+bench-storm-10k: .stamps/go .stamps/npm .stamps/venv storm-synth ## fleet storm at cost: STORM_10K_DEVICES (10000) devices boot and reboot with the quotas lifted, then one reconciler pass
+	$(EMULATOR_BIN)/storm $(STORM_ARGS) -devices $(STORM_10K_DEVICES) -scale 1 -lifted -capacity=false -reconcile
 
 test-storm: STORM_DEVICES = 50
 test-storm: STORM_SCALE = 10
 test-storm: .stamps/go .stamps/npm .stamps/venv storm-synth ## a small fleet storm (50 devices, scale 10): fails unless lost=0 dlq=0 retired=N
-	$(EMULATOR_BIN)/storm -template $(STORM_DIR)/cdk.out/SphereJitr.template.json -ca $(EMULATOR_DIR)/tenant-ca \
-		-devices $(STORM_DEVICES) -scale $(STORM_SCALE) -log $(STORM_DIR)/storm.log -check
+	$(EMULATOR_BIN)/storm $(STORM_ARGS) -devices $(STORM_DEVICES) -scale $(STORM_SCALE) -capacity=false -check

@@ -30,6 +30,7 @@ type EventSourceMapping struct {
 	asRole   func(*sqs.Options)
 	done     func(record SQSRecord) // sees every record of a batch once the function has run
 	inFlight atomic.Int32
+	receives atomic.Int64 // ReceiveMessage calls made (what Lambda's polling costs: empty receives included)
 	wg       sync.WaitGroup
 	cancel   context.CancelFunc
 }
@@ -135,6 +136,7 @@ func (e *EventSourceMapping) gather(ctx context.Context) []sqstypes.Message {
 		if len(batch) > 0 && !time.Now().Before(deadline) {
 			break
 		}
+		e.receives.Add(1)
 		out, err := e.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(e.m.QueueURL), MaxNumberOfMessages: int32(min(10, e.m.BatchSize-len(batch))),
 			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},

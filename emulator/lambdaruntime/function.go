@@ -227,13 +227,44 @@ func (fn *Function) DeadLetters(ctx context.Context) ([]string, error) {
 	return bodies, nil
 }
 
-// faultInvoker fails while its counter is positive, then passes invocations through.
+// Costs are what the function's running has cost since it started: its invocations (every delivery, retries
+// included) and its event source mappings' ReceiveMessage calls (empty receives included, as Lambda bills them).
+type Costs struct {
+	Invocations int64
+	Receives    int64
+}
+
+// Costs returns the function's costs so far.
+func (fn *Function) Costs() Costs {
+	c := Costs{Invocations: fn.faults.calls.Load()}
+	for _, m := range fn.mappings {
+		c.Receives += m.receives.Load()
+	}
+	return c
+}
+
+// Processes are the process group ids of the function's execution environments (aws-lambda-rie and the function
+// it runs), none when its code is replaced (FunctionOptions.Invoker).
+func (fn *Function) Processes() []int {
+	if fn.pool == nil {
+		return nil
+	}
+	var ids []int
+	for _, cmd := range fn.pool.procs {
+		ids = append(ids, cmd.Process.Pid)
+	}
+	return ids
+}
+
+// faultInvoker fails while its counter is positive, then passes invocations through; it counts every invocation.
 type faultInvoker struct {
 	inner Invoker
 	fail  atomic.Int32
+	calls atomic.Int64
 }
 
 func (f *faultInvoker) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	f.calls.Add(1)
 	if f.fail.Add(-1) >= 0 {
 		return nil, &FunctionError{Type: "Unavailable", Message: "injected by the test: function unavailable"}
 	}

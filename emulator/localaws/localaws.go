@@ -61,6 +61,7 @@ type Emulator struct {
 	Shadow     *shadow.Client
 	Queues     *sqs.Client
 	Logs       *cloudwatchlogs.Client
+	DynamoDB   *dynamodb.Client
 	Deployment *deploy.Deployment
 	// LogShipper writes the functions' output and AWS IoT's v2 log entries into moto's CloudWatch Logs.
 	LogShipper *cwlogs.Shipper
@@ -122,6 +123,7 @@ func start(ctx context.Context, moto *motoserver.Server, code lambdaruntime.Func
 	t.rules = rules.Start(t.Queues, t.Functions, t.tl)
 	t.Broker, err = broker.Start(broker.Options{
 		RegistryPoll: opts.RegistryPoll,
+		Changes:      t.Moto.Changes,
 		Deployment:   t.Deployment,
 		IoT:          t.IoT,
 		Shadow:       t.Shadow,
@@ -141,11 +143,17 @@ func start(ctx context.Context, moto *motoserver.Server, code lambdaruntime.Func
 // connectAWS makes the clients of moto.
 func (t *Emulator) connectAWS() {
 	t.AWS = AWSConfig(t.Moto.URL)
-	t.IoT = iot.NewFromConfig(t.AWS, func(o *iot.Options) { o.APIOptions = append(o.APIOptions, motoserver.Internal) }) // AWS IoT's own reads: no quota
-	t.S3 = s3.NewFromConfig(t.AWS, func(o *s3.Options) { o.UsePathStyle = true })
-	t.Shadow = &shadow.Client{Endpoint: t.Moto.URL, Region: t.AWS.Region, Credentials: t.AWS.Credentials, HTTP: t.AWS.HTTPClient.(*http.Client)}
-	t.Queues = sqs.NewFromConfig(t.AWS)
-	t.Logs = cloudwatchlogs.NewFromConfig(t.AWS)
+	// Each client straight to the moto process of its service (the router behind t.Moto.URL is for tools).
+	at := func(service string) *string { return aws.String(t.Moto.ServiceURL(service)) }
+	t.IoT = iot.NewFromConfig(t.AWS, func(o *iot.Options) {
+		o.BaseEndpoint = at("iot")
+		o.APIOptions = append(o.APIOptions, motoserver.Internal) // AWS IoT's own reads: no quota
+	})
+	t.S3 = s3.NewFromConfig(t.AWS, func(o *s3.Options) { o.UsePathStyle, o.BaseEndpoint = true, at("s3") })
+	t.Shadow = &shadow.Client{Endpoint: t.Moto.ServiceURL("iotdata"), Region: t.AWS.Region, Credentials: t.AWS.Credentials, HTTP: t.AWS.HTTPClient.(*http.Client)}
+	t.Queues = sqs.NewFromConfig(t.AWS, func(o *sqs.Options) { o.BaseEndpoint = at("sqs") })
+	t.DynamoDB = dynamodb.NewFromConfig(t.AWS, func(o *dynamodb.Options) { o.BaseEndpoint = at("dynamodb") })
+	t.Logs = cloudwatchlogs.NewFromConfig(t.AWS, func(o *cloudwatchlogs.Options) { o.BaseEndpoint = at("logs") })
 	t.LogShipper = cwlogs.New(t.Logs)
 	t.ids = identity.NewRegistry(t.Moto)
 	t.report = &certificateReport{tl: t.tl, iot: t.IoT, reported: map[string]string{}, certThing: map[string]string{}, thingCerts: map[string][]string{}}
@@ -164,7 +172,7 @@ func (t *Emulator) startEndpoints() (tls.Certificate, error) {
 	}
 	t.ServerCA = srvCA
 	serverCert := tls.Certificate{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key, Leaf: leaf.Cert}
-	if t.S3Gate, err = s3gate.StartS3Gate(t.Moto.URL, serverCert, t.ids, t.tl); err != nil {
+	if t.S3Gate, err = s3gate.StartS3Gate(t.Moto.ServiceURL("s3"), serverCert, t.ids, t.tl); err != nil {
 		return tls.Certificate{}, fmt.Errorf("S3 gate: %w", err)
 	}
 	if t.DataPlane, err = dataplane.Start(serverCert, t.ids, motoserver.Region, motoserver.AccountID, t.tl); err != nil {
@@ -183,7 +191,7 @@ func (t *Emulator) deploy(ctx context.Context, opts Options) error {
 	var err error
 	t.Deployment, err = deploy.Deploy(ctx, opts.Template, t.IoT, t.S3, deploy.Options{
 		StackName: opts.StackName, Region: motoserver.Region, AccountID: motoserver.AccountID, Attrs: attrs, Queues: t.Queues,
-		DynamoDB: dynamodb.NewFromConfig(t.AWS), Logs: t.Logs,
+		DynamoDB: t.DynamoDB, Logs: t.Logs,
 	})
 	if err != nil {
 		return fmt.Errorf("deploy template: %w", err)

@@ -50,6 +50,9 @@ func Prepare(ctx context.Context, o SetupOptions) (s *Setup, err error) {
 	if s.Code, err = lambdaruntime.BuildFunctions(ctx, o.Root, s.dir); err != nil {
 		return nil, err
 	}
+	// One moto process per service group: IoT's registry, SQS and DynamoDB each on a core of their own when the
+	// machine has them (a storm keeps all three busy at once).
+	o.Moto.Split = true
 	if s.Moto, err = motoserver.Start(ctx, o.Moto); err != nil {
 		return nil, err
 	}

@@ -337,6 +337,7 @@ const (
 	EmulatorInternalHeader = "X-Sphere-Emulator-Internal" // on a request the quotas neither count nor throttle
 	QuotasPath             = "/_sphere/quotas"            // GET: the figures
 	QuotasResetPath        = "/_sphere/quotas/reset"      // POST: zero the figures, refill the buckets
+	QuotasScalePath        = "/_sphere/quotas/scale"      // POST {"scale": K}: every limit K × its start value
 )
 
 // The account-settings custom resource (fleet indexing and AWS IoT logging, account-wide settings the stack widens

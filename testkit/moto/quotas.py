@@ -28,6 +28,8 @@ Figures (loopback only, like moto itself):
                                              UpdateCertificate newStatus=ACTIVE},
                                "deleted": {certificateId: unix seconds of the successful DeleteCertificate}}
   POST /_sphere/quotas/reset  zeroes the figures and refills every bucket (a new scenario starts from an idle account)
+  POST /_sphere/quotas/scale  {"scale": K}: every limit K × what it was at start, the figures zeroed and the buckets
+                              refilled (the storm benchmark's capacity pass lifts the quotas ×100 in a running moto)
 """
 import json
 import os
@@ -58,6 +60,7 @@ DEFAULT_QUOTAS = {
 INTERNAL_HEADER = "HTTP_X_SPHERE_EMULATOR_INTERNAL"  # WSGI form of the header X-Sphere-Emulator-Internal
 PATH = "/_sphere/quotas"
 RESET_PATH = "/_sphere/quotas/reset"
+SCALE_PATH = "/_sphere/quotas/scale"
 
 _CRED = re.compile(r"Credential=([^/,\s]+)/[^/]+/([^/]+)/([^/]+)/aws4_request")
 
@@ -85,6 +88,7 @@ class Quotas:
 
     def __init__(self, limits, clock=time.monotonic, wall=time.time):
         self.limits = {api: float(rate) for api, rate in limits.items() if float(rate) > 0}
+        self.base = dict(self.limits)
         self.clock = clock
         self.wall = wall
         self.lock = threading.Lock()
@@ -98,6 +102,14 @@ class Quotas:
             self.throttled = {}
             self.activated = {}
             self.deleted = {}
+
+    def scale(self, factor):
+        """Every limit factor × its value at start; zeroes the figures and refills every bucket."""
+        if factor <= 0:
+            raise ValueError("scale must be positive")
+        with self.lock:
+            self.limits = {api: rate * factor for api, rate in self.base.items()}
+        self.reset()
 
     def admit(self, account, region, api):
         """Counts one call of api; False means it is throttled."""
@@ -201,6 +213,13 @@ def middleware(quotas):
             return _json(start_response, "200 OK", quotas.snapshot())
         if path == RESET_PATH and method == "POST":
             quotas.reset()
+            return _json(start_response, "200 OK", {})
+        if path == SCALE_PATH and method == "POST":
+            try:
+                size = int(environ.get("CONTENT_LENGTH") or 0)
+                quotas.scale(float(json.loads(environ["wsgi.input"].read(size) or b"{}")["scale"]))
+            except (ValueError, KeyError, TypeError) as e:
+                return _json(start_response, "400 Bad Request", {"message": f"scale: {e}"})
             return _json(start_response, "200 OK", {})
         cred = _CRED.search(environ.get("HTTP_AUTHORIZATION", ""))
         if not cred or cred.group(3) != "iot" or environ.get(INTERNAL_HEADER):

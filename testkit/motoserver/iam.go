@@ -81,6 +81,7 @@ type IAMStats struct {
 		Authorized int `json:"authorized"`
 		Denied     int `json:"denied"`
 	} `json:"byRole"`
+	ByAction map[string]int `json:"byAction"` // authorized calls by IAM action ("dynamodb:GetItem")
 }
 
 // IAMStats returns the counters since the server started (or ResetIAMStats).

@@ -30,12 +30,15 @@ const (
 	AccountID       = "123456789012" // moto's default account
 )
 
-// Server is a running moto server.
+// Server is a running moto server: one moto process, or (Options.Split) one per service group behind one URL.
 type Server struct {
-	URL  string // http://127.0.0.1:PORT
+	URL  string // http://127.0.0.1:PORT: every service (the router in front of the processes when split)
 	cmd  *exec.Cmd
 	done chan struct{}
 	once sync.Once
+	// split: the processes by service group, and the router that serves URL
+	groups map[string]*Server
+	router *router
 }
 
 // Options tunes Start. Zero values pick defaults.
@@ -45,10 +48,23 @@ type Options struct {
 	Timeout time.Duration
 	// Env is added to the server's environment, e.g. contract.EnvIoTQuotas (the AWS IoT quotas, see Quotas).
 	Env []string
+	// Split runs one moto process per service group (ServiceGroups) instead of one for every service: moto serves
+	// a process's requests one at a time under Python's interpreter lock, so a busy SQS or DynamoDB would make the
+	// IoT registry wait and the other way round. URL still serves every service (a router in front); ServiceURL
+	// and Env point each service at its process directly.
+	Split bool
 }
 
 // Start launches moto and waits until it answers.
 func Start(ctx context.Context, opts Options) (*Server, error) {
+	if opts.Split {
+		return startSplit(ctx, opts)
+	}
+	return startProcess(ctx, opts)
+}
+
+// startProcess launches one moto process.
+func startProcess(ctx context.Context, opts Options) (*Server, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -130,21 +146,32 @@ func (s *Server) Reset() error {
 	return nil
 }
 
-// Env returns the environment variables that point an AWS SDK at this server.
+// Env returns the environment variables that point an AWS SDK at this server (each service at its own process
+// when split, through the SDK's per-service endpoint variables).
 func (s *Server) Env() []string {
-	return []string{
-		"AWS_ENDPOINT_URL=" + s.URL,
-		"AWS_REGION=" + Region,
-		"AWS_DEFAULT_REGION=" + Region,
-		"AWS_ACCESS_KEY_ID=" + AccessKeyID,
-		"AWS_SECRET_ACCESS_KEY=" + SecretAccessKey,
-		"AWS_SESSION_TOKEN=",
+	var direct []string
+	if s.groups != nil {
+		for _, v := range serviceEndpointVars {
+			direct = append(direct, v.env+"="+s.ServiceURL(v.service))
+		}
 	}
+	return append(direct,
+		"AWS_ENDPOINT_URL="+s.URL,
+		"AWS_REGION="+Region,
+		"AWS_DEFAULT_REGION="+Region,
+		"AWS_ACCESS_KEY_ID="+AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY="+SecretAccessKey,
+		"AWS_SESSION_TOKEN=",
+	)
 }
 
 // Stop ends the server and everything it started. It is safe to call more than once.
 func (s *Server) Stop() {
 	s.once.Do(func() {
+		if s.groups != nil {
+			s.stopSplit()
+			return
+		}
 		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
 		select {
 		case <-s.done:

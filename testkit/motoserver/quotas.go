@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -33,7 +35,7 @@ type QuotaStats struct {
 // Quotas reads the quota figures.
 func (s *Server) Quotas(ctx context.Context) (QuotaStats, error) {
 	var st QuotaStats
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+contract.QuotasPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.ServiceURL("iot")+contract.QuotasPath, nil)
 	if err != nil {
 		return st, fmt.Errorf("read quotas: %w", err)
 	}
@@ -53,7 +55,7 @@ func (s *Server) Quotas(ctx context.Context) (QuotaStats, error) {
 
 // ResetQuotas zeroes the quota figures and refills every bucket, so that what follows starts from an idle account.
 func (s *Server) ResetQuotas(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+contract.QuotasResetPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.ServiceURL("iot")+contract.QuotasResetPath, nil)
 	if err != nil {
 		return fmt.Errorf("reset quotas: %w", err)
 	}
@@ -64,6 +66,26 @@ func (s *Server) ResetQuotas(ctx context.Context) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("reset quotas: HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// ScaleQuotas sets every AWS IoT quota to factor × its value when the server started, zeroes the figures and
+// refills every bucket (the storm benchmark lifts the quotas ×100 for its capacity pass).
+func (s *Server) ScaleQuotas(ctx context.Context, factor float64) error {
+	body := strings.NewReader(`{"scale": ` + strconv.FormatFloat(factor, 'g', -1, 64) + `}`)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.ServiceURL("iot")+contract.QuotasScalePath, body)
+	if err != nil {
+		return fmt.Errorf("scale quotas: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("scale quotas: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("scale quotas: HTTP %d", resp.StatusCode)
 	}
 	return nil
 }

@@ -54,6 +54,9 @@ type Options struct {
 	RegistryPoll time.Duration
 	// Presence is what the broker reports about connections: connectivity, lifecycle events, v2 logs (presence.go).
 	Presence PresenceOptions
+	// Changes is the registry's change feed (registrycache.go): with it the broker keeps its registry reads in
+	// memory and acts on each change as it comes; without it, it reads the registry on every CONNECT and polls.
+	Changes ChangeFeed
 }
 
 // Broker is an MQTT-over-TLS server on loopback that behaves like AWS IoT Core for the JITR flow.
@@ -68,9 +71,13 @@ type Broker struct {
 	// lookups bounds the registry calls of connections in progress: a fleet retrying at once would otherwise
 	// flood moto, a single process, and starve the function that provisions the fleet.
 	lookups chan struct{}
-	rate    connectRate // one CONNECT per second per client id (limits.go)
+	// relookups is the same budget for certificates whose registry entry changed since the broker read it (a device
+	// retrying after its activation): they do not queue behind a storm's unknown certificates.
+	relookups chan struct{}
+	rate      connectRate // one CONNECT per second per client id (limits.go)
 	// presence reports connects and disconnects: fleet index, lifecycle events, v2 logs (presence.go).
 	presence *presence
+	reg      registryCache // the registry's answers, while the change feed is live (registrycache.go)
 	// ctx ends when the broker closes, so admissions in progress stop waiting for the registry.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -110,7 +117,7 @@ func Start(opts Options) (*Broker, error) {
 	}
 	d := opts.Deployment
 	b := &Broker{opts: opts, region: d.Resolver.Pseudo["AWS::Region"], account: d.Resolver.Pseudo["AWS::AccountId"],
-		lookups: make(chan struct{}, 4)}
+		lookups: make(chan struct{}, 4), relookups: make(chan struct{}, 4)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.presence = newPresence(b, opts.Presence)
 	for name, p := range d.Policies {
@@ -168,6 +175,9 @@ func Start(opts Options) (*Broker, error) {
 		poll = RevocationPollInterval
 	}
 	go b.watchRegistry(poll)
+	if opts.Changes != nil {
+		go b.followChanges(opts.Changes)
+	}
 	return b, nil
 }
 

@@ -41,7 +41,9 @@ var errRevoked = errors.New("certificate no longer ACTIVE")
 
 // admit decides a CONNECT: it returns the session of an authorised client, or the reason for refusing it. The
 // certificate must be in the registry and ACTIVE (an unknown one chaining to a registered CA is auto-registered,
-// a pending one announced again), and its attached policies must allow iot:Connect for the client id.
+// a pending one announced again), and its attached policies must allow iot:Connect for the client id. What the
+// broker already read of the certificate, and the registry has not changed since, is answered from memory
+// (registrycache.go) without a registry call or a registry slot.
 func (b *Broker) admit(ctx context.Context, cl *mqtt.Client) (*session, string) {
 	tc, ok := cl.Net.Conn.(*tls.Conn)
 	if !ok {
@@ -54,11 +56,22 @@ func (b *Broker) admit(ctx context.Context, cl *mqtt.Client) (*session, string) 
 	leaf := chain[0]
 	sum := sha256.Sum256(leaf.Raw)
 	certID := hex.EncodeToString(sum[:])
+	cached, known, st := b.reg.get(certID)
+	if known && (cached.status != iottypes.CertificateStatusActive || cached.attachments) {
+		if why := b.judgeStatus(leaf, chain[1:], certID, cached.status); why != "" {
+			return nil, why
+		}
+		return b.authorize(ctx, cl.ID, leaf, certID, cached, st)
+	}
+	slots := b.lookups
+	if st.gen > 0 { // changed since the broker read it: most often a device retrying after its activation
+		slots = b.relookups
+	}
 	wait := time.NewTimer(registrySlotWait)
 	defer wait.Stop()
 	select {
-	case b.lookups <- struct{}{}:
-		defer func() { <-b.lookups }()
+	case slots <- struct{}{}:
+		defer func() { <-slots }()
 	case <-wait.C:
 		return nil, "service busy: registry overloaded, retry later"
 	case <-ctx.Done():
@@ -66,53 +79,73 @@ func (b *Broker) admit(ctx context.Context, cl *mqtt.Client) (*session, string) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	certARN, why := b.activeCertificate(ctx, leaf, chain[1:], certID)
-	if why != "" {
-		return nil, why
+	if !known {
+		var why string
+		if cached, why = b.activeCertificate(ctx, leaf, chain[1:], certID, st); why != "" {
+			return nil, why
+		}
 	}
-	return b.authorize(ctx, cl.ID, leaf, certID, certARN)
+	return b.authorize(ctx, cl.ID, leaf, certID, cached, st)
 }
 
-// activeCertificate returns the ARN of an ACTIVE certificate, or why the connection is refused: an unknown
-// certificate is auto-registered, a PENDING_ACTIVATION one has its registered event published again.
-func (b *Broker) activeCertificate(ctx context.Context, leaf *x509.Certificate, intermediates []*x509.Certificate, certID string) (string, string) {
+// activeCertificate reads the certificate's status from the registry (and keeps it, registrycache.go): an ACTIVE
+// certificate is returned, an unknown one is auto-registered, and every other status refuses the connection.
+func (b *Broker) activeCertificate(ctx context.Context, leaf *x509.Certificate, intermediates []*x509.Certificate, certID string, st stamp) (cachedCert, string) {
 	desc, err := b.opts.IoT.DescribeCertificate(ctx, &iot.DescribeCertificateInput{CertificateId: aws.String(certID)})
-	var nf *iottypes.ResourceNotFoundException
 	switch {
-	case errors.As(err, &nf):
-		return "", b.autoRegister(ctx, leaf, intermediates, certID)
+	case isNotFound(err):
+		return cachedCert{}, b.autoRegister(ctx, leaf, intermediates, certID)
 	case err != nil:
-		return "", fmt.Sprintf("registry lookup failed: %v", err)
+		return cachedCert{}, fmt.Sprintf("registry lookup failed: %v", err)
 	}
-	status := desc.CertificateDescription.Status
+	c := cachedCert{status: desc.CertificateDescription.Status, arn: aws.ToString(desc.CertificateDescription.CertificateArn)}
+	b.reg.store(certID, c, st)
+	return c, b.judgeStatus(leaf, intermediates, certID, c.status)
+}
+
+// judgeStatus refuses a certificate that is not ACTIVE; one still PENDING_ACTIVATION has its registered event
+// published again.
+func (b *Broker) judgeStatus(leaf *x509.Certificate, intermediates []*x509.Certificate, certID string, status iottypes.CertificateStatus) string {
 	switch status {
 	case iottypes.CertificateStatusPendingActivation:
 		// AWS IoT publishes the registered event again on every connection attempt with a certificate still
-		// PENDING_ACTIVATION (the registry decides, each time: no answer from memory), at least once and in no
-		// guaranteed order: "Event messages are guaranteed to be published once. It is possible for them to be
-		// published more than once. The ordering of event messages is not guaranteed."
-		// (https://docs.aws.amazon.com/iot/latest/developerguide/iot-events.html)
+		// PENDING_ACTIVATION (the status as the registry has it at that moment: the broker's memory of it is
+		// dropped the moment the registry changes it), at least once and in no guaranteed order: "Event messages
+		// are guaranteed to be published once. It is possible for them to be published more than once. The
+		// ordering of event messages is not guaranteed." (https://docs.aws.amazon.com/iot/latest/developerguide/iot-events.html)
 		if ca, ok := b.issuingCA(leaf, intermediates); ok {
 			b.publishRegistered(certID, ca.ID)
-			return "", fmt.Sprintf("certificate %s is PENDING_ACTIVATION: registered event re-published", timeline.Short(certID))
+			return fmt.Sprintf("certificate %s is PENDING_ACTIVATION: registered event re-published", timeline.Short(certID))
 		}
-		return "", fmt.Sprintf("certificate %s is PENDING_ACTIVATION", timeline.Short(certID))
+		return fmt.Sprintf("certificate %s is PENDING_ACTIVATION", timeline.Short(certID))
 	case iottypes.CertificateStatusActive:
-		return aws.ToString(desc.CertificateDescription.CertificateArn), ""
+		return ""
 	default:
-		return "", fmt.Sprintf("certificate %s is %s", timeline.Short(certID), status)
+		return fmt.Sprintf("certificate %s is %s", timeline.Short(certID), status)
 	}
 }
 
 // authorize builds the session of an ACTIVE certificate — the policy variables of the connection (its thing when
-// the certificate is attached to the thing named by the client id) and the policies attached to the certificate —
-// and checks iot:Connect against them.
-func (b *Broker) authorize(ctx context.Context, clientID string, leaf *x509.Certificate, certID, certARN string) (*session, string) {
-	things, err := b.opts.IoT.ListPrincipalThings(ctx, &iot.ListPrincipalThingsInput{Principal: aws.String(certARN)})
-	if err != nil {
-		return nil, fmt.Sprintf("list things of certificate: %v", err)
+// the certificate is attached to the thing named by the client id) and the policies attached to the certificate,
+// read from the registry unless the broker has them (c.attachments) — and checks iot:Connect against them.
+func (b *Broker) authorize(ctx context.Context, clientID string, leaf *x509.Certificate, certID string, c cachedCert, st stamp) (*session, string) {
+	certARN := c.arn
+	if !c.attachments {
+		things, err := b.opts.IoT.ListPrincipalThings(ctx, &iot.ListPrincipalThingsInput{Principal: aws.String(certARN)})
+		if err != nil {
+			return nil, fmt.Sprintf("list things of certificate: %v", err)
+		}
+		pols, err := b.opts.IoT.ListAttachedPolicies(ctx, &iot.ListAttachedPoliciesInput{Target: aws.String(certARN)})
+		if err != nil {
+			return nil, fmt.Sprintf("list policies of certificate: %v", err)
+		}
+		c.things, c.policies, c.attachments = things.Things, nil, true
+		for _, p := range pols.Policies {
+			c.policies = append(c.policies, aws.ToString(p.PolicyName))
+		}
+		b.reg.store(certID, c, st)
 	}
-	attached := slices.Contains(things.Things, clientID)
+	attached := slices.Contains(c.things, clientID)
 	vars := map[string]string{
 		"iot:ClientId":                       clientID,
 		"iot:Connection.Thing.IsAttached":    fmt.Sprint(attached),
@@ -125,17 +158,13 @@ func (b *Broker) authorize(ctx context.Context, clientID string, leaf *x509.Cert
 		vars["iot:Connection.Thing.ThingName"] = clientID
 		s.thing = clientID
 	}
-	pols, err := b.opts.IoT.ListAttachedPolicies(ctx, &iot.ListAttachedPoliciesInput{Target: aws.String(certARN)})
-	if err != nil {
-		return nil, fmt.Sprintf("list policies of certificate: %v", err)
-	}
-	for _, p := range pols.Policies {
-		doc, err := b.policy(ctx, aws.ToString(p.PolicyName))
+	for _, name := range c.policies {
+		doc, err := b.policy(ctx, name)
 		if err != nil {
 			return nil, err.Error()
 		}
 		s.policies = append(s.policies, doc)
-		s.policyNames = append(s.policyNames, aws.ToString(p.PolicyName))
+		s.policyNames = append(s.policyNames, name)
 	}
 	if !policy.Allowed(policy.Request{Action: "iot:Connect", Resource: b.arn("client", clientID), Vars: vars}, s.policies...) {
 		why := "no attached policy allows iot:Connect"

@@ -9,13 +9,13 @@ import (
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 	mqtt "github.com/mochi-mqtt/server/v2"
 
-	"github.com/sphere-jitr/sphere-jitr/emulator/policy"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 )
 
 // watchRegistry drops open connections whose certificate left the ACTIVE state or was deleted, and withdraws
 // from each session the policies detached from its certificate, every RevocationPollInterval until the broker
-// closes.
+// closes — when the registry's change feed is not live; when it is, followChanges acts on each change as it comes
+// (registrycache.go) and this poll has nothing to do.
 //
 // It polls rather than re-checking on each packet: one ListCertificates and one ListTargetsForPolicy per policy in
 // use cost the same for one connection as for a thousand, where a registry call per packet would put moto, a single
@@ -30,7 +30,9 @@ func (b *Broker) watchRegistry(every time.Duration) {
 		case <-b.ctx.Done():
 			return
 		case <-t.C:
-			b.checkRegistry()
+			if !b.reg.isLive() { // with the change feed live, what changed is acted on as it comes (registrycache.go)
+				b.checkRegistry()
+			}
 		}
 	}
 }
@@ -95,20 +97,7 @@ func (b *Broker) checkRegistry() {
 			b.revoke(c.cl, c.s, "certificate "+why)
 			continue
 		}
-		c.s.mu.Lock()
-		var names []string
-		var pols []*policy.Policy
-		for i, name := range c.s.policyNames {
-			if attached[name][c.s.certARN] {
-				names = append(names, name)
-				pols = append(pols, c.s.policies[i])
-			}
-		}
-		if len(names) != len(c.s.policyNames) {
-			b.opts.Timeline.Event(actorIoT, "policy detached from certificate of %s: its further requests are judged without it", timeline.Short(c.cl.ID))
-		}
-		c.s.policyNames, c.s.policies = names, pols
-		c.s.mu.Unlock()
+		b.withdrawDetached(c.cl, c.s, func(name string) bool { return attached[name][c.s.certARN] })
 	}
 }
 
