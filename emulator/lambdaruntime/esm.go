@@ -3,6 +3,7 @@ package lambdaruntime
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -115,8 +116,9 @@ func (e *EventSourceMapping) invoke(ctx context.Context, batch []sqstypes.Messag
 				settled = append(settled, sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: msg.ReceiptHandle})
 			}
 		}
-		if len(settled) > 0 {
-			_, _ = e.sqs.DeleteMessageBatch(context.WithoutCancel(ctx), &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(e.m.QueueURL), Entries: settled}, e.asRole)
+		// Ten at a time: SQS refuses a longer DeleteMessageBatch whole (as the moto the emulator runs does).
+		for chunk := range slices.Chunk(settled, 10) {
+			_, _ = e.sqs.DeleteMessageBatch(context.WithoutCancel(ctx), &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(e.m.QueueURL), Entries: chunk}, e.asRole)
 		}
 	}
 	if e.done != nil {
