@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -184,7 +185,7 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 		outcome batchOutcome
 		room    = h.fits(ctx, registrationCalls)
 	)
-	defer h.takeIdleShares(ctx, len(batch.Records))()
+	defer h.probeWholeQuota(len(batch.Records))()
 	for _, m := range batch.Records {
 		var e Event
 		if err := json.Unmarshal([]byte(m.Body), &e); err != nil {
@@ -255,15 +256,25 @@ func (f *failures) add(m events.SQSMessage, after time.Duration) {
 }
 
 // putBack shortens the visibility timeout of messages reported as batch item failures, so they come back after
-// the delay each entry names rather than after the queue's visibility timeout.
+// the delay each entry names rather than after the queue's visibility timeout (six times the function's). SQS takes
+// at most sqsBatchEntries entries per ChangeMessageVisibilityBatch and refuses a longer one whole.
 func (h *Handler) putBack(ctx context.Context, queueURL string, entries []sqstypes.ChangeMessageVisibilityBatchRequestEntry) {
-	if len(entries) == 0 || h.queues == nil || queueURL == "" {
+	if h.queues == nil || queueURL == "" {
 		return
 	}
-	if _, err := h.queues.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(queueURL), Entries: entries}); err != nil {
-		h.log.Warn("messages put back keep the queue's visibility timeout", "error", err.Error())
+	for chunk := range slices.Chunk(entries, sqsBatchEntries) {
+		out, err := h.queues.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(queueURL), Entries: chunk})
+		switch {
+		case err != nil:
+			h.log.Warn("messages put back keep the queue's visibility timeout", "messages", len(chunk), "error", err.Error())
+		case len(out.Failed) > 0:
+			h.log.Warn("messages put back keep the queue's visibility timeout", "messages", len(out.Failed), "error", aws.ToString(out.Failed[0].Message))
+		}
 	}
 }
+
+// sqsBatchEntries is the most entries SQS takes in one batch action.
+const sqsBatchEntries = 10
 
 // errClaimedElsewhere says another delivery of the same certificate's event holds the ledger claim: this one is
 // put back, and dropped when it comes again if that delivery settled the certificate (or handled if it failed).

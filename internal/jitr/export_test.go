@@ -2,8 +2,8 @@ package jitr
 
 import "time"
 
-// SetTicker replaces the ticker takeIdleShares re-decides on, so a test drives it.
-func SetTicker(h *Handler, ticker func(time.Duration) (<-chan time.Time, func())) { h.ticker = ticker }
+// SetRateShares changes Config.RateShares of a handler a test built.
+func SetRateShares(h *Handler, n float64) { h.cfg.RateShares = n }
 
 // SetDepthTTL changes how long a reading of the registration queue's depth serves, so a test against a real
 // queue reads it at every check.

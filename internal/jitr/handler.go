@@ -76,7 +76,6 @@ type Handler struct {
 	pacing      QuotaShares
 	depth       depthWatch
 	depthTTL    time.Duration
-	ticker      func(time.Duration) (<-chan time.Time, func())
 	ration      rationing
 }
 
@@ -114,7 +113,6 @@ func NewHandler(api IoTAPI, cfg Config, opts ...Option) *Handler {
 		now:      time.Now,
 		recent:   newRecentSet(),
 		depthTTL: depthTTL,
-		ticker:   realTicker,
 	}
 	if h.cfg.MetricsNamespace == "" {
 		h.cfg.MetricsNamespace = contract.MetricsNamespace

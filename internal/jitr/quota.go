@@ -16,8 +16,8 @@ import (
 // Who gets the AWS IoT quotas. Activation and retirement spend the same scarce APIs (DescribeCertificate and
 // UpdateCertificate, 10 a second per account by default) from different execution environments, which know of
 // each other only through the registration queue: while it holds registered events, waiting or in flight,
-// retirement gives way (giveWayToRegistrations); and once nothing waits in it, a registration batch may take
-// what the other environments leave of the quota, the whole of it when they are idle (takeIdleShares).
+// retirement gives way (giveWayToRegistrations); and a registration batch may take what the other environments
+// leave of the quota, the whole of it when they are idle (probeWholeQuota).
 
 const (
 	// depthTTL is how long one reading of the registration queue's depth serves: at most one GetQueueAttributes a
@@ -142,71 +142,19 @@ func (r *rationing) take(now time.Time) bool {
 	return true
 }
 
-// takeIdleShares lets a registration batch take up to the whole quota once nothing waits in the registration
-// queue, at two readings depthTTL apart (a single one would raise the first batch of every storm, whose neighbour
-// takes its own batch a moment later): no other execution environment can then take new work, and those still
-// busy finish their batches. The pacing finds how much of the quota is free: it grows while AWS IoT answers and
-// halves back toward the share, holding there a few seconds, on a ThrottlingException; an environment left alone
-// at the storm's tail ends at the whole quota. (The in-flight count cannot tell an idle neighbour: it includes
-// the events put back for a few seconds, which a storm always has.) It reads at once and again every depthTTL
-// until stop, which gives the share back.
-func (h *Handler) takeIdleShares(ctx context.Context, n int) (stop func()) {
+// probeWholeQuota lets a registration batch's pacing rise toward the whole quota (Config.RateShares shares) while
+// the batch runs, and gives the share back when it returns. The pacing adapts as the SDK's adaptive retry mode
+// does: it grows while AWS IoT answers and halves back toward the share, holding there a few seconds, on a
+// ThrottlingException. While the other execution environment is busy too, the two meet at the quota and each
+// probes above its share about once per hold, the throttled call retried a second later; when the other is idle
+// — the storm's tail, where one batch is left — this one ends at the whole quota. (No reading of the registration
+// queue tells an idle neighbour: devices retrying while their certificate is pending keep registered events
+// arriving to the end, and the in-flight count includes the events put back for a few seconds.)
+func (h *Handler) probeWholeQuota(n int) (stop func()) {
 	if h.pacing == nil || h.cfg.RateShares <= 1 {
 		return func() {}
 	}
-	var (
-		current = 1.0
-		idleAt  time.Time // when the readings began to find nothing waiting; zero while they do not
-	)
-	decide := func() {
-		d, err := h.registrationDepth(ctx)
-		now := h.now()
-		switch idle := err == nil && d.waiting == 0; {
-		case !idle:
-			idleAt = time.Time{}
-		case idleAt.IsZero():
-			idleAt = now
-		}
-		shares := 1.0
-		if !idleAt.IsZero() && now.Sub(idleAt) >= depthTTL {
-			shares = h.cfg.RateShares
-		}
-		h.pacing.SetShares(shares)
-		if shares != current {
-			current = shares
-			h.log.Info("AWS IoT pacing set to its shares of the quotas", "step", "pace", "shares", shares,
-				"waiting", d.waiting, "inFlight", d.inFlight, "batch", n)
-		}
-	}
-	decide()
-	ticks, stopTicks := h.ticker(depthTTL)
-	done, finished := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(finished)
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-ticks:
-				decide()
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		<-finished
-		stopTicks()
-		h.pacing.SetShares(1)
-		if current != 1 {
-			h.log.Info("AWS IoT pacing set to its shares of the quotas", "step", "pace", "shares", 1.0, "batch", n)
-		}
-	}
-}
-
-// realTicker is the default Handler.ticker.
-func realTicker(d time.Duration) (<-chan time.Time, func()) {
-	t := time.NewTicker(d)
-	return t.C, t.Stop
+	h.pacing.SetShares(h.cfg.RateShares)
+	h.log.Debug("AWS IoT pacing may rise to the whole quota", "step", "pace", "shares", h.cfg.RateShares, "batch", n)
+	return func() { h.pacing.SetShares(1) }
 }

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -196,21 +199,27 @@ func TestRetirementGivesWayToArrivingRegistrationsInMoto(t *testing.T) {
 	f.assertActiveInvariant(t)
 }
 
-// heldActivations is the JITR function's IoT client whose activations wait until release.
-type heldActivations struct {
+// pacedActivations is the JITR function's IoT client recording its pacing's UpdateCertificate rate at every
+// activation.
+type pacedActivations struct {
 	jitr.IoTAPI
-	release chan struct{}
+	pacing *iotapi.Pacing
+	mu     sync.Mutex
+	rates  []float64
 }
 
-func (h heldActivations) UpdateCertificate(ctx context.Context, in *iot.UpdateCertificateInput, opts ...func(*iot.Options)) (*iot.UpdateCertificateOutput, error) {
-	<-h.release
-	return h.IoTAPI.UpdateCertificate(ctx, in, opts...)
+func (p *pacedActivations) UpdateCertificate(ctx context.Context, in *iot.UpdateCertificateInput, opts ...func(*iot.Options)) (*iot.UpdateCertificateOutput, error) {
+	p.mu.Lock()
+	p.rates = append(p.rates, p.pacing.Rate("UpdateCertificate"))
+	p.mu.Unlock()
+	return p.IoTAPI.UpdateCertificate(ctx, in, opts...)
 }
 
-// TestRegistrationBatchTakesTheWholeQuotaInMoto: a registration batch received from a real queue may take its two
-// shares when two readings of the queue a second apart find nothing waiting in it, and keeps its one share while
-// another event waits.
-func TestRegistrationBatchTakesTheWholeQuotaInMoto(t *testing.T) {
+// TestRegistrationBatchRisesToTheWholeQuotaInMoto: the JITR function's paced SDK client (one share of 4 calls a
+// second, up to two shares) with a registration batch of 12 events drawn from a real queue, with another event
+// waiting in it: AWS IoT answering every call, the batch's pacing rises above its share toward both shares; every
+// certificate ends ACTIVE; when the batch returns the pacing is back at its share.
+func TestRegistrationBatchRisesToTheWholeQuotaInMoto(t *testing.T) {
 	f := newFixture(t, testRetryPolicy)
 	ctx := context.Background()
 	events := func(n int) []string {
@@ -221,59 +230,86 @@ func TestRegistrationBatchTakesTheWholeQuotaInMoto(t *testing.T) {
 		}
 		return bodies
 	}
-	for _, tc := range []struct {
-		name  string
-		other int
-		want  string
-	}{{"alone", 0, "[1 2 1]"}, {"another event waiting", 1, "[1 1 1]"}} {
-		t.Run(tc.name, func(t *testing.T) {
-			queues, cfg := f.withQueues(t)
-			cfg.RateShares = 2
-			batch := receive(t, queues, cfg.RegistrationQueueURL, events(3))
-			for _, b := range events(tc.other) {
-				if _, err := queues.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(cfg.RegistrationQueueURL), MessageBody: aws.String(b)}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			var (
-				shares  = &shareRecorder{set: make(chan float64, 8)}
-				ticks   = make(chan time.Time)
-				release = make(chan struct{})
-				clockMu sync.Mutex
-				clock   = time.Now()
-			)
-			h := jitr.NewHandler(heldActivations{IoTAPI: newIoTClient(nil, testRetryPolicy, f.principal.Credentials()), release: release}, cfg,
-				jitr.WithQueues(queues), jitr.WithPacing(shares), jitr.WithLogger(slog.New(slog.DiscardHandler)), jitr.WithMetricsOutput(f.metrics),
-				jitr.WithClock(func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return clock }))
-			jitr.SetTicker(h, func(time.Duration) (<-chan time.Time, func()) { return ticks, func() {} })
-			done := make(chan error, 1)
-			go func() {
-				resp, err := h.HandleRegistrations(ctx, batch)
-				if err == nil && len(resp.BatchItemFailures) != 0 {
-					err = fmt.Errorf("%d batch item failures", len(resp.BatchItemFailures))
-				}
-				done <- err
-			}()
-			shares.next(t)
-			clockMu.Lock()
-			clock = clock.Add(time.Second)
-			clockMu.Unlock()
-			ticks <- clock
-			shares.next(t)
-			close(release)
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
-			if got := fmt.Sprint(shares.all()); got != tc.want {
-				t.Errorf("SetShares calls %s, want %s", got, tc.want)
-			}
-			for _, m := range batch.Records {
-				var e jitr.Event
-				_ = json.Unmarshal([]byte(m.Body), &e)
-				if st := f.status(t, e.CertificateID); st != types.CertificateStatusActive {
-					t.Errorf("certificate %s is %q, want ACTIVE", e.CertificateID[:8], st)
-				}
-			}
-		})
+	queues, cfg := f.withQueues(t)
+	cfg.RateShares = 2
+	batch := receive(t, queues, cfg.RegistrationQueueURL, events(12))
+	if _, err := queues.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(cfg.RegistrationQueueURL), MessageBody: aws.String(events(1)[0])}); err != nil {
+		t.Fatal(err)
+	}
+	const share = 4.0
+	pacing := iotapi.NewPacing(iotapi.RateLimits{"DescribeCertificate": share, "UpdateCertificate": share}, iotapi.MaxShares(cfg.RateShares))
+	client := &pacedActivations{pacing: pacing, IoTAPI: iot.New(iot.Options{Region: motoserver.Region, BaseEndpoint: aws.String(moto.URL),
+		Credentials: f.principal.Credentials(), Retryer: iotapi.NewRetryer(testRetryPolicy),
+		APIOptions: []func(*middleware.Stack) error{pacing.Middleware()}})}
+	h := jitr.NewHandler(client, cfg, jitr.WithQueues(queues), jitr.WithPacing(pacing), jitr.WithLogger(slog.New(slog.DiscardHandler)),
+		jitr.WithMetricsOutput(f.metrics))
+	resp, err := h.HandleRegistrations(ctx, batch)
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("HandleRegistrations: %v, %d batch item failures", err, len(resp.BatchItemFailures))
+	}
+	highest := slices.Max(client.rates)
+	if highest <= share {
+		t.Errorf("UpdateCertificate paced at most %.2f a second over the batch (%v); want above its share, %.0f", highest, client.rates, share)
+	}
+	if highest > share*cfg.RateShares {
+		t.Errorf("UpdateCertificate paced at %.2f a second, above the whole quota (%.0f)", highest, share*cfg.RateShares)
+	}
+	if got := pacing.Rate("UpdateCertificate"); got != share {
+		t.Errorf("after the batch: UpdateCertificate paced at %.2f a second, want its share %.0f", got, share)
+	}
+	for _, m := range batch.Records {
+		var e jitr.Event
+		_ = json.Unmarshal([]byte(m.Body), &e)
+		if st := f.status(t, e.CertificateID); st != types.CertificateStatusActive {
+			t.Errorf("certificate %s is %q, want ACTIVE", e.CertificateID[:8], st)
+		}
+	}
+}
+
+// TestHandedBackRecordsComeBackSoonInMoto: a registration batch of 25 events from a real queue whose visibility
+// timeout is the stack's (6 minutes), with no time left to start any of them: every record is handed back and
+// visible again after a few seconds, not after the visibility timeout — put back in calls of at most 10 entries,
+// the most SQS takes (25 in one call fails whole).
+func TestHandedBackRecordsComeBackSoonInMoto(t *testing.T) {
+	f := newFixture(t, testRetryPolicy)
+	ctx := context.Background()
+	queues, cfg := f.withQueues(t)
+	if _, err := queues.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(cfg.RegistrationQueueURL),
+		Attributes: map[string]string{"VisibilityTimeout": "360"}}); err != nil {
+		t.Fatal(err)
+	}
+	var bodies []string
+	for range 25 {
+		body, _ := json.Marshal(f.event(f.device(t, testpki.RandomDeviceID(), time.Now().Add(-time.Hour))))
+		bodies = append(bodies, string(body))
+	}
+	batch := receive(t, queues, cfg.RegistrationQueueURL, bodies)
+	cfg.RateLimits = iotapi.RateLimits{"DescribeCertificate": 10, "UpdateCertificate": 10}
+	logs := &strings.Builder{}
+	h := jitr.NewHandler(newIoTClient(nil, testRetryPolicy, f.principal.Credentials()), cfg, jitr.WithQueues(queues),
+		jitr.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))), jitr.WithMetricsOutput(f.metrics))
+	short, cancel := context.WithTimeout(ctx, time.Second) // less than the margins a batch keeps: room for none
+	defer cancel()
+	resp, err := h.HandleRegistrations(short, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.BatchItemFailures) != 25 {
+		t.Fatalf("%d batch item failures, want all 25 handed back", len(resp.BatchItemFailures))
+	}
+	visible := 0
+	for range 20 {
+		time.Sleep(500 * time.Millisecond)
+		out, err := queues.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(cfg.RegistrationQueueURL),
+			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if visible, _ = strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)]); visible == 25 {
+			break
+		}
+	}
+	if visible != 25 {
+		t.Errorf("%d of 25 handed-back events visible again 10 s later, want all (the rest wait for the 6-minute visibility timeout); logs: %s", visible, logs)
 	}
 }

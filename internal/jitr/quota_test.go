@@ -356,110 +356,47 @@ func (s *shareRecorder) all() []float64 {
 	return append([]float64(nil), s.shares...)
 }
 
-// heldBatch runs a registration batch of n events whose activations wait until release, with the depth of the
-// registration queue as queues says, a clock the test moves and a ticker it drives.
-type heldBatch struct {
-	shares  *shareRecorder
-	queues  *fakeQueues
-	ticks   chan time.Time
-	release chan struct{}
-	done    chan error
-	clockMu sync.Mutex
-	clock   time.Time
-	r       *fakeRegistry
-}
-
-func startHeldBatch(t *testing.T, n, waiting, inFlight int) *heldBatch {
-	t.Helper()
-	b := &heldBatch{shares: &shareRecorder{set: make(chan float64, 8)}, queues: &fakeQueues{}, ticks: make(chan time.Time),
-		release: make(chan struct{}), done: make(chan error, 1), clock: time.Now()}
-	b.queues.setDepth(waiting, inFlight)
-	r, h, _, batch, _ := deadlineSetup(t, n, jitr.WithQueues(b.queues), jitr.WithPacing(b.shares),
-		jitr.WithClock(func() time.Time { b.clockMu.Lock(); defer b.clockMu.Unlock(); return b.clock }))
-	b.r = r
-	r.before = func(_ *fakeRegistry, op string, _ int) {
-		if op == "UpdateCertificate" {
-			<-b.release
-		}
-	}
-	jitr.SetTicker(h, func(time.Duration) (<-chan time.Time, func()) { return b.ticks, func() {} })
-	go func() {
-		_, err := h.HandleRegistrations(context.Background(), batch)
-		b.done <- err
-	}()
-	return b
-}
-
-// tick moves the clock by d and lets the batch read the queue again; it returns the shares the batch then set.
-func (b *heldBatch) tick(t *testing.T, d time.Duration) float64 {
-	t.Helper()
-	b.clockMu.Lock()
-	b.clock = b.clock.Add(d)
-	now := b.clock
-	b.clockMu.Unlock()
-	b.ticks <- now
-	return b.shares.next(t)
-}
-
-// finish releases the activations and returns every SetShares of the batch.
-func (b *heldBatch) finish(t *testing.T) []float64 {
-	t.Helper()
-	close(b.release)
-	if err := <-b.done; err != nil {
-		t.Fatal(err)
-	}
-	return b.shares.all()
-}
-
-// TestRegistrationBatchTakesTheWholeQuotaWhileTheOthersAreIdle: a batch of 4 events may take the two shares of
-// its pacing when two readings of the registration queue a second apart find nothing waiting (whatever is in
-// flight: the pacing halves on throttling if a neighbour is busy after all); it keeps its one share while events
-// wait, and gives the share back when it returns.
-func TestRegistrationBatchTakesTheWholeQuotaWhileTheOthersAreIdle(t *testing.T) {
+// TestRegistrationBatchMayRiseToTheWholeQuota: a registration batch lets its pacing rise to the RateShares
+// shares of the quota before its first activation, whatever waits in the registration queue (the pacing halves
+// back on throttling when a neighbour is busy after all), and gives the share back when it returns; with one
+// share there is nothing to raise.
+func TestRegistrationBatchMayRiseToTheWholeQuota(t *testing.T) {
 	for _, tc := range []struct {
-		name              string
-		waiting, inFlight int
-		want              []float64
+		name     string
+		shares   float64
+		waiting  int
+		want     string
+		whenSent string // the shares set when the first activation is sent
 	}{
-		{"alone", 0, 4, []float64{1, 2, 1}},
-		{"events waiting", 3, 4, []float64{1, 1, 1}},
-		{"nothing waiting, another batch in flight", 0, 54, []float64{1, 2, 1}},
+		{"alone", 2, 0, "[2 1]", "[2]"},
+		{"events waiting", 2, 300, "[2 1]", "[2]"},
+		{"one share", 1, 0, "[]", "[]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := startHeldBatch(t, 4, tc.waiting, tc.inFlight)
-			if got := b.shares.next(t); got != 1 {
-				t.Fatalf("at the batch's start: SetShares(%v), want 1 (one reading is not enough)", got)
+			shares := &shareRecorder{}
+			queues := &fakeQueues{}
+			queues.setDepth(tc.waiting, 4)
+			r, h, _, batch, _ := deadlineSetup(t, 4, jitr.WithQueues(queues), jitr.WithPacing(shares))
+			jitr.SetRateShares(h, tc.shares)
+			var atFirst string
+			r.before = func(_ *fakeRegistry, op string, _ int) {
+				if op == "UpdateCertificate" && atFirst == "" {
+					atFirst = fmt.Sprint(shares.all())
+				}
 			}
-			b.tick(t, time.Second)
-			if got := fmt.Sprint(b.finish(t)); got != fmt.Sprint(tc.want) {
-				t.Errorf("SetShares calls %s, want %v", got, tc.want)
+			resp, err := h.HandleRegistrations(context.Background(), batch)
+			if err != nil || len(resp.BatchItemFailures) != 0 {
+				t.Fatalf("HandleRegistrations: %v, %d batch item failures", err, len(resp.BatchItemFailures))
 			}
-			if got := b.r.count["UpdateCertificate"]; got != 4 {
+			if got := fmt.Sprint(shares.all()); got != tc.want {
+				t.Errorf("SetShares calls %s, want %s", got, tc.want)
+			}
+			if atFirst != tc.whenSent {
+				t.Errorf("SetShares calls before the first activation %s, want %s", atFirst, tc.whenSent)
+			}
+			if got := r.count["UpdateCertificate"]; got != 4 {
 				t.Errorf("%d activations, want 4", got)
 			}
 		})
-	}
-}
-
-// TestRegistrationBatchGivesTheQuotaBackWhenEventsWait: a batch alone takes both shares; when events arrive
-// while it runs, it is back at its share at the next reading of the queue (every second), before its last
-// activation; and a reading less than a second after the first one that found nothing waiting does not raise it.
-func TestRegistrationBatchGivesTheQuotaBackWhenEventsWait(t *testing.T) {
-	b := startHeldBatch(t, 2, 0, 2)
-	if got := b.shares.next(t); got != 1 {
-		t.Fatalf("at the start: SetShares(%v), want 1", got)
-	}
-	if got := b.tick(t, 999*time.Millisecond); got != 1 {
-		t.Fatalf("0.999 s after the first idle reading: SetShares(%v), want 1", got)
-	}
-	if got := b.tick(t, time.Millisecond); got != 2 {
-		t.Fatalf("1 s after the first idle reading: SetShares(%v), want 2", got)
-	}
-	b.queues.setDepth(5, 2)
-	if got := b.tick(t, time.Second); got != 1 {
-		t.Fatalf("after 5 events arrived: SetShares(%v), want 1", got)
-	}
-	if got := fmt.Sprint(b.finish(t)); got != "[1 1 2 1 1]" {
-		t.Errorf("SetShares calls %s, want [1 1 2 1 1]", got)
 	}
 }
