@@ -29,6 +29,7 @@ import (
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
+	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
 	"github.com/sphere-jitr/sphere-jitr/testkit/testpki"
 )
 
@@ -87,8 +88,14 @@ func (s *syncBuffer) String() string {
 // `localaws -info` does, for fleetctl -emulator.
 func startOperated(t *testing.T, tl *timeline.Timeline) (*localaws.Emulator, string, *syncBuffer) {
 	t.Helper()
+	return startOperatedWith(t, tl, env.template)
+}
+
+// startOperatedWith is startOperated with another template (a variant of the synthesized one).
+func startOperatedWith(t *testing.T, tl *timeline.Timeline, template *stacktemplate.Template) (*localaws.Emulator, string, *syncBuffer) {
+	t.Helper()
 	out := &syncBuffer{}
-	tw, err := env.setup.Start(context.Background(), localaws.Options{Workers: 2, Timeline: tl, Log: out})
+	tw, err := env.setup.Start(context.Background(), localaws.Options{Template: template, Workers: 2, Timeline: tl, Log: out})
 	if err != nil {
 		t.Fatal(err)
 	}
