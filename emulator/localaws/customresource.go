@@ -8,9 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -138,18 +139,11 @@ func (p *progressTap) Write(b []byte) (int, error) {
 		if json.Unmarshal(line, &m) != nil || m["msg"] == nil {
 			continue
 		}
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			if k != "time" && k != "level" && k != "msg" {
-				keys = append(keys, k)
-			}
-		}
-		sort.Strings(keys)
-		parts := []string{fmt.Sprint(m["msg"])}
-		for _, k := range keys {
-			parts = append(parts, fmt.Sprintf("%s=%v", k, m[k]))
-		}
-		p.tl.Event(p.source, "%s", strings.Join(parts, " "))
+		msg := m["msg"]
+		delete(m, "time")
+		delete(m, "level")
+		delete(m, "msg")
+		p.tl.Event(p.source, "%v %s", msg, pairs(m))
 	}
 }
 
@@ -165,4 +159,14 @@ func serveLoopback(h func(base string) http.Handler) (string, *http.Server, erro
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: h(base)}
 	go func() { _ = srv.Serve(ln) }()
 	return "http://" + ln.Addr().String() + base, srv, nil
+}
+
+// pairs is m as key=value pairs, sorted by key.
+func pairs(m map[string]any) string {
+	keys := slices.Sorted(maps.Keys(m))
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%v", k, m[k]))
+	}
+	return strings.Join(parts, " ")
 }

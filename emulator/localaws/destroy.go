@@ -82,11 +82,12 @@ func (t *Emulator) Destroy(ctx context.Context) (Leftovers, error) {
 			t.tl.Event("destroy", "%v", err)
 			return Leftovers{}, err
 		}
-		t.tl.Event("destroy", "%s %s deleted by its function %s %v", cr.Type, cr.LogicalID, cr.Function, resp.Data)
+		t.tl.Event("destroy", "%s %s deleted by its function %s%s", cr.Type, cr.LogicalID, cr.Function, dataNote(resp.Data))
 	}
 	t.stopRunning()
 	t.LogShipper.Close() // what the functions wrote lands before their log groups go
 	for _, k := range stackResourceOrder {
+		deleted := 0
 		for _, id := range t.template.OfType(k.Type) {
 			name, ok := t.Deployment.Resolver.Refs[id]
 			if !ok {
@@ -99,7 +100,10 @@ func (t *Emulator) Destroy(ctx context.Context) (Leftovers, error) {
 			if err := k.delete(ctx, t, id, name); err != nil {
 				return Leftovers{}, fmt.Errorf("delete %s %s: %w", k.Type, name, err)
 			}
-			t.tl.Event("destroy", "%s %s deleted", k.Type, name)
+			deleted++
+		}
+		if deleted > 0 {
+			t.tl.Event("destroy", "%s ×%d deleted", k.Type, deleted)
 		}
 	}
 	left, err := t.Leftovers(ctx)
@@ -108,6 +112,14 @@ func (t *Emulator) Destroy(ctx context.Context) (Leftovers, error) {
 	}
 	t.tl.Event("destroy", "%s", left)
 	return left, nil
+}
+
+// dataNote is a custom resource's response data as key=value pairs ("" for none).
+func dataNote(data map[string]any) string {
+	if len(data) == 0 {
+		return ""
+	}
+	return ": " + pairs(data)
 }
 
 func retained(r stacktemplate.Resource) bool {

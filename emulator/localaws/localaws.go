@@ -251,7 +251,11 @@ func (t *Emulator) startFunctions(ctx context.Context, code lambdaruntime.Functi
 		case deploy.KindAccountSettings, deploy.KindTeardown:
 			// invoked by CloudFormation's requests (customresource.go), one at a time; what it logs shows its progress
 			fo.Workers, fo.OnResult = 1, nil
-			fo.Log = io.MultiWriter(log, &progressTap{tl: t.tl, source: string(f.Kind)})
+			source := string(f.Kind)
+			if f.Kind == deploy.KindAccountSettings {
+				source = "fleet-index" // the resource's name in the stack; the kind is too wide for the timeline
+			}
+			fo.Log = io.MultiWriter(log, &progressTap{tl: t.tl, source: source})
 		}
 		if fo.Invoker == nil && fo.Bootstrap == "" {
 			return fmt.Errorf("the template has a %s function (%s): build it (lambdaruntime.BuildFunctions) and pass its bootstrap", f.Kind, id)
