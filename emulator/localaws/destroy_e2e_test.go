@@ -22,7 +22,6 @@ import (
 	"github.com/sphere-jitr/sphere-jitr/emulator/localaws"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
-	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
 )
 
 // TestDestroyRemovesTheStackAndPutsTheAccountBack: devices provisioned through JITR, then Destroy: the teardown
@@ -76,14 +75,9 @@ func indexing(t *testing.T, c *iot.Client) string {
 // is left.
 func TestDestroyOfTooLargeAFleetIsRefusedUntilDecommissioned(t *testing.T) {
 	ctx := context.Background()
-	variant := env.template.Clone()
-	for _, id := range variant.OfType(contract.TeardownResourceType) {
-		fn := stacktemplate.ReferencedResource(variant.Prop(id, "ServiceToken"))
-		// DeleteThing at one call per 2000 s: two things take 4000 s, more than the 50 minutes the teardown takes on.
-		variant.Resources[fn].Properties["Environment"] = map[string]any{"Variables": map[string]any{contract.EnvIoTRateLimits: `{"DeleteThing":0.0005}`}}
-	}
 	lw := &lineWriter{t: t}
-	tw, info, _ := startOperatedWith(t, timeline.New(lw), variant)
+	// DeleteThing at one call per 2000 s: two things take 4000 s, more than the 50 minutes the teardown takes on.
+	tw, info, _ := startOperatedWith(t, localaws.Options{Template: teardownPacedTo(map[string]float64{"DeleteThing": 0.0005}), Timeline: timeline.New(lw)})
 	for _, d := range connectFleet(t, tw, 2) {
 		d.Disconnect()
 	}
