@@ -1,7 +1,7 @@
 # The local emulator (emulator/): moto as AWS, an AWS IoT Core-like broker, the synthesized template and the real
 # JITR function under aws-lambda-rie, with the fleet simulator — the whole JITR flow on this machine. Nothing here
 # is deployed.
-#   make demo            3 devices, one reboots: the timeline as it happens, then a summary
+#   make demo            3 devices, one reboots: the timeline as it happens, a summary, then cdk destroy
 #   make demo-device     the same with the C device app (needs the SDK libraries, see device/README.md)
 #   make test-emulator   unit and end-to-end tests (verbose: every test is listed)
 #   make bench-emulator  provisioning latency p50/p95 and total for 100 and 1000 devices booting at once
@@ -51,9 +51,10 @@ done; \
 [ -f $(EMULATOR_DIR)/emulator.json ] || { echo "the emulator did not start within 120 s: see $(EMULATOR_DIR)/emulator.log" >&2; exit 1; }
 endef
 
-demo: .stamps/go .stamps/npm .stamps/venv emulator-synth ## the whole flow locally: emulator (moto + template + JITR Lambda + IoT broker) and 3 devices, one reboots (DEMO_DEVICES=, DEMO_REBOOT=)
+demo: .stamps/go .stamps/npm .stamps/venv emulator-synth ## the whole flow locally: emulator (moto + template + JITR Lambda + IoT broker) and 3 devices, one reboots, then cdk destroy (DEMO_DEVICES=, DEMO_REBOOT=)
 	@$(call emulator_up,); \
-	$(EMULATOR_BIN)/devicesim run -info $(EMULATOR_DIR)/emulator.json -ca $(EMULATOR_DIR)/tenant-ca -devices $(DEMO_DEVICES) -reboot $(DEMO_REBOOT)
+	$(EMULATOR_BIN)/devicesim run -info $(EMULATOR_DIR)/emulator.json -ca $(EMULATOR_DIR)/tenant-ca -devices $(DEMO_DEVICES) -reboot $(DEMO_REBOOT) && \
+	$(EMULATOR_BIN)/localaws destroy -info $(EMULATOR_DIR)/emulator.json
 
 # The real C device app (device/, host build) instead of simulated devices, S3 step included (runtime URLs from the
 # presign function, transfers through the S3 gate over HTTPS): it needs the AWS IoT Device SDK

@@ -76,11 +76,14 @@ test-operate: .stamps/go .stamps/venv ## fleetctl, the CA-expiry check: unit tes
 bench-fleetctl: .stamps/go .stamps/venv ## fleetctl status/device from the fleet index vs the registry walk, 10 000 things in moto
 	$(GO) test -count=1 -run '^$$' -bench '^BenchmarkFleetctl$$' -benchtime 1x -timeout 30m ./internal/operate/
 
-# `cdk destroy` of a fleet too large for one custom resource, in moto: TEARDOWN_FLEET devices (default 20 000)
-# provisioned as JITR leaves them; the registry teardown at AWS IoT's default quotas prints its estimate and refuses,
-# deleting nothing; `fleetctl decommission -all` (quotas lifted for speed, its plan at the default quotas printed)
-# retires the fleet; the teardown run again completes. Prints the transcript.
+# `cdk destroy` of a fleet too large for one custom resource, in the local emulator: TEARDOWN_FLEET devices (default
+# 20 000) registered straight into its moto as JITR leaves them; its Destroy at AWS IoT's default quotas runs the
+# real teardown function, which prints its estimate and refuses, deleting nothing; `fleetctl decommission -all`
+# (quotas lifted ×100 for speed, its plan at the default quotas printed) retires the fleet; Destroy again completes
+# and nothing of the stack is left. Prints the transcript. TEARDOWN_RATE_SHARE=0.1 paces the teardown function to a
+# tenth of the default quotas, so TEARDOWN_FLEET=2000 rehearses the refusal in minutes.
 TEARDOWN_FLEET ?= 20000
+TEARDOWN_RATE_SHARE ?=
 .PHONY: bench-teardown
-bench-teardown: .stamps/go .stamps/venv ## cdk destroy of TEARDOWN_FLEET (20 000) devices: the estimate, the refusal, decommission -all, the teardown again
-	TEARDOWN_FLEET=$(TEARDOWN_FLEET) $(GO) test -count=1 -v -run '^TestDestroyOfALargeFleet$$' -timeout 180m ./internal/teardown/
+bench-teardown: .stamps/go .stamps/npm .stamps/venv ## cdk destroy of TEARDOWN_FLEET (20 000) devices in the emulator: the estimate, the refusal, decommission -all, Destroy again
+	TEARDOWN_FLEET=$(TEARDOWN_FLEET) TEARDOWN_RATE_SHARE=$(TEARDOWN_RATE_SHARE) $(GO) test -count=1 -v -run '^TestDestroyOfALargeFleet$$' -timeout 180m ./emulator/localaws/

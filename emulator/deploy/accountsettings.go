@@ -1,24 +1,21 @@
 package deploy
 
-// The parts of the template that turn on fleet indexing and read it: the functions' log groups (AWS::Logs::LogGroup,
-// where Lambda writes what a function prints), the Custom::IoTAccountSettings resource (fleet indexing and AWS IoT
-// logging, account-wide) and the fleet metrics (AWS::IoT::FleetMetric), which need the index the resource turns on.
+// The parts of the template around fleet indexing: the functions' log groups (AWS::Logs::LogGroup, where Lambda
+// writes what a function prints) and the fleet metrics (AWS::IoT::FleetMetric), which need the index the
+// Custom::IoTAccountSettings resource turns on (customresource.go).
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
-	"github.com/aws/aws-lambda-go/cfn"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	logtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 
-	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 	"github.com/sphere-jitr/sphere-jitr/testkit/stacktemplate"
 )
 
@@ -36,16 +33,6 @@ var (
 	_ deployLogsAPI  = (*cloudwatchlogs.Client)(nil)
 	_ fleetMetricAPI = (*iot.Client)(nil)
 )
-
-// AccountSettings is a Custom::IoTAccountSettings resource of the template: the function that serves it, its
-// role's identity (FunctionID, for stacktemplate.FunctionPrincipal) and its properties, resolved.
-type AccountSettings struct {
-	LogicalID  string
-	FunctionID string
-	Function   string // physical name
-	LogGroup   string // where the function's lines go
-	Properties map[string]any
-}
 
 // logGroups creates each AWS::Logs::LogGroup of the template in moto's CloudWatch Logs and gives each function
 // the log group its LoggingConfig names (Lambda's default, /aws/lambda/<name>, without one).
@@ -82,56 +69,6 @@ func (dp *deployer) functionLogGroup(id, name string) string {
 		return n
 	}
 	return "/aws/lambda/" + name
-}
-
-// accountSettings names the functions behind the Custom::IoTAccountSettings resources and resolves the resources'
-// properties; the emulator runs them once its identities exist (ApplyAccountSettings).
-func (dp *deployer) accountSettings(context.Context) error {
-	for _, id := range dp.t.OfType(contract.AccountSettingsResourceType) {
-		fn := stacktemplate.ReferencedResource(dp.t.Prop(id, "ServiceToken"))
-		if dp.t.Resources[fn].Type != "AWS::Lambda::Function" {
-			return fmt.Errorf("%s %s: its ServiceToken is not a function of this template", contract.AccountSettingsResourceType, id)
-		}
-		name := stacktemplate.PhysicalName(dp.opts.StackName, fn, dp.suffix, 64)
-		arn := fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", dp.opts.Region, dp.opts.AccountID, name)
-		dp.r.Refs[fn] = name
-		dp.r.Attrs[fn+".Arn"] = arn
-		// CloudFormation invokes it synchronously, once: no retries, no destination.
-		dp.d.Functions[fn] = &Function{LogicalID: fn, Name: name, ARN: arn, Kind: KindAccountSettings}
-		dp.d.AccountSettings = append(dp.d.AccountSettings, AccountSettings{LogicalID: id, FunctionID: fn, Function: name})
-	}
-	return nil
-}
-
-// accountSettingsProperties resolves the resources' properties, once everything they reference exists.
-func (dp *deployer) accountSettingsProperties(context.Context) error {
-	for i := range dp.d.AccountSettings {
-		as := &dp.d.AccountSettings[i]
-		props := map[string]any{}
-		for k, v := range dp.t.Resources[as.LogicalID].Properties {
-			if k == "ServiceToken" {
-				continue
-			}
-			rv, err := dp.r.Resolve(v)
-			if err != nil {
-				return fmt.Errorf("%s %s property %s: %w", contract.AccountSettingsResourceType, as.LogicalID, k, err)
-			}
-			props[k] = rv
-		}
-		as.Properties = props
-		as.LogGroup = dp.functionLogGroup(as.FunctionID, as.Function)
-	}
-	return nil
-}
-
-// CreateEvent is the CloudFormation Create request for the resource, as its function receives it; the function
-// sends its response to responseURL (cfn.LambdaWrap).
-func (as AccountSettings) CreateEvent(stackName, region, account, responseURL string) cfn.Event {
-	return cfn.Event{
-		RequestType: cfn.RequestCreate, RequestID: fmt.Sprintf("emulator-%d", time.Now().UnixNano()), ResponseURL: responseURL,
-		StackID:           fmt.Sprintf("arn:aws:cloudformation:%s:%s:stack/%s/emulator", region, account, stackName),
-		LogicalResourceID: as.LogicalID, ResourceType: contract.AccountSettingsResourceType, ResourceProperties: as.Properties,
-	}
 }
 
 // CreateFleetMetrics creates the template's AWS::IoT::FleetMetric resources (after the account settings: a fleet

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -92,8 +93,10 @@ type Kind string
 const (
 	KindJITR    Kind = "jitr"    // the JITR function (its environment names the tenant CAs)
 	KindPresign Kind = "presign" // the presign function (its environment names the IoT data endpoint)
-	// KindAccountSettings is the function behind the Custom::IoTAccountSettings resource (accountsettings.go).
+	// KindAccountSettings is the function behind the Custom::IoTAccountSettings resource (customresource.go).
 	KindAccountSettings Kind = "accountsettings"
+	// KindTeardown is the function behind the Custom::RegistryTeardown resource (customresource.go).
+	KindTeardown Kind = "teardown"
 )
 
 // Function is a function of the template as the emulator runs it: its name, code, environment, role, how Lambda
@@ -105,6 +108,7 @@ type Function struct {
 	ARN       string
 	Kind      Kind
 	Env       map[string]string // environment, resolved
+	Timeout   time.Duration     // how long one invocation may run (its Timeout property)
 	// RolePolicy gathers the statements of every identity-based policy of the function's role, resolved: the
 	// emulator's S3 gate and data-plane endpoint authorise the function's requests with it.
 	RolePolicy *policy.Policy
@@ -147,9 +151,21 @@ type Deployment struct {
 	Outputs map[string]string // outputs that resolved (custom-resource values may not)
 	// LogGroups are the template's log groups, created in moto's CloudWatch Logs (Options.Logs).
 	LogGroups []string
-	// AccountSettings are the Custom::IoTAccountSettings resources, for ApplyAccountSettings (accountsettings.go).
-	AccountSettings []AccountSettings
+	// CustomResources are the custom resources the product's functions serve (customresource.go), in the order
+	// CloudFormation creates them.
+	CustomResources []CustomResource
 	jitr            string // logical id of the JITR function
+}
+
+// CustomResourcesOf returns the custom resources its functions of kind serve.
+func (d *Deployment) CustomResourcesOf(kind Kind) []CustomResource {
+	var out []CustomResource
+	for _, cr := range d.CustomResources {
+		if cr.Kind == kind {
+			out = append(out, cr)
+		}
+	}
+	return out
 }
 
 // JITR is the JITR function.
@@ -205,8 +221,8 @@ func Deploy(ctx context.Context, t *stacktemplate.Template, iotc deployIoTAPI, s
 	d := &Deployment{StackName: opts.StackName, Resolver: r, Policies: map[string]*policy.Policy{}, Functions: map[string]*Function{}, jitr: spec.Function, Outputs: map[string]string{}, Tables: map[string]string{}, Queues: map[string]string{}}
 	dp := &deployer{t: t, spec: spec, r: r, iot: iotc, s3: s3c, opts: opts, suffix: suffix, d: d}
 	// Order matters: each step resolves references to what the steps before it created.
-	for _, step := range []func(context.Context) error{dp.cas, dp.functions, dp.accountSettings, dp.logGroups, dp.queues, dp.invokeConfigs, dp.mappings,
-		dp.buckets, dp.tables, dp.policies, dp.functionEnv, dp.rules, dp.accountSettingsProperties} {
+	for _, step := range []func(context.Context) error{dp.cas, dp.functions, dp.customResources, dp.logGroups, dp.queues, dp.invokeConfigs, dp.mappings,
+		dp.buckets, dp.tables, dp.policies, dp.functionEnv, dp.rules, dp.customResourceProperties} {
 		if err := step(ctx); err != nil {
 			return nil, err
 		}
@@ -246,7 +262,7 @@ func (dp *deployer) cas(ctx context.Context) error {
 func (dp *deployer) functions(context.Context) error {
 	for _, id := range append([]string{dp.spec.Function}, dp.spec.Others...) {
 		n := stacktemplate.PhysicalName(dp.opts.StackName, id, dp.suffix, 64)
-		f := &Function{LogicalID: id, Name: n, Kind: KindPresign, Retries: 2,
+		f := &Function{LogicalID: id, Name: n, Kind: KindPresign, Retries: 2, Timeout: dp.timeout(id),
 			ARN: fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", dp.opts.Region, dp.opts.AccountID, n)}
 		if id == dp.spec.Function {
 			f.Kind = KindJITR

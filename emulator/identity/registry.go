@@ -7,8 +7,10 @@ package identity
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -74,4 +76,22 @@ func (r *Registry) Lookup(accessKeyID string) (*Identity, bool) {
 	defer r.mu.Unlock()
 	id, ok := r.byKey[accessKeyID]
 	return id, ok
+}
+
+// Authenticate returns the identity that signed r (SigV4 in its Authorization header, over body), as an AWS
+// service endpoint other than S3 checks it.
+func (r *Registry) Authenticate(req *http.Request, body []byte) (*Identity, error) {
+	a, signed, err := ParseSigV4(req)
+	if !signed || err != nil {
+		return nil, fmt.Errorf("missing or malformed SigV4 authentication: %v", err)
+	}
+	id, ok := r.Lookup(a.AccessKeyID)
+	if !ok {
+		return nil, fmt.Errorf("unknown access key %s", a.AccessKeyID)
+	}
+	sum := sha256.Sum256(body)
+	if err := a.Verify(req, id.Secret(), hex.EncodeToString(sum[:]), true); err != nil {
+		return nil, err
+	}
+	return id, nil
 }

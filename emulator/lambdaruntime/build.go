@@ -18,7 +18,7 @@ const rieTool = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-la
 
 // Functions are the executables the emulator runs the template's functions with, built from one checkout.
 type Functions struct {
-	Bootstrap, Presign, AccountSettings, RIE string
+	Bootstrap, Presign, AccountSettings, Teardown, RIE string
 }
 
 // Code returns the executable of a function of the given kind ("" when none was built).
@@ -30,11 +30,13 @@ func (f Functions) Code(kind deploy.Kind) string {
 		return f.Presign
 	case deploy.KindAccountSettings:
 		return f.AccountSettings
+	case deploy.KindTeardown:
+		return f.Teardown
 	}
 	return ""
 }
 
-// BuildFunctions builds the JITR, presign and account-settings functions into dir and aws-lambda-rie (see findRIE) from the repository
+// BuildFunctions builds the JITR, presign, account-settings and teardown functions into dir and aws-lambda-rie (see findRIE) from the repository
 // at root, every time (the Go build cache makes it cheap), so the emulator runs exactly the code of the checkout.
 func BuildFunctions(ctx context.Context, root, dir string) (Functions, error) {
 	var f Functions
@@ -48,7 +50,10 @@ func BuildFunctions(ctx context.Context, root, dir string) (Functions, error) {
 	if f.Presign, err = buildPresignBootstrap(ctx, root, dir); err != nil {
 		return f, err
 	}
-	f.AccountSettings, err = lambdabuild.Build(ctx, root, "./lambda/accountsettings", runtime.GOARCH, filepath.Join(dir, "accountsettings"))
+	if f.AccountSettings, err = lambdabuild.Build(ctx, root, "./lambda/accountsettings", runtime.GOARCH, filepath.Join(dir, "accountsettings")); err != nil {
+		return f, err
+	}
+	f.Teardown, err = lambdabuild.Build(ctx, root, "./lambda/teardown", runtime.GOARCH, filepath.Join(dir, "teardown"))
 	return f, err
 }
 

@@ -66,7 +66,7 @@ func StartFunction(ctx context.Context, f *deploy.Function, id *identity.Identit
 	if inv == nil {
 		size := max(opts.Workers, f.Concurrency()+1)
 		env, keys := fn.environment()
-		pool, err := StartRIEPool(ctx, RIEOptions{RIE: opts.RIE, Bootstrap: opts.Bootstrap, Env: env, Size: size, Log: opts.Log})
+		pool, err := StartRIEPool(ctx, RIEOptions{RIE: opts.RIE, Bootstrap: opts.Bootstrap, Env: env, Size: size, Log: opts.Log, Timeout: f.Timeout})
 		if err != nil {
 			return nil, fmt.Errorf("function %s: %w", f.Name, err)
 		}

@@ -39,11 +39,14 @@ func (e *FunctionError) Error() string {
 
 // RIEOptions configures a pool of AWS Lambda Runtime Interface Emulator processes.
 type RIEOptions struct {
-	RIE       string    // the aws-lambda-rie command
-	Bootstrap string    // the function, built for the host
-	Env       []string  // the whole environment of the function (template environment + AWS endpoint/credentials)
-	Size      int       // processes; each runs one invocation at a time, as one Lambda execution environment
-	Log       io.Writer // output of the emulator and the function
+	RIE       string   // the aws-lambda-rie command
+	Bootstrap string   // the function, built for the host
+	Env       []string // the whole environment of the function (template environment + AWS endpoint/credentials)
+	Size      int      // processes; each runs one invocation at a time, as one Lambda execution environment
+	// Timeout is how long one invocation may run (the function's Timeout); the emulator gives every function at
+	// least a minute, since a shared host runs slower than Lambda.
+	Timeout time.Duration
+	Log     io.Writer // output of the emulator and the function
 }
 
 // RIEPool is a set of warm execution environments, each an aws-lambda-rie process running the bootstrap.
@@ -60,7 +63,8 @@ func StartRIEPool(ctx context.Context, opts RIEOptions) (*RIEPool, error) {
 	if opts.Size <= 0 {
 		opts.Size = 2
 	}
-	p := &RIEPool{free: make(chan string, opts.Size), hc: &http.Client{Timeout: 5 * time.Minute}}
+	timeout := max(opts.Timeout, time.Minute)
+	p := &RIEPool{free: make(chan string, opts.Size), hc: &http.Client{Timeout: timeout + time.Minute}}
 	for i := 0; i < opts.Size; i++ {
 		invokePort, err := motoserver.FreePort()
 		if err != nil {
@@ -77,7 +81,7 @@ func StartRIEPool(ctx context.Context, opts RIEOptions) (*RIEPool, error) {
 			"--runtime-interface-emulator-address", addr,
 			"--runtime-api-address", "127.0.0.1:"+strconv.Itoa(apiPort),
 			opts.Bootstrap)
-		cmd.Env = append(opts.Env, "AWS_LAMBDA_FUNCTION_TIMEOUT=60", "LOG_LEVEL=warn")
+		cmd.Env = append(opts.Env, "AWS_LAMBDA_FUNCTION_TIMEOUT="+strconv.Itoa(int(timeout.Seconds())), "LOG_LEVEL=warn")
 		cmd.Stdout, cmd.Stderr = opts.Log, opts.Log
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {

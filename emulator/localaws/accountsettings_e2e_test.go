@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iot"
 	iottypes "github.com/aws/aws-sdk-go-v2/service/iot/types"
 
+	"github.com/sphere-jitr/sphere-jitr/emulator/deploy"
 	"github.com/sphere-jitr/sphere-jitr/emulator/timeline"
 	"github.com/sphere-jitr/sphere-jitr/internal/contract"
 )
@@ -42,8 +43,8 @@ func TestAccountSettingsResourceTurnsIndexingOn(t *testing.T) {
 		t.Fatalf("fleet metrics: %+v, %v; want the stack's one", metrics, err)
 	}
 	var group string
-	for _, as := range tw.Deployment.AccountSettings {
-		group = as.LogGroup
+	for _, cr := range tw.Deployment.CustomResourcesOf(deploy.KindAccountSettings) {
+		group = cr.LogGroup
 	}
 	tw.LogShipper.Flush()
 	out, err := tw.Logs.FilterLogEvents(ctx, filterInput(group, "fleet indexing set"))

@@ -76,13 +76,20 @@ type Emulator struct {
 	// Functions are the template's functions running, by logical id; ids holds the identity each signs with.
 	Functions map[string]*lambdaruntime.Function
 	ids       *identity.Registry
+	// lambda is Lambda's Invoke API for the functions (the teardown function continues itself with it).
+	lambda *lambdaruntime.InvokeEndpoint
+
+	template *stacktemplate.Template
+	// physicalIDs are what the custom resources' Create answered, by logical id: their Delete request names it.
+	physicalIDs map[string]string
 
 	rules *rules.Engine
 
-	report   *certificateReport // the timeline's account of what the JITR function did
-	tl       *timeline.Timeline
-	tmpDir   string
-	stopOnce sync.Once
+	report      *certificateReport // the timeline's account of what the JITR function did
+	tl          *timeline.Timeline
+	tmpDir      string
+	stopOnce    sync.Once
+	runningOnce sync.Once // the broker, the rules and the functions: Destroy ends them before Stop does
 }
 
 // AWSConfig returns an SDK configuration that talks to the given moto server (motoserver.AWSConfig).
@@ -100,7 +107,7 @@ func start(ctx context.Context, moto *motoserver.Server, code lambdaruntime.Func
 	if opts.Workers <= 0 {
 		opts.Workers = 2
 	}
-	t := &Emulator{Moto: moto, tl: opts.Timeline, Functions: map[string]*lambdaruntime.Function{}}
+	t := &Emulator{Moto: moto, tl: opts.Timeline, Functions: map[string]*lambdaruntime.Function{}, template: opts.Template, physicalIDs: map[string]string{}}
 	defer func() {
 		if err != nil {
 			t.Stop()
@@ -117,7 +124,7 @@ func start(ctx context.Context, moto *motoserver.Server, code lambdaruntime.Func
 	if err := t.startFunctions(ctx, code, opts); err != nil {
 		return nil, err
 	}
-	if err := t.applyAccountSettings(ctx, opts); err != nil {
+	if err := t.createCustomResources(ctx, opts); err != nil {
 		return nil, err
 	}
 	t.rules = rules.Start(t.Queues, t.Functions, t.tl)
@@ -178,6 +185,9 @@ func (t *Emulator) startEndpoints() (tls.Certificate, error) {
 	if t.DataPlane, err = dataplane.Start(serverCert, t.ids, motoserver.Region, motoserver.AccountID, t.tl); err != nil {
 		return tls.Certificate{}, fmt.Errorf("IoT data endpoint: %w", err)
 	}
+	if t.lambda, err = lambdaruntime.StartInvokeEndpoint(t.ids, t.tl); err != nil {
+		return tls.Certificate{}, fmt.Errorf("the Lambda endpoint: %w", err)
+	}
 	return serverCert, nil
 }
 
@@ -228,7 +238,7 @@ func (t *Emulator) startFunctions(ctx context.Context, code lambdaruntime.Functi
 	if err := os.WriteFile(caFile, t.ServerCA.CertPEM(), 0o600); err != nil {
 		return err
 	}
-	shared := append(t.Moto.Env(), "AWS_ENDPOINT_URL_S3="+t.S3Gate.URL(), "SSL_CERT_FILE="+caFile)
+	shared := append(t.Moto.Env(), "AWS_ENDPOINT_URL_S3="+t.S3Gate.URL(), "AWS_ENDPOINT_URL_LAMBDA="+t.lambda.URL(), "SSL_CERT_FILE="+caFile)
 	for _, id := range t.Deployment.FunctionIDs() {
 		f := t.Deployment.Functions[id]
 		// Lambda sends what the function prints to its log group, where fleetctl why reads it.
@@ -238,8 +248,14 @@ func (t *Emulator) startFunctions(ctx context.Context, code lambdaruntime.Functi
 		switch f.Kind {
 		case deploy.KindJITR:
 			fo.Invoker, fo.OnResult, fo.OnRecord = opts.Function, t.report.invocation, t.report.record
-		case deploy.KindAccountSettings:
-			fo.Workers, fo.OnResult = 1, nil // invoked once, synchronously, by the deployment (accountsettings.go)
+		case deploy.KindAccountSettings, deploy.KindTeardown:
+			// invoked by CloudFormation's requests (customresource.go), one at a time; what it logs shows its progress
+			fo.Workers, fo.OnResult = 1, nil
+			source := string(f.Kind)
+			if f.Kind == deploy.KindAccountSettings {
+				source = "fleet-index" // the resource's name in the stack; the kind is too wide for the timeline
+			}
+			fo.Log = io.MultiWriter(log, &progressTap{tl: t.tl, source: source})
 		}
 		if fo.Invoker == nil && fo.Bootstrap == "" {
 			return fmt.Errorf("the template has a %s function (%s): build it (lambdaruntime.BuildFunctions) and pass its bootstrap", f.Kind, id)
@@ -255,6 +271,7 @@ func (t *Emulator) startFunctions(ctx context.Context, code lambdaruntime.Functi
 		if t.Functions[id], err = lambdaruntime.StartFunction(ctx, f, ident, fo); err != nil {
 			return err
 		}
+		t.lambda.Add(t.Functions[id])
 	}
 	t.tl.Event("deploy", "IAM enforced: each function signs with its own access key; moto authorizes its AWS calls, the S3 gate at %s and the IoT data endpoint %s its presigned URLs and publishes, against its role's policies from the template",
 		t.S3Gate.URL(), t.DataPlane.Addr())
@@ -267,6 +284,9 @@ func (t *Emulator) presignResult(res lambdaruntime.AsyncResult) {
 		t.tl.Event("presign", "invocation failed, no answer published (the device will ask again): %v", res.Err)
 	}
 }
+
+// LambdaEndpoint is the URL of Lambda's Invoke API for the functions (their AWS_ENDPOINT_URL_LAMBDA).
+func (t *Emulator) LambdaEndpoint() string { return t.lambda.URL() }
 
 // RegisteredEvents counts the registered events the rules engine delivered to the JITR function or its queue.
 func (t *Emulator) RegisteredEvents() int64 { return t.rules.RegisteredEvents.Load() }
@@ -311,14 +331,9 @@ func (t *Emulator) DrainFunction() {
 // Stop ends everything Setup.Start started, in reverse order (moto is the Setup's). It is safe to call more than once.
 func (t *Emulator) Stop() {
 	t.stopOnce.Do(func() {
-		if t.Broker != nil {
-			_ = t.Broker.Close()
-		}
-		if t.rules != nil {
-			t.rules.Stop()
-		}
-		for _, f := range t.Functions {
-			f.Stop()
+		t.stopRunning()
+		if t.lambda != nil {
+			_ = t.lambda.Close()
 		}
 		if t.LogShipper != nil {
 			t.LogShipper.Close()
@@ -331,6 +346,21 @@ func (t *Emulator) Stop() {
 		}
 		if t.tmpDir != "" {
 			_ = os.RemoveAll(t.tmpDir)
+		}
+	})
+}
+
+// stopRunning ends the broker, the rules engine and the functions (their mappings and schedules).
+func (t *Emulator) stopRunning() {
+	t.runningOnce.Do(func() {
+		if t.Broker != nil {
+			_ = t.Broker.Close()
+		}
+		if t.rules != nil {
+			t.rules.Stop()
+		}
+		for _, f := range t.Functions {
+			f.Stop()
 		}
 	})
 }
@@ -354,6 +384,8 @@ type Info struct {
 	LogGroups          []string `json:"logGroups"`
 	AWSAccessKeyID     string   `json:"awsAccessKeyId"`
 	AWSSecretAccessKey string   `json:"awsSecretAccessKey"`
+	// Control is the URL of the running localaws command's control endpoint (`localaws destroy` posts to it).
+	Control string `json:"control,omitempty"`
 }
 
 // Info describes the running emulator.

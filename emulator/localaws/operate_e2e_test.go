@@ -87,8 +87,19 @@ func (s *syncBuffer) String() string {
 // `localaws -info` does, for fleetctl -emulator.
 func startOperated(t *testing.T, tl *timeline.Timeline) (*localaws.Emulator, string, *syncBuffer) {
 	t.Helper()
+	return startOperatedWith(t, localaws.Options{Timeline: tl})
+}
+
+// startOperatedWith is startOperated with other options (a variant of the synthesized template, a slower
+// registry poll); Workers defaults to 2.
+func startOperatedWith(t *testing.T, opts localaws.Options) (*localaws.Emulator, string, *syncBuffer) {
+	t.Helper()
 	out := &syncBuffer{}
-	tw, err := env.setup.Start(context.Background(), localaws.Options{Workers: 2, Timeline: tl, Log: out})
+	opts.Log = out
+	if opts.Workers == 0 {
+		opts.Workers = 2
+	}
+	tw, err := env.setup.Start(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,8 @@ type Parameter struct {
 type Resource struct {
 	Type       string         `json:"Type"`
 	Properties map[string]any `json:"Properties"`
+	// DeletionPolicy is what CloudFormation does with the resource when the stack is deleted ("" is Delete).
+	DeletionPolicy string `json:"DeletionPolicy,omitempty"`
 }
 
 // Output is one template output.

@@ -1,9 +1,11 @@
 // Command localaws runs the local emulator of the product's cloud side: it starts moto, deploys the template
 // `cdk synth` wrote into it, builds the JITR and presign functions of this checkout and runs them under aws-lambda-rie, and serves
 // MQTT over TLS on loopback like AWS IoT Core, until it is interrupted. It writes what devices need to reach it to
-// the -info file.
+// the -info file. `localaws destroy` asks the running emulator to do what `cdk destroy` does (Emulator.Destroy,
+// through the control endpoint the -info file names) and prints what is left.
 //
 //	localaws -template build/demo/cdk.out/SphereJitr.template.json -info build/demo/emulator.json
+//	localaws destroy -info build/demo/emulator.json
 package main
 
 import (
@@ -23,6 +25,10 @@ import (
 )
 
 func main() {
+	run := run
+	if len(os.Args) > 1 && os.Args[1] == "destroy" {
+		run = destroy
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "localaws:", err)
 		os.Exit(1)
@@ -63,7 +69,14 @@ func run() error {
 		return err
 	}
 	defer tw.Stop()
-	if err := writeInfo(*info, tw.Info()); err != nil {
+	control, err := tw.ServeControl()
+	if err != nil {
+		return err
+	}
+	defer control.Close()
+	ei := tw.Info()
+	ei.Control = control.URL
+	if err := writeInfo(*info, ei); err != nil {
 		return err
 	}
 	tl.Event("emulator", "ready; devices find it in %s (Ctrl-C stops everything)", *info)
