@@ -137,7 +137,7 @@ def _to_description_dict(self):
 
 FakeCertificate.to_description_dict = _to_description_dict
 __import__("fidelity").install()  # the AWS IoT rules moto lacks: see fidelity.py
-__import__("sqsbatch").install()  # at most 10 entries per SQS batch action, as SQS: see sqsbatch.py
+__import__("sqsfidelity").install()  # SQS: 10 entries per batch action, no message lost by a concurrent receive: sqsfidelity.py
 __import__("dynamodb").install()  # DynamoDB's conditional writes atomic: see dynamodb.py
 __import__("indexing").install()  # fleet indexing, fleet metrics, v2 logging, connectivity control: see indexing.py
 __import__("account").install()  # registration code, v2 logging, change-set outputs, iotcore quotas: account.py
