@@ -326,28 +326,12 @@ func TestRetirementWaitsForASecondEmptyReading(t *testing.T) {
 type shareRecorder struct {
 	mu     sync.Mutex
 	shares []float64
-	set    chan float64
 }
 
 func (s *shareRecorder) SetShares(n float64) {
 	s.mu.Lock()
 	s.shares = append(s.shares, n)
 	s.mu.Unlock()
-	if s.set != nil {
-		s.set <- n
-	}
-}
-
-// next waits for the next SetShares; a batch that never sets its shares fails the test instead of hanging it.
-func (s *shareRecorder) next(t *testing.T) float64 {
-	t.Helper()
-	select {
-	case n := <-s.set:
-		return n
-	case <-time.After(time.Minute):
-		t.Fatal("no SetShares within a minute")
-		return 0
-	}
 }
 
 func (s *shareRecorder) all() []float64 {
