@@ -185,7 +185,7 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 		outcome batchOutcome
 		room    = h.fits(ctx, registrationCalls)
 	)
-	defer h.probeWholeQuota(len(batch.Records))()
+	defer h.takeIdleShares(ctx, len(batch.Records))()
 	for _, m := range batch.Records {
 		var e Event
 		if err := json.Unmarshal([]byte(m.Body), &e); err != nil {

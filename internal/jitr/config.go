@@ -39,9 +39,10 @@ type Config struct {
 	// RateLimits is this execution environment's share of the account's AWS IoT quotas (requests per second per
 	// API); the IoT client is paced to it.
 	RateLimits iotapi.RateLimits
-	// RateShares is how many execution environments RateLimits is one share for: a registration batch's pacing
-	// may rise up to this many shares, the whole quota, while AWS IoT does not throttle it (see WithPacing and
-	// probeWholeQuota). 1 (the default) never takes more than the share.
+	// RateShares is how many execution environments RateLimits is one share for: while fewer events wait in the
+	// registration queue than a registration batch holds, its pacing may rise up to this many shares, the whole
+	// quota, while AWS IoT does not throttle it (see WithPacing and takeIdleShares). 1 (the default) never takes
+	// more than the share.
 	RateShares float64
 }
 

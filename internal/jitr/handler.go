@@ -76,6 +76,7 @@ type Handler struct {
 	pacing      QuotaShares
 	depth       depthWatch
 	depthTTL    time.Duration
+	ticker      func(time.Duration) (<-chan time.Time, func())
 	ration      rationing
 }
 
@@ -112,6 +113,7 @@ func NewHandler(api IoTAPI, cfg Config, opts ...Option) *Handler {
 		metrics:  &lockedWriter{w: os.Stdout},
 		now:      time.Now,
 		recent:   newRecentSet(),
+		ticker:   realTicker,
 		depthTTL: depthTTL,
 	}
 	if h.cfg.MetricsNamespace == "" {

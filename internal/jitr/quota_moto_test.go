@@ -216,9 +216,10 @@ func (p *pacedActivations) UpdateCertificate(ctx context.Context, in *iot.Update
 }
 
 // TestRegistrationBatchRisesToTheWholeQuotaInMoto: the JITR function's paced SDK client (one share of 4 calls a
-// second, up to two shares) with a registration batch of 12 events drawn from a real queue, with another event
-// waiting in it: AWS IoT answering every call, the batch's pacing rises above its share toward both shares; every
-// certificate ends ACTIVE; when the batch returns the pacing is back at its share.
+// second, up to two shares) with a registration batch of 12 events drawn from a real queue. With one more event
+// waiting in the queue, AWS IoT answering every call, the batch's pacing rises above its share toward both shares;
+// with 12 more waiting (another batch's worth for a neighbour) it stays at its share. Every certificate ends
+// ACTIVE, and when the batch returns the pacing is back at its share.
 func TestRegistrationBatchRisesToTheWholeQuotaInMoto(t *testing.T) {
 	f := newFixture(t, testRetryPolicy)
 	ctx := context.Background()
@@ -230,39 +231,51 @@ func TestRegistrationBatchRisesToTheWholeQuotaInMoto(t *testing.T) {
 		}
 		return bodies
 	}
-	queues, cfg := f.withQueues(t)
-	cfg.RateShares = 2
-	batch := receive(t, queues, cfg.RegistrationQueueURL, events(12))
-	if _, err := queues.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(cfg.RegistrationQueueURL), MessageBody: aws.String(events(1)[0])}); err != nil {
-		t.Fatal(err)
-	}
 	const share = 4.0
-	pacing := iotapi.NewPacing(iotapi.RateLimits{"DescribeCertificate": share, "UpdateCertificate": share}, iotapi.MaxShares(cfg.RateShares))
-	client := &pacedActivations{pacing: pacing, IoTAPI: iot.New(iot.Options{Region: motoserver.Region, BaseEndpoint: aws.String(moto.URL),
-		Credentials: f.principal.Credentials(), Retryer: iotapi.NewRetryer(testRetryPolicy),
-		APIOptions: []func(*middleware.Stack) error{pacing.Middleware()}})}
-	h := jitr.NewHandler(client, cfg, jitr.WithQueues(queues), jitr.WithPacing(pacing), jitr.WithLogger(slog.New(slog.DiscardHandler)),
-		jitr.WithMetricsOutput(f.metrics))
-	resp, err := h.HandleRegistrations(ctx, batch)
-	if err != nil || len(resp.BatchItemFailures) != 0 {
-		t.Fatalf("HandleRegistrations: %v, %d batch item failures", err, len(resp.BatchItemFailures))
-	}
-	highest := slices.Max(client.rates)
-	if highest <= share {
-		t.Errorf("UpdateCertificate paced at most %.2f a second over the batch (%v); want above its share, %.0f", highest, client.rates, share)
-	}
-	if highest > share*cfg.RateShares {
-		t.Errorf("UpdateCertificate paced at %.2f a second, above the whole quota (%.0f)", highest, share*cfg.RateShares)
-	}
-	if got := pacing.Rate("UpdateCertificate"); got != share {
-		t.Errorf("after the batch: UpdateCertificate paced at %.2f a second, want its share %.0f", got, share)
-	}
-	for _, m := range batch.Records {
-		var e jitr.Event
-		_ = json.Unmarshal([]byte(m.Body), &e)
-		if st := f.status(t, e.CertificateID); st != types.CertificateStatusActive {
-			t.Errorf("certificate %s is %q, want ACTIVE", e.CertificateID[:8], st)
-		}
+	for _, tc := range []struct {
+		name    string
+		waiting int
+		rises   bool
+	}{{"one event waiting", 1, true}, {"a batch waiting", 12, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			queues, cfg := f.withQueues(t)
+			cfg.RateShares = 2
+			batch := receive(t, queues, cfg.RegistrationQueueURL, events(12))
+			for _, b := range events(tc.waiting) {
+				if _, err := queues.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(cfg.RegistrationQueueURL), MessageBody: aws.String(b)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pacing := iotapi.NewPacing(iotapi.RateLimits{"DescribeCertificate": share, "UpdateCertificate": share}, iotapi.MaxShares(cfg.RateShares))
+			client := &pacedActivations{pacing: pacing, IoTAPI: iot.New(iot.Options{Region: motoserver.Region, BaseEndpoint: aws.String(moto.URL),
+				Credentials: f.principal.Credentials(), Retryer: iotapi.NewRetryer(testRetryPolicy),
+				APIOptions: []func(*middleware.Stack) error{pacing.Middleware()}})}
+			h := jitr.NewHandler(client, cfg, jitr.WithQueues(queues), jitr.WithPacing(pacing), jitr.WithLogger(slog.New(slog.DiscardHandler)),
+				jitr.WithMetricsOutput(f.metrics))
+			resp, err := h.HandleRegistrations(ctx, batch)
+			if err != nil || len(resp.BatchItemFailures) != 0 {
+				t.Fatalf("HandleRegistrations: %v, %d batch item failures", err, len(resp.BatchItemFailures))
+			}
+			highest := slices.Max(client.rates)
+			switch {
+			case tc.rises && highest <= share:
+				t.Errorf("UpdateCertificate paced at most %.2f a second over the batch (%v); want above its share, %.0f", highest, client.rates, share)
+			case !tc.rises && highest != share:
+				t.Errorf("UpdateCertificate paced up to %.2f a second with a batch's worth waiting; want its share, %.0f", highest, share)
+			case highest > share*cfg.RateShares:
+				t.Errorf("UpdateCertificate paced at %.2f a second, above the whole quota (%.0f)", highest, share*cfg.RateShares)
+			}
+			if got := pacing.Rate("UpdateCertificate"); got != share {
+				t.Errorf("after the batch: UpdateCertificate paced at %.2f a second, want its share %.0f", got, share)
+			}
+			for _, m := range batch.Records {
+				var e jitr.Event
+				_ = json.Unmarshal([]byte(m.Body), &e)
+				if st := f.status(t, e.CertificateID); st != types.CertificateStatusActive {
+					t.Errorf("certificate %s is %q, want ACTIVE", e.CertificateID[:8], st)
+				}
+			}
+		})
 	}
 }
 

@@ -340,10 +340,10 @@ func (s *shareRecorder) all() []float64 {
 	return append([]float64(nil), s.shares...)
 }
 
-// TestRegistrationBatchMayRiseToTheWholeQuota: a registration batch lets its pacing rise to the RateShares
-// shares of the quota before its first activation, whatever waits in the registration queue (the pacing halves
-// back on throttling when a neighbour is busy after all), and gives the share back when it returns; with one
-// share there is nothing to raise.
+// TestRegistrationBatchMayRiseToTheWholeQuota: a registration batch of 4 lets its pacing rise to the RateShares
+// shares of the quota before its first activation while fewer events wait in the registration queue than it holds
+// (the pacing halves back on throttling if a neighbour is busy after all), keeps its share while more wait, and
+// gives the share back when it returns; with one share there is nothing to raise.
 func TestRegistrationBatchMayRiseToTheWholeQuota(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -352,8 +352,10 @@ func TestRegistrationBatchMayRiseToTheWholeQuota(t *testing.T) {
 		want     string
 		whenSent string // the shares set when the first activation is sent
 	}{
-		{"alone", 2, 0, "[2 1]", "[2]"},
-		{"events waiting", 2, 300, "[2 1]", "[2]"},
+		{"nothing waiting", 2, 0, "[2 1]", "[2]"},
+		{"fewer waiting than the batch", 2, 3, "[2 1]", "[2]"},
+		{"as many waiting as the batch", 2, 4, "[1 1]", "[1]"},
+		{"a storm waiting", 2, 300, "[1 1]", "[1]"},
 		{"one share", 1, 0, "[]", "[]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
