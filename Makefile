@@ -83,7 +83,12 @@ destroy: .stamps/go .stamps/npm ## remove the stack, its devices and certificate
 	$(CDK) destroy $(or $(CDK_ARGS),$(shell cat $(DEPLOY_ARGS_FILE) 2>/dev/null))
 
 # --- quality ---------------------------------------------------------------------------------------------------
-test: setup $(TEST_TARGETS) ## run every test: Go (CDK assertions, snapshot, cdk-nag, Lambda, moto), cfn-lint, device
+# The suites run TEST_JOBS at a time (2: most of their time is spent waiting on moto, the emulator and the device
+# toolchain, so two keep 2 cores busy); each suite's output is printed whole when it ends. TEST_JOBS=1 runs them one
+# after the other, streaming.
+TEST_JOBS ?= 2
+test: setup ## run every test: Go (CDK assertions, snapshot, cdk-nag, Lambda, moto), cfn-lint, device
+	$(MAKE) --no-print-directory -j$(TEST_JOBS) $(if $(filter-out 1,$(TEST_JOBS)),--output-sync=target) $(TEST_TARGETS)
 	@echo "make test: all suites passed"
 
 lint: .stamps/go $(STATICCHECK) ## gofmt, go vet, staticcheck

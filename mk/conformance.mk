@@ -18,8 +18,10 @@ setup-conformance: ## install mosquitto's clients for the conformance suite (apt
 		DEBIAN_FRONTEND=noninteractive $(CONFORMANCE_SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# Its own emulator files: make test runs it beside make demo.
+test-conformance: EMULATOR_RUN := build/conformance
 test-conformance: .stamps/venv setup-conformance emulator-synth ## third-party MQTT clients (AWS IoT Device SDK v2, paho-mqtt 3.1.1/5, mosquitto) against the emulator
 	@$(call emulator_up,-quiet); \
-	CONFORMANCE_INFO=$(EMULATOR_DIR)/emulator.json CONFORMANCE_CA=$(EMULATOR_DIR)/tenant-ca \
+	CONFORMANCE_INFO=$(EMULATOR_RUN)/emulator.json CONFORMANCE_CA=$(EMULATOR_DIR)/tenant-ca \
 	CONFORMANCE_DEVICESIM=$(EMULATOR_BIN)/devicesim \
 	$(PY) -m pytest -p no:cacheprovider -v -rA --strict-markers emulator/conformance

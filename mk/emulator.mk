@@ -36,25 +36,27 @@ emulator-synth: emulator-build .stamps/npm
 		-c tenantId=$(EMULATOR_TENANT_ID) -c certificateMode=DEFAULT
 
 # emulator_up starts the emulator in the background ($(1): extra flags) and stops it, and everything it started,
-# when the recipe ends: normally, on failure, or on Ctrl-C.
+# when the recipe ends: normally, on failure, or on Ctrl-C. Its info file and log go to EMULATOR_RUN (build/demo; a
+# target that may run beside another sets its own, so two emulators never share them).
+EMULATOR_RUN := $(EMULATOR_DIR)
 define emulator_up
 emu_pid=""; \
 cleanup() { if [ -n "$$emu_pid" ]; then kill -TERM "$$emu_pid" 2>/dev/null || true; wait "$$emu_pid" 2>/dev/null || true; fi; }; \
 trap cleanup EXIT; trap 'exit 130' INT TERM; \
-rm -f $(EMULATOR_DIR)/emulator.json; \
-$(EMULATOR_BIN)/localaws -template $(EMULATOR_TEMPLATE) -info $(EMULATOR_DIR)/emulator.json -log $(EMULATOR_DIR)/emulator.log $(1) & emu_pid=$$!; \
+mkdir -p $(EMULATOR_RUN); rm -f $(EMULATOR_RUN)/emulator.json; \
+$(EMULATOR_BIN)/localaws -template $(EMULATOR_TEMPLATE) -info $(EMULATOR_RUN)/emulator.json -log $(EMULATOR_RUN)/emulator.log $(1) & emu_pid=$$!; \
 for i in $$(seq 1 1200); do \
-	[ -f $(EMULATOR_DIR)/emulator.json ] && break; \
-	kill -0 "$$emu_pid" 2>/dev/null || { echo "the emulator did not start: see $(EMULATOR_DIR)/emulator.log" >&2; exit 1; }; \
+	[ -f $(EMULATOR_RUN)/emulator.json ] && break; \
+	kill -0 "$$emu_pid" 2>/dev/null || { echo "the emulator did not start: see $(EMULATOR_RUN)/emulator.log" >&2; exit 1; }; \
 	sleep 0.1; \
 done; \
-[ -f $(EMULATOR_DIR)/emulator.json ] || { echo "the emulator did not start within 120 s: see $(EMULATOR_DIR)/emulator.log" >&2; exit 1; }
+[ -f $(EMULATOR_RUN)/emulator.json ] || { echo "the emulator did not start within 120 s: see $(EMULATOR_RUN)/emulator.log" >&2; exit 1; }
 endef
 
 demo: .stamps/go .stamps/npm .stamps/venv emulator-synth ## the whole flow locally: emulator (moto + template + JITR Lambda + IoT broker) and 3 devices, one reboots, then cdk destroy (DEMO_DEVICES=, DEMO_REBOOT=)
 	@$(call emulator_up,); \
-	$(EMULATOR_BIN)/devicesim run -info $(EMULATOR_DIR)/emulator.json -ca $(EMULATOR_DIR)/tenant-ca -devices $(DEMO_DEVICES) -reboot $(DEMO_REBOOT) && \
-	$(EMULATOR_BIN)/localaws destroy -info $(EMULATOR_DIR)/emulator.json
+	$(EMULATOR_BIN)/devicesim run -info $(EMULATOR_RUN)/emulator.json -ca $(EMULATOR_DIR)/tenant-ca -devices $(DEMO_DEVICES) -reboot $(DEMO_REBOOT) && \
+	$(EMULATOR_BIN)/localaws destroy -info $(EMULATOR_RUN)/emulator.json
 
 # The real C device app (device/, host build) instead of simulated devices, S3 step included (runtime URLs from the
 # presign function, transfers through the S3 gate over HTTPS): it needs the AWS IoT Device SDK
@@ -65,7 +67,7 @@ demo-device: .stamps/go .stamps/npm .stamps/venv emulator-synth device-host ## m
 	@test -x $(DEVICE_APP) || { cat device/build/host/sdk_libraries_status.txt; \
 		echo "demo-device: the host device app was not built; pass the SDK library copies, e.g. make demo-device DEVICE_CMAKE_ARGS='-DFETCHCONTENT_SOURCE_DIR_COREMQTT=<dir> ...' (device/README.md)" >&2; exit 1; }
 	@$(call emulator_up,); \
-	set -- $$($(EMULATOR_BIN)/devicesim device-cert -info $(EMULATOR_DIR)/emulator.json -ca $(EMULATOR_DIR)/tenant-ca -out $(EMULATOR_DIR)/c-device); \
+	set -- $$($(EMULATOR_BIN)/devicesim device-cert -info $(EMULATOR_RUN)/emulator.json -ca $(EMULATOR_DIR)/tenant-ca -out $(EMULATOR_DIR)/c-device); \
 	$(DEVICE_APP) --cert $(EMULATOR_DIR)/c-device/device.pem --key $(EMULATOR_DIR)/c-device/device.key \
 		--ca $(EMULATOR_DIR)/c-device/server-ca.pem --endpoint localhost --port $$2 --publish-count 1
 
@@ -74,7 +76,7 @@ test-emulator: .stamps/go .stamps/npm .stamps/venv ## local emulator: unit and e
 
 bench-emulator: .stamps/venv emulator-synth ## local emulator: provisioning latency (first connect → connected) p50/p95 and total, 100 and 1000 devices (BENCH_SIZES=)
 	@$(call emulator_up,-quiet -workers 2); \
-	$(EMULATOR_BIN)/devicesim bench -info $(EMULATOR_DIR)/emulator.json -ca $(EMULATOR_DIR)/tenant-ca -sizes $(BENCH_SIZES)
+	$(EMULATOR_BIN)/devicesim bench -info $(EMULATOR_RUN)/emulator.json -ca $(EMULATOR_DIR)/tenant-ca -sizes $(BENCH_SIZES)
 
 # The names these targets had before the emulator got its own folder.
 

@@ -54,11 +54,11 @@ fleet-denylist: fleetctl ## the devices on the deny-list
 # Every command against a running emulator with three provisioned devices; the first one is revoked, then allowed.
 demo-operate: .stamps/go .stamps/npm .stamps/venv emulator-synth fleetctl ## the emulator, 3 devices, then each fleetctl command (status, certs, device, revoke, denylist, allow, cas)
 	@$(call emulator_up,-quiet); \
-	$(EMULATOR_BIN)/devicesim run -info $(EMULATOR_DIR)/emulator.json -ca $(EMULATOR_DIR)/tenant-ca -devices 3 -reboot 2 > $(EMULATOR_DIR)/devicesim.log; \
-	op() { echo; echo "\$$ fleetctl $$*"; $(FLEETCTL) "$$@" -emulator $(EMULATOR_DIR)/emulator.json; }; \
+	$(EMULATOR_BIN)/devicesim run -info $(EMULATOR_RUN)/emulator.json -ca $(EMULATOR_DIR)/tenant-ca -devices 3 -reboot 2 > $(EMULATOR_DIR)/devicesim.log; \
+	op() { echo; echo "\$$ fleetctl $$*"; $(FLEETCTL) "$$@" -emulator $(EMULATOR_RUN)/emulator.json; }; \
 	op status -walk; \
 	op certs; \
-	dev=$$($(FLEETCTL) status -walk -json -quiet -emulator $(EMULATOR_DIR)/emulator.json | python3 -c 'import json,sys; print(json.load(sys.stdin)["devices"][0]["thingName"])'); \
+	dev=$$($(FLEETCTL) status -walk -json -quiet -emulator $(EMULATOR_RUN)/emulator.json | python3 -c 'import json,sys; print(json.load(sys.stdin)["devices"][0]["thingName"])'); \
 	op device $$dev; \
 	op revoke $$dev -reason "reported stolen"; \
 	op denylist -quiet; \
