@@ -6,7 +6,6 @@ package localaws_test
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -59,15 +58,7 @@ func TestDecommissionedDeviceIsGoneAndRefusedUntilAllowed(t *testing.T) {
 	}
 
 	// Its next boot: a new certificate, auto-registered, refused by the function (the device is on the deny-list).
-	if err := d.Boot(); err != nil {
-		t.Fatal(err)
-	}
-	second := devicesim.CertificateID(d.Certificate().Cert)
-	if err := d.Connect(ctx); !errors.Is(err, devicesim.ErrGaveUp) {
-		t.Fatalf("the decommissioned device's next boot: Connect = %v, want it to give up", err)
-	}
-	tw.DrainFunction()
-	if got := certStatus(t, tw, second); got == "ACTIVE" {
+	if got := nextBootRefused(ctx, t, tw, d, "decommissioned"); got == "ACTIVE" {
 		t.Errorf("the decommissioned device's new certificate is ACTIVE: it registered again")
 	}
 

@@ -156,6 +156,22 @@ func deviceConfig(tw *localaws.Emulator, tl *timeline.Timeline) devicesim.Config
 	}
 }
 
+// nextBootRefused boots the device again (a new certificate, auto-registered) and returns that certificate's status
+// once the function has handled it; it fails the test unless the device gives up connecting. who names the
+// device in the failure.
+func nextBootRefused(ctx context.Context, t *testing.T, tw *localaws.Emulator, d *devicesim.Device, who string) string {
+	t.Helper()
+	if err := d.Boot(); err != nil {
+		t.Fatal(err)
+	}
+	id := devicesim.CertificateID(d.Certificate().Cert)
+	if err := d.Connect(ctx); !errors.Is(err, devicesim.ErrGaveUp) {
+		t.Fatalf("the %s device's next boot: Connect = %v, want it to give up", who, err)
+	}
+	tw.DrainFunction()
+	return certStatus(t, tw, id)
+}
+
 func certStatus(t *testing.T, tw *localaws.Emulator, id string) string {
 	t.Helper()
 	out, err := tw.IoT.DescribeCertificate(context.Background(), &iot.DescribeCertificateInput{CertificateId: aws.String(id)})

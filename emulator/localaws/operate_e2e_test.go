@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -170,15 +169,7 @@ func TestRevokedDeviceIsRefusedUntilAllowed(t *testing.T) {
 	}
 
 	// Next boot: a new certificate, auto-registered, refused by the function because the device is denied.
-	if err := d.Boot(); err != nil {
-		t.Fatal(err)
-	}
-	second := devicesim.CertificateID(d.Certificate().Cert)
-	if err := d.Connect(ctx); !errors.Is(err, devicesim.ErrGaveUp) {
-		t.Fatalf("the denied device's next boot: Connect = %v, want it to give up", err)
-	}
-	tw.DrainFunction()
-	if got := certStatus(t, tw, second); got != "REVOKED" {
+	if got := nextBootRefused(ctx, t, tw, d, "denied"); got != "REVOKED" {
 		t.Errorf("the denied device's new certificate is %s, want REVOKED", got)
 	}
 	if !regexp.MustCompile(`"` + contract.MetricDenied + `":1`).MatchString(fnOut.String()) {

@@ -100,6 +100,20 @@ func (f *rotatedFleet) handler(api jitr.IoTAPI, queues jitr.QueueAPI, now func()
 		jitr.WithQueues(queues), jitr.WithClock(now), jitr.WithLogger(slog.New(slog.DiscardHandler)), jitr.WithMetricsOutput(metrics))
 }
 
+// admittingIoT is the fleet's registry behind a client that, as the pacing does, runs each call's admission check
+// (iotapi.Admit) before it is sent, one call at a time.
+func (f *rotatedFleet) admittingIoT() jitr.IoTAPI {
+	var mu sync.Mutex
+	return fakeIoT(func(ctx context.Context, op string, in any) (any, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err := iotapi.Admit(ctx); err != nil {
+			return nil, err
+		}
+		return f.r.call(ctx, op, in)
+	})
+}
+
 // retired reports whether device i's older certificate is gone, and fails the test when it is neither gone nor
 // untouched (ACTIVE, attached, with its policy): a certificate's retirement runs all or none.
 func (f *rotatedFleet) retired(t *testing.T, i int) bool {
@@ -242,15 +256,7 @@ func TestRegistrationDepthIsReadOncePerSecond(t *testing.T) {
 	now := time.Now()
 	f := newRotatedFleet(t, 8, now)
 	queues := &fakeQueues{}
-	var mu sync.Mutex
-	api := fakeIoT(func(ctx context.Context, op string, in any) (any, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if err := iotapi.Admit(ctx); err != nil {
-			return nil, err
-		}
-		return f.r.call(ctx, op, in)
-	})
+	api := f.admittingIoT()
 	clock := now
 	h := f.handler(api, queues, func() time.Time { return clock }, &bytes.Buffer{})
 	resp, err := h.HandleRetirements(context.Background(), events.SQSEvent{Records: f.batch.Records[:4]})
@@ -288,15 +294,7 @@ func TestRetirementWaitsForASecondEmptyReading(t *testing.T) {
 	now := time.Now()
 	f := newRotatedFleet(t, 3, now)
 	queues := &fakeQueues{}
-	var mu sync.Mutex
-	api := fakeIoT(func(ctx context.Context, op string, in any) (any, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if err := iotapi.Admit(ctx); err != nil {
-			return nil, err
-		}
-		return f.r.call(ctx, op, in)
-	})
+	api := f.admittingIoT()
 	clock := now
 	h := f.handler(api, queues, func() time.Time { return clock }, &bytes.Buffer{})
 	for _, step := range []struct {

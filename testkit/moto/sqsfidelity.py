@@ -23,8 +23,8 @@ from moto.sqs.models import SQSBackend
 
 MAX_ENTRIES = 10
 
-# The SQSBackend methods that change or read a queue's messages.
-MESSAGE_OPERATIONS = ("send_message", "send_message_batch", "receive_message", "delete_message", "delete_message_batch",
+# The SQSBackend methods that change or read a queue's messages (and receive_message, see _receive).
+MESSAGE_OPERATIONS = ("send_message", "send_message_batch", "delete_message", "delete_message_batch",
                       "change_message_visibility", "change_message_visibility_batch", "purge_queue")
 
 _lock = threading.RLock()
@@ -43,17 +43,29 @@ def _limited(moto_batch_action):
 def _serialized(method):
     @functools.wraps(method)
     def operation(self: SQSBackend, *args, **kwargs):
-        if method.__name__ == "receive_message" and (kwargs.get("wait_seconds_timeout") or (len(args) > 2 and args[2])):
-            return method(self, *args, **kwargs)  # a long poll: moto's own, unlocked (see above)
         with _lock:
             return method(self, *args, **kwargs)
 
     return operation
 
 
+def _receive(moto_receive_message):
+    locked = _serialized(moto_receive_message)
+
+    @functools.wraps(moto_receive_message)
+    def receive_message(self: SQSBackend, queue_name, count, wait_seconds_timeout, *args, **kwargs):
+        if wait_seconds_timeout:
+            # A long poll: moto's own, unlocked, so it never holds the lock while it waits.
+            return moto_receive_message(self, queue_name, count, wait_seconds_timeout, *args, **kwargs)
+        return locked(self, queue_name, count, wait_seconds_timeout, *args, **kwargs)
+
+    return receive_message
+
+
 def install() -> None:
     """Limit batch actions to 10 entries and serialize message operations; call once, before the server starts."""
     for name in MESSAGE_OPERATIONS:
         setattr(SQSBackend, name, _serialized(getattr(SQSBackend, name)))
+    SQSBackend.receive_message = _receive(SQSBackend.receive_message)
     SQSBackend.delete_message_batch = _limited(SQSBackend.delete_message_batch)
     SQSBackend.change_message_visibility_batch = _limited(SQSBackend.change_message_visibility_batch)

@@ -315,9 +315,9 @@ func (s *storm) pass(ctx context.Context, p pass) ([]result, error) {
 	return rs, nil
 }
 
-// checkPacing refuses a template whose function is paced to other quotas than the scale's: the function would be
-// paced below (or above) what moto enforces and the figures would measure the mismatch.
-func checkPacing(t *stacktemplate.Template, scale float64) error {
+// eachPacedFunction calls fn with the environment and the pacing (contract.EnvIoTRateLimits) of every function of
+// the template that is paced.
+func eachPacedFunction(t *stacktemplate.Template, fn func(env map[string]any, limits map[string]float64) error) error {
 	for _, id := range t.OfType("AWS::Lambda::Function") {
 		env, _ := t.Prop(id, "Environment.Variables").(map[string]any)
 		raw, ok := env[contract.EnvIoTRateLimits].(string)
@@ -328,14 +328,25 @@ func checkPacing(t *stacktemplate.Template, scale float64) error {
 		if err := json.Unmarshal([]byte(raw), &limits); err != nil {
 			return fmt.Errorf("template: %s of %s: %w", contract.EnvIoTRateLimits, id, err)
 		}
+		if err := fn(env, limits); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkPacing refuses a template whose function is paced to other quotas than the scale's: the function would be
+// paced below (or above) what moto enforces and the figures would measure the mismatch.
+func checkPacing(t *stacktemplate.Template, scale float64) error {
+	return eachPacedFunction(t, func(_ map[string]any, limits map[string]float64) error {
 		for api, quota := range config.DefaultIoTQuotas {
 			if limits[api] <= 0 || math.Abs(quota*scale/limits[api]-math.Round(quota*scale/limits[api])) > 1e-9 {
 				return fmt.Errorf("template: the JITR function is paced to %v %s per second per environment, which is not a share of %v (the default quota ×%v): synthesize with -c iotQuotas=\"$(storm context -scale K)\" and pass -template-scale K (make bench-storm does)",
 					limits[api], api, quota*scale, scale)
 			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // repace multiplies the JITR function's pacing (contract.EnvIoTRateLimits in its environment) by factor: the
@@ -344,23 +355,14 @@ func repace(t *stacktemplate.Template, factor float64) error {
 	if factor == 1 {
 		return nil
 	}
-	for _, id := range t.OfType("AWS::Lambda::Function") {
-		env, _ := t.Prop(id, "Environment.Variables").(map[string]any)
-		raw, ok := env[contract.EnvIoTRateLimits].(string)
-		if !ok {
-			continue
-		}
-		var limits map[string]float64
-		if err := json.Unmarshal([]byte(raw), &limits); err != nil {
-			return fmt.Errorf("template: %s of %s: %w", contract.EnvIoTRateLimits, id, err)
-		}
+	return eachPacedFunction(t, func(env map[string]any, limits map[string]float64) error {
 		for api := range limits {
 			limits[api] *= factor
 		}
 		b, _ := json.Marshal(limits)
 		env[contract.EnvIoTRateLimits] = string(b)
-	}
-	return nil
+		return nil
+	})
 }
 
 // device is a simulated device and what the benchmark measures of its current boot.
