@@ -185,7 +185,11 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 		outcome batchOutcome
 		room    = h.fits(ctx, registrationCalls)
 	)
-	defer h.takeIdleShares(ctx, len(batch.Records))()
+	type record struct {
+		m events.SQSMessage
+		e Event
+	}
+	var todo []record
 	for _, m := range batch.Records {
 		var e Event
 		if err := json.Unmarshal([]byte(m.Body), &e); err != nil {
@@ -200,10 +204,16 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 			continue
 		}
 		seen[key] = true
+		todo = append(todo, record{m, e})
+	}
+	mix := h.mix.begin(len(batch.Records), len(batch.Records)-len(todo))
+	defer h.mix.end(mix)
+	defer h.takeIdleShares(ctx, len(batch.Records))()
+	for _, r := range todo {
 		if room == 0 {
 			// Not started: back in the queue before the deadline rather than cut short in the middle.
 			outcome.handedBack++
-			failed.add(m, handBackDelay)
+			failed.add(r.m, handBackDelay)
 			continue
 		}
 		room--
@@ -216,6 +226,7 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 				mu.Lock()
 				dups++
 				mu.Unlock()
+				mix.stale.Add(1)
 			}
 			switch {
 			case errors.Is(err, errClaimedElsewhere):
@@ -229,7 +240,7 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 				h.log.Warn("registered event left for a retry", "certificateId", loggableID(e.CertificateID), "error", err.Error())
 				failed.add(m, retryDelay)
 			}
-		}(m, e)
+		}(r.m, r.e)
 	}
 	wg.Wait()
 	h.putBack(ctx, h.cfg.RegistrationQueueURL, failed.later)

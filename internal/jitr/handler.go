@@ -78,6 +78,7 @@ type Handler struct {
 	depthTTL    time.Duration
 	ticker      func(time.Duration) (<-chan time.Time, func())
 	ration      rationing
+	mix         batchMix
 }
 
 // Option customises a Handler.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -143,10 +144,14 @@ func (r *rationing) take(now time.Time) bool {
 }
 
 // takeIdleShares lets a registration batch's pacing rise toward the whole quota (Config.RateShares shares) while
-// fewer registered events wait in the registration queue than the batch holds: the queue can no longer keep
-// another execution environment busy, as at the storm's tail, where one batch is left. The pacing then grows while
-// AWS IoT answers and halves back toward the share, holding there a few seconds, on a ThrottlingException (as the
-// SDK's adaptive retry mode does), so a neighbour busy after all costs a throttle or two. While more wait, the
+// fewer fresh registered events wait in the registration queue than the batch holds: the queue can no longer keep
+// another execution environment busy, as at the storm's tail, where one batch is left. Fresh means not a duplicate
+// of a certificate settled or being handled: devices retrying while their certificate is pending send about one
+// event per attempt, and at a reboot's tail most of what waits is such duplicates, which another environment drops
+// without an AWS IoT call (counting them kept the last real events at half the quota). The queue's waiting events
+// are taken to be as fresh as the records of this environment's recent batches (batchMix). The pacing then grows
+// while AWS IoT answers and halves back toward the share, holding there a few seconds, on a ThrottlingException (as
+// the SDK's adaptive retry mode does), so a neighbour busy after all costs a throttle or two. While more wait, the
 // batch keeps its share: two environments at their shares use the whole quota without a throttle, where probing
 // it mid-storm cost about 6 % of the calls in throttles and the activations their retries' backoff. (Waiting for
 // an empty queue was too strict: devices retrying while their certificate is pending keep registered events
@@ -159,15 +164,15 @@ func (h *Handler) takeIdleShares(ctx context.Context, n int) (stop func()) {
 	current := 0.0
 	decide := func() {
 		d, err := h.registrationDepth(ctx)
-		shares := 1.0
-		if err == nil && d.waiting < n {
+		shares, fresh := 1.0, h.mix.fresh()
+		if err == nil && float64(d.waiting)*fresh < float64(n) {
 			shares = h.cfg.RateShares
 		}
 		if shares != current {
 			h.pacing.SetShares(shares)
 			current = shares
 			h.log.Debug("AWS IoT pacing set to its shares of the quotas", "step", "pace", "shares", shares,
-				"waiting", d.waiting, "inFlight", d.inFlight, "batch", n)
+				"waiting", d.waiting, "fresh", fresh, "inFlight", d.inFlight, "batch", n)
 		}
 	}
 	decide()
@@ -198,4 +203,54 @@ func (h *Handler) takeIdleShares(ctx context.Context, n int) (stop func()) {
 func realTicker(d time.Duration) (<-chan time.Time, func()) {
 	t := time.NewTicker(d)
 	return t.C, t.Stop
+}
+
+// batchMix is what an execution environment's recent registration batches held: records, and how many of them
+// were stale (a duplicate in the batch, of a certificate settled here or elsewhere, or held by another delivery).
+// Past batches count half as much with each new one; the batch in hand counts its records not yet found stale as
+// fresh.
+type batchMix struct {
+	mu                sync.Mutex
+	records, freshSum float64 // past batches, decayed
+	current           *batchCount
+}
+
+// batchCount is one batch's records and the stale ones found so far.
+type batchCount struct {
+	records int
+	stale   atomic.Int64
+}
+
+func (m *batchMix) begin(records, stale int) *batchCount {
+	c := &batchCount{records: records}
+	c.stale.Store(int64(stale))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.current = c
+	return c
+}
+
+func (m *batchMix) end(c *batchCount) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.records = m.records/2 + float64(c.records)
+	m.freshSum = m.freshSum/2 + float64(c.records-int(c.stale.Load()))
+	if m.current == c {
+		m.current = nil
+	}
+}
+
+// fresh is the share of fresh records in the recent batches, 1 before any.
+func (m *batchMix) fresh() float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	records, fresh := m.records, m.freshSum
+	if c := m.current; c != nil {
+		records += float64(c.records)
+		fresh += float64(c.records - int(c.stale.Load()))
+	}
+	if records == 0 {
+		return 1
+	}
+	return fresh / records
 }

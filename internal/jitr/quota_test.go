@@ -339,9 +339,11 @@ func (s *shareRecorder) all() []float64 {
 }
 
 // TestRegistrationBatchMayRiseToTheWholeQuota: a registration batch of 4 lets its pacing rise to the RateShares
-// shares of the quota before its first activation while fewer events wait in the registration queue than it holds
-// (the pacing halves back on throttling if a neighbour is busy after all), keeps its share while more wait, and
-// gives the share back when it returns; with one share there is nothing to raise.
+// shares of the quota before its first activation while fewer fresh events wait in the registration queue than it
+// holds (the pacing halves back on throttling if a neighbour is busy after all), keeps its share while more wait,
+// and gives the share back when it returns; with one share there is nothing to raise. Duplicates do not count as
+// work waiting: a batch whose records are each sent twice (as devices retrying while pending send them) takes the
+// queue's as half duplicates too, so 12 waiting are 6 fresh, fewer than its 8 records.
 func TestRegistrationBatchMayRiseToTheWholeQuota(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -349,12 +351,15 @@ func TestRegistrationBatchMayRiseToTheWholeQuota(t *testing.T) {
 		waiting  int
 		want     string
 		whenSent string // the shares set when the first activation is sent
+		twice    bool   // every record of the batch is in it twice
 	}{
-		{"nothing waiting", 2, 0, "[2 1]", "[2]"},
-		{"fewer waiting than the batch", 2, 3, "[2 1]", "[2]"},
-		{"as many waiting as the batch", 2, 4, "[1 1]", "[1]"},
-		{"a storm waiting", 2, 300, "[1 1]", "[1]"},
-		{"one share", 1, 0, "[]", "[]"},
+		{"nothing waiting", 2, 0, "[2 1]", "[2]", false},
+		{"fewer waiting than the batch", 2, 3, "[2 1]", "[2]", false},
+		{"as many waiting as the batch", 2, 4, "[1 1]", "[1]", false},
+		{"a storm waiting", 2, 300, "[1 1]", "[1]", false},
+		{"one share", 1, 0, "[]", "[]", false},
+		{"duplicates waiting, fewer fresh than the batch", 2, 12, "[2 1]", "[2]", true},
+		{"duplicates waiting, as many fresh as the batch", 2, 16, "[1 1]", "[1]", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			shares := &shareRecorder{}
@@ -362,6 +367,9 @@ func TestRegistrationBatchMayRiseToTheWholeQuota(t *testing.T) {
 			queues.setDepth(tc.waiting, 4)
 			r, h, _, batch, _ := deadlineSetup(t, 4, jitr.WithQueues(queues), jitr.WithPacing(shares))
 			jitr.SetRateShares(h, tc.shares)
+			if tc.twice {
+				batch.Records = append(batch.Records, batch.Records...)
+			}
 			var atFirst string
 			r.before = func(_ *fakeRegistry, op string, _ int) {
 				if op == "UpdateCertificate" && atFirst == "" {
