@@ -5,6 +5,7 @@ package localaws
 
 import (
 	"context"
+	"crypto/elliptic"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -169,7 +170,8 @@ func (t *Emulator) connectAWS() {
 // startEndpoints issues the server certificate and starts the S3 gate and the IoT data endpoint (the stack's
 // endpoint lookup resolves to it, so they come before the deployment); it returns the certificate for the broker.
 func (t *Emulator) startEndpoints() (tls.Certificate, error) {
-	srvCA, err := testpki.NewCA(testpki.CAOptions{CommonName: "sphere-jitr emulator server CA"})
+	// P-256, as AWS IoT's ATS endpoints chain to Amazon Root CA 3 (ECC P-256) or Amazon Root CA 1 (RSA 2048).
+	srvCA, err := testpki.NewCA(testpki.CAOptions{CommonName: "sphere-jitr emulator server CA", Curve: elliptic.P256()})
 	if err != nil {
 		return tls.Certificate{}, err
 	}

@@ -1,6 +1,9 @@
 // Package testpki generates the certificates the tests and the local emulator need, at run time, so no private key is
 // ever committed: a tenant-like CA (ECDSA P-384 as Azure Sphere uses), its proof-of-possession certificate,
-// device certificates whose CN is a device ID, and TLS server certificates for loopback services.
+// device certificates whose CN is a device ID, and TLS server certificates for loopback services. Leaves have
+// P-256 keys: what Azure Sphere gives a device, and what AWS IoT's ATS endpoints present (Amazon Root CA 3 is
+// P-256); a handshake on P-384 keys costs several times as much CPU, which a fleet simulated on one machine pays
+// for every connection.
 package testpki
 
 import (
@@ -67,7 +70,8 @@ type CAOptions struct {
 	CommonName string
 	NotBefore  time.Time
 	NotAfter   time.Time
-	NotCA      bool // basicConstraints CA:FALSE, to test refusals
+	NotCA      bool           // basicConstraints CA:FALSE, to test refusals
+	Curve      elliptic.Curve // the CA's key; default P-384
 }
 
 // NewCA generates a self-signed tenant-like CA.
@@ -89,7 +93,11 @@ func NewCA(opts CAOptions) (*Pair, error) {
 		BasicConstraintsValid: true,
 		IsCA:                  !opts.NotCA,
 	}
-	return issue(tmpl, nil)
+	curve := opts.Curve
+	if curve == nil {
+		curve = elliptic.P384()
+	}
+	return issue(tmpl, nil, curve)
 }
 
 // LeafOptions shapes a certificate issued by a CA.
@@ -124,7 +132,7 @@ func (ca *Pair) Issue(opts LeafOptions) (*Pair, error) {
 		DNSNames:              opts.DNSNames,
 		IPAddresses:           opts.IPs,
 	}
-	return issue(tmpl, ca)
+	return issue(tmpl, ca, elliptic.P256())
 }
 
 // IssueDevice signs a device certificate whose CN is deviceID, valid from notBefore for a day, like the
@@ -160,8 +168,8 @@ func RandomDeviceID() string {
 	return strings.ToUpper(hex.EncodeToString(b))
 }
 
-func issue(tmpl *x509.Certificate, parent *Pair) (*Pair, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+func issue(tmpl *x509.Certificate, parent *Pair, curve elliptic.Curve) (*Pair, error) {
+	key, err := ecdsa.GenerateKey(curve, rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generate key: %w", err)
 	}

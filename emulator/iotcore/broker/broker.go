@@ -78,6 +78,7 @@ type Broker struct {
 	// presence reports connects and disconnects: fleet index, lifecycle events, v2 logs (presence.go).
 	presence *presence
 	reg      registryCache // the registry's answers, while the change feed is live (registrycache.go)
+	chains   chainCache    // chains that verified to a deployed CA (connect.go)
 	// ctx ends when the broker closes, so admissions in progress stop waiting for the registry.
 	ctx    context.Context
 	cancel context.CancelFunc
