@@ -89,7 +89,9 @@ bench-emulator: .stamps/venv emulator-synth ## local emulator: provisioning late
 #                         emulator has headroom ≥ 2, then scale 1): one line per scenario
 #   make bench-storm-10k  first boot and reboot of STORM_10K_DEVICES (10000) with the quotas lifted, one reconciler
 #                         pass after: per-device costs, tail rate, reconcile_reads
-#   make test-storm       50 devices at scale 10, counts only (lost=0 dlq=0 retired=N): part of make test
+#   make test-storm       50 devices at scale 10, counts only (lost=0 dlq=0 retired=N): part of make test; the
+#                         devices' connections are made in a process of their own, as a run past the open-files
+#                         limit does (-device-process, emulator/cmd/storm/links.go)
 STORM_DEVICES     ?= 1000
 STORM_SCALE       ?= auto
 STORM_10K_DEVICES ?= 10000
@@ -120,4 +122,4 @@ bench-storm-10k: .stamps/go .stamps/npm .stamps/venv storm-synth ## fleet storm 
 test-storm: STORM_DEVICES = 50
 test-storm: STORM_SCALE = 10
 test-storm: .stamps/go .stamps/npm .stamps/venv storm-synth ## a small fleet storm (50 devices, scale 10): fails unless lost=0 dlq=0 retired=N
-	$(EMULATOR_BIN)/storm $(STORM_ARGS) -devices $(STORM_DEVICES) -scale $(STORM_SCALE) -capacity=false -check
+	$(EMULATOR_BIN)/storm $(STORM_ARGS) -devices $(STORM_DEVICES) -scale $(STORM_SCALE) -capacity=false -check -device-process=true

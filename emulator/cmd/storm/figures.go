@@ -85,6 +85,11 @@ func (b *bench) cpuTimes() map[string]float64 {
 	if t, _, _, ok := procTimes(os.Getpid()); ok {
 		out["go"] += t
 	}
+	if pid := b.links.pid(); pid > 0 {
+		if t, _, _, ok := procTimes(pid); ok {
+			out["devices"] += t
+		}
+	}
 	if len(groups) > 0 {
 		entries, _ := os.ReadDir("/proc")
 		for _, e := range entries {

@@ -67,9 +67,12 @@ import (
 
 func main() {
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == "context" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "context":
 		err = printContext(os.Args[2:])
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == "device-process":
+		err = deviceProcess()
+	default:
 		err = run()
 	}
 	if err != nil {
@@ -111,6 +114,7 @@ type options struct {
 	capacity, lifted      bool
 	reconcile             bool
 	cpuProfile            string
+	deviceProcess         string // auto, true or false
 }
 
 // liftedQuotas is how much the capacity pass and -lifted multiply every quota: far above what the emulator drives.
@@ -130,6 +134,7 @@ func run() error {
 	flag.BoolVar(&o.lifted, "lifted", false, "every scenario with the quotas lifted ×100 and the device timings of scale 1 (cost, not quota)")
 	flag.BoolVar(&o.reconcile, "reconcile", false, "after the last scenario, one reconciler pass: reconcile_reads=")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write this process's CPU profile (broker, rules, mappings, devices) here")
+	flag.StringVar(&o.deviceProcess, "device-process", "auto", "make the devices' connections in a process of their own: true, false, or auto (when this process's open-files limit cannot hold both ends of every connection)")
 	flag.Parse()
 	fixed, err := strconv.ParseFloat(o.scale, 64)
 	auto := o.scale == "auto"
@@ -293,7 +298,21 @@ func (s *storm) pass(ctx context.Context, p pass) ([]result, error) {
 	for i := range b.devices {
 		b.devices[i] = &device{Device: devicesim.NewDevice(fmt.Sprintf("device-%d", i+1), s.ca, cfg)}
 	}
-	defer b.disconnectAll()
+	apart, err := s.apart()
+	if err != nil {
+		return nil, err
+	}
+	if apart {
+		remote, err := startDeviceProcess(info.Endpoint, emu.ServerCA.Cert, cfg.ConnectTimeout)
+		if err != nil {
+			return nil, err
+		}
+		b.links = remote
+		fmt.Fprintf(os.Stderr, "storm: the devices' connections are made in process %d\n", remote.pid())
+	} else {
+		b.links = &localLinks{devices: b.devices}
+	}
+	defer b.links.close()
 	var rs []result
 	for _, sc := range strings.Split(p.scenarios, ",") {
 		r, err := b.scenario(ctx, strings.TrimSpace(sc))
@@ -382,26 +401,30 @@ type bench struct {
 	capacity float64 // activations per second from the capacity pass; 0 in the capacity pass itself
 	lifted   bool
 	scale    float64 // the quotas' scale
+	links    links
 }
 
-func (b *bench) disconnectAll() {
-	for _, d := range b.devices {
-		if d.client != nil {
-			d.client.Disconnect(0)
-			d.client = nil
-		}
+// apart says whether the devices' connections are made in a process of their own (links.go).
+func (s *storm) apart() (bool, error) {
+	switch s.o.deviceProcess {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	case "auto":
+		return needDeviceProcess(s.o.devices)
 	}
+	return false, fmt.Errorf("-device-process %q: true, false or auto", s.o.deviceProcess)
 }
 
 // connect is one device's boot: connection attempts with the device app's policy until it connects, gives up
 // (the app exits after MaxAttempts retries) or ctx ends.
-func (b *bench) connect(ctx context.Context, d *device, start time.Time) {
+func (b *bench) connect(ctx context.Context, i int, d *device, start time.Time) {
 	p := b.policy
 	for retry := 0; ctx.Err() == nil; retry++ {
 		attemptStart := time.Now()
-		c, err := d.ConnectOnce(d.Thing, d.Certificate())
-		if err == nil {
-			d.client, d.connected = c, time.Since(start)
+		if err := b.links.connect(i, d); err == nil {
+			d.connected = time.Since(start)
 			return
 		}
 		if retry == p.MaxAttempts {
@@ -579,7 +602,7 @@ func (b *bench) prepare(ctx context.Context, name string) (result, error) {
 	if name == "reboot" && b.devices[0].Certificate() == nil {
 		return result{}, errors.New("the reboot scenario needs a fleet that booted: run first-boot before it")
 	}
-	b.disconnectAll()
+	b.links.disconnectAll()
 	b.emu.DrainFunction()
 	if err := b.moto.ResetQuotas(ctx); err != nil {
 		return result{}, err
@@ -614,9 +637,9 @@ func (b *bench) connectAll(ctx context.Context, name string, start time.Time, bo
 	runCtx, cancel := context.WithTimeout(ctx, max(time.Duration(6*bound*float64(time.Second)), time.Minute)+2*b.policy.Max)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, d := range b.devices {
+	for i, d := range b.devices {
 		wg.Add(1)
-		go func() { defer wg.Done(); b.connect(runCtx, d, start) }()
+		go func() { defer wg.Done(); b.connect(runCtx, i, d, start) }()
 	}
 	progress := time.NewTicker(10 * time.Second)
 	defer progress.Stop()
@@ -672,7 +695,8 @@ func (b *bench) measure(ctx context.Context, r *result, start time.Time, older m
 		r.throttled += n
 	}
 	since := func(unix float64) float64 { return unix - float64(start.UnixNano())/1e9 }
-	for _, d := range b.devices {
+	up := b.links.connected(len(b.devices))
+	for i, d := range b.devices {
 		current := devicesim.CertificateID(d.Certificate().Cert)
 		if t, ok := figures.Activated[current]; ok {
 			r.activation = append(r.activation, since(t))
@@ -686,7 +710,7 @@ func (b *bench) measure(ctx context.Context, r *result, start time.Time, older m
 				active++
 			}
 		}
-		isConnected := d.client != nil && d.client.IsConnected()
+		isConnected := up[i]
 		if isConnected {
 			r.connected++
 			r.connect = append(r.connect, d.connected.Seconds())
