@@ -78,6 +78,11 @@ const (
 	// handBackDelay is how long a record handed back unstarted stays invisible: long enough not to be in the next
 	// batch of the same execution environment's poller right away.
 	handBackDelay = 2 * time.Second
+	// batchSlice is how much work a registration batch takes on: the records its share of the quotas handles in
+	// this time. The rest goes back to the queue at once (visible again at once), for whichever execution
+	// environment is free first: a whole batch of fresh events held by one environment left the other one with
+	// nothing but duplicates at a storm's tail, 50 records at a share of 5 a second being 10 s at half the quota.
+	batchSlice = 5 * time.Second
 )
 
 // registrationCalls is what one registered event spends at most of each paced AWS IoT API (the attachments have
@@ -95,12 +100,7 @@ func (h *Handler) fits(ctx context.Context, calls map[string]float64) int {
 	if !ok {
 		return math.MaxInt
 	}
-	perSecond := math.Inf(1)
-	for api, n := range calls {
-		if rate := h.cfg.RateLimits[api]; rate > 0 {
-			perSecond = min(perSecond, rate/n)
-		}
-	}
+	perSecond := h.pace(calls)
 	if math.IsInf(perSecond, 1) {
 		return math.MaxInt
 	}
@@ -109,6 +109,27 @@ func (h *Handler) fits(ctx context.Context, calls map[string]float64) int {
 		return 0
 	}
 	return int(left.Seconds() * perSecond * paceHeadroom)
+}
+
+// pace is how many records, each spending calls, this execution environment's pacing (Config.RateLimits, its share
+// of the quotas) handles a second; +Inf without pacing.
+func (h *Handler) pace(calls map[string]float64) float64 {
+	perSecond := math.Inf(1)
+	for api, n := range calls {
+		if rate := h.cfg.RateLimits[api]; rate > 0 {
+			perSecond = min(perSecond, rate/n)
+		}
+	}
+	return perSecond
+}
+
+// slice is how many records, each spending calls, a batch starts: what its pacing handles in batchSlice.
+func (h *Handler) slice(calls map[string]float64) int {
+	perSecond := h.pace(calls)
+	if math.IsInf(perSecond, 1) || perSecond*batchSlice.Seconds() >= math.MaxInt32 {
+		return math.MaxInt
+	}
+	return max(1, int(math.Ceil(perSecond*batchSlice.Seconds())))
 }
 
 // cutByDeadline reports whether err says a call ran into the invocation's deadline.
@@ -184,6 +205,7 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 		dups    int
 		outcome batchOutcome
 		room    = h.fits(ctx, registrationCalls)
+		slice   = h.slice(registrationCalls)
 	)
 	type record struct {
 		m events.SQSMessage
@@ -210,13 +232,20 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 	defer h.mix.end(mix)
 	defer h.takeIdleShares(ctx, len(batch.Records))()
 	for _, r := range todo {
-		if room == 0 {
+		switch {
+		case room == 0:
 			// Not started: back in the queue before the deadline rather than cut short in the middle.
 			outcome.handedBack++
 			failed.add(r.m, handBackDelay)
 			continue
+		case slice == 0:
+			// More than this batch's share of the work: back at once, for an environment that is free.
+			outcome.handedBack++
+			failed.add(r.m, 0)
+			continue
 		}
 		room--
+		slice--
 		wg.Add(1)
 		slots <- struct{}{}
 		go func(m events.SQSMessage, e Event) {

@@ -30,6 +30,7 @@ type fakeQueues struct {
 	mu                sync.Mutex
 	waiting, inFlight int
 	depthReads        int
+	putBack           []int32 // the visibility timeouts of the entries put back, in order
 }
 
 var _ jitr.QueueAPI = (*fakeQueues)(nil)
@@ -58,7 +59,12 @@ func (q *fakeQueues) GetQueueAttributes(context.Context, *sqs.GetQueueAttributes
 		"ApproximateNumberOfMessages": strconv.Itoa(q.waiting), "ApproximateNumberOfMessagesNotVisible": strconv.Itoa(q.inFlight)}}, nil
 }
 
-func (q *fakeQueues) ChangeMessageVisibilityBatch(context.Context, *sqs.ChangeMessageVisibilityBatchInput, ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+func (q *fakeQueues) ChangeMessageVisibilityBatch(_ context.Context, in *sqs.ChangeMessageVisibilityBatchInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, e := range in.Entries {
+		q.putBack = append(q.putBack, e.VisibilityTimeout)
+	}
 	return &sqs.ChangeMessageVisibilityBatchOutput{}, nil
 }
 
@@ -390,5 +396,35 @@ func TestRegistrationBatchMayRiseToTheWholeQuota(t *testing.T) {
 				t.Errorf("%d activations, want 4", got)
 			}
 		})
+	}
+}
+
+// TestRegistrationBatchTakesItsSlice: a batch starts what its share of the quotas handles in 5 s (at 2 calls a
+// second, 10 of its 25 fresh records) and hands the rest back visible at once, unstarted, for whichever execution
+// environment is free: one environment holding a whole batch of fresh events kept the other idle at a storm's tail.
+func TestRegistrationBatchTakesItsSlice(t *testing.T) {
+	queues := &fakeQueues{}
+	queues.setDepth(0, 25)
+	r, h, metrics, batch, _ := deadlineSetup(t, 25, jitr.WithQueues(queues))
+	resp, err := h.HandleRegistrations(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.count["UpdateCertificate"]; got != 10 {
+		t.Errorf("%d activations, want 10 (5 s at 2 a second)", got)
+	}
+	if got := r.count["DescribeCertificate"]; got != 10 {
+		t.Errorf("%d certificates read, want 10: the records handed back are not started", got)
+	}
+	if len(resp.BatchItemFailures) != 15 {
+		t.Fatalf("%d batch item failures, want 15", len(resp.BatchItemFailures))
+	}
+	queues.mu.Lock()
+	defer queues.mu.Unlock()
+	if fmt.Sprint(queues.putBack) != fmt.Sprint(make([]int32, 15)) {
+		t.Errorf("put back with visibility timeouts %v, want 15 × 0", queues.putBack)
+	}
+	if got := metricSum(t, metrics.String(), "HandedBack"); got != 15 {
+		t.Errorf("HandedBack %v, want 15", got)
 	}
 }
