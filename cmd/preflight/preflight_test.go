@@ -137,7 +137,7 @@ func TestPreflightPasses(t *testing.T) {
 		"[info] AWS IoT logging (account-wide): v2 logging not configured",
 		// The emulator's Service Quotas answer the rates it enforces: AWS's defaults, 10/s for both APIs.
 		"[ok  ] AWS IoT quotas and fleet reboot: DescribeCertificate 10/s, UpdateCertificate 10/s from Service Quotas (iotcore)",
-		"Whole-fleet reboot of 1000 devices: bound 1000 ÷ 10/s (DescribeCertificate) = 100 s (1m40s); projected 134 s (2m14s) until every device is connected again (× 1.34",
+		"Whole-fleet reboot of 1000 devices: bound 1000 ÷ 10/s (DescribeCertificate) = 100 s (1m40s); projected 130 s (2m10s) until every device is connected again (× 1.30",
 	)
 	if strings.Contains(out, "fix:") {
 		t.Error("a passing preflight names a fix")
@@ -320,7 +320,7 @@ func TestPreflightProjectsFromTheAccountsQuotas(t *testing.T) {
 	}
 	wantLines(t, out,
 		"DescribeCertificate 50/s, UpdateCertificate 40/s from Service Quotas (iotcore)",
-		"Whole-fleet reboot of 10000 devices: bound 10000 ÷ 40/s (UpdateCertificate) = 250 s (4m10s); projected 335 s (5m35s)",
+		"Whole-fleet reboot of 10000 devices: bound 10000 ÷ 40/s (UpdateCertificate) = 250 s (4m10s); projected 325 s (5m25s)",
 		`deploy with -c iotQuotas='{"DescribeCertificate":50,"UpdateCertificate":40}'`)
 }
 
