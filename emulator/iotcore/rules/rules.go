@@ -7,6 +7,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,23 +25,39 @@ type Engine struct {
 	queues    *sqs.Client
 	functions map[string]*lambdaruntime.Function // by logical id
 	tl        *timeline.Timeline
-	sends     chan ruleSend // the SQS deliveries, to the sender (sendMessages)
-	done      chan struct{}
+	mu        sync.Mutex
+	more      *sync.Cond
+	pending   []ruleSend // the SQS deliveries no sender has taken yet
+	closed    bool
+	senders   sync.WaitGroup
 	// RegisteredEvents counts the messages delivered to the JITR function or to a queue (the registered events).
 	RegisteredEvents atomic.Int64
 }
 
-// Start starts the engine's SQS sender; functions are the functions the rules may invoke, by logical id.
+// ruleSenders is how many SQS deliveries are in flight at once. AWS IoT's rules engine sends in parallel and
+// never holds a publisher back; one sender, behind a bounded buffer, held every CONNECT of a pending certificate
+// (whose registered event it publishes) once a 10 000-device storm's events came faster than one sender's
+// round trips to moto, and the broker stopped admitting anyone.
+const ruleSenders = 8
+
+// Start starts the engine's SQS senders; functions are the functions the rules may invoke, by logical id.
 func Start(queues *sqs.Client, functions map[string]*lambdaruntime.Function, tl *timeline.Timeline) *Engine {
-	e := &Engine{queues: queues, functions: functions, tl: tl, sends: make(chan ruleSend, 1<<14), done: make(chan struct{})}
-	go e.sendMessages()
+	e := &Engine{queues: queues, functions: functions, tl: tl}
+	e.more = sync.NewCond(&e.mu)
+	for range ruleSenders {
+		e.senders.Add(1)
+		go e.sendMessages()
+	}
 	return e
 }
 
-// Stop ends the sender once the deliveries already handed to it are sent; call it after the broker has stopped.
+// Stop ends the senders once the deliveries already handed to them are sent; call it after the broker has stopped.
 func (e *Engine) Stop() {
-	close(e.sends)
-	<-e.done
+	e.mu.Lock()
+	e.closed = true
+	e.more.Broadcast()
+	e.mu.Unlock()
+	e.senders.Wait()
 }
 
 // Run is the rules engine's action for a message that matched a rule: an SQS action sends the message to its
@@ -49,7 +66,10 @@ func (e *Engine) Run(rule deploy.Rule, topic string, payload []byte) {
 	if rule.QueueURL != "" {
 		// The SQS action: every registered event reaches the queue, duplicates included.
 		e.RegisteredEvents.Add(1)
-		e.sends <- ruleSend{rule: rule, body: string(payload)}
+		e.mu.Lock()
+		e.pending = append(e.pending, ruleSend{rule: rule, body: string(payload)})
+		e.more.Signal()
+		e.mu.Unlock()
 		return
 	}
 	fn, ok := e.functions[rule.Function]
@@ -83,32 +103,41 @@ type ruleSend struct {
 	body string
 }
 
-// sendMessages delivers the rules engine's SQS actions in order, up to ten of one queue per SendMessageBatch
-// when several wait: how AWS IoT hands messages to SQS is its own affair, and a storm of registered events
-// would otherwise cost moto, a single process, one request each.
+// sendMessages is one sender: it delivers the rules engine's SQS actions as they come, up to ten of one queue per
+// SendMessageBatch when several wait (how AWS IoT hands messages to SQS is its own affair, and a storm of registered
+// events would otherwise cost moto one request each), until Stop and nothing is left.
 func (e *Engine) sendMessages() {
-	defer close(e.done)
-	for first := range e.sends {
-		batch := []ruleSend{first}
-	more:
-		for len(batch) < 10 {
-			select {
-			case next, ok := <-e.sends:
-				if !ok {
-					break more
-				}
-				if next.rule.QueueURL != first.rule.QueueURL {
-					e.sendBatch(batch)
-					batch = nil
-					first = next
-				}
-				batch = append(batch, next)
-			default:
-				break more
-			}
+	defer e.senders.Done()
+	for {
+		batch := e.take()
+		if batch == nil {
+			return
 		}
 		e.sendBatch(batch)
 	}
+}
+
+// take waits for deliveries and takes the oldest, with up to nine more of the same queue after it; nil once the
+// engine is stopped and every delivery taken.
+func (e *Engine) take() []ruleSend {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for len(e.pending) == 0 && !e.closed {
+		e.more.Wait()
+	}
+	if len(e.pending) == 0 {
+		return nil
+	}
+	n := 1
+	for n < len(e.pending) && n < 10 && e.pending[n].rule.QueueURL == e.pending[0].rule.QueueURL {
+		n++
+	}
+	batch := append([]ruleSend(nil), e.pending[:n]...)
+	e.pending = e.pending[n:]
+	if len(e.pending) == 0 {
+		e.pending = nil
+	}
+	return batch
 }
 
 func (e *Engine) sendBatch(batch []ruleSend) {
