@@ -97,7 +97,6 @@ type remoteLinks struct {
 	cmd    *exec.Cmd
 	client *rpc.Client
 	once   sync.Once
-	failed error
 }
 
 // startDeviceProcess starts storm device-process and gives it what every device is given: the broker's endpoint
