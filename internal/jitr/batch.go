@@ -197,15 +197,14 @@ func (q sqsRetirements) QueueRetirement(ctx context.Context, req contract.Retire
 // visibility timeout, six times the function's), and go to the dead-letter queue after its maxReceiveCount.
 func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent) (events.SQSEventResponse, error) {
 	var (
-		failed  failures
-		mu      sync.Mutex
-		wg      sync.WaitGroup
-		slots   = make(chan struct{}, batchParallelism)
-		seen    = map[string]bool{}
-		dups    int
-		outcome batchOutcome
-		room    = h.fits(ctx, registrationCalls)
-		slice   = h.slice(registrationCalls)
+		failed    failures
+		wg        sync.WaitGroup
+		slots     = make(chan struct{}, batchParallelism)
+		seen      = map[string]bool{}
+		malformed int
+		outcome   batchOutcome
+		room      = h.fits(ctx, registrationCalls)
+		slice     = h.slice(registrationCalls)
 	)
 	type record struct {
 		m events.SQSMessage
@@ -216,18 +215,19 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 		var e Event
 		if err := json.Unmarshal([]byte(m.Body), &e); err != nil {
 			_ = h.Handle(ctx, Event{}) // refused (logged, counted): nothing a retry can change
+			malformed++
 			continue
 		}
 		// A duplicate names the same certificate, CA and account: an event that differs (refused or ignored) must
 		// not hide the certificate's own event.
 		key := e.CertificateID + "/" + e.CACertificateID + "/" + e.AWSAccountID + "/" + e.CertificateStatus
 		if seen[key] || h.recent.contains(e.CertificateID, h.now()) {
-			dups++
 			continue
 		}
 		seen[key] = true
 		todo = append(todo, record{m, e})
 	}
+	// Every record not to be handled is stale: malformed, or a duplicate; those handled add theirs as found.
 	mix := h.mix.begin(len(batch.Records), len(batch.Records)-len(todo))
 	defer h.mix.end(mix)
 	defer h.takeIdleShares(ctx, len(batch.Records))()
@@ -252,9 +252,6 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 			defer func() { <-slots; wg.Done() }()
 			dup, err := h.registerOnce(ctx, e)
 			if dup {
-				mu.Lock()
-				dups++
-				mu.Unlock()
 				mix.stale.Add(1)
 			}
 			switch {
@@ -273,7 +270,7 @@ func (h *Handler) HandleRegistrations(ctx context.Context, batch events.SQSEvent
 	}
 	wg.Wait()
 	h.putBack(ctx, h.cfg.RegistrationQueueURL, failed.later)
-	h.report(&outcome, map[string]int{contract.MetricDuplicate: dups})
+	h.report(&outcome, map[string]int{contract.MetricDuplicate: int(mix.stale.Load()) - malformed})
 	return failed.resp, nil
 }
 
