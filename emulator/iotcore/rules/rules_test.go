@@ -69,6 +69,16 @@ func TestRunNeverHoldsThePublisherBack(t *testing.T) {
 		close(release)
 		t.Fatal("Run held the publisher back while SQS did not answer")
 	}
+	// The senders' requests reach SQS in their own time: give them until the hang detector's minute to be
+	// several in flight at once before SQS answers.
+	for wait := time.Now().Add(time.Minute); time.Now().Before(wait); time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		several := inFlight >= 2
+		mu.Unlock()
+		if several {
+			break
+		}
+	}
 	close(release)
 	e.Stop()
 	mu.Lock()
