@@ -217,29 +217,6 @@ def _retained(self, queue_name, message):
 
 SQSBackend.is_message_valid_based_on_retention_period = _retained
 
-from moto.core.utils import unix_time_millis  # noqa: E402
-from moto.sqs.models import Queue  # noqa: E402
-
-# The same predicates as moto's Message.visible (now > visible_at) and Message.delayed (now < delayed_until).
-def _visible(self):
-    now = unix_time_millis()
-    return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
-
-
-def _delayed_count(self):
-    now = unix_time_millis()
-    return sum(1 for m in self._messages if now < m.delayed_until)
-
-
-def _not_visible_count(self):
-    now = unix_time_millis()
-    return sum(1 for m in self._messages if not now > m.visible_at)
-
-
-Queue.messages = property(_visible)
-Queue.approximate_number_of_messages = property(lambda self: len(self.messages))
-Queue.approximate_number_of_messages_delayed = property(_delayed_count)
-Queue.approximate_number_of_messages_not_visible = property(_not_visible_count)
 
 from moto import backends as _backends  # noqa: E402
 

@@ -63,9 +63,11 @@ def _receive(moto_receive_message):
 
 
 def install() -> None:
-    """Limit batch actions to 10 entries and serialize message operations; call once, before the server starts."""
+    """Limit batch actions to 10 entries, serialize message operations and index standard queues' messages
+    (sqsstore.py); call once, before the server starts."""
     for name in MESSAGE_OPERATIONS:
         setattr(SQSBackend, name, _serialized(getattr(SQSBackend, name)))
     SQSBackend.receive_message = _receive(SQSBackend.receive_message)
     SQSBackend.delete_message_batch = _limited(SQSBackend.delete_message_batch)
     SQSBackend.change_message_visibility_batch = _limited(SQSBackend.change_message_visibility_batch)
+    __import__("sqsstore").install(_lock)  # every operation at the same cost at any queue depth: sqsstore.py
