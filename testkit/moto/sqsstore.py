@@ -10,7 +10,9 @@ waiting for that lock, and the storm's rate falling from 16 connected devices a 
 
 Here a standard queue's messages are held in an index instead: the visible ones in send order (returned first come,
 first served, as moto does), the ones in flight or delayed beside them with a heap of when each becomes visible, and
-every receipt handle a message has had pointing at it. A receive moves messages whose time has come back to the
+every receipt handle a message has had pointing at it, and the approximate counts kept as messages move (a
+SendMessage reads them: a walk over the messages in flight took a third of the process in a 10 000-device reboot,
+with every retirement request waiting its turn). A receive moves messages whose time has come back to the
 visible ones and takes from the front; a delete or a visibility change finds its message by the handle. What each
 operation answers is moto's: the same receipt handle rules (any handle a message has had deletes it, a handle of a
 deleted message is accepted again), the same dead-letter redrive (a message received maxReceiveCount times moves to
@@ -52,19 +54,35 @@ class Store:
         self.heap: list[tuple[float, int, Message]] = []  # (when visible, tie-breaker, message); stale entries skipped
         self.handles: dict[str, Message] = {}  # every receipt handle a stored message has had
         self.order = itertools.count()
+        # Why each waiting message waits, as (in flight, delayed) when it was placed, and how many of each: a
+        # waiting message stays as it was placed until promote() moves it, so the counts need no walk. (A message
+        # both in flight and delayed, which no receive makes, is counted delayed until both have passed.)
+        self.why: dict[str, tuple[bool, bool]] = {}
+        self.in_flight = 0
+        self.delayed = 0
 
     def messages(self) -> list[Message]:
         return list(self.ready.values()) + list(self.waiting.values())
 
+    def _unwait(self, message: Message) -> None:
+        if self.waiting.pop(message.id, None) is not None:
+            in_flight, delayed = self.why.pop(message.id)
+            self.in_flight -= in_flight
+            self.delayed -= delayed
+
     def place(self, message: Message, now: float) -> None:
         """Put message where it belongs at the time now; a message already visible keeps its place."""
+        self._unwait(message)
         if _ready(message, now):
-            self.waiting.pop(message.id, None)
             if message.id not in self.ready:
                 self.ready[message.id] = message
             return
         self.ready.pop(message.id, None)
         self.waiting[message.id] = message
+        why = (not now > message.visible_at, now < message.delayed_until)
+        self.why[message.id] = why
+        self.in_flight += why[0]
+        self.delayed += why[1]
         heapq.heappush(self.heap, (_due(message), next(self.order), message))
 
     def add(self, message: Message, now: float) -> None:
@@ -75,7 +93,7 @@ class Store:
 
     def drop(self, message: Message) -> None:
         self.ready.pop(message.id, None)
-        self.waiting.pop(message.id, None)
+        self._unwait(message)
         for handle in message.all_receipt_handles:
             if handle is not None and self.handles.get(handle) is message:
                 del self.handles[handle]
@@ -90,15 +108,13 @@ class Store:
             if not _ready(message, now):
                 return  # due exactly now: visible from the next millisecond (moto's strict comparison)
             heapq.heappop(self.heap)
-            del self.waiting[message.id]
+            self._unwait(message)
             self.ready[message.id] = message
 
     def counts(self, now: float) -> tuple[int, int, int]:
         """(visible, in flight, delayed), as moto's approximate counts say them."""
         self.promote(now)
-        not_visible = sum(1 for m in self.waiting.values() if not now > m.visible_at)
-        delayed = sum(1 for m in self.waiting.values() if now < m.delayed_until)
-        return len(self.ready), not_visible, delayed
+        return len(self.ready), self.in_flight, self.delayed
 
 
 _lock = threading.RLock()  # replaced by install() with sqsfidelity's, which every message operation holds

@@ -131,6 +131,7 @@ func TestSQSMessageLifecycle(t *testing.T) {
 	}
 
 	time.Sleep(2500 * time.Millisecond) // c's visibility timeout passes
+	wantCounts(t, api, url, "c visible again, a in flight", [3]int{1, 1, 0})
 	third := receiveAll(t, api, url, 30)
 	if len(third) != 1 || third["c"] == "" {
 		t.Fatalf("receive after c's visibility timeout: %v, want c alone", third)
