@@ -54,8 +54,11 @@ const (
 	// retries, the deadline) stays invisible before it is tried again.
 	retryDelay = 10 * time.Second
 	// retirementDelay is how long a retirement put back during a registration backlog stays invisible before it
-	// is tried again (its visibility timeout is shortened to this).
+	// is tried again, at least (its visibility timeout is shortened to this): one that has waited longer comes back
+	// after as long again, up to retirementMaxDelay (see deferral).
 	retirementDelay = 30 * time.Second
+	// retirementMaxDelay bounds how long a retirement put back during a backlog stays invisible.
+	retirementMaxDelay = 5 * time.Minute
 	// claimRecheck is how long a delivery put back because another one holds the certificate's claim stays
 	// invisible: long enough for that delivery to settle the certificate, so this one is then dropped.
 	claimRecheck = 5 * time.Second
@@ -554,7 +557,7 @@ func (h *Handler) noteRetirement(ctx context.Context, req contract.RetirementReq
 
 // HandleRetirements handles a batch from the retirement queue's event source mapping. Activation comes first on
 // every API both spend: while registered events wait in the registration queue or are in flight, a retirement
-// gives way — put back whole (a batch item failure whose visibility timeout is shortened to retirementDelay)
+// gives way — put back whole (a batch item failure whose visibility timeout is shortened to its deferral)
 // before it starts, or at its next DescribeCertificate or UpdateCertificate if registrations appear while it runs
 // (its calls carry giveWayToRegistrations as their admission check). A retirement older than retirementGrace
 // still runs during a backlog, one per retirementRation in each execution environment, so a backlog that never
@@ -587,7 +590,7 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 		if busy {
 			if h.now().Sub(sentAt(m)) < retirementGrace || room == 0 || !h.ration.take(h.now()) {
 				deferred.Add(1)
-				failed.add(m, retirementDelay)
+				failed.add(m, h.deferral(m))
 				continue
 			}
 			// Its ration: it runs to its end, backlog or not.
@@ -610,7 +613,7 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 				// Registered events arrived: what is left of it (all of it, or the certificates after the one it
 				// finished) waits for them, as a retirement that found a backlog at the start.
 				deferred.Add(1)
-				failed.add(m, retirementDelay)
+				failed.add(m, h.deferral(m))
 				return
 			case err != nil:
 				// Back in a few seconds, as a registration: a retirement cut short by the deadline (its paced calls
@@ -631,6 +634,16 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 	h.putBack(ctx, h.cfg.RetirementQueueURL, failed.later)
 	h.report(&outcome, map[string]int{contract.MetricRetirementDeferred: int(deferred.Load())})
 	return failed.resp, nil
+}
+
+// deferral is how long a retirement put back during a registration backlog stays invisible: as long as it has
+// waited since it was queued, at least retirementDelay and at most retirementMaxDelay. A storm's backlog lasts
+// about its fleet ÷ the activation rate, so a fixed delay would put each retirement back that many more times (a
+// 10 000-device storm: every retirement received about 20 times, each time a receive and a share of an
+// invocation and of a ChangeMessageVisibilityBatch); growing with its age, a retirement comes back a handful of
+// times however long the storm, and at most as late again as it has waited once the backlog drains.
+func (h *Handler) deferral(m events.SQSMessage) time.Duration {
+	return min(max(h.now().Sub(sentAt(m)).Truncate(time.Second), retirementDelay), retirementMaxDelay)
 }
 
 // sentAt is when SQS received the message (its SentTimestamp attribute, Unix milliseconds); the zero time when

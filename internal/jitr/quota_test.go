@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -253,6 +254,35 @@ func TestRetirementPastItsGraceIsRationed(t *testing.T) {
 		if got := retired(); got != tc.want {
 			t.Errorf("after a batch at +%s during a backlog: %d devices retired, want %d", tc.after, got, tc.want)
 		}
+	}
+}
+
+// TestDeferredRetirementComesBackAfterAsLongAsItWaited: during a backlog, a retirement is put back for as long as
+// it has waited since it was queued, at least 30 s and at most 5 min, so however long a storm lasts each
+// retirement comes back a handful of times (a fixed 30 s put a 10 000-device storm's retirements back about 20
+// times each).
+func TestDeferredRetirementComesBackAfterAsLongAsItWaited(t *testing.T) {
+	now := time.Now()
+	ages := []time.Duration{0, 5 * time.Second, 100*time.Second + 400*time.Millisecond, 4 * time.Minute, 10 * time.Minute, 14 * time.Minute}
+	want := []int32{30, 30, 100, 240, 300, 300}
+	f := newRotatedFleet(t, len(ages), now)
+	for i, age := range ages {
+		f.batch.Records[i].Attributes["SentTimestamp"] = strconv.FormatInt(now.Add(-age).UnixMilli(), 10)
+	}
+	queues := &fakeQueues{}
+	queues.setDepth(500, 100)
+	h := f.handler(f.admittingIoT(), queues, func() time.Time { return now }, &bytes.Buffer{})
+	resp, err := h.HandleRetirements(context.Background(), f.batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.BatchItemFailures) != len(ages) {
+		t.Fatalf("%d retirements handed back during the backlog, want all %d", len(resp.BatchItemFailures), len(ages))
+	}
+	queues.mu.Lock()
+	defer queues.mu.Unlock()
+	if !slices.Equal(queues.putBack, want) {
+		t.Errorf("retirements aged %v put back for %v s, want %v s", ages, queues.putBack, want)
 	}
 }
 

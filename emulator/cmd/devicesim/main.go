@@ -211,8 +211,8 @@ func runFleet(ctx context.Context, args []string) error {
 }
 
 // settleTimeout bounds how long the demo waits for the JITR function: an older certificate's retirement is queued
-// and put back for 30 s at a time while registrations are queued or in flight (internal/jitr), so the reboot's
-// retirement usually lands 30 to 60 s after the devices connected.
+// and put back while registrations are queued or in flight, each time for as long as it has waited, at least 30 s
+// (internal/jitr), so the reboot's retirement usually lands 30 to 120 s after the devices connected.
 const settleTimeout = 3 * time.Minute
 
 // settle waits until the function has finished with every certificate: one ACTIVE certificate per device, none
