@@ -17,8 +17,9 @@ import (
 	"github.com/sphere-jitr/sphere-jitr/testkit/motoserver"
 )
 
-// TestConditionalWritesAreAtomic makes many concurrent conditional claims of one item, as concurrent deliveries of
-// one certificate's event claim its ledger entry (internal/jitr): DynamoDB applies a conditional write atomically,
+// TestConditionalWritesAreAtomic makes many concurrent conditional claims of one item (UpdateItem and PutItem), as
+// concurrent deliveries of one certificate's event claim its ledger entry (internal/jitr): DynamoDB applies a
+// conditional write atomically,
 // so exactly one claim of each round wins and every other is refused with ConditionalCheckFailedException. moto
 // alone evaluates the condition and applies the update without a lock (dynamodb.py serializes them).
 func TestConditionalWritesAreAtomic(t *testing.T) {
@@ -57,12 +58,21 @@ func TestConditionalWritesAreAtomic(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				_, err := db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-					TableName: aws.String(table), Key: key,
-					UpdateExpression:          aws.String("SET Holder = :me"),
-					ConditionExpression:       aws.String("attribute_not_exists(Id)"),
-					ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":me": &ddbtypes.AttributeValueMemberS{Value: strconv.Itoa(c)}},
-				})
+				me := &ddbtypes.AttributeValueMemberS{Value: strconv.Itoa(c)}
+				var err error
+				if c%2 == 0 {
+					_, err = db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+						TableName: aws.String(table), Key: key,
+						UpdateExpression:          aws.String("SET Holder = :me"),
+						ConditionExpression:       aws.String("attribute_not_exists(Id)"),
+						ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":me": me},
+					})
+				} else { // a PutItem names its item's key in the item: the same item, the same lock
+					_, err = db.PutItem(ctx, &dynamodb.PutItemInput{
+						TableName: aws.String(table), Item: map[string]ddbtypes.AttributeValue{"Id": key["Id"], "Holder": me},
+						ConditionExpression: aws.String("attribute_not_exists(Id)"),
+					})
+				}
 				var failed *ddbtypes.ConditionalCheckFailedException
 				mu.Lock()
 				defer mu.Unlock()
