@@ -128,9 +128,14 @@ func (e *EventSourceMapping) invoke(ctx context.Context, batch []sqstypes.Messag
 	}
 }
 
-// gather receives up to BatchSize messages, polling while none has come (every 200 ms: Lambda long-polls, but moto
-// re-reads the whole queue every second of a long poll) and waiting at most the batching window once the first one
-// is there.
+// longPoll is how long a receive waits for the first message of a batch: Lambda's pollers long-poll (20 s, SQS's
+// longest), so an idle queue costs a few receives a minute and a message is taken as soon as it is sent. (moto
+// re-read the whole queue every second of a long poll, so the emulator polled every 200 ms instead, and an idle
+// mapping made five receives a second; testkit/moto/sqsstore.py wakes a long poll by the send.)
+const longPoll = 20
+
+// gather receives up to BatchSize messages, long-polling while none has come and waiting at most the batching
+// window once the first one is there.
 func (e *EventSourceMapping) gather(ctx context.Context) []sqstypes.Message {
 	var batch []sqstypes.Message
 	var deadline time.Time
@@ -138,9 +143,15 @@ func (e *EventSourceMapping) gather(ctx context.Context) []sqstypes.Message {
 		if len(batch) > 0 && !time.Now().Before(deadline) {
 			break
 		}
+		var wait int32
+		if len(batch) == 0 {
+			wait = longPoll
+		}
 		e.receives.Add(1)
+		asked := time.Now()
 		out, err := e.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(e.m.QueueURL), MaxNumberOfMessages: int32(min(10, e.m.BatchSize-len(batch))),
+			WaitTimeSeconds:             wait,
 			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
 		}, e.asRole)
 		switch {
@@ -152,8 +163,8 @@ func (e *EventSourceMapping) gather(ctx context.Context) []sqstypes.Message {
 		case len(out.Messages) == 0:
 			if len(batch) > 0 {
 				sleep(ctx, min(50*time.Millisecond, time.Until(deadline)))
-			} else {
-				sleep(ctx, 200*time.Millisecond)
+			} else if time.Since(asked) < time.Second {
+				sleep(ctx, 200*time.Millisecond) // answered at once, empty: not a long poll
 			}
 		default:
 			if len(batch) == 0 {
