@@ -88,8 +88,8 @@ bench-emulator: .stamps/venv emulator-synth ## local emulator: provisioning late
 #                         and reboot of STORM_DEVICES (1000) at STORM_SCALE (auto: the largest scale ≤ 1 where the
 #                         emulator has headroom ≥ 2, then scale 1): one line per scenario
 #   make bench-storm-10k  first boot and reboot of STORM_10K_DEVICES (10000) with the quotas lifted, one reconciler
-#                         pass after: per-device costs, tail rate, reconcile_reads; on a 2-core machine it does not finish yet
-#                         (moto's SQS process: docs/operating.md, "10 000 devices on one 2-core machine")
+#                         pass after: per-device costs, tail rate, reconcile_reads (about 27 min on 2 cores;
+#                         STORM_10K_DEVICES=1000 for the comparison: docs/operating.md, "10 000 devices on one 2-core machine")
 #   make test-storm       50 devices at scale 10, counts only (lost=0 dlq=0 retired=N): part of make test; the
 #                         devices' connections are made in a process of their own, as a run past the open-files
 #                         limit does (-device-process, emulator/cmd/storm/links.go)
