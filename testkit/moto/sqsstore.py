@@ -8,8 +8,8 @@ the registration queue and its depth reaches thousands, so each operation walked
 lock that serializes them (sqsfidelity.py): py-spy showed moto's SQS process at two thirds of a core, 28 % of it
 waiting for that lock, and the storm's rate falling from 16 connected devices a second to under 2.
 
-Here a standard queue's messages are held in an index instead: the visible ones in send order (returned first come,
-first served, as moto does), the ones in flight or delayed beside them with a heap of when each becomes visible, and
+Here a standard queue's messages are held in an index instead: the visible ones by send order (returned first come,
+first served, as moto does, a message put back visible before the ones sent after it), the ones in flight or delayed beside them with a heap of when each becomes visible, and
 every receipt handle a message has had pointing at it, and the approximate counts kept as messages move (a
 SendMessage reads them: a walk over the messages in flight took a third of the process in a 10 000-device reboot,
 with every retirement request waiting its turn). A receive moves messages whose time has come back to the
@@ -20,7 +20,6 @@ the dead-letter queue on the next receive), the same counts. A long poll waits o
 by a send or a visibility change, so it never holds the lock while it waits. FIFO queues keep moto's own list and
 code. MOTO_SQS_STORE=0 leaves every queue to moto (to compare, or to rule this out).
 """
-import collections
 import copy
 import heapq
 import itertools
@@ -49,7 +48,12 @@ class Store:
     """The messages of one standard queue."""
 
     def __init__(self):
-        self.ready: collections.OrderedDict[str, Message] = collections.OrderedDict()  # visible, oldest first
+        # The visible messages, taken in the order they were sent (as moto's list keeps them: a message put back
+        # visible comes before the ones sent after it, not behind them), from a heap of (send order, message) whose
+        # stale entries are skipped.
+        self.ready: dict[str, Message] = {}
+        self.ready_heap: list[tuple[int, int, Message]] = []
+        self.sent: dict[str, int] = {}  # message id -> send order
         self.waiting: dict[str, Message] = {}  # in flight or delayed
         self.heap: list[tuple[float, int, Message]] = []  # (when visible, tie-breaker, message); stale entries skipped
         self.handles: dict[str, Message] = {}  # every receipt handle a stored message has had
@@ -74,8 +78,7 @@ class Store:
         """Put message where it belongs at the time now; a message already visible keeps its place."""
         self._unwait(message)
         if _ready(message, now):
-            if message.id not in self.ready:
-                self.ready[message.id] = message
+            self._make_ready(message)
             return
         self.ready.pop(message.id, None)
         self.waiting[message.id] = message
@@ -85,7 +88,22 @@ class Store:
         self.delayed += why[1]
         heapq.heappush(self.heap, (_due(message), next(self.order), message))
 
+    def _make_ready(self, message: Message) -> None:
+        if message.id not in self.ready:
+            self.ready[message.id] = message
+            heapq.heappush(self.ready_heap, (self.sent[message.id], next(self.order), message))
+
+    def next_ready(self, taken: set[str]) -> Message | None:
+        """The visible message sent first and not in taken; None when there is none."""
+        while self.ready_heap:
+            _, _, message = self.ready_heap[0]
+            if self.ready.get(message.id) is message and message.id not in taken:
+                return message
+            heapq.heappop(self.ready_heap)  # received, deleted, or already looked at by this receive
+        return None
+
     def add(self, message: Message, now: float) -> None:
+        self.sent[message.id] = next(self.order)
         for handle in message.all_receipt_handles:
             if handle is not None:
                 self.handles[handle] = message
@@ -93,6 +111,7 @@ class Store:
 
     def drop(self, message: Message) -> None:
         self.ready.pop(message.id, None)
+        self.sent.pop(message.id, None)
         self._unwait(message)
         for handle in message.all_receipt_handles:
             if handle is not None and self.handles.get(handle) is message:
@@ -109,7 +128,7 @@ class Store:
                 return  # due exactly now: visible from the next millisecond (moto's strict comparison)
             heapq.heappop(self.heap)
             self._unwait(message)
-            self.ready[message.id] = message
+            self._make_ready(message)
 
     def counts(self, now: float) -> tuple[int, int, int]:
         """(visible, in flight, delayed), as moto's approximate counts say them."""
@@ -197,11 +216,13 @@ def _receive(self: SQSBackend, queue: Queue, count: int, visibility_timeout: int
     store.promote(now)
     redrive = queue.redrive_policy if queue.dead_letter_queue is not None else None
     result: list[Message] = []
-    # Each message visible now is looked at once at most: one received with visibility 0 goes behind the others.
-    for _ in range(len(store.ready)):
-        if len(result) >= count or not store.ready:
+    taken: set[str] = set()  # each message visible now is looked at once at most, even one left visible
+    kept: list[Message] = []  # received with visibility 0: still visible, and first again for the next receive
+    while len(result) < count:
+        message = store.next_ready(taken)
+        if message is None:
             break
-        message = next(iter(store.ready.values()))
+        taken.add(message.id)
         if not self.is_message_valid_based_on_retention_period(queue.name, message):
             store.drop(message)  # past the retention period: SQS deletes it
             continue
@@ -211,11 +232,14 @@ def _receive(self: SQSBackend, queue: Queue, count: int, visibility_timeout: int
             continue
         message.mark_received(visibility_timeout=visibility_timeout)
         store.handles[message.receipt_handle] = message
-        store.ready.move_to_end(message.id)  # received with visibility 0 it stays visible, behind the others
         store.place(message, now)
+        if message.id in store.ready:
+            kept.append(message)
         answer = copy.copy(message)  # the answer's attributes filtered, the stored message's kept
         _filter_message_attributes(answer, names)
         result.append(answer)
+    for message in kept:
+        heapq.heappush(store.ready_heap, (store.sent[message.id], next(store.order), message))
     return result
 
 

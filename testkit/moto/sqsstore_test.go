@@ -3,6 +3,7 @@ package moto_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -268,4 +269,33 @@ func TestSQSDeepQueueDeliversEveryMessageOnce(t *testing.T) {
 		}
 	}
 	wantCounts(t, api, url, "all received and deleted", [3]int{0, 0, 0})
+}
+
+// TestSQSMessagePutBackVisibleComesFirst: a message put back visible (ChangeMessageVisibility 0, as the function
+// hands back what its batch cannot start) is received before the messages sent after it, as moto's queue keeps
+// them in send order: a storm's handed-back registrations must not wait behind every duplicate sent since.
+func TestSQSMessagePutBackVisibleComesFirst(t *testing.T) {
+	api := sqsClient(t)
+	ctx := context.Background()
+	url := createQueue(t, api, "put-back", map[string]string{"VisibilityTimeout": "30"})
+	send(t, api, url, "first")
+	out, err := api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 1})
+	if err != nil || len(out.Messages) != 1 {
+		t.Fatalf("receive: %v, %d messages", err, len(out.Messages))
+	}
+	send(t, api, url, "second", "third")
+	if _, err := api.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: aws.String(url), ReceiptHandle: out.Messages[0].ReceiptHandle, VisibilityTimeout: 0}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, m := range again.Messages {
+		order = append(order, aws.ToString(m.Body))
+	}
+	if !slices.Equal(order, []string{"first", "second", "third"}) {
+		t.Errorf("received %v, want [first second third]", order)
+	}
 }
