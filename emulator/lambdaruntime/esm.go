@@ -128,11 +128,12 @@ func (e *EventSourceMapping) invoke(ctx context.Context, batch []sqstypes.Messag
 	}
 }
 
-// longPoll is how long a receive waits for the first message of a batch: Lambda's pollers long-poll (20 s, SQS's
-// longest), so an idle queue costs a few receives a minute and a message is taken as soon as it is sent. (moto
-// re-read the whole queue every second of a long poll, so the emulator polled every 200 ms instead, and an idle
-// mapping made five receives a second; testkit/moto/sqsstore.py wakes a long poll by the send.)
-const longPoll = 20
+// longPoll is how long a receive waits for the first message of a batch: Lambda's pollers long-poll, so a message
+// is taken as soon as it is sent (testkit/moto/sqsstore.py wakes a long poll by the send; the emulator used to poll
+// every 200 ms, five receives a second per idle poller). 2 s, not Lambda's 20: the emulator stops its mappings
+// between runs, and moto goes on with a receive whose client has gone: a 20 s poll stopped that way took the next
+// run's first messages for the queue's visibility timeout (6 min), its registration queue reading busy all along.
+const longPoll = 2
 
 // gather receives up to BatchSize messages, long-polling while none has come and waiting at most the batching
 // window once the first one is there.
