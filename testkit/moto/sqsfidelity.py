@@ -12,8 +12,9 @@ messages without a lock: a ReceiveMessage that iterates the queue's in-flight se
 fails with HTTP 500 ("Set changed size during iteration", seen 26 times in a 1000-device storm) after it has already
 marked some messages received, so they stay in flight for the visibility timeout and nobody got them: events held
 back six minutes, which SQS never does (a received message is returned to its receiver). install() serializes
-moto's message operations on queues under one lock: they are in-memory and short, except a long poll, which keeps
-moto's own code (unlocked) so it never holds the lock while it waits.
+moto's message operations on queues under one lock: they are in-memory and short, except a long poll, which never
+holds the lock while it waits (a FIFO queue's keeps moto's own code, unlocked; a standard queue's waits on the
+lock's condition, sqsstore.py).
 """
 import functools
 import threading

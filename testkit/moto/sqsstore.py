@@ -91,7 +91,23 @@ class Store:
     def _make_ready(self, message: Message) -> None:
         if message.id not in self.ready:
             self.ready[message.id] = message
-            heapq.heappush(self.ready_heap, (self.sent[message.id], next(self.order), message))
+            self._push_ready(message)
+
+    def _push_ready(self, message: Message) -> None:
+        heapq.heappush(self.ready_heap, (self.sent[message.id], next(self.order), message))
+
+    def receive(self, message: Message, visibility_timeout: int, now: float) -> bool:
+        """Mark message received (a new receipt handle, in flight for visibility_timeout); True when it stays
+        visible (a visibility timeout of 0)."""
+        message.mark_received(visibility_timeout=visibility_timeout)
+        self.handles[message.receipt_handle] = message
+        self.place(message, now)
+        return message.id in self.ready
+
+    def requeue(self, messages: list[Message]) -> None:
+        """Put messages a receive left visible back in their send order's place for the next receive."""
+        for message in messages:
+            self._push_ready(message)
 
     def next_ready(self, taken: set[str]) -> Message | None:
         """The visible message sent first and not in taken; None when there is none."""
@@ -230,16 +246,12 @@ def _receive(self: SQSBackend, queue: Queue, count: int, visibility_timeout: int
             store.drop(message)
             queue.dead_letter_queue.add_message(message)
             continue
-        message.mark_received(visibility_timeout=visibility_timeout)
-        store.handles[message.receipt_handle] = message
-        store.place(message, now)
-        if message.id in store.ready:
+        if store.receive(message, visibility_timeout, now):
             kept.append(message)
         answer = copy.copy(message)  # the answer's attributes filtered, the stored message's kept
         _filter_message_attributes(answer, names)
         result.append(answer)
-    for message in kept:
-        heapq.heappush(store.ready_heap, (store.sent[message.id], next(store.order), message))
+    store.requeue(kept)
     return result
 
 
