@@ -90,6 +90,7 @@ bench-emulator: .stamps/venv emulator-synth ## local emulator: provisioning late
 #   make bench-storm-10k  first boot and reboot of STORM_10K_DEVICES (10000) with the quotas lifted, one reconciler
 #                         pass after: per-device costs, tail rate, reconcile_reads (about 27 min on 2 cores;
 #                         STORM_10K_DEVICES=1000 for the comparison: docs/operating.md, "10 000 devices on one 2-core machine")
+#                         STORM_TIMES=DIR (either bench) writes each scenario's activation, connect and retirement times there
 #   make test-storm       50 devices at scale 10, counts only (lost=0 dlq=0 retired=N): part of make test; the
 #                         devices' connections are made in a process of their own, as a run past the open-files
 #                         limit does (-device-process, emulator/cmd/storm/links.go)
@@ -97,7 +98,9 @@ STORM_DEVICES     ?= 1000
 STORM_SCALE       ?= auto
 STORM_10K_DEVICES ?= 10000
 STORM_DIR         := build/storm
-STORM_ARGS         = -template $(STORM_DIR)/cdk.out/SphereJitr.template.json -ca $(EMULATOR_DIR)/tenant-ca -log $(STORM_DIR)/storm.log
+STORM_TIMES       ?=
+STORM_ARGS         = -template $(STORM_DIR)/cdk.out/SphereJitr.template.json -ca $(EMULATOR_DIR)/tenant-ca -log $(STORM_DIR)/storm.log \
+                     $(if $(STORM_TIMES),-times $(STORM_TIMES))
 
 TEST_TARGETS  += test-storm
 BENCH_TARGETS += bench-storm

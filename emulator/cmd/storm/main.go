@@ -42,6 +42,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -115,6 +116,7 @@ type options struct {
 	reconcile             bool
 	cpuProfile            string
 	deviceProcess         string // auto, true or false
+	times                 string // a directory for each scenario's per-device times, or ""
 }
 
 // liftedQuotas is how much the capacity pass and -lifted multiply every quota: far above what the emulator drives.
@@ -134,6 +136,7 @@ func run() error {
 	flag.BoolVar(&o.lifted, "lifted", false, "every scenario with the quotas lifted ×100 and the device timings of scale 1 (cost, not quota)")
 	flag.BoolVar(&o.reconcile, "reconcile", false, "after the last scenario, one reconciler pass: reconcile_reads=")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write this process's CPU profile (broker, rules, mappings, devices) here")
+	flag.StringVar(&o.times, "times", "", "write each scenario's times here, one file per scenario and quota scale (DIR/<scenario>-x<scale>.tsv: activation, connect and retirement times, seconds from the start)")
 	flag.StringVar(&o.deviceProcess, "device-process", "auto", "make the devices' connections in a process of their own: true, false, or auto (when this process's open-files limit cannot hold both ends of every connection)")
 	flag.Parse()
 	fixed, err := strconv.ParseFloat(o.scale, 64)
@@ -589,7 +592,34 @@ func (b *bench) scenario(ctx context.Context, name string) (result, error) {
 	r.cost = costsAfter.minus(costsBefore)
 	r.deadlineCut = b.tap.deadlineCuts() - cutBefore
 	r.cpu = cpuShares(cpuBefore, cpuAfter, elapsed)
-	return r, b.measure(ctx, &r, start, older)
+	if err := b.measure(ctx, &r, start, older); err != nil {
+		return r, err
+	}
+	return r, b.writeTimes(name, r)
+}
+
+// writeTimes writes a scenario's times, sorted, one per line with its kind (activation, connect, retired), to
+// -times DIR/<scenario>-x<quotas' scale>.tsv: what a tail rate summarizes, for a plot or a closer look.
+func (b *bench) writeTimes(name string, r result) error {
+	if b.o.times == "" {
+		return nil
+	}
+	if err := os.MkdirAll(b.o.times, 0o755); err != nil {
+		return err
+	}
+	var out strings.Builder
+	for _, kind := range []struct {
+		name  string
+		times []float64
+	}{{"activation", r.activation}, {"connect", r.connect}, {"retired", r.retiredTimes}} {
+		t := append([]float64(nil), kind.times...)
+		sort.Float64s(t)
+		for _, v := range t {
+			fmt.Fprintf(&out, "%s\t%.3f\n", kind.name, v)
+		}
+	}
+	file := fmt.Sprintf("%s-x%s.tsv", name, strconv.FormatFloat(b.scale, 'f', -1, 64))
+	return os.WriteFile(filepath.Join(b.o.times, file), []byte(out.String()), 0o644)
 }
 
 // prepare checks the scenario, lets the previous one's retirements and reconciling settle, starts from idle quota
