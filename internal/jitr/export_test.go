@@ -11,3 +11,6 @@ func SetDepthTTL(h *Handler, d time.Duration) { h.depthTTL = d }
 
 // ErrGiveWay is errGiveWay, for the tests.
 var ErrGiveWay = errGiveWay
+
+// SetRateLimits changes Config.RateLimits (the execution environment's pacing) of a handler a test built.
+func SetRateLimits(h *Handler, limits map[string]float64) { h.cfg.RateLimits = limits }
