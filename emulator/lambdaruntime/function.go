@@ -232,13 +232,24 @@ func (fn *Function) DeadLetters(ctx context.Context) ([]string, error) {
 type Costs struct {
 	Invocations int64
 	Receives    int64
+	// ByQueue are each event source mapping's batches and receives, by its queue's name.
+	ByQueue map[string]MappingCosts
 }
+
+// MappingCosts are one event source mapping's invocations (batches handed to the function) and ReceiveMessage calls.
+type MappingCosts struct{ Invocations, Receives int64 }
 
 // Costs returns the function's costs so far.
 func (fn *Function) Costs() Costs {
-	c := Costs{Invocations: fn.faults.calls.Load()}
+	c := Costs{Invocations: fn.faults.calls.Load(), ByQueue: map[string]MappingCosts{}}
 	for _, m := range fn.mappings {
-		c.Receives += m.receives.Load()
+		r := m.receives.Load()
+		c.Receives += r
+		name := m.m.QueueURL[strings.LastIndex(m.m.QueueURL, "/")+1:]
+		q := c.ByQueue[name]
+		q.Invocations += m.invoked.Load()
+		q.Receives += r
+		c.ByQueue[name] = q
 	}
 	return c
 }

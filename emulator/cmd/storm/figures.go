@@ -24,10 +24,27 @@ import (
 // costs are counters that only grow; a scenario's costs are the difference over it.
 type costs struct {
 	invocations, receives, ddbReads, ddbWrites int64
+	byQueue                                    map[string]lambdaruntime.MappingCosts
 }
 
 func (c costs) minus(o costs) costs {
-	return costs{c.invocations - o.invocations, c.receives - o.receives, c.ddbReads - o.ddbReads, c.ddbWrites - o.ddbWrites}
+	d := costs{c.invocations - o.invocations, c.receives - o.receives, c.ddbReads - o.ddbReads, c.ddbWrites - o.ddbWrites,
+		map[string]lambdaruntime.MappingCosts{}}
+	for q, m := range c.byQueue {
+		d.byQueue[q] = lambdaruntime.MappingCosts{Invocations: m.Invocations - o.byQueue[q].Invocations, Receives: m.Receives - o.byQueue[q].Receives}
+	}
+	return d
+}
+
+// queues says what each event source mapping cost: its batches (invocations) and receives, for where the
+// per-device invocations and receives go.
+func (c costs) queues() string {
+	var parts []string
+	for q, m := range c.byQueue {
+		parts = append(parts, fmt.Sprintf("%s invocations=%d receives=%d", q, m.Invocations, m.Receives))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, "; ")
 }
 
 // DynamoDB's read and write actions, as moto's IAM layer counts the function roles' calls.
@@ -39,11 +56,14 @@ var (
 // costs reads the counters: every function's invocations and mapping receives, and the DynamoDB calls moto's IAM
 // layer authorized.
 func (b *bench) costs(ctx context.Context) (costs, error) {
-	var c costs
+	c := costs{byQueue: map[string]lambdaruntime.MappingCosts{}}
 	for _, fn := range b.emu.Functions {
 		fc := fn.Costs()
 		c.invocations += fc.Invocations
 		c.receives += fc.Receives
+		for q, m := range fc.ByQueue {
+			c.byQueue[q] = m
+		}
 	}
 	st, err := b.moto.IAMStats(ctx)
 	if err != nil {

@@ -590,6 +590,7 @@ func (b *bench) scenario(ctx context.Context, name string) (result, error) {
 		return r, err
 	}
 	r.cost = costsAfter.minus(costsBefore)
+	fmt.Fprintf(os.Stderr, "storm: %s: event source mappings: %s\n", name, r.cost.queues())
 	r.deadlineCut = b.tap.deadlineCuts() - cutBefore
 	r.cpu = cpuShares(cpuBefore, cpuAfter, elapsed)
 	if err := b.measure(ctx, &r, start, older); err != nil {
