@@ -32,6 +32,7 @@ type EventSourceMapping struct {
 	done     func(record SQSRecord) // sees every record of a batch once the function has run
 	inFlight atomic.Int32
 	receives atomic.Int64 // ReceiveMessage calls made (what Lambda's polling costs: empty receives included)
+	invoked  atomic.Int64 // batches handed to the function
 	wg       sync.WaitGroup
 	cancel   context.CancelFunc
 }
@@ -80,6 +81,7 @@ func (e *EventSourceMapping) poll(ctx context.Context) {
 			continue
 		}
 		e.inFlight.Add(1)
+		e.invoked.Add(1)
 		e.invoke(ctx, batch)
 		e.inFlight.Add(-1)
 	}
@@ -136,7 +138,7 @@ func (e *EventSourceMapping) invoke(ctx context.Context, batch []sqstypes.Messag
 const longPoll = 2
 
 // gather receives up to BatchSize messages, long-polling while none has come and waiting at most the batching
-// window once the first one is there.
+// window once the first one is there (long-polling its whole seconds, then asking every 50 ms).
 func (e *EventSourceMapping) gather(ctx context.Context) []sqstypes.Message {
 	var batch []sqstypes.Message
 	var deadline time.Time
@@ -145,8 +147,13 @@ func (e *EventSourceMapping) gather(ctx context.Context) []sqstypes.Message {
 			break
 		}
 		var wait int32
-		if len(batch) == 0 {
+		switch {
+		case len(batch) == 0:
 			wait = longPoll
+		default:
+			// Within a batching window of seconds (the retirement queue's), long-poll its whole seconds as
+			// Lambda's pollers do: a receive per message that arrives, not one every 50 ms while it gathers.
+			wait = int32(min(longPoll, time.Until(deadline)/time.Second))
 		}
 		e.receives.Add(1)
 		asked := time.Now()
