@@ -248,7 +248,7 @@ func TestRegistrationPath(t *testing.T) {
 	if len(mappings) != 2 {
 		t.Fatalf("%d event source mappings, want 2 (registrations, retirements)", len(mappings))
 	}
-	var registration map[string]any
+	var registration, retirement map[string]any
 	for _, m := range mappings {
 		p := props(m)
 		if asJSON(p["FunctionResponseTypes"]) != `["ReportBatchItemFailures"]` {
@@ -256,10 +256,18 @@ func TestRegistrationPath(t *testing.T) {
 		}
 		if strings.Contains(asJSON(p["EventSourceArn"]), regID) {
 			registration = p
+		} else {
+			retirement = p
 		}
 	}
-	if registration == nil {
-		t.Fatal("no mapping drains the registration queue")
+	if registration == nil || retirement == nil {
+		t.Fatal("no mapping drains the registration queue, or none the retirement queue")
+	}
+	// Retirement is never urgent: batches gathered for up to 10 s, so a fleet coming up slowly is retired 50 at a
+	// time, not one invocation per handful.
+	if got := asJSON(retirement["ScalingConfig"]); got != `{"MaximumConcurrency":2}` || retirement["BatchSize"] != float64(50) ||
+		retirement["MaximumBatchingWindowInSeconds"] != float64(10) {
+		t.Errorf("retirement mapping: concurrency %s, batch %v, window %v; want 2, 50, 10 s", got, retirement["BatchSize"], retirement["MaximumBatchingWindowInSeconds"])
 	}
 	if got := asJSON(registration["ScalingConfig"]); got != `{"MaximumConcurrency":2}` || registration["BatchSize"] != float64(50) ||
 		registration["MaximumBatchingWindowInSeconds"] != float64(1) {
