@@ -60,10 +60,13 @@ type queueDepth struct{ waiting, inFlight int }
 
 func (d queueDepth) empty() bool { return d.waiting+d.inFlight == 0 }
 
-// backlog reports whether the registered events d counts are a backlog retirement gives way to: at least
-// backlogThreshold of them, and at least one.
+// backlog reports whether the registered events d counts are a backlog retirement gives way to: at least one,
+// and at least backlogThreshold of them that are work, the waiting ones taken to be as fresh as this environment's
+// recent registration batches (batchMix; all of them before any). Duplicates cost no AWS IoT call: at the end of
+// the 10 000-device first boot they were most of what waited, over a thousand, and every retirement was put back
+// for as long as they took to drop (26 800 deferrals, 536 invocations).
 func (h *Handler) backlog(d queueDepth) bool {
-	return !d.empty() && d.waiting+d.inFlight >= h.backlogThreshold()
+	return !d.empty() && float64(d.waiting)*h.mix.fresh()+float64(d.inFlight) >= float64(h.backlogThreshold())
 }
 
 // backlogThreshold is how many registered events the account's pacing activates in backlogHorizon; 1 without
