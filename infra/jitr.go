@@ -126,9 +126,9 @@ func (j *JitrProvisioning) addQueues(c constructs.Construct) {
 	// it reports failed (10 s for a failure, 5 s behind another delivery's claim, as long as it has waited (30 s to
 	// 1 min) for a retirement put back during a registration backlog); only the records of an invocation that
 	// crashed or timed out wait the full timeout. A registration goes to the dead-letter queue after five receives
-	// (the device's next connection attempt publishes its event again). A retirement is put back while a second's
-	// activations or more are queued: about 16 receives in its retirementGrace (15 min in internal/jitr), then one
-	// a minute until a ration lets it run during a backlog that never drains: 100 receives, over an hour of it.
+	// (the device's next connection attempt publishes its event again). A retirement is put back while
+	// registrations are queued: about 16 receives in its retirementGrace (15 min in internal/jitr), then one a
+	// minute until a ration lets it run during a backlog that never drains: 100 receives, over an hour of it.
 	newQueue := func(id string, receives float64) awssqs.Queue {
 		return awssqs.NewQueue(c, jsii.String(id), &awssqs.QueueProps{
 			Encryption:        awssqs.QueueEncryption_SQS_MANAGED,

@@ -559,13 +559,13 @@ func (h *Handler) noteRetirement(ctx context.Context, req contract.RetirementReq
 }
 
 // HandleRetirements handles a batch from the retirement queue's event source mapping. Activation comes first on
-// every API both spend: while registered events wait in the registration queue or are in flight, as many as the
-// account's pacing activates in backlogHorizon at least (a backlog: Handler.backlog), a retirement gives way — put back whole (a batch item failure whose visibility timeout is shortened to its deferral)
+// every API both spend: while registered events wait in the registration queue or are in flight, a retirement
+// gives way — put back whole (a batch item failure whose visibility timeout is shortened to its deferral)
 // before it starts, or at its next DescribeCertificate or UpdateCertificate if registrations appear while it runs
 // (its calls carry giveWayToRegistrations as their admission check). A retirement older than retirementGrace
 // still runs during a backlog, one per retirementRation in each execution environment, so a backlog that never
-// drains cannot starve it and it cannot starve activations. A queue that has just drained (one reading below a
-// backlog) puts the batch back for handBackDelay: it may be a moment between two batches of a storm.
+// drains cannot starve it and it cannot starve activations. A queue that has just drained (one empty reading)
+// puts the batch back for handBackDelay: it may be a moment between two batches of a storm.
 func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) (events.SQSEventResponse, error) {
 	var (
 		failed   failures

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -30,14 +29,6 @@ const (
 	// retirements done, and they take at most 2 % of the scarce quotas from activations (one DescribeCertificate
 	// and one UpdateCertificate per device with one older certificate, two environments, 10 a second each).
 	retirementRation = 10 * time.Second
-	// backlogHorizon is how much of the quotas' work registered events must be for retirement to give way to them:
-	// as many as the account's pacing activates in this time (this environment's pacing × Config.RateShares; 10 at
-	// the default quotas). Fewer leave the scarce calls mostly idle: the last few of a storm, or a fleet coming up a
-	// few devices at a time, which would otherwise keep every retirement waiting for as long as it lasts. With the
-	// quotas raised, a backlog takes as many more events: the 10 000-device run with its quotas lifted (×100,
-	// `make bench-storm-10k`) had fewer than 1000 waiting while its devices came up at about 15 a second, and its
-	// retirements, 10 000 of them put back about seven times each, were three quarters of its function invocations.
-	backlogHorizon = time.Second
 )
 
 // errGiveWay is what a retirement's AWS IoT call fails with when registered events wait: it is not sent, and the
@@ -60,32 +51,13 @@ type queueDepth struct{ waiting, inFlight int }
 
 func (d queueDepth) empty() bool { return d.waiting+d.inFlight == 0 }
 
-// backlog reports whether the registered events d counts are a backlog retirement gives way to: at least one,
-// and at least backlogThreshold of them that are work, the waiting ones taken to be as fresh as this environment's
-// recent registration batches (batchMix; all of them before any). Duplicates cost no AWS IoT call: at the end of
-// the 10 000-device first boot they were most of what waited, over a thousand, and every retirement was put back
-// for as long as they took to drop (26 800 deferrals, 536 invocations).
-func (h *Handler) backlog(d queueDepth) bool {
-	return !d.empty() && float64(d.waiting)*h.mix.fresh()+float64(d.inFlight) >= float64(h.backlogThreshold())
-}
-
-// backlogThreshold is how many registered events the account's pacing activates in backlogHorizon; 1 without
-// pacing (every registered event is a backlog).
-func (h *Handler) backlogThreshold() int {
-	rate := h.pace(registrationCalls) * max(1, h.cfg.RateShares)
-	if math.IsInf(rate, 1) || rate <= 0 {
-		return 1
-	}
-	return max(1, int(rate*backlogHorizon.Seconds()))
-}
-
 // depthWatch caches the registration queue's depth for depthTTL.
 type depthWatch struct {
 	mu    sync.Mutex
 	at    time.Time
 	depth queueDepth
 	err   error
-	// wasBusy says the reading before this one found a backlog (Handler.backlog).
+	// wasBusy says the reading before this one found registered events waiting or in flight.
 	wasBusy bool
 }
 
@@ -102,7 +74,7 @@ func (h *Handler) registrationDepth(ctx context.Context) (queueDepth, error) {
 	if age := now.Sub(w.at); !w.at.IsZero() && age >= 0 && age < h.depthTTL {
 		return w.depth, w.err
 	}
-	w.wasBusy = !w.at.IsZero() && w.err == nil && h.backlog(w.depth)
+	w.wasBusy = !w.at.IsZero() && w.err == nil && !w.depth.empty()
 	w.at, w.depth, w.err = now, queueDepth{}, nil
 	out, err := h.queues.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
 		QueueUrl: aws.String(h.cfg.RegistrationQueueURL),
@@ -125,24 +97,23 @@ func (h *Handler) registrationDepth(ctx context.Context) (queueDepth, error) {
 }
 
 // registrationBacklog reports whether registered events wait in, or are being handled from, the registration
-// queue, at least backlogHorizon of the quotas' work (Handler.backlog). Both count: the event source mapping takes
-// whatever is visible into its batches, so a queue with nothing visible may still have a storm in flight. A
-// retirement queued by an event's own invocation during a storm therefore waits one retirementDelay at least,
-// which is the point: retirement is never urgent.
+// queue. Both count: the event source mapping takes whatever is visible into its batches, so a queue with nothing
+// visible may still have a storm in flight. A retirement queued by an event's own invocation therefore waits one
+// retirementDelay at least, which is the point: retirement is never urgent.
 func (h *Handler) registrationBacklog(ctx context.Context) (bool, error) {
 	d, err := h.registrationDepth(ctx)
-	return err == nil && h.backlog(d), err
+	return err == nil && !d.empty(), err
 }
 
-// registrationsJustDrained reports that the registration queue's depth reads below a backlog right after a reading
-// that found one: between two batches of a storm it may read so for a moment, and a retirement batch that started
-// then would spend DescribeCertificate and UpdateCertificate until its next reading. A retirement batch waits for
-// a second reading below a backlog.
+// registrationsJustDrained reports that the registration queue's depth reads empty right after a reading that
+// found registered events: between two batches of a storm it may read so for a moment, and a retirement batch that
+// started then would spend DescribeCertificate and UpdateCertificate until its next reading. A retirement batch
+// waits for a second empty reading.
 func (h *Handler) registrationsJustDrained(ctx context.Context) bool {
 	d, err := h.registrationDepth(ctx)
 	h.depth.mu.Lock()
 	defer h.depth.mu.Unlock()
-	return err == nil && !h.backlog(d) && h.depth.wasBusy
+	return err == nil && d.empty() && h.depth.wasBusy
 }
 
 // giveWayToRegistrations is a retirement's admission check (iotapi.WithAdmission), run when a call's slot

@@ -356,52 +356,6 @@ func TestRetirementWaitsForASecondEmptyReading(t *testing.T) {
 	}
 }
 
-// TestRetirementRunsBesideAFewRegistrations: retirement gives way to registered events that are at least a second
-// of the account's activations (here 2 environments pacing 5 a second: 10 events), not to fewer. A fleet coming up
-// a few devices at a time leaves the scarce calls mostly idle, and a retirement that waited for every last event
-// was put back for as long as the trickle lasted (the 10 000-device run: each about seven times). Waiting events
-// count as fresh as the environment's recent registration batches were: duplicates are no work for the quotas.
-func TestRetirementRunsBesideAFewRegistrations(t *testing.T) {
-	for _, tc := range []struct {
-		what              string
-		waiting, inFlight int
-		fresh             float64 // the share of fresh records in the recent registration batches; 0: none seen
-		wantRetired       int
-	}{
-		{"9 registered events", 5, 4, 0, 3},
-		{"10 registered events", 6, 4, 0, 0},
-		{"a storm", 500, 100, 0, 0},
-		{"18 waiting after batches of half duplicates", 18, 0, 0.5, 3},
-		{"20 waiting after batches of half duplicates", 20, 0, 0.5, 0},
-	} {
-		t.Run(tc.what, func(t *testing.T) {
-			now := time.Now()
-			f := newRotatedFleet(t, 3, now)
-			queues := &fakeQueues{}
-			queues.setDepth(tc.waiting, tc.inFlight)
-			h := f.handler(f.admittingIoT(), queues, func() time.Time { return now }, &bytes.Buffer{})
-			jitr.SetRateLimits(h, iotapi.RateLimits{"DescribeCertificate": 5, "UpdateCertificate": 5})
-			jitr.SetRateShares(h, 2)
-			if tc.fresh > 0 {
-				jitr.SetBatchMix(h, 100, 100*tc.fresh)
-			}
-			resp, err := h.HandleRetirements(context.Background(), f.batch)
-			if err != nil {
-				t.Fatal(err)
-			}
-			retired := 0
-			for i := range 3 {
-				if f.retired(t, i) {
-					retired++
-				}
-			}
-			if retired != tc.wantRetired || len(resp.BatchItemFailures) != 3-tc.wantRetired {
-				t.Errorf("%d retired, %d handed back; want %d retired, the rest handed back", retired, len(resp.BatchItemFailures), tc.wantRetired)
-			}
-		})
-	}
-}
-
 // shareRecorder is a fake jitr.QuotaShares: it records every SetShares.
 type shareRecorder struct {
 	mu     sync.Mutex
