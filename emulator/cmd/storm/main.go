@@ -599,7 +599,7 @@ func (b *bench) scenario(ctx context.Context, name string) (result, error) {
 	return r, b.writeTimes(name, r)
 }
 
-// writeTimes writes a scenario's times, sorted, one per line with its kind (activation, connect, retired), to
+// writeTimes writes a scenario's times, sorted, one per line with its kind (activation, connect, retirement), to
 // -times DIR/<scenario>-x<quotas' scale>.tsv: what a tail rate summarizes, for a plot or a closer look.
 func (b *bench) writeTimes(name string, r result) error {
 	if b.o.times == "" {
@@ -612,7 +612,7 @@ func (b *bench) writeTimes(name string, r result) error {
 	for _, kind := range []struct {
 		name  string
 		times []float64
-	}{{"activation", r.activation}, {"connect", r.connect}, {"retired", r.retiredTimes}} {
+	}{{"activation", r.activation}, {"connect", r.connect}, {"retirement", r.retiredTimes}} {
 		t := append([]float64(nil), kind.times...)
 		sort.Float64s(t)
 		for _, v := range t {
