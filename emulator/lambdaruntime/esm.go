@@ -146,11 +146,8 @@ func (e *EventSourceMapping) gather(ctx context.Context) []sqstypes.Message {
 		if len(batch) > 0 && !time.Now().Before(deadline) {
 			break
 		}
-		var wait int32
-		switch {
-		case len(batch) == 0:
-			wait = longPoll
-		default:
+		wait := int32(longPoll)
+		if len(batch) > 0 {
 			// Within a batching window of seconds (the retirement queue's), long-poll its whole seconds as
 			// Lambda's pollers do: a receive per message that arrives, not one every 50 ms while it gathers.
 			wait = int32(min(longPoll, time.Until(deadline)/time.Second))

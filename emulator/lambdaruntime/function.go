@@ -81,7 +81,7 @@ func StartFunction(ctx context.Context, f *deploy.Function, id *identity.Identit
 	for _, m := range f.Mappings {
 		fn.mappings = append(fn.mappings, StartEventSourceMapping(m, opts.Queues, fn.faults, opts.Region, asRole, opts.OnRecord))
 		opts.Timeline.Event("deploy", "event source mapping: queue %s → function %s, batch %d, window %s, maximum concurrency %d, partial batch failures %v",
-			m.QueueURL[strings.LastIndex(m.QueueURL, "/")+1:], f.Name, m.BatchSize, m.BatchWindow, max(2, m.MaxConcurrency), m.ReportFailures)
+			queueName(m.QueueURL), f.Name, m.BatchSize, m.BatchWindow, max(2, m.MaxConcurrency), m.ReportFailures)
 	}
 	var schedCtx context.Context
 	schedCtx, fn.stopSchedules = context.WithCancel(context.Background())
@@ -245,7 +245,7 @@ func (fn *Function) Costs() Costs {
 	for _, m := range fn.mappings {
 		r := m.receives.Load()
 		c.Receives += r
-		name := m.m.QueueURL[strings.LastIndex(m.m.QueueURL, "/")+1:]
+		name := queueName(m.m.QueueURL)
 		q := c.ByQueue[name]
 		q.Invocations += m.invoked.Load()
 		q.Receives += r
@@ -253,6 +253,9 @@ func (fn *Function) Costs() Costs {
 	}
 	return c
 }
+
+// queueName is the name of the queue a URL names (its last path segment).
+func queueName(url string) string { return url[strings.LastIndex(url, "/")+1:] }
 
 // Processes are the process group ids of the function's execution environments (aws-lambda-rie and the function
 // it runs), none when its code is replaced (FunctionOptions.Invoker).
