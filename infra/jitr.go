@@ -123,12 +123,12 @@ func (j *JitrProvisioning) addQueues(c constructs.Construct) {
 	// Amazon SQS event source mapping"): a visibility timeout of at least six times the function's timeout, so a
 	// batch Lambda takes while the function is throttled is not handed out again while it may still run, and a
 	// maxReceiveCount of at least 5. Retries do not wait for it: the handler shortens the visibility of every record
-	// it reports failed (10 s for a failure, 5 s behind another delivery's claim, as long as it has waited (30 s to
-	// 1 min) for a retirement put back during a registration backlog); only the records of an invocation that
-	// crashed or timed out wait the full timeout. A registration goes to the dead-letter queue after five receives
-	// (the device's next connection attempt publishes its event again). A retirement is put back while
-	// registrations are queued: about 16 receives in its retirementGrace (15 min in internal/jitr), then one a
-	// minute until a ration lets it run during a backlog that never drains: 100 receives, over an hour of it.
+	// it reports failed (10 s for a failure, 5 s behind another delivery's claim, as long as the backlog has lasted
+	// (30 s to 15 min) for a retirement put back during a registration backlog); only the records of an invocation
+	// that crashed or timed out wait the full timeout. A registration goes to the dead-letter queue after five
+	// receives (the device's next connection attempt publishes its event again). A retirement is put back while
+	// registrations are queued: five or six receives in its retirementGrace (15 min in internal/jitr), then one per
+	// 15 min until a ration lets it run during a backlog that never drains: 100 receives is more than a day of it.
 	newQueue := func(id string, receives float64) awssqs.Queue {
 		return awssqs.NewQueue(c, jsii.String(id), &awssqs.QueueProps{
 			Encryption:        awssqs.QueueEncryption_SQS_MANAGED,

@@ -168,6 +168,10 @@ type RetirementRequest struct {
 	CertificateID  string `json:"certificateId"`
 	CertificateARN string `json:"certificateArn"`
 	NotBefore      int64  `json:"notBefore"` // Unix seconds of the certificate's NotBefore
+	// NewThing says the activation found no thing and created it: the device most likely has nothing older, so
+	// its retirement lists the thing's principals even while registrations are queued (a call activation does not
+	// use) instead of waiting for them. A hint only: what is retired is decided by that list.
+	NewThing bool `json:"newThing,omitempty"`
 }
 
 // ScheduledEventDetailType is the detail-type of the events an EventBridge schedule sends a function: the JITR

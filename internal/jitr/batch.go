@@ -53,24 +53,26 @@ const (
 	// retryDelay is how long a registered event or a retirement whose handling failed (throttling past the
 	// retries, the deadline) stays invisible before it is tried again.
 	retryDelay = 10 * time.Second
-	// retirementDelay is how long a retirement put back during a registration backlog stays invisible before it
-	// is tried again, at least (its visibility timeout is shortened to this): one that has waited longer comes back
-	// after as long again, up to retirementMaxDelay (see deferral).
+	// retirementDelay is how long a retirement put back during a registration backlog stays invisible, at least
+	// (its visibility timeout is shortened to this); see deferral for how long beyond it.
 	retirementDelay = 30 * time.Second
-	// retirementMaxDelay bounds how long a retirement put back during a backlog stays invisible: how late it may
-	// be once the backlog drains. Shorter than the retirement work of a storm at the quotas' pace (1000 devices at
-	// the default quotas: about 110 s), so the late ones are back before that work is done. (5 min was measured:
-	// a 1000-device reboot's retirements sat idle 140 s after its backlog, retired_p100 over 3 × the bound.)
-	retirementMaxDelay = time.Minute
+	// retirementMaxDelay bounds how long a retirement put back during a backlog stays invisible: it is back by the
+	// end of its retirementGrace or soon after, when a ration lets it run even during a backlog that never drains.
+	retirementMaxDelay = 15 * time.Minute
 	// claimRecheck is how long a delivery put back because another one holds the certificate's claim stays
 	// invisible: long enough for that delivery to settle the certificate, so this one is then dropped.
 	claimRecheck = 5 * time.Second
 	// retirementGrace is how long a retirement may wait for the registration queue to drain; after it, it runs
 	// even during a backlog, so a steady stream of registrations cannot starve it.
 	retirementGrace = 15 * time.Minute
-	// reconcileAfter is how long a certificate may stay PENDING_ACTIVATION, or a device's older certificates
-	// unretired, before the reconciler queues the work again.
-	reconcileAfter = 10 * time.Minute
+	// recentFor is how long a duplicate of a settled certificate is dropped without reading the ledger
+	// (recentSet): a device still retrying after it sends its events within it.
+	recentFor = 10 * time.Minute
+	// retirementLostAfter is how long a device's older certificates may stay unretired after their retirement was
+	// queued before the reconciler queues it again: longer than a retirement may legitimately wait, put back
+	// during a backlog (up to retirementGrace, then up to retirementMaxDelay more before its ration), so only
+	// one lost to an outage, a purged queue or the dead-letter queue is queued twice.
+	retirementLostAfter = time.Hour
 	// batchParallelism is how many records of one batch are handled at once (at most): the whole batch, paced by
 	// the IoT client to this execution environment's share of the quotas. Fewer would leave the paced APIs idle
 	// while a handful of events walk through their steps in lockstep.
@@ -338,7 +340,7 @@ func (h *Handler) registerOnce(ctx context.Context, e Event) (dup bool, err erro
 	case err != nil:
 		return false, err
 	case c.outcome == settledElsewhere:
-		h.recent.add(id, h.now().Add(reconcileAfter))
+		h.recent.add(id, h.now().Add(recentFor))
 		return true, nil
 	case c.outcome == heldElsewhere:
 		// Dropping it would lose the event if that delivery fails and this is the same SQS message delivered
@@ -356,7 +358,7 @@ func (h *Handler) registerOnce(ctx context.Context, e Event) (dup bool, err erro
 	if err := h.settle(ctx, id); err != nil {
 		h.log.Warn("ledger claim not settled; it lapses after its lease", "certificateId", id, "error", err.Error())
 	}
-	h.recent.add(id, h.now().Add(reconcileAfter))
+	h.recent.add(id, h.now().Add(recentFor))
 	return false, nil
 }
 
@@ -562,7 +564,10 @@ func (h *Handler) noteRetirement(ctx context.Context, req contract.RetirementReq
 // every API both spend: while registered events wait in the registration queue or are in flight, a retirement
 // gives way — put back whole (a batch item failure whose visibility timeout is shortened to its deferral)
 // before it starts, or at its next DescribeCertificate or UpdateCertificate if registrations appear while it runs
-// (its calls carry giveWayToRegistrations as their admission check). A retirement older than retirementGrace
+// (its calls carry giveWayToRegistrations as their admission check). The first receive of a device whose thing its
+// activation created (contract.RetirementRequest.NewThing) starts during a backlog too: it lists the thing's
+// principals, which no activation slot pays for, and is done when nothing older is attached, or gives way at its
+// first DescribeCertificate. A retirement older than retirementGrace
 // still runs during a backlog, one per retirementRation in each execution environment, so a backlog that never
 // drains cannot starve it and it cannot starve activations. A queue that has just drained (one empty reading)
 // puts the batch back for handBackDelay: it may be a moment between two batches of a storm.
@@ -591,13 +596,20 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 		}
 		rctx := iotapi.WithAdmission(ctx, h.giveWayToRegistrations)
 		if busy {
-			if h.now().Sub(sentAt(m)) < retirementGrace || room == 0 || !h.ration.take(h.now()) {
+			switch {
+			case h.now().Sub(sentAt(m)) >= retirementGrace && room > 0 && h.ration.take(h.now()):
+				// Its ration: it runs to its end, backlog or not.
+				rctx = iotapi.WithoutAdmission(ctx)
+			case req.NewThing && firstReceive(m) && room > 0:
+				// A device whose thing its activation created: its list (ListThingPrincipals, which activation
+				// does not call) most likely finds nothing older, and it is done without waiting out the backlog
+				// (every device of a first boot); one that finds an older certificate gives way at its first
+				// DescribeCertificate. Only at its first receive: a retirement put back lists no more.
+			default:
 				deferred.Add(1)
 				failed.add(m, h.deferral(m))
 				continue
 			}
-			// Its ration: it runs to its end, backlog or not.
-			rctx = iotapi.WithoutAdmission(ctx)
 		}
 		if room == 0 {
 			// Not started: never a retirement cut short between its deactivation and its deletion.
@@ -639,14 +651,27 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 	return failed.resp, nil
 }
 
-// deferral is how long a retirement put back during a registration backlog stays invisible: as long as it has
-// waited since it was queued, at least retirementDelay and at most retirementMaxDelay. A storm's backlog lasts
-// about its fleet ÷ the activation rate, and a fixed 30 s put each retirement back once per 30 s of it (a
-// 10 000-device storm: every retirement received about 20 times, each time a receive and a share of an
-// invocation and of a ChangeMessageVisibilityBatch); growing with its age it comes back half as often in a long
-// storm, and at most retirementMaxDelay late once the backlog drains.
+// deferral is how long a retirement put back during a registration backlog stays invisible: as long as the
+// backlog has lasted (backlogAge), or as the retirement has waited since it was queued if that is longer; at least
+// retirementDelay, at most retirementMaxDelay. A storm's backlog lasts about its fleet ÷ the activation rate, and
+// a fixed delay put each retirement back once per delay of it: receives, invocations and visibility changes that
+// grew with the square of the fleet (10 000 devices at a 1-minute cap: 69 916 put-backs, about seven per device).
+// Put back for the backlog's age, a retirement queued at t of a backlog that ends at T comes back at 2t, 4t, …:
+// about two put-backs per retirement whatever the fleet, and back by 2T at the latest, spread over (T, 2T], which
+// is the quotas' pace for the retirement work (as many retirements as activations, in the same time).
 func (h *Handler) deferral(m events.SQSMessage) time.Duration {
-	return min(max(h.now().Sub(sentAt(m)).Truncate(time.Second), retirementDelay), retirementMaxDelay)
+	wait := h.backlogAge()
+	if sent := sentAt(m); !sent.IsZero() {
+		wait = max(wait, h.now().Sub(sent))
+	}
+	return min(max(wait.Truncate(time.Second), retirementDelay), retirementMaxDelay)
+}
+
+// firstReceive reports whether this is the message's first delivery (its ApproximateReceiveCount attribute);
+// true when the attribute is absent.
+func firstReceive(m events.SQSMessage) bool {
+	n, err := strconv.Atoi(m.Attributes["ApproximateReceiveCount"])
+	return err != nil || n <= 1
 }
 
 // sentAt is when SQS received the message (its SentTimestamp attribute, Unix milliseconds); the zero time when

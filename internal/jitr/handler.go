@@ -196,6 +196,8 @@ type provisioning struct {
 	// reregistered says a retirement deleted the certificate after it was handled and AWS IoT registered it anew:
 	// it is checked against the device's newer certificates before it is activated.
 	reregistered bool
+	// newThing says attachThing created the device's thing (contract.RetirementRequest.NewThing).
+	newThing bool
 }
 
 // attached is another certificate attached to the device's thing.
@@ -399,7 +401,8 @@ func (p *provisioning) check(ctx context.Context, desc *types.CertificateDescrip
 // device is usable already: retiring costs as many calls of the scarcest quotas as the activation did, so it is
 // deferred, and done once registrations leave quota to spare.
 func (p *provisioning) handOffRetirement(ctx context.Context) error {
-	req := contract.RetirementRequest{Thing: p.thing, CertificateID: p.e.CertificateID, CertificateARN: p.arn, NotBefore: p.notBefore.Unix()}
+	req := contract.RetirementRequest{Thing: p.thing, CertificateID: p.e.CertificateID, CertificateARN: p.arn,
+		NotBefore: p.notBefore.Unix(), NewThing: p.newThing}
 	if p.h.retirements == nil {
 		return p.retireOlder(ctx, req)
 	}
@@ -529,6 +532,7 @@ func (p *provisioning) attachThing(ctx context.Context) error {
 	if err != nil && !iotapi.HasErrorCode(err, "ResourceAlreadyExistsException") {
 		return fmt.Errorf("create thing %s: %w", p.thing, err)
 	}
+	p.newThing = true
 	if err := attach(); err != nil {
 		return fmt.Errorf("attach certificate %s to thing %s: %w", p.e.CertificateID, p.thing, err)
 	}
@@ -540,7 +544,9 @@ func (p *provisioning) attachThing(ctx context.Context) error {
 func (p *provisioning) otherCertificates(ctx context.Context) (others []attached, selfAttached bool, err error) {
 	pages := iot.NewListThingPrincipalsPaginator(p.h.api, &iot.ListThingPrincipalsInput{ThingName: aws.String(p.thing)})
 	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
+		// The list never gives way to registrations (a retirement's admission check): activation does not call
+		// ListThingPrincipals, and a first boot's retirements are done with it alone during a backlog.
+		page, err := pages.NextPage(iotapi.WithoutAdmission(ctx))
 		if iotapi.IsNotFound(err) {
 			return nil, false, nil // no thing: nothing is attached to it, nothing to retire
 		}

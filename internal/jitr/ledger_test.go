@@ -305,10 +305,11 @@ func TestReconcilerReadsTheWorkLeftNotTheFleet(t *testing.T) {
 		put(i, false, time.Now().Add(-time.Hour))
 	}
 	for i := range overdue {
-		put(fleet+i, true, time.Now().Add(-time.Hour))
+		put(fleet+i, true, time.Now().Add(-2*time.Hour))
 	}
+	// Half an hour is a retirement put back through a long storm's backlog, not one lost: left alone.
 	for i := range recent {
-		put(fleet+overdue+i, true, time.Now().Add(-time.Minute))
+		put(fleet+overdue+i, true, time.Now().Add(-30*time.Minute))
 	}
 
 	if err := h.Reconcile(ctx); err != nil {
@@ -334,7 +335,7 @@ func TestReconcilerReadsTheWorkLeftNotTheFleet(t *testing.T) {
 	if got := attrs.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)]; got != fmt.Sprint(overdue) {
 		t.Errorf("retirement queue holds %s messages, want %d", got, overdue)
 	}
-	// Queued again, they are due again only reconcileAfter later: the next pass reads nothing.
+	// Queued again, they are due again only retirementLostAfter later: the next pass reads nothing.
 	logs.buf.Reset()
 	if err := h.Reconcile(ctx); err != nil {
 		t.Fatal(err)

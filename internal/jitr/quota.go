@@ -29,6 +29,10 @@ const (
 	// retirements done, and they take at most 2 % of the scarce quotas from activations (one DescribeCertificate
 	// and one UpdateCertificate per device with one older certificate, two environments, 10 a second each).
 	retirementRation = 10 * time.Second
+	// backlogGap is how long an execution environment may go without reading the registration queue's depth and
+	// still take two busy readings for one backlog: during a storm it reads every depthTTL (takeIdleShares) or at
+	// every retirement batch; after a longer pause it does not know what happened in between.
+	backlogGap = time.Minute
 )
 
 // errGiveWay is what a retirement's AWS IoT call fails with when registered events wait: it is not sent, and the
@@ -59,6 +63,10 @@ type depthWatch struct {
 	err   error
 	// wasBusy says the reading before this one found registered events waiting or in flight.
 	wasBusy bool
+	// busySince is when the readings started finding registered events, without an empty reading or a pause
+	// longer than backlogGap since: when the backlog began, as far as this execution environment saw it. Zero
+	// while the queue reads empty.
+	busySince time.Time
 }
 
 // registrationDepth reads the registration queue's depth, at most once per depthTTL (h.now's clock) for the
@@ -75,6 +83,7 @@ func (h *Handler) registrationDepth(ctx context.Context) (queueDepth, error) {
 		return w.depth, w.err
 	}
 	w.wasBusy = !w.at.IsZero() && w.err == nil && !w.depth.empty()
+	previous := w.at
 	w.at, w.depth, w.err = now, queueDepth{}, nil
 	out, err := h.queues.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
 		QueueUrl: aws.String(h.cfg.RegistrationQueueURL),
@@ -93,7 +102,24 @@ func (h *Handler) registrationDepth(ctx context.Context) (queueDepth, error) {
 	}
 	w.depth.waiting, _ = strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)])
 	w.depth.inFlight, _ = strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
+	switch {
+	case w.depth.empty():
+		w.busySince = time.Time{}
+	case w.busySince.IsZero() || now.Sub(previous) > backlogGap:
+		w.busySince = now
+	}
 	return w.depth, nil
+}
+
+// backlogAge is how long the registration queue has held registered events, as this execution environment's
+// readings saw it (depthWatch.busySince); 0 while it reads empty or before a reading.
+func (h *Handler) backlogAge() time.Duration {
+	h.depth.mu.Lock()
+	defer h.depth.mu.Unlock()
+	if h.depth.busySince.IsZero() {
+		return 0
+	}
+	return max(h.now().Sub(h.depth.busySince), 0)
 }
 
 // registrationBacklog reports whether registered events wait in, or are being handled from, the registration

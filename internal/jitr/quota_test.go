@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -258,13 +259,12 @@ func TestRetirementPastItsGraceIsRationed(t *testing.T) {
 }
 
 // TestDeferredRetirementComesBackAfterAsLongAsItWaited: during a backlog, a retirement is put back for as long as
-// it has waited since it was queued, at least 30 s and at most 1 min, so in a long storm each retirement comes
-// back half as often (a fixed 30 s put a 10 000-device storm's retirements back about 20 times each) and none is
-// more than a minute late once the backlog drains.
+// it has waited since it was queued, at least 30 s and at most 15 min (its retirementGrace, after which a ration
+// lets it run).
 func TestDeferredRetirementComesBackAfterAsLongAsItWaited(t *testing.T) {
 	now := time.Now()
 	ages := []time.Duration{0, 5 * time.Second, 45*time.Second + 400*time.Millisecond, 4 * time.Minute, 14 * time.Minute}
-	want := []int32{30, 30, 45, 60, 60}
+	want := []int32{30, 30, 45, 240, 840}
 	f := newRotatedFleet(t, len(ages), now)
 	for i, age := range ages {
 		f.batch.Records[i].Attributes["SentTimestamp"] = strconv.FormatInt(now.Add(-age).UnixMilli(), 10)
@@ -283,6 +283,126 @@ func TestDeferredRetirementComesBackAfterAsLongAsItWaited(t *testing.T) {
 	defer queues.mu.Unlock()
 	if !slices.Equal(queues.putBack, want) {
 		t.Errorf("retirements aged %v put back for %v s, want %v s", ages, queues.putBack, want)
+	}
+}
+
+// TestDeferredRetirementComesBackAfterAsLongAsTheBacklogLasted: a retirement queued late in a long backlog is put
+// back for as long as the backlog has lasted, not for its own short wait: put back for a fixed or its own time,
+// each retirement came back once per delay of the backlog, and a 10 000-device storm's retirements about seven
+// times each. The backlog's age is what this execution environment's readings saw: an empty reading, or a pause
+// in the readings longer than a minute, starts it again.
+func TestDeferredRetirementComesBackAfterAsLongAsTheBacklogLasted(t *testing.T) {
+	start := time.Now()
+	clock := start
+	f := newRotatedFleet(t, 1, start)
+	queues := &fakeQueues{}
+	queues.setDepth(800, 100)
+	h := f.handler(f.admittingIoT(), queues, func() time.Time { return clock }, &bytes.Buffer{})
+	putBack := func(step string, waited time.Duration, want int32) {
+		t.Helper()
+		rec := f.batch.Records[0]
+		rec.Attributes = map[string]string{"SentTimestamp": strconv.FormatInt(clock.Add(-waited).UnixMilli(), 10), "ApproximateReceiveCount": "1"}
+		queues.mu.Lock()
+		queues.putBack = nil
+		queues.mu.Unlock()
+		if _, err := h.HandleRetirements(context.Background(), events.SQSEvent{Records: []events.SQSMessage{rec}}); err != nil {
+			t.Fatal(err)
+		}
+		queues.mu.Lock()
+		defer queues.mu.Unlock()
+		if len(queues.putBack) != 1 {
+			t.Fatalf("%s: put back %v, want the retirement once", step, queues.putBack)
+		}
+		if got := queues.putBack[0]; got != want {
+			t.Errorf("%s: put back for %d s, want %d s", step, got, want)
+		}
+	}
+	// Readings every 50 s for 400 s of one backlog (any batch reads the depth, an empty one too).
+	for clock.Sub(start) < 400*time.Second {
+		if _, err := h.HandleRetirements(context.Background(), events.SQSEvent{}); err != nil {
+			t.Fatal(err)
+		}
+		clock = clock.Add(50 * time.Second)
+	}
+	backlog := clock.Sub(start)
+	// Queued 10 s ago, 400 s into the backlog: back in 400 s. Queued 600 s ago: its own wait is longer.
+	rec := f.batch.Records[0]
+	rec.Attributes = map[string]string{"SentTimestamp": strconv.FormatInt(clock.Add(-10*time.Second).UnixMilli(), 10)}
+	if _, err := h.HandleRetirements(context.Background(), events.SQSEvent{Records: []events.SQSMessage{rec}}); err != nil {
+		t.Fatal(err)
+	}
+	queues.mu.Lock()
+	got := slices.Clone(queues.putBack)
+	queues.putBack = nil
+	queues.mu.Unlock()
+	if want := []int32{int32(backlog.Seconds())}; !slices.Equal(got, want) {
+		t.Errorf("a retirement queued 10 s ago, %s into a backlog: put back for %v s, want %v s", backlog, got, want)
+	}
+	putBack("queued 600 s ago", 600*time.Second, 600)
+
+	// The queue reads empty for a moment (and the batch is handed back for a second reading); then a new backlog.
+	queues.setDepth(0, 0)
+	clock = clock.Add(2 * time.Second)
+	if _, err := h.HandleRetirements(context.Background(), events.SQSEvent{}); err != nil {
+		t.Fatal(err)
+	}
+	queues.setDepth(300, 10)
+	clock = clock.Add(2 * time.Second)
+	putBack("as a backlog begins again", 0, 30) // the first busy reading: 0 s old, put back for the least
+	clock = clock.Add(45 * time.Second)
+	putBack("45 s into the new backlog, queued now", 0, 45)
+	// No reading for two minutes: what happened meanwhile is unknown, the backlog is taken to begin now.
+	clock = clock.Add(2 * time.Minute)
+	putBack("after a pause in the readings", 0, 30)
+}
+
+// TestFirstBootRetirementIsDoneDuringTheBacklog: the retirement of a device whose thing its activation created
+// (every device of a first boot) lists the thing's principals at its first receive even while registrations are
+// queued — ListThingPrincipals, which activation does not call — and with nothing older attached it is done:
+// deferred until the backlog drained, a 10 000-device first boot put every retirement back about seven times.
+// It spends no DescribeCertificate or UpdateCertificate: one that finds an older certificate gives way at its first
+// DescribeCertificate; one received before, or of a thing that existed, is put back without a call.
+func TestFirstBootRetirementIsDoneDuringTheBacklog(t *testing.T) {
+	now := time.Now()
+	f := newRotatedFleet(t, 4, now)
+	// Devices 0 and 1 booted for the first time: only their certificate is attached, to a thing their activation
+	// created. Device 2's activation created its thing too, but an older certificate is attached (another event of
+	// the device, handled at the same time). Device 3's thing existed.
+	for i := range 3 {
+		var req contract.RetirementRequest
+		if err := json.Unmarshal([]byte(f.batch.Records[i].Body), &req); err != nil {
+			t.Fatal(err)
+		}
+		if i < 2 {
+			arn := certARN(f.old[i].id)
+			f.r.thingCerts[req.Thing] = slices.DeleteFunc(f.r.thingCerts[req.Thing], func(a string) bool { return a == arn })
+		}
+		req.NewThing = true
+		body, _ := json.Marshal(req)
+		f.batch.Records[i].Body = string(body)
+	}
+	f.batch.Records[1].Attributes["ApproximateReceiveCount"] = "2"
+	queues := &fakeQueues{}
+	queues.setDepth(500, 100)
+	h := f.handler(f.admittingIoT(), queues, func() time.Time { return now }, &bytes.Buffer{})
+	resp, err := h.HandleRetirements(context.Background(), f.batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back []string
+	for _, r := range resp.BatchItemFailures {
+		back = append(back, r.ItemIdentifier)
+	}
+	slices.Sort(back)
+	if want := []string{"m1", "m2", "m3"}; !slices.Equal(back, want) {
+		t.Errorf("handed back %v during the backlog, want %v (m0 done: nothing older; m1 received before; m2 finds an older certificate; m3's thing existed)", back, want)
+	}
+	want := map[string]int{"ListThingPrincipals": 2}
+	if got := f.r.count; !maps.Equal(got, want) {
+		t.Errorf("AWS IoT calls during the backlog %v, want %v", got, want)
+	}
+	if f.retired(t, 2) || f.retired(t, 3) {
+		t.Error("an older certificate was retired during the backlog")
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 const reconcilePage = 100
 
 // Reconcile is the scheduled reconciler. It finishes what the event path left undone after an outage, a purged
-// queue or a dead-letter queue: devices whose older certificates were not retired reconcileAfter after their
+// queue or a dead-letter queue: devices whose older certificates were not retired retirementLostAfter after their
 // retirement was queued get it queued again. Its cost grows with that work, not with the fleet: it reads the
 // ledger's sparse index of pending retirements (contract.LedgerRetirementIndex), which holds only the certificates
 // whose retirement is not done, oldest first. A certificate left PENDING_ACTIVATION needs no reconciler: AWS IoT
@@ -62,7 +62,7 @@ func (h *Handler) requeueRetirements(ctx context.Context) (n, reads int, err err
 		ExpressionAttributeNames: map[string]string{"#p": contract.LedgerRetirementPending, "#q": contract.LedgerQueuedAt,
 			"#t": contract.LedgerRetirement},
 		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{
-			":pending": &ddbtypes.AttributeValueMemberS{Value: contract.LedgerPending}, ":before": unixAttr(h.now().Add(-reconcileAfter)),
+			":pending": &ddbtypes.AttributeValueMemberS{Value: contract.LedgerPending}, ":before": unixAttr(h.now().Add(-retirementLostAfter)),
 		},
 		ProjectionExpression: aws.String("#t"),
 		Limit:                aws.Int32(reconcilePage),
