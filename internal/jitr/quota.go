@@ -30,9 +30,12 @@ const (
 	// and one UpdateCertificate per device with one older certificate, two environments, 10 a second each).
 	retirementRation = 10 * time.Second
 	// backlogGap is how long an execution environment may go without reading the registration queue's depth and
-	// still take two busy readings for one backlog: during a storm it reads every depthTTL (takeIdleShares) or at
-	// every retirement batch; after a longer pause it does not know what happened in between.
-	backlogGap = time.Minute
+	// still take two busy readings for one backlog: while registered events wait, an environment handles their
+	// batches and reads every depthTTL (takeIdleShares); one that read nothing for longer had nothing to do, and
+	// does not know what happened in between. (A minute was too long: the last busy reading of one storm and the
+	// first of the next, 40 s apart, made one backlog of two, and the second storm's retirements were put back for
+	// 15 minutes.)
+	backlogGap = 15 * time.Second
 )
 
 // errGiveWay is what a retirement's AWS IoT call fails with when registered events wait: it is not sent, and the

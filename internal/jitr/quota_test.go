@@ -290,7 +290,7 @@ func TestDeferredRetirementComesBackAfterAsLongAsItWaited(t *testing.T) {
 // back for as long as the backlog has lasted, not for its own short wait: put back for a fixed or its own time,
 // each retirement came back once per delay of the backlog, and a 10 000-device storm's retirements about seven
 // times each. The backlog's age is what this execution environment's readings saw: an empty reading, or a pause
-// in the readings longer than a minute, starts it again.
+// in the readings longer than 15 s, starts it again.
 func TestDeferredRetirementComesBackAfterAsLongAsTheBacklogLasted(t *testing.T) {
 	start := time.Now()
 	clock := start
@@ -317,12 +317,12 @@ func TestDeferredRetirementComesBackAfterAsLongAsTheBacklogLasted(t *testing.T) 
 			t.Errorf("%s: put back for %d s, want %d s", step, got, want)
 		}
 	}
-	// Readings every 50 s for 400 s of one backlog (any batch reads the depth, an empty one too).
+	// Readings every 10 s for 400 s of one backlog (any batch reads the depth, an empty one too).
 	for clock.Sub(start) < 400*time.Second {
 		if _, err := h.HandleRetirements(context.Background(), events.SQSEvent{}); err != nil {
 			t.Fatal(err)
 		}
-		clock = clock.Add(50 * time.Second)
+		clock = clock.Add(10 * time.Second)
 	}
 	backlog := clock.Sub(start)
 	// Queued 10 s ago, 400 s into the backlog: back in 400 s. Queued 600 s ago: its own wait is longer.
@@ -349,10 +349,17 @@ func TestDeferredRetirementComesBackAfterAsLongAsTheBacklogLasted(t *testing.T) 
 	queues.setDepth(300, 10)
 	clock = clock.Add(2 * time.Second)
 	putBack("as a backlog begins again", 0, 30) // the first busy reading: 0 s old, put back for the least
-	clock = clock.Add(45 * time.Second)
+	for range 4 {
+		clock = clock.Add(10 * time.Second)
+		if _, err := h.HandleRetirements(context.Background(), events.SQSEvent{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock = clock.Add(5 * time.Second)
 	putBack("45 s into the new backlog, queued now", 0, 45)
-	// No reading for two minutes: what happened meanwhile is unknown, the backlog is taken to begin now.
-	clock = clock.Add(2 * time.Minute)
+	// No reading for 20 s, as between the last batch of one storm and the first of the next: what happened
+	// meanwhile is unknown, the backlog is taken to begin now.
+	clock = clock.Add(20 * time.Second)
 	putBack("after a pause in the readings", 0, 30)
 }
 

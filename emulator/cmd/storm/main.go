@@ -573,7 +573,7 @@ func (b *bench) scenario(ctx context.Context, name string) (result, error) {
 			h := d.Certificates()
 			older[devicesim.CertificateID(h[len(h)-2].Cert)] = true
 		}
-		if err := b.waitRetired(ctx, older, start.Add(time.Duration(6*b.patience(r.bound)*float64(time.Second))+2*time.Minute)); err != nil {
+		if err := b.waitRetired(ctx, name, start, older, start.Add(time.Duration(6*b.patience(r.bound)*float64(time.Second))+2*time.Minute)); err != nil {
 			return r, err
 		}
 	}
@@ -694,14 +694,21 @@ func (b *bench) connectAll(ctx context.Context, name string, start time.Time, bo
 
 // waitRetired waits until every older certificate is deleted, or until the deadline: the retirement runs after the
 // activations (a retirement put back during the backlog waits its visibility timeout, whatever the scale).
-func (b *bench) waitRetired(ctx context.Context, older map[string]bool, deadline time.Time) error {
+// It reports progress every 10 s.
+func (b *bench) waitRetired(ctx context.Context, name string, start time.Time, older map[string]bool, deadline time.Time) error {
+	var reported time.Time
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		f, err := b.moto.Quotas(ctx)
 		if err != nil {
 			return err
 		}
-		if countIn(f.Deleted, older) == len(older) {
+		n := countIn(f.Deleted, older)
+		if n == len(older) {
 			return nil
+		}
+		if time.Since(reported) >= 10*time.Second {
+			reported = time.Now()
+			fmt.Fprintf(os.Stderr, "storm: %s: %.0f s, %d of %d older certificates retired\n", name, time.Since(start).Seconds(), n, len(older))
 		}
 		time.Sleep(time.Second)
 	}
