@@ -56,8 +56,9 @@ const (
 	// retirementDelay is how long a retirement put back during a registration backlog stays invisible, at least
 	// (its visibility timeout is shortened to this); see deferral for how long beyond it.
 	retirementDelay = 30 * time.Second
-	// retirementMaxDelay bounds how long a retirement put back during a backlog stays invisible: it is back by the
-	// end of its retirementGrace or soon after, when a ration lets it run even during a backlog that never drains.
+	// retirementMaxDelay bounds how long a retirement put back during a backlog stays invisible: as long as its
+	// retirementGrace, so in a backlog that never drains it is back within two graces of being queued, past its
+	// grace, and a ration lets it run.
 	retirementMaxDelay = 15 * time.Minute
 	// claimRecheck is how long a delivery put back because another one holds the certificate's claim stays
 	// invisible: long enough for that delivery to settle the certificate, so this one is then dropped.
