@@ -122,6 +122,20 @@ func (f *rotatedFleet) admittingIoT() jitr.IoTAPI {
 	})
 }
 
+// retireDuringBacklog hands the fleet's batch to a handler whose clock reads now while 500 registered events wait
+// and 100 are in flight, and returns its answer and the queues it put records back into.
+func (f *rotatedFleet) retireDuringBacklog(t *testing.T, now time.Time) (events.SQSEventResponse, *fakeQueues) {
+	t.Helper()
+	queues := &fakeQueues{}
+	queues.setDepth(500, 100)
+	h := f.handler(f.admittingIoT(), queues, func() time.Time { return now }, &bytes.Buffer{})
+	resp, err := h.HandleRetirements(context.Background(), f.batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, queues
+}
+
 // retired reports whether device i's older certificate is gone, and fails the test when it is neither gone nor
 // untouched (ACTIVE, attached, with its policy): a certificate's retirement runs all or none.
 func (f *rotatedFleet) retired(t *testing.T, i int) bool {
@@ -269,13 +283,7 @@ func TestDeferredRetirementComesBackAfterAsLongAsItWaited(t *testing.T) {
 	for i, age := range ages {
 		f.batch.Records[i].Attributes["SentTimestamp"] = strconv.FormatInt(now.Add(-age).UnixMilli(), 10)
 	}
-	queues := &fakeQueues{}
-	queues.setDepth(500, 100)
-	h := f.handler(f.admittingIoT(), queues, func() time.Time { return now }, &bytes.Buffer{})
-	resp, err := h.HandleRetirements(context.Background(), f.batch)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, queues := f.retireDuringBacklog(t, now)
 	if len(resp.BatchItemFailures) != len(ages) {
 		t.Fatalf("%d retirements handed back during the backlog, want all %d", len(resp.BatchItemFailures), len(ages))
 	}
@@ -389,13 +397,7 @@ func TestFirstBootRetirementIsDoneDuringTheBacklog(t *testing.T) {
 		f.batch.Records[i].Body = string(body)
 	}
 	f.batch.Records[1].Attributes["ApproximateReceiveCount"] = "2"
-	queues := &fakeQueues{}
-	queues.setDepth(500, 100)
-	h := f.handler(f.admittingIoT(), queues, func() time.Time { return now }, &bytes.Buffer{})
-	resp, err := h.HandleRetirements(context.Background(), f.batch)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, _ := f.retireDuringBacklog(t, now)
 	var back []string
 	for _, r := range resp.BatchItemFailures {
 		back = append(back, r.ItemIdentifier)
