@@ -56,10 +56,10 @@ const (
 	// retirementDelay is how long a retirement put back during a registration backlog stays invisible, at least
 	// (its visibility timeout is shortened to this); see deferral for how long beyond it.
 	retirementDelay = 30 * time.Second
-	// retirementMaxDelay bounds how long a retirement put back during a backlog stays invisible: as long as its
-	// retirementGrace, so in a backlog that never drains it is back within two graces of being queued, past its
-	// grace, and a ration lets it run.
-	retirementMaxDelay = 15 * time.Minute
+	// retirementMaxDelay bounds how long a retirement put back during a backlog stays invisible: its grace, so in a
+	// backlog that never drains it is back within two graces of being queued, past its grace, and a ration lets it
+	// run.
+	retirementMaxDelay = retirementGrace
 	// claimRecheck is how long a delivery put back because another one holds the certificate's claim stays
 	// invisible: long enough for that delivery to settle the certificate, so this one is then dropped.
 	claimRecheck = 5 * time.Second
@@ -568,9 +568,9 @@ func (h *Handler) noteRetirement(ctx context.Context, req contract.RetirementReq
 // (its calls carry giveWayToRegistrations as their admission check). The first receive of a device whose thing its
 // activation created (contract.RetirementRequest.NewThing) starts during a backlog too: it lists the thing's
 // principals, which no activation slot pays for, and is done when nothing older is attached, or gives way at its
-// first DescribeCertificate. A retirement older than retirementGrace
-// still runs during a backlog, one per retirementRation in each execution environment, so a backlog that never
-// drains cannot starve it and it cannot starve activations. A queue that has just drained (one empty reading)
+// first DescribeCertificate. A retirement older than retirementGrace still runs during a backlog, one per
+// retirementRation in each execution environment, so a backlog that never drains cannot starve it and it cannot
+// starve activations. A queue that has just drained (one empty reading)
 // puts the batch back for handBackDelay: it may be a moment between two batches of a storm.
 func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) (events.SQSEventResponse, error) {
 	var (
@@ -602,10 +602,8 @@ func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) 
 				// Its ration: it runs to its end, backlog or not.
 				rctx = iotapi.WithoutAdmission(ctx)
 			case req.NewThing && firstReceive(m) && room > 0:
-				// A device whose thing its activation created: its list (ListThingPrincipals, which activation
-				// does not call) most likely finds nothing older, and it is done without waiting out the backlog
-				// (every device of a first boot); one that finds an older certificate gives way at its first
-				// DescribeCertificate. Only at its first receive: a retirement put back lists no more.
+				// Its list most likely finds nothing older (see above); only at its first receive, so a
+				// retirement put back lists no more.
 			default:
 				deferred.Add(1)
 				failed.add(m, h.deferral(m))
