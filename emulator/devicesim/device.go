@@ -112,6 +112,13 @@ func NewDevice(name string, ca *testpki.Pair, cfg Config) *Device {
 // Certificate is the device's current certificate and key.
 func (d *Device) Certificate() *testpki.Pair { return d.cert }
 
+// SetMaxAttempts changes the connect attempts per boot (Config.MaxAttempts) from the next Connect on, and returns
+// what it was.
+func (d *Device) SetMaxAttempts(n int) (previous int) {
+	previous, d.cfg.MaxAttempts = d.cfg.MaxAttempts, n
+	return previous
+}
+
 // Certificates are the certificates of every boot so far, oldest first.
 func (d *Device) Certificates() []*testpki.Pair { return d.history }
 

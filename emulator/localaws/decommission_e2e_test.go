@@ -22,7 +22,6 @@ func TestDecommissionedDeviceIsGoneAndRefusedUntilAllowed(t *testing.T) {
 	lw := &lineWriter{t: t}
 	tw, info, _ := startOperated(t, timeline.New(lw))
 	cfg := deviceConfig(tw, timeline.New(lw))
-	cfg.MaxAttempts = 8
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	d := devicesim.NewDevice("device-1", env.tenantCA, cfg)

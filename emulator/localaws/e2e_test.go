@@ -157,10 +157,12 @@ func deviceConfig(tw *localaws.Emulator, tl *timeline.Timeline) devicesim.Config
 }
 
 // nextBootRefused boots the device again (a new certificate, auto-registered) and returns that certificate's status
-// once the function has handled it; it fails the test unless the device gives up connecting. who names the
-// device in the failure.
+// once the function has handled it; it fails the test unless the device gives up connecting, within 8 attempts for
+// this boot. who names the device in the failure. (Its other boots keep their budget: 8 attempts at full jitter
+// from 100 ms can all be spent in about a second, before a certificate that is provisioned is active.)
 func nextBootRefused(ctx context.Context, t *testing.T, tw *localaws.Emulator, d *devicesim.Device, who string) string {
 	t.Helper()
+	defer d.SetMaxAttempts(d.SetMaxAttempts(8))
 	if err := d.Boot(); err != nil {
 		t.Fatal(err)
 	}

@@ -135,7 +135,6 @@ func TestRevokedDeviceIsRefusedUntilAllowed(t *testing.T) {
 	lw := &lineWriter{t: t}
 	tw, info, fnOut := startOperated(t, timeline.New(lw))
 	cfg := deviceConfig(tw, timeline.New(lw))
-	cfg.MaxAttempts = 8
 	d := devicesim.NewDevice("device-1", env.tenantCA, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
