@@ -48,6 +48,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -292,7 +293,7 @@ func (s *storm) pass(ctx context.Context, p pass) ([]result, error) {
 	info := emu.Info()
 	pool := x509.NewCertPool()
 	pool.AddCert(emu.ServerCA.Cert)
-	cfg := devicesim.Config{Endpoint: info.Endpoint, ServerCAs: pool, ConnectTimeout: 10 * time.Second}
+	cfg := devicesim.Config{Endpoint: info.Endpoint, ServerCAs: pool, ConnectTimeout: connectTimeout}
 	b := &bench{o: s.o, emu: emu, moto: s.setup.Moto, policy: s.policy.Scaled(p.timing), devices: make([]*device, s.o.devices),
 		tap: s.tap, capacity: s.capacity, lifted: p.quotas >= liftedQuotas, scale: p.quotas}
 	if p.capacity {
@@ -405,7 +406,37 @@ type bench struct {
 	lifted   bool
 	scale    float64 // the quotas' scale
 	links    links
+	// attempts are the devices' connection attempts of the scenario in progress (connectAll reports them).
+	attempts attemptTally
 }
+
+// attemptTally counts connection attempts: how many, how long they took in all, and how many ran for the connect
+// timeout (connectTimeout) or longer. A device sends a registered event only from an attempt the broker answers, so
+// these say whether the events a device sent were what its retry policy asks for or what the emulator could take.
+type attemptTally struct {
+	n, timedOut, nanos atomic.Int64
+}
+
+func (t *attemptTally) add(took time.Duration) {
+	t.n.Add(1)
+	t.nanos.Add(int64(took))
+	if took >= connectTimeout {
+		t.timedOut.Add(1)
+	}
+}
+
+// report is the tally as a line for stderr; devices is the fleet's size.
+func (t *attemptTally) report(devices int) string {
+	n := t.n.Load()
+	if n == 0 {
+		return "no connection attempts"
+	}
+	return fmt.Sprintf("connection attempts %d (%.1f a device), %d of them ran into the %s connect timeout, %.2f s each on average",
+		n, float64(n)/float64(devices), t.timedOut.Load(), connectTimeout, time.Duration(t.nanos.Load()/n).Seconds())
+}
+
+// connectTimeout is how long a device's connection attempt may take (the device app's MQTT connect timeout).
+const connectTimeout = 10 * time.Second
 
 // apart says whether the devices' connections are made in a process of their own (links.go).
 func (s *storm) apart() (bool, error) {
@@ -426,7 +457,9 @@ func (b *bench) connect(ctx context.Context, i int, d *device, start time.Time) 
 	p := b.policy
 	for retry := 0; ctx.Err() == nil; retry++ {
 		attemptStart := time.Now()
-		if err := b.links.connect(i, d); err == nil {
+		err := b.links.connect(i, d)
+		b.attempts.add(time.Since(attemptStart))
+		if err == nil {
 			d.connected = time.Since(start)
 			return
 		}
@@ -668,6 +701,8 @@ func (b *bench) connectAll(ctx context.Context, name string, start time.Time, bo
 	runCtx, cancel := context.WithTimeout(ctx, max(time.Duration(6*bound*float64(time.Second)), time.Minute)+2*b.policy.Max)
 	defer cancel()
 	var wg sync.WaitGroup
+	b.attempts = attemptTally{}
+	defer func() { fmt.Fprintf(os.Stderr, "storm: %s: %s\n", name, b.attempts.report(len(b.devices))) }()
 	for i, d := range b.devices {
 		wg.Add(1)
 		go func() { defer wg.Done(); b.connect(runCtx, i, d, start) }()
