@@ -570,8 +570,8 @@ func (h *Handler) noteRetirement(ctx context.Context, req contract.RetirementReq
 // principals, which no activation slot pays for, and is done when nothing older is attached, or gives way at its
 // first DescribeCertificate. A retirement older than retirementGrace still runs during a backlog, one per
 // retirementRation in each execution environment, so a backlog that never drains cannot starve it and it cannot
-// starve activations. A queue that has just drained (one empty reading)
-// puts the batch back for handBackDelay: it may be a moment between two batches of a storm.
+// starve activations. A queue that has just drained (one empty reading) puts the batch back for handBackDelay: it
+// may be a moment between two batches of a storm.
 func (h *Handler) HandleRetirements(ctx context.Context, batch events.SQSEvent) (events.SQSEventResponse, error) {
 	var (
 		failed   failures

@@ -435,7 +435,7 @@ func (t *attemptTally) report(devices int) string {
 		n, float64(n)/float64(devices), t.timedOut.Load(), connectTimeout, time.Duration(t.nanos.Load()/n).Seconds())
 }
 
-// connectTimeout is how long a device's connection attempt may take (the device app's MQTT connect timeout).
+// connectTimeout is how long one of the bench's connection attempts may take (devicesim.Config.ConnectTimeout).
 const connectTimeout = 10 * time.Second
 
 // apart says whether the devices' connections are made in a process of their own (links.go).
